@@ -1,0 +1,220 @@
+//! The two channels between the engine and everything else: [`Event`]s out, [`Control`]s in.
+//!
+//! Events are plain serde data so the same stream feeds the screen, the headless printer and the
+//! JSONL journal, and a journal read back yields exactly the events a live run produced. Nothing
+//! here knows about terminals or networks.
+
+use serde::{Deserialize, Serialize};
+
+/// What the operator (or CI) asks of a running deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Stop starting new steps once the running ones end.
+    Pause,
+    /// Undo a pause.
+    Resume,
+    /// Pass a gate (after the first batch, or after a failure paused the run).
+    Promote,
+    /// Stop now: kill running steps, leave every node on a whole release, release the lock.
+    Abort,
+    /// Stop forward work and put every switched node back on its previous release.
+    Rollback,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Position in the deployment's stream, from 1.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Deploy,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub host: String,
+    pub transport: String,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where a node stands, as the grid shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Not reached yet; serving its live release.
+    Waiting,
+    /// Being taken out of the load balancer.
+    Draining,
+    /// Running its phases (see `StepStarted` for which).
+    Updating,
+    /// Waiting for its health check to pass.
+    Checking,
+    /// Being put back into the load balancer.
+    Enabling,
+    /// On the new release, healthy, back in rotation.
+    Done,
+    /// A step failed; see the last `StepFinished`.
+    Failed,
+    /// Being put back on its previous release.
+    RollingBack,
+    /// Back on its previous release.
+    RolledBack,
+    /// Left alone (already on the release, or outside the run).
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepResult {
+    Ok,
+    Failed,
+    TimedOut,
+    Killed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every node is on the new release.
+    Deployed,
+    /// The run stopped and switched nodes went back to their previous release.
+    RolledBack,
+    /// The run stopped after a failure; nodes stay where they are (each on a whole release).
+    Halted,
+    /// The operator aborted; nodes stay where they are (each on a whole release).
+    Aborted,
+    /// The run could not start or could not finish its rollback.
+    Failed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Deployed => 0,
+            _ => 1,
+        }
+    }
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Halted => "halted",
+            Outcome::Aborted => "aborted",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeRelease {
+    pub node: String,
+    pub release: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The first event of every run: what is about to happen.
+    Started {
+        deployment: String,
+        kind: RunKind,
+        app: String,
+        env: String,
+        release: String,
+        strategy: String,
+        who: String,
+        from_host: String,
+        nodes: Vec<NodeInfo>,
+        batches: Vec<Vec<String>>,
+        /// Batch indexes after which the run waits for a promote.
+        gates: Vec<usize>,
+        /// Node phase names, in order (what the phases pane lists per node).
+        phases: Vec<String>,
+        protected: bool,
+        balancer: bool,
+        journal: Option<String>,
+    },
+    /// One node's state read before anything changes.
+    Preflight {
+        node: String,
+        ok: bool,
+        live_release: Option<String>,
+        previous_release: Option<String>,
+        message: Option<String>,
+    },
+    /// The lock is held on every node of the run.
+    Locked { deployment: String },
+    Unlocked { deployment: String },
+    BatchStarted { index: usize, nodes: Vec<String> },
+    NodeState { node: String, state: NodeState },
+    /// The node's `current` link, read back after a switch.
+    NodeRelease { node: String, release: Option<String> },
+    /// The balancer's own answer for a node (true = in rotation).
+    Rotation { node: String, in_rotation: bool },
+    StepStarted { node: Option<String>, phase: String, command: Option<String> },
+    Output { node: Option<String>, phase: String, stream: Stream, line: String },
+    StepFinished {
+        node: Option<String>,
+        phase: String,
+        result: StepResult,
+        duration_ms: u64,
+        message: Option<String>,
+    },
+    /// Waiting for a promote.
+    Gate { reason: String },
+    Promoted,
+    /// A pause was asked for; running steps are finishing.
+    Pausing,
+    Paused,
+    Resumed,
+    RollbackStarted { reason: String, nodes: Vec<String> },
+    Aborting { reason: String },
+    Notice { level: Level, message: String },
+    /// The last event of every run.
+    Finished {
+        outcome: Outcome,
+        message: String,
+        nodes: Vec<NodeRelease>,
+    },
+}
+
+impl EventKind {
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            EventKind::Preflight { node, .. }
+            | EventKind::NodeState { node, .. }
+            | EventKind::NodeRelease { node, .. }
+            | EventKind::Rotation { node, .. } => Some(node),
+            EventKind::StepStarted { node, .. } | EventKind::Output { node, .. } | EventKind::StepFinished { node, .. } => {
+                node.as_deref()
+            }
+            _ => None,
+        }
+    }
+}

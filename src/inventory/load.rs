@@ -1,0 +1,1081 @@
+//! Reading an inventory file: TOML syntax, `${VAR}` interpolation from the environment, and the
+//! shape of every table (known keys, value types, durations, batch specs).
+//!
+//! The reader walks the spanned TOML tree by hand instead of using serde derive so that it can
+//! keep going after an error and report every problem in one pass, each pointing at its line.
+//! Cross-references (nodes, roles, placeholders) are checked afterwards by `validate.rs`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::model::*;
+use crate::diag::{did_you_mean, Diagnostic, Report};
+use crate::secrets::Secrets;
+use crate::util;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read inventory {path}: {source}\n  = help: pass the file with -i FILE, or set DECKHAND_INVENTORY")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Report),
+}
+
+/// Load and validate an inventory file, taking `${VAR}` values from this process's environment.
+pub fn load(path: &Path) -> Result<Inventory, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    load_str(path, &source, &env).map_err(LoadError::Invalid)
+}
+
+/// Load from text; `env` answers `${VAR}` look-ups. Every problem found is in the report.
+pub fn load_str(file: &Path, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Inventory, Report> {
+    let report = |diagnostics| Report {
+        file: file.to_path_buf(),
+        source: source.to_string(),
+        diagnostics,
+    };
+    let root = match DeTable::parse(source) {
+        Ok(t) => t,
+        Err(e) => {
+            let d = Diagnostic::new(format!("invalid TOML: {}", e.message().trim()), e.span())
+                .help("fix the syntax at this spot; see the inventory reference in README.md");
+            return Err(report(vec![d]));
+        }
+    };
+    let mut cx = Cx {
+        diags: Vec::new(),
+        env,
+        secrets: Vec::new(),
+    };
+    let inv = read_root(&mut cx, file, source, &root);
+    let mut diags = cx.diags;
+    if let Some(inv) = &inv {
+        diags.extend(super::validate::validate(inv));
+    }
+    // Stable order: by position in the file.
+    diags.sort_by_key(|d| d.span.as_ref().map(|s| s.start).unwrap_or(usize::MAX));
+    match inv {
+        Some(inv) if diags.is_empty() => Ok(inv),
+        _ => Err(report(diags)),
+    }
+}
+
+type Val<'i> = Spanned<DeValue<'i>>;
+
+struct Cx<'e> {
+    diags: Vec<Diagnostic>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+    secrets: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, message: impl Into<String>, span: Span, help: impl Into<String>) {
+        self.diags.push(Diagnostic::new(message, Some(span)).help(help));
+    }
+
+    /// Replace `${VAR}` and `${VAR:-default}`; `$${` stays a literal `${`.
+    fn interpolate(&mut self, text: &str, span: &Span) -> String {
+        if !text.contains("${") {
+            return text.to_string();
+        }
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(pos) = rest.find("${") {
+            if rest[..pos].ends_with('$') {
+                out.push_str(&rest[..pos - 1]);
+                out.push_str("${");
+                rest = &rest[pos + 2..];
+                continue;
+            }
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 2..];
+            let Some(end) = after.find('}') else {
+                self.error(
+                    "unterminated `${` in a value",
+                    span.clone(),
+                    "close it as ${NAME}, or write $${ for a literal ${",
+                );
+                return text.to_string();
+            };
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                self.error(
+                    format!("`${{{inner}}}` is not a valid environment variable reference"),
+                    span.clone(),
+                    "use ${NAME} or ${NAME:-default}, NAME made of letters, digits and _",
+                );
+            } else {
+                match (self.env)(name) {
+                    Some(v) => {
+                        self.secrets.push(v.clone());
+                        out.push_str(&v);
+                    }
+                    None => match default {
+                        Some(d) => out.push_str(d),
+                        None => self.error(
+                            format!("environment variable `{name}` is not set"),
+                            span.clone(),
+                            format!("export {name}=… before running deckhand, or give a default: ${{{name}:-value}}"),
+                        ),
+                    },
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn parse_int(v: &toml::de::DeInteger<'_>) -> Option<i64> {
+    let s = v.as_str().replace('_', "");
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d.to_string()),
+        None => (false, s.trim_start_matches('+').to_string()),
+    };
+    let digits = digits
+        .trim_start_matches("0x")
+        .trim_start_matches("0o")
+        .trim_start_matches("0b")
+        .to_string();
+    let n = i64::from_str_radix(&digits, v.radix()).ok()?;
+    Some(if neg { -n } else { n })
+}
+
+/// One TOML table being read: remembers which keys were used so the rest can be reported.
+struct Obj<'a, 'i> {
+    table: &'a DeTable<'i>,
+    span: Span,
+    what: String,
+    used: BTreeSet<String>,
+}
+
+impl<'a, 'i> Obj<'a, 'i> {
+    fn new(table: &'a DeTable<'i>, span: Span, what: impl Into<String>) -> Self {
+        Obj {
+            table,
+            span,
+            what: what.into(),
+            used: BTreeSet::new(),
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'a Val<'i>> {
+        self.used.insert(key.to_string());
+        self.table.get(key)
+    }
+
+    fn type_error(&self, cx: &mut Cx, key: &str, v: &Val<'_>, want: &str, example: &str) {
+        cx.error(
+            format!("`{key}` in {} must be {want}, found {}", self.what, type_name(v.get_ref())),
+            v.span(),
+            format!("write it like: {key} = {example}"),
+        );
+    }
+
+    fn string(&mut self, cx: &mut Cx, key: &str, example: &str) -> Option<(String, Span)> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::String(s) => Some((cx.interpolate(s, &v.span()), v.span())),
+            _ => {
+                self.type_error(cx, key, v, "a string", example);
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, cx: &mut Cx, key: &str, example: &str) -> Option<Vec<(String, Span)>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                let mut out = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => out.push((cx.interpolate(s, &item.span()), item.span())),
+                        _ => self.type_error(cx, key, item, "a list of strings", example),
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                self.type_error(cx, key, v, "a list of strings", example);
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, cx: &mut Cx, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Integer(i) => match parse_int(i) {
+                Some(n) if (min..=max).contains(&n) => Some(n),
+                _ => {
+                    cx.error(
+                        format!("`{key}` in {} must be between {min} and {max}", self.what),
+                        v.span(),
+                        format!("write it like: {key} = {example}"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.type_error(cx, key, v, "an integer", example);
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, cx: &mut Cx, key: &str) -> Option<bool> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.type_error(cx, key, v, "true or false", "true");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, cx: &mut Cx, key: &str, example: &str) -> Option<Duration> {
+        let (text, span) = self.string(cx, key, example)?;
+        match util::parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                cx.error(
+                    format!("`{key}` in {} is not a duration: {e}", self.what),
+                    span,
+                    format!("use a number with a unit (ms, s, m, h), e.g. {key} = {example}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn table(&mut self, cx: &mut Cx, key: &str, what: String, example: &str) -> Option<Obj<'a, 'i>> {
+        let v = self.get(key)?;
+        match v.get_ref() {
+            DeValue::Table(t) => Some(Obj::new(t, v.span(), what)),
+            _ => {
+                self.type_error(cx, key, v, "a table", example);
+                None
+            }
+        }
+    }
+
+    /// Report every key that no getter asked for.
+    fn finish(self, cx: &mut Cx, allowed: &[&str]) {
+        for (k, _) in self.table.iter() {
+            let name = k.get_ref().as_ref();
+            if self.used.contains(name) {
+                continue;
+            }
+            let help = match did_you_mean(name, allowed) {
+                Some(s) => format!("did you mean `{s}`? allowed here: {}", allowed.join(", ")),
+                None => format!("allowed here: {}", allowed.join(", ")),
+            };
+            cx.error(format!("unknown key `{name}` in {}", self.what), k.span(), help);
+        }
+    }
+
+    fn require<T>(&self, cx: &mut Cx, key: &str, value: Option<T>, example: &str) -> Option<T> {
+        if value.is_none() && !self.table.contains_key(key) {
+            cx.error(
+                format!("{} is missing `{key}`", self.what),
+                self.span.clone(),
+                format!("add: {key} = {example}"),
+            );
+        }
+        value
+    }
+}
+
+const ROOT_KEYS: &[&str] = &["app", "ssh", "nodes", "environments", "phases", "theme"];
+const APP_KEYS: &[&str] = &[
+    "name",
+    "deploy_path",
+    "keep_releases",
+    "shared_files",
+    "shared_dirs",
+    "script",
+];
+const SSH_KEYS: &[&str] = &[
+    "user",
+    "port",
+    "identity_file",
+    "jump",
+    "known_hosts",
+    "host_key_checking",
+    "connect_timeout",
+    "ssh_config",
+];
+const NODE_KEYS: &[&str] = &[
+    "host",
+    "roles",
+    "transport",
+    "deploy_path",
+    "lb_server",
+    "user",
+    "port",
+    "identity_file",
+    "jump",
+    "known_hosts",
+    "host_key_checking",
+    "connect_timeout",
+    "ssh_config",
+];
+const ENV_KEYS: &[&str] = &[
+    "nodes",
+    "roles",
+    "strategy",
+    "batches",
+    "max_fail",
+    "on_failure",
+    "pause_after_first",
+    "protected",
+    "health",
+    "load_balancer",
+];
+const HEALTH_KEYS: &[&str] = &["run", "url", "expect", "timeout", "interval", "retries"];
+const LB_KEYS: &[&str] = &["drain", "enable", "state", "timeout"];
+const PHASE_KEYS: &[&str] = &[
+    "name", "stage", "once", "roles", "where", "run", "function", "builtin", "upload", "timeout",
+];
+
+fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>) -> Option<Inventory> {
+    let mut top = Obj::new(root.get_ref(), root.span(), "the inventory");
+    let app = match top.table(cx, "app", "[app]".into(), "{ name = \"myapp\" }") {
+        Some(t) => read_app(cx, t),
+        None => {
+            if !root.get_ref().contains_key("app") {
+                cx.error(
+                    "the inventory has no [app] table",
+                    0..0,
+                    "start the file with [app], name = \"…\" and deploy_path = \"/var/www/…\"",
+                );
+            }
+            None
+        }
+    };
+    let ssh_defaults = match top.table(cx, "ssh", "[ssh]".into(), "{ user = \"deploy\" }") {
+        Some(t) => read_ssh(cx, t, None, SSH_KEYS),
+        None => default_ssh(),
+    };
+    let theme = top.string(cx, "theme", "\"dark\"").map(|(s, _)| s);
+
+    let mut nodes = Vec::new();
+    if let Some(mut t) = top.table(cx, "nodes", "[nodes]".into(), "{ web-1 = { host = \"10.0.0.1\" } }") {
+        for (k, v) in t.table.iter() {
+            let name = k.get_ref().to_string();
+            t.used.insert(name.clone());
+            let what = format!("[nodes.{name}]");
+            match v.get_ref() {
+                DeValue::Table(nt) => {
+                    let obj = Obj::new(nt, k.span(), what);
+                    if let Some(node) = read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref()) {
+                        nodes.push(node);
+                    }
+                }
+                other => cx.error(
+                    format!("{what} must be a table, found {}", type_name(other)),
+                    v.span(),
+                    format!("write it as [nodes.{name}] with host = \"…\" under it"),
+                ),
+            }
+        }
+    }
+
+    let mut environments = Vec::new();
+    if let Some(mut t) = top.table(cx, "environments", "[environments]".into(), "{ production = { … } }") {
+        for (k, v) in t.table.iter() {
+            let name = k.get_ref().to_string();
+            t.used.insert(name.clone());
+            let what = format!("[environments.{name}]");
+            match v.get_ref() {
+                DeValue::Table(et) => {
+                    let obj = Obj::new(et, k.span(), what);
+                    if let Some(env) = read_environment(cx, obj, &name, k.span(), &nodes) {
+                        environments.push(env);
+                    }
+                }
+                other => cx.error(
+                    format!("{what} must be a table, found {}", type_name(other)),
+                    v.span(),
+                    format!("write it as [environments.{name}] with nodes = [\"…\"] under it"),
+                ),
+            }
+        }
+    }
+
+    let mut phases = Vec::new();
+    if let Some(v) = top.get("phases") {
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::Table(pt) => {
+                            let label = pt
+                                .get("name")
+                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
+                                .map(|n| format!("phase `{n}`"))
+                                .unwrap_or_else(|| format!("phase #{}", i + 1));
+                            let obj = Obj::new(pt, item.span(), label);
+                            if let Some(p) = read_phase(cx, obj) {
+                                phases.push(p);
+                            }
+                        }
+                        other => cx.error(
+                            format!("each entry of phases must be a table, found {}", type_name(other)),
+                            item.span(),
+                            "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
+                        ),
+                    }
+                }
+            }
+            other => cx.error(
+                format!("`phases` must be an array of tables, found {}", type_name(other)),
+                v.span(),
+                "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
+            ),
+        }
+    }
+    top.finish(cx, ROOT_KEYS);
+
+    let app = app?;
+    let secrets = Secrets::new(std::mem::take(&mut cx.secrets).into_iter().chain(Secrets::from_process_env()));
+    Some(Inventory {
+        file: file.to_path_buf(),
+        source: source.to_string(),
+        app,
+        nodes,
+        environments,
+        phases,
+        theme,
+        secrets,
+    })
+}
+
+fn read_app(cx: &mut Cx, mut t: Obj) -> Option<App> {
+    let name = t.string(cx, "name", "\"myapp\"");
+    let name = t.require(cx, "name", name, "\"myapp\"");
+    if let Some((n, span)) = &name {
+        if !util::valid_name(n) {
+            cx.error(
+                format!("app name `{n}` is not a valid name"),
+                span.clone(),
+                "use letters, digits, '.', '_', '+' or '-', starting with a letter or digit",
+            );
+        }
+    }
+    let deploy_path = t.string(cx, "deploy_path", "\"/var/www/myapp\"");
+    let deploy_path = t.require(cx, "deploy_path", deploy_path, "\"/var/www/myapp\"");
+    if let Some((p, span)) = &deploy_path {
+        check_deploy_path(cx, p, span.clone());
+    }
+    let keep = t.int(cx, "keep_releases", 1, 1000, "5").unwrap_or(5) as u32;
+    let shared_files = t.strings(cx, "shared_files", "[\".env\"]").unwrap_or_default();
+    let shared_dirs = t.strings(cx, "shared_dirs", "[\"storage\"]").unwrap_or_default();
+    for (p, span) in shared_files.iter().chain(shared_dirs.iter()) {
+        check_relative_path(cx, p, span.clone());
+    }
+    let script = t.string(cx, "script", "\"deploy.sh\"").map(|(s, _)| s);
+    t.finish(cx, APP_KEYS);
+    Some(App {
+        name: name?.0,
+        deploy_path: deploy_path?.0,
+        keep_releases: keep,
+        shared_files: shared_files.into_iter().map(|(s, _)| s).collect(),
+        shared_dirs: shared_dirs.into_iter().map(|(s, _)| s).collect(),
+        script,
+    })
+}
+
+fn check_deploy_path(cx: &mut Cx, p: &str, span: Span) {
+    let bad = !p.starts_with('/')
+        || p.split('/').any(|c| c == "..")
+        || p.chars().any(|c| c.is_control() || c == '\'' || c == '"');
+    if bad || p == "/" {
+        cx.error(
+            format!("deploy_path `{p}` must be an absolute path without `..`, quotes or control characters"),
+            span,
+            "e.g. deploy_path = \"/var/www/myapp\"",
+        );
+    }
+}
+
+fn check_relative_path(cx: &mut Cx, p: &str, span: Span) {
+    if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") || p.chars().any(|c| c.is_control()) {
+        cx.error(
+            format!("`{p}` must be a path relative to the release, without `..`"),
+            span,
+            "e.g. \"storage\" or \"config/app.env\"",
+        );
+    }
+}
+
+fn default_ssh() -> SshSettings {
+    SshSettings {
+        user: None,
+        port: None,
+        identity_file: None,
+        jump: Vec::new(),
+        known_hosts: None,
+        host_key_checking: HostKeyChecking::Strict,
+        connect_timeout: Duration::from_secs(10),
+        ssh_config: None,
+    }
+}
+
+/// Read SSH keys from a table, laid over `base` (the `[ssh]` defaults for a node).
+fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str]) -> SshSettings {
+    let mut s = base.cloned().unwrap_or_else(default_ssh);
+    if let Some((u, _)) = t.string(cx, "user", "\"deploy\"") {
+        s.user = Some(u);
+    }
+    if let Some(p) = t.int(cx, "port", 1, 65535, "22") {
+        s.port = Some(p as u16);
+    }
+    if let Some((f, _)) = t.string(cx, "identity_file", "\"~/.ssh/id_ed25519\"") {
+        s.identity_file = Some(f);
+    }
+    if let Some(v) = t.get("jump") {
+        let hops: Vec<String> = match v.get_ref() {
+            DeValue::String(j) => cx
+                .interpolate(j, &v.span())
+                .split(',')
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|i| i.get_ref().as_str().map(|s| s.to_string()))
+                .collect(),
+            _ => {
+                t.type_error(cx, "jump", v, "a string or a list of hops", "\"ops@bastion:22\"");
+                Vec::new()
+            }
+        };
+        for hop in &hops {
+            if hop.chars().any(|c| c.is_whitespace() || c.is_control()) || hop.starts_with('-') {
+                cx.error(
+                    format!("jump host `{hop}` is not of the form user@host:port"),
+                    v.span(),
+                    "e.g. jump = \"ops@bastion.example.com:22\"",
+                );
+            }
+        }
+        s.jump = hops;
+    }
+    if let Some((k, _)) = t.string(cx, "known_hosts", "\"~/.ssh/known_hosts\"") {
+        s.known_hosts = Some(k);
+    }
+    if let Some((h, span)) = t.string(cx, "host_key_checking", "\"strict\"") {
+        match h.as_str() {
+            "strict" => s.host_key_checking = HostKeyChecking::Strict,
+            "accept-new" => s.host_key_checking = HostKeyChecking::AcceptNew,
+            other => cx.error(
+                format!("host_key_checking `{other}` is not known"),
+                span,
+                "use \"strict\" (the default) or \"accept-new\"",
+            ),
+        }
+    }
+    if let Some(d) = t.duration(cx, "connect_timeout", "\"10s\"") {
+        s.connect_timeout = d;
+    }
+    if let Some((c, _)) = t.string(cx, "ssh_config", "\"~/.ssh/config\"") {
+        s.ssh_config = Some(c);
+    }
+    if allowed == SSH_KEYS {
+        t.finish(cx, allowed);
+    }
+    s
+}
+
+fn read_node(
+    cx: &mut Cx,
+    mut t: Obj,
+    name: &str,
+    span: Span,
+    ssh_defaults: &SshSettings,
+    app: Option<&App>,
+) -> Option<Node> {
+    if !util::valid_name(name) {
+        cx.error(
+            format!("node name `{name}` is not a valid name"),
+            span.clone(),
+            "use letters, digits, '.', '_', '+' or '-', starting with a letter or digit",
+        );
+    }
+    let transport = match t.string(cx, "transport", "\"ssh\"") {
+        None => TransportKind::Ssh,
+        Some((s, sp)) => match s.as_str() {
+            "ssh" => TransportKind::Ssh,
+            "local" => TransportKind::Local,
+            other => {
+                cx.error(
+                    format!("transport `{other}` of node `{name}` is not known"),
+                    sp,
+                    "use \"ssh\" (the default) or \"local\"",
+                );
+                TransportKind::Ssh
+            }
+        },
+    };
+    let host = t.string(cx, "host", "\"10.0.1.11\"");
+    if let Some((h, sp)) = &host {
+        let ok = !h.is_empty()
+            && !h.starts_with('-')
+            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+        if !ok {
+            cx.error(
+                format!("host `{h}` of node `{name}` is not a host name or address"),
+                sp.clone(),
+                "use a DNS name or an IP address, e.g. host = \"10.0.1.11\"",
+            );
+        }
+    }
+    if host.is_none() && transport == TransportKind::Ssh && !t.table.contains_key("host") {
+        cx.error(
+            format!("node `{name}` has no `host`"),
+            span.clone(),
+            "add host = \"…\" (its address), or transport = \"local\" for a node on this machine",
+        );
+    }
+    let roles = t.strings(cx, "roles", "[\"app\"]").unwrap_or_default();
+    for (r, sp) in &roles {
+        if !util::valid_name(r) {
+            cx.error(format!("role `{r}` is not a valid name"), sp.clone(), "use letters, digits, '.', '_', '+' or '-'");
+        }
+    }
+    let deploy_path = t.string(cx, "deploy_path", "\"/var/www/myapp\"");
+    if let Some((p, sp)) = &deploy_path {
+        check_deploy_path(cx, p, sp.clone());
+    }
+    let lb_server = t.string(cx, "lb_server", "\"web1\"").map(|(s, _)| s);
+    let ssh = read_ssh(cx, Obj { used: BTreeSet::new(), ..Obj::new(t.table, t.span.clone(), t.what.clone()) }, Some(ssh_defaults), NODE_KEYS);
+    for k in SSH_KEYS {
+        t.used.insert(k.to_string());
+    }
+    t.finish(cx, NODE_KEYS);
+    let deploy_path = deploy_path.map(|(p, _)| p).or_else(|| app.map(|a| a.deploy_path.clone()))?;
+    Some(Node {
+        name: name.to_string(),
+        host: host.map(|(h, _)| h).unwrap_or_else(|| "127.0.0.1".into()),
+        roles: roles.into_iter().map(|(r, _)| r).collect(),
+        transport,
+        deploy_path,
+        ssh,
+        lb_server: lb_server.unwrap_or_else(|| name.to_string()),
+        span,
+    })
+}
+
+fn parse_share(text: &str) -> Option<f64> {
+    let n: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    (n > 0.0 && n <= 100.0).then_some(n)
+}
+
+fn read_batch_entry(cx: &mut Cx, v: &Val<'_>) -> Option<BatchSize> {
+    let help = "a batch is a node count (e.g. 2) or a share of the environment (e.g. \"25%\"), above 0";
+    match v.get_ref() {
+        DeValue::Integer(i) => match parse_int(i) {
+            Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(BatchSize::Count(n as u32)),
+            _ => {
+                cx.error("batch size must be at least 1", v.span(), help);
+                None
+            }
+        },
+        DeValue::String(s) => match parse_share(s) {
+            Some(p) => Some(BatchSize::Percent(p)),
+            None => {
+                cx.error(format!("batch size `{s}` is not a count or a percentage"), v.span(), help);
+                None
+            }
+        },
+        other => {
+            cx.error(format!("batch size must be a number or a percentage, found {}", type_name(other)), v.span(), help);
+            None
+        }
+    }
+}
+
+fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[Node]) -> Option<Environment> {
+    if !util::valid_name(name) {
+        cx.error(
+            format!("environment name `{name}` is not a valid name"),
+            span.clone(),
+            "use letters, digits, '.', '_', '+' or '-', starting with a letter or digit",
+        );
+    }
+    let mut members: Vec<String> = Vec::new();
+    let listed = t.strings(cx, "nodes", "[\"web-1\", \"web-2\"]");
+    if let Some(listed) = &listed {
+        let mut seen = BTreeSet::new();
+        for (n, sp) in listed {
+            if !seen.insert(n.clone()) {
+                cx.error(format!("node `{n}` is listed twice in environment `{name}`"), sp.clone(), "list each node once");
+                continue;
+            }
+            if nodes.iter().any(|x| &x.name == n) {
+                members.push(n.clone());
+            } else {
+                let names: Vec<&str> = nodes.iter().map(|x| x.name.as_str()).collect();
+                let help = match did_you_mean(n, &names) {
+                    Some(s) => format!("did you mean `{s}`? or define it under [nodes.{n}]"),
+                    None => format!("define it under [nodes.{n}], or remove it from the list"),
+                };
+                cx.error(format!("environment `{name}` uses node `{n}`, which is not defined"), sp.clone(), help);
+            }
+        }
+    }
+    let roles = t.strings(cx, "roles", "[\"app\"]");
+    if let Some(roles) = &roles {
+        for (r, sp) in roles {
+            let holders: Vec<&Node> = nodes.iter().filter(|n| n.roles.contains(r)).collect();
+            if holders.is_empty() {
+                cx.error(
+                    format!("environment `{name}` selects role `{r}`, which no node has"),
+                    sp.clone(),
+                    format!("add roles = [\"{r}\"] to a node, or fix the role name"),
+                );
+            }
+            for n in holders {
+                if !members.contains(&n.name) {
+                    members.push(n.name.clone());
+                }
+            }
+        }
+    }
+    if listed.is_none() && roles.is_none() && !t.table.contains_key("nodes") && !t.table.contains_key("roles") {
+        cx.error(
+            format!("environment `{name}` has no nodes"),
+            span.clone(),
+            "add nodes = [\"web-1\", …] or roles = [\"app\"]",
+        );
+    } else if members.is_empty() && listed.as_ref().map(|l| l.is_empty()).unwrap_or(true) && roles.as_ref().map(|r| r.is_empty()).unwrap_or(true) {
+        cx.error(
+            format!("environment `{name}` has no nodes"),
+            span.clone(),
+            "list at least one node in nodes = [\"web-1\", …] or roles = [\"app\"]",
+        );
+    }
+    // Plan order is the order of [nodes.*] in the file.
+    members.sort_by_key(|m| nodes.iter().position(|n| &n.name == m));
+
+    let strategy = match t.string(cx, "strategy", "\"rolling\"") {
+        None => Strategy::Rolling,
+        Some((s, sp)) => match s.as_str() {
+            "rolling" => Strategy::Rolling,
+            other => {
+                cx.error(
+                    format!("strategy `{other}` is not supported"),
+                    sp,
+                    "use strategy = \"rolling\"",
+                );
+                Strategy::Rolling
+            }
+        },
+    };
+    let batches = match t.get("batches") {
+        None => vec![BatchSize::Count(1)],
+        Some(v) => match v.get_ref() {
+            DeValue::Array(items) if !items.is_empty() => items.iter().filter_map(|i| read_batch_entry(cx, i)).collect(),
+            DeValue::Array(_) => {
+                cx.error("batches is empty", v.span(), "e.g. batches = [1, \"50%\", \"100%\"], or a single number");
+                vec![BatchSize::Count(1)]
+            }
+            _ => read_batch_entry(cx, v).map(|b| vec![b]).unwrap_or_default(),
+        },
+    };
+    let max_fail = match t.get("max_fail") {
+        None => 0.0,
+        Some(v) => match v.get_ref() {
+            DeValue::String(s) if s.trim() == "0%" || s.trim() == "0" => 0.0,
+            DeValue::String(s) => match parse_share(s) {
+                Some(p) => p / 100.0,
+                None => {
+                    cx.error(
+                        format!("max_fail `{s}` is not a percentage"),
+                        v.span(),
+                        "e.g. max_fail = \"0%\" (no failed node tolerated) or \"25%\"",
+                    );
+                    0.0
+                }
+            },
+            DeValue::Integer(i) if parse_int(i).map(|n| n >= 0).unwrap_or(false) => {
+                let n = parse_int(i).unwrap_or(0) as f64;
+                let total = members.len().max(1) as f64;
+                (n / total).min(1.0)
+            }
+            other => {
+                cx.error(
+                    format!("max_fail must be a percentage or a node count, found {}", type_name(other)),
+                    v.span(),
+                    "e.g. max_fail = \"0%\" or max_fail = 1",
+                );
+                0.0
+            }
+        },
+    };
+    let on_failure = match t.string(cx, "on_failure", "\"pause\"") {
+        None => OnFailure::Pause,
+        Some((s, sp)) => match s.as_str() {
+            "pause" => OnFailure::Pause,
+            "rollback" => OnFailure::Rollback,
+            "abort" => OnFailure::Abort,
+            other => {
+                cx.error(format!("on_failure `{other}` is not known"), sp, "use \"pause\", \"rollback\" or \"abort\"");
+                OnFailure::Pause
+            }
+        },
+    };
+    let pause_after_first = t.bool(cx, "pause_after_first").unwrap_or(false);
+    let protected = t.bool(cx, "protected").unwrap_or(false);
+    let health = t
+        .table(cx, "health", format!("the health check of `{name}`"), "{ run = \"curl -fsS http://127.0.0.1/up\" }")
+        .and_then(|h| read_health(cx, h));
+    let load_balancer = t
+        .table(cx, "load_balancer", format!("the load balancer of `{name}`"), "{ drain = \"…\", enable = \"…\" }")
+        .and_then(|lb| read_command_lb(cx, lb));
+    t.finish(cx, ENV_KEYS);
+    Some(Environment {
+        name: name.to_string(),
+        nodes: members,
+        strategy,
+        batches,
+        max_fail,
+        on_failure,
+        pause_after_first,
+        protected,
+        health,
+        load_balancer,
+        span,
+    })
+}
+
+fn read_health(cx: &mut Cx, mut t: Obj) -> Option<Health> {
+    let run = t.string(cx, "run", "\"curl -fsS http://127.0.0.1:8080/up\"");
+    let url = t.string(cx, "url", "\"http://{host}:8080/up\"");
+    let expect = t.int(cx, "expect", 100, 599, "200").unwrap_or(200) as u16;
+    let timeout = t.duration(cx, "timeout", "\"5s\"").unwrap_or(Duration::from_secs(5));
+    let interval = t.duration(cx, "interval", "\"1s\"").unwrap_or(Duration::from_secs(1));
+    let retries = t.int(cx, "retries", 0, 100_000, "30").unwrap_or(10) as u32;
+    let span = t.span.clone();
+    let what = t.what.clone();
+    t.finish(cx, HEALTH_KEYS);
+    let probe = match (run, url) {
+        (Some((r, sp)), None) => {
+            check_placeholders(cx, &r, sp);
+            HealthProbe::Run(r)
+        }
+        (None, Some((u, sp))) => {
+            check_placeholders(cx, &u, sp.clone());
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                cx.error(format!("health url `{u}` must start with http:// or https://"), sp, "e.g. url = \"http://{host}:8080/up\"");
+            }
+            HealthProbe::Url { url: u, expect }
+        }
+        (Some(_), Some((_, sp))) => {
+            cx.error(format!("{what} has both `run` and `url`"), sp, "keep one: a command (run) or an HTTP probe (url)");
+            return None;
+        }
+        (None, None) => {
+            cx.error(format!("{what} has neither `run` nor `url`"), span, "add run = \"…\" (a command on the node) or url = \"http://{host}:…\"");
+            return None;
+        }
+    };
+    Some(Health {
+        probe,
+        timeout,
+        interval,
+        retries,
+    })
+}
+
+fn read_command_lb(cx: &mut Cx, mut t: Obj) -> Option<CommandBalancer> {
+    let drain = t.string(cx, "drain", "\"…\"");
+    let drain = t.require(cx, "drain", drain, "\"my-lb drain {node}\"");
+    let enable = t.string(cx, "enable", "\"…\"");
+    let enable = t.require(cx, "enable", enable, "\"my-lb enable {node}\"");
+    let state = t.string(cx, "state", "\"my-lb state {node}\"");
+    let timeout = t.duration(cx, "timeout", "\"30s\"").unwrap_or(Duration::from_secs(30));
+    t.finish(cx, LB_KEYS);
+    for (cmd, sp) in [&drain, &enable, &state].into_iter().flatten() {
+        check_placeholders(cx, cmd, sp.clone());
+    }
+    Some(CommandBalancer {
+        drain: drain?.0,
+        enable: enable?.0,
+        state: state.map(|(s, _)| s),
+        timeout,
+    })
+}
+
+/// Report `{name}` placeholders that are not known, pointing into the string when possible.
+pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnostic> {
+    util::unknown_placeholders(text)
+        .into_iter()
+        .map(|(name, offset)| {
+            // Point at the placeholder when the string is a plain one-line literal.
+            let start = span.start + 1 + offset;
+            let sp = if start + name.len() + 2 <= span.end { start..start + name.len() + 2 } else { span.clone() };
+            let help = match did_you_mean(&name, util::PLACEHOLDERS) {
+                Some(s) => format!("did you mean {{{s}}}? known: {}; write {{{{ for a literal brace", known()),
+                None => format!("known placeholders: {}; write {{{{ for a literal brace", known()),
+            };
+            Diagnostic::new(format!("unknown placeholder `{{{name}}}`"), Some(sp)).help(help)
+        })
+        .collect()
+}
+
+fn known() -> String {
+    util::PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")
+}
+
+fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
+    cx.diags.extend(check_placeholders_report(text, span));
+}
+
+fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
+    let name = t.string(cx, "name", "\"install_dependencies\"");
+    let name = t.require(cx, "name", name, "\"install_dependencies\"");
+    if let Some((n, sp)) = &name {
+        if n.is_empty() || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            cx.error(format!("phase name `{n}` must be one word"), sp.clone(), "e.g. name = \"install_dependencies\"");
+        }
+    }
+    let stage = match t.string(cx, "stage", "\"node\"") {
+        None => Stage::Node,
+        Some((s, sp)) => match s.as_str() {
+            "before" => Stage::Before,
+            "node" => Stage::Node,
+            "after" => Stage::After,
+            other => {
+                cx.error(format!("stage `{other}` is not known"), sp, "use \"before\", \"node\" (the default) or \"after\"");
+                Stage::Node
+            }
+        },
+    };
+    let once = t.bool(cx, "once").unwrap_or(false);
+    let roles = t.strings(cx, "roles", "[\"migrator\"]").unwrap_or_default();
+    let roles_span = t.table.get("roles").map(|v| v.span());
+    let where_ = match t.string(cx, "where", "\"local\"") {
+        None => Where::Node,
+        Some((s, sp)) => match s.as_str() {
+            "node" => Where::Node,
+            "local" => Where::Local,
+            other => {
+                cx.error(format!("where `{other}` is not known"), sp, "use \"node\" (the default) or \"local\" (this machine)");
+                Where::Node
+            }
+        },
+    };
+    let run = t.string(cx, "run", "\"cd {release_path} && make\"");
+    let function = t.string(cx, "function", "\"install_dependencies\"");
+    let builtin = t.string(cx, "builtin", "\"release\"");
+    let upload = t.table(cx, "upload", "the upload".into(), "{ from = \"dist/app.tar.gz\", to = \"{release_path}/app.tar.gz\" }");
+    let timeout = t.duration(cx, "timeout", "\"10m\"");
+    let span = t.span.clone();
+    let what = t.what.clone();
+    t.finish(cx, PHASE_KEYS);
+
+    let mut actions = Vec::new();
+    if let Some((r, sp)) = run {
+        check_placeholders(cx, &r, sp.clone());
+        actions.push((Action::Run(r), sp));
+    }
+    if let Some((f, sp)) = function {
+        let ok = !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !f.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            cx.error(format!("function `{f}` is not a shell function name"), sp.clone(), "use letters, digits and _, e.g. function = \"pull_latest_code\"");
+        }
+        actions.push((Action::Function(f), sp));
+    }
+    if let Some((b, sp)) = builtin {
+        let bi = match b.as_str() {
+            "release" => Some(Builtin::Release),
+            "switch" => Some(Builtin::Switch),
+            "cleanup" => Some(Builtin::Cleanup),
+            other => {
+                cx.error(format!("builtin `{other}` is not known"), sp.clone(), "use \"release\", \"switch\" or \"cleanup\"");
+                None
+            }
+        };
+        if let Some(bi) = bi {
+            actions.push((Action::Builtin(bi), sp));
+        }
+    }
+    if let Some(mut u) = upload {
+        let from = u.string(cx, "from", "\"dist/app-{release}.tar.gz\"");
+        let from = u.require(cx, "from", from, "\"dist/app-{release}.tar.gz\"");
+        let to = u.string(cx, "to", "\"{release_path}/app.tar.gz\"");
+        let to = u.require(cx, "to", to, "\"{release_path}/app.tar.gz\"");
+        let sp = u.span.clone();
+        u.finish(cx, &["from", "to"]);
+        if let (Some((f, fsp)), Some((to, tsp))) = (from, to) {
+            check_placeholders(cx, &f, fsp);
+            check_placeholders(cx, &to, tsp);
+            actions.push((Action::Upload { from: f, to }, sp));
+        }
+    }
+    let action = match actions.len() {
+        1 => actions.pop().map(|(a, _)| a),
+        0 => {
+            cx.error(
+                format!("{what} has neither `run`, `function` nor `builtin`"),
+                span.clone(),
+                "give it one: run = \"<command>\", function = \"<deploy.sh function>\", builtin = \"release\" | \"switch\" | \"cleanup\", or upload = { from, to }",
+            );
+            None
+        }
+        _ => {
+            let sp = actions[1].1.clone();
+            cx.error(format!("{what} has more than one of `run`, `function`, `builtin`, `upload`"), sp, "split it into one phase per action");
+            None
+        }
+    }?;
+    let (name, name_span) = name?;
+    Some(Phase {
+        name,
+        name_span,
+        roles_span,
+        stage,
+        once,
+        roles: roles.into_iter().map(|(r, _)| r).collect(),
+        where_,
+        action,
+        timeout,
+        span,
+    })
+}

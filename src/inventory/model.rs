@@ -1,0 +1,220 @@
+//! The typed inventory: what the operator declared, after loading and validation.
+//!
+//! These types hold no I/O and no defaults logic beyond plain values; `load.rs` fills them from
+//! TOML and `validate.rs` checks how they refer to each other. Byte spans are kept where later
+//! checks need to point back into the file.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::secrets::Secrets;
+
+pub type Span = Range<usize>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    /// The file it came from (for messages) and its directory (where `local` steps run).
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub source: String,
+    pub app: App,
+    pub nodes: Vec<Node>,
+    pub environments: Vec<Environment>,
+    pub phases: Vec<Phase>,
+    pub theme: Option<String>,
+    #[serde(skip)]
+    pub secrets: Secrets,
+}
+
+impl Inventory {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+    /// Directory of the inventory file: local steps and relative paths start there.
+    pub fn base_dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct App {
+    pub name: String,
+    pub deploy_path: String,
+    pub keep_releases: u32,
+    pub shared_files: Vec<String>,
+    pub shared_dirs: Vec<String>,
+    pub script: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    Strict,
+    AcceptNew,
+}
+
+/// SSH settings of one node: the `[ssh]` defaults with the node's own keys laid over them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SshSettings {
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<String>,
+    /// ProxyJump hops, in order (`user@host:port`).
+    pub jump: Vec<String>,
+    pub known_hosts: Option<String>,
+    pub host_key_checking: HostKeyChecking,
+    #[serde(with = "crate::util::duration_serde")]
+    pub connect_timeout: Duration,
+    pub ssh_config: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Ssh,
+    Local,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    /// Address for SSH and for `{host}`; local nodes default to `127.0.0.1`.
+    pub host: String,
+    pub roles: Vec<String>,
+    pub transport: TransportKind,
+    pub deploy_path: String,
+    pub ssh: SshSettings,
+    /// The node's server name in the load balancer (default: its name).
+    pub lb_server: String,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Rolling,
+}
+
+/// One entry of a batch ramp: a node count or a share of the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchSize {
+    Count(u32),
+    Percent(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Pause,
+    Rollback,
+    Abort,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthProbe {
+    /// A command run on the node; exit 0 means healthy.
+    Run(String),
+    /// An HTTP GET from this machine; `{host}` and friends are filled in.
+    Url { url: String, expect: u16 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub probe: HealthProbe,
+    #[serde(with = "crate::util::duration_serde")]
+    pub timeout: Duration,
+    #[serde(with = "crate::util::duration_serde")]
+    pub interval: Duration,
+    pub retries: u32,
+}
+
+/// A load balancer driven by commands run on this machine (HAProxy comes with its own driver).
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandBalancer {
+    pub drain: String,
+    pub enable: String,
+    pub state: Option<String>,
+    #[serde(with = "crate::util::duration_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    /// Node names, in plan order.
+    pub nodes: Vec<String>,
+    pub strategy: Strategy,
+    pub batches: Vec<BatchSize>,
+    /// Failed nodes tolerated, as a fraction of the environment (0.0 ..= 1.0).
+    pub max_fail: f64,
+    pub on_failure: OnFailure,
+    pub pause_after_first: bool,
+    pub protected: bool,
+    pub health: Option<Health>,
+    pub load_balancer: Option<CommandBalancer>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Before,
+    Node,
+    After,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Where {
+    Node,
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builtin {
+    Release,
+    Switch,
+    Cleanup,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Run(String),
+    Function(String),
+    Builtin(Builtin),
+    Upload { from: String, to: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub stage: Stage,
+    pub once: bool,
+    pub roles: Vec<String>,
+    #[serde(rename = "where")]
+    pub where_: Where,
+    pub action: Action,
+    #[serde(with = "crate::util::opt_duration_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(skip)]
+    pub span: Span,
+    #[serde(skip)]
+    pub roles_span: Option<Span>,
+    #[serde(skip)]
+    pub name_span: Span,
+}

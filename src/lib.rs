@@ -1,0 +1,14 @@
+//! deckhand: a terminal console for rolling deployments.
+//!
+//! Data flows one way: an inventory file is loaded and validated (`inventory`), turned into an
+//! ordered plan for one environment and release (`plan`), and executed by the engine (`engine`),
+//! which reaches nodes through a `transport` and reports everything as events. The headless
+//! printer, the journal and the console screen only consume those events.
+
+pub mod diag; // file:line:col diagnostics with a caret and a fix
+pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback, journal
+pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
+pub mod plan; // inventory + environment + release -> ordered steps, batches and gates
+pub mod secrets; // masking of secret values in everything that leaves the engine
+pub mod transport; // running scripts on nodes: local and ssh
+pub mod util; // quoting, placeholders, names, durations

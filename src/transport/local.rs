@@ -1,0 +1,161 @@
+//! The local transport: scripts run with `sh` on this machine, for demo nodes
+//! (`transport = "local"`) and for `where = "local"` phases.
+//!
+//! Each script gets its own process group, so a timeout or an abort kills the script and every
+//! child it started (TERM, then KILL after a short grace), and nothing it spawned outlives it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::{pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport, TransportError, CAPTURE_LIMIT};
+
+/// Time a killed script's group gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct LocalTransport {
+    /// Working directory of every script.
+    pub cwd: PathBuf,
+}
+
+impl LocalTransport {
+    pub fn new(cwd: impl Into<PathBuf>) -> Self {
+        LocalTransport { cwd: cwd.into() }
+    }
+}
+
+fn kill_group(pgid: i32, signal: i32) {
+    if pgid > 0 {
+        // SAFETY: plain syscall; a stale group id only yields ESRCH.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for LocalTransport {
+    async fn connect(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        req: &ExecRequest,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutcome, TransportError> {
+        let cwd = if self.cwd.is_dir() { self.cwd.clone() } else { PathBuf::from("/") };
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&req.script)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Exec(format!("cannot start sh on this machine: {e}")))?;
+        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let out_task = tokio::spawn(pump_lines_opt(stdout, Stream::Stdout, lines.cloned(), CAPTURE_LIMIT));
+        let err_task = tokio::spawn(pump_lines_opt(stderr, Stream::Stderr, lines.cloned(), 0));
+
+        let timeout = req.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+        let ended = tokio::select! {
+            status = child.wait() => Ended::Exited(status.ok().and_then(|s| s.code())),
+            _ = tokio::time::sleep(timeout) => Ended::TimedOut,
+            _ = cancel.cancelled() => Ended::Cancelled,
+        };
+        if ended != Ended::Exited(Some(0)) {
+            // Whatever ended the script, nothing of its group may live on.
+            kill_group(pgid, libc::SIGTERM);
+            if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                kill_group(pgid, libc::SIGKILL);
+                let _ = child.wait().await;
+            }
+            kill_group(pgid, libc::SIGKILL);
+        }
+        // A background child that kept the pipes open must not hold us forever.
+        let grace = Duration::from_millis(if ended == Ended::Exited(Some(0)) { 2000 } else { 200 });
+        let (stdout, _) = match tokio::time::timeout(grace, out_task).await {
+            Ok(Ok(v)) => v,
+            _ => (String::new(), Vec::new()),
+        };
+        let (_, stderr_tail) = match tokio::time::timeout(grace, err_task).await {
+            Ok(Ok(v)) => v,
+            _ => (String::new(), Vec::new()),
+        };
+        Ok(ExecOutcome {
+            ended,
+            stdout,
+            stderr_tail,
+        })
+    }
+
+    async fn upload(&self, from: &Path, to: &str) -> Result<(), TransportError> {
+        let err = |reason: String| TransportError::Upload {
+            from: from.display().to_string(),
+            reason,
+        };
+        if let Some(parent) = Path::new(to).parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| err(e.to_string()))?;
+        }
+        tokio::fs::copy(from, to).await.map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+}
+
+async fn pump_lines_opt<R: tokio::io::AsyncRead + Unpin>(
+    reader: Option<R>,
+    stream: Stream,
+    lines: Option<LineSender>,
+    capture: usize,
+) -> (String, Vec<String>) {
+    match reader {
+        Some(r) => pump_lines(r, stream, lines, capture).await,
+        None => (String::new(), Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_and_captures() {
+        let t = LocalTransport::new("/");
+        let out = t
+            .exec(&ExecRequest::new("echo hello; echo oops >&2; exit 3"), None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(out.ended, Ended::Exited(Some(3)));
+        assert_eq!(out.stdout, "hello\n");
+        assert_eq!(out.stderr_tail, vec!["oops".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survivor");
+        let script = format!(
+            "(sleep 2; touch {}) & sleep 30",
+            crate::util::sh_quote(&marker.display().to_string())
+        );
+        let t = LocalTransport::new("/");
+        let out = t
+            .exec(&ExecRequest::new(script).timeout(Duration::from_millis(200)), None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(out.ended, Ended::TimedOut);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "a child of the killed script survived and ran");
+    }
+}
