@@ -131,6 +131,31 @@ pub enum Level {
     Error,
 }
 
+/// One item of the post-deploy checklist, as declared in the inventory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckInfo {
+    pub name: String,
+    /// `immediate`, `short` or `long`.
+    pub window: String,
+    /// Its place in the rollback decision tree: `health`, `errors`, `performance`, `critical`, `info`.
+    pub kind: String,
+    pub manual: bool,
+    pub per_node: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pending,
+    Running,
+    Pass,
+    Fail,
+    /// The probe could not run (timeout, unreachable): never counted as a pass.
+    Unknown,
+    /// A manual item waiting for the operator.
+    NeedsConfirmation,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeRelease {
     pub node: String,
@@ -159,6 +184,12 @@ pub enum EventKind {
         protected: bool,
         balancer: bool,
         journal: Option<String>,
+        /// The post-deploy checklist (empty when the inventory declares none).
+        #[serde(default)]
+        checks: Vec<CheckInfo>,
+        /// Each node's live release when the run started (measured).
+        #[serde(default)]
+        live: Vec<NodeRelease>,
     },
     /// One node's state read before anything changes.
     Preflight {
@@ -196,6 +227,13 @@ pub enum EventKind {
     RollbackStarted { reason: String, nodes: Vec<String> },
     Aborting { reason: String },
     Notice { level: Level, message: String },
+    /// A checklist item's latest result; `value` is what was measured ("182 ms", "0.02 %").
+    Check {
+        name: String,
+        node: Option<String>,
+        status: CheckStatus,
+        value: Option<String>,
+    },
     /// The last event of every run.
     Finished {
         outcome: Outcome,
