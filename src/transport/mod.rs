@@ -7,6 +7,7 @@
 //! anyone can print it.
 
 pub mod local;
+pub mod ssh;
 
 use std::path::Path;
 use std::time::Duration;
@@ -109,6 +110,21 @@ pub trait Transport: Send + Sync {
     async fn upload(&self, from: &Path, to: &str) -> Result<(), TransportError>;
     /// Close connections; further calls may reconnect.
     async fn close(&self) {}
+}
+
+/// The transport for one node: `local` runs in the node's deploy path on this machine (or in
+/// `base_dir`, the inventory's directory); `ssh` connects lazily, on first use.
+pub fn for_node(
+    node: &crate::inventory::Node,
+    base_dir: &Path,
+) -> Result<std::sync::Arc<dyn Transport>, TransportError> {
+    match node.transport {
+        crate::inventory::TransportKind::Local => {
+            let cwd = if node.deploy_path.is_empty() { base_dir.to_path_buf() } else { base_dir.join(&node.deploy_path) };
+            Ok(std::sync::Arc::new(local::LocalTransport::new(cwd)))
+        }
+        crate::inventory::TransportKind::Ssh => Ok(std::sync::Arc::new(ssh::SshTransport::for_node(node, base_dir)?)),
+    }
 }
 
 /// Make remote text safe to print: drop ANSI escape sequences and other control characters
