@@ -160,7 +160,15 @@ pub fn whoami() -> String {
         .unwrap_or_else(|_| {
             // SAFETY: getuid has no preconditions.
             let uid = unsafe { libc::getuid() };
-            format!("uid{uid}")
+            std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|p| {
+                    p.lines().find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+                    })
+                })
+                .unwrap_or_else(|| format!("uid{uid}"))
         })
 }
 

@@ -101,14 +101,23 @@ pub enum Outcome {
     Halted,
     /// The operator aborted; nodes stay where they are (each on a whole release).
     Aborted,
+    /// Every node except the failed ones (within `max_fail`) is on the new release.
+    Partial,
+    /// Another deployment holds the lock; nothing changed.
+    LockHeld,
+    /// A node could not be reached or read before the start; nothing changed.
+    PreflightFailed,
     /// The run could not start or could not finish its rollback.
     Failed,
 }
 
 impl Outcome {
+    /// The process exit code for this outcome (see the README's table).
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Deployed => 0,
+            Outcome::LockHeld => 3,
+            Outcome::PreflightFailed => 4,
             _ => 1,
         }
     }
@@ -118,6 +127,9 @@ impl Outcome {
             Outcome::RolledBack => "rolled back",
             Outcome::Halted => "halted",
             Outcome::Aborted => "aborted",
+            Outcome::Partial => "deployed with failed nodes",
+            Outcome::LockHeld => "locked by another deployment",
+            Outcome::PreflightFailed => "stopped at preflight",
             Outcome::Failed => "failed",
         }
     }

@@ -9,6 +9,9 @@
 pub mod local;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::inventory::{Node, TransportKind};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -109,6 +112,20 @@ pub trait Transport: Send + Sync {
     async fn upload(&self, from: &Path, to: &str) -> Result<(), TransportError>;
     /// Close connections; further calls may reconnect.
     async fn close(&self) {}
+}
+
+/// The transport for a node: local nodes run `sh` in their deploy path on this machine.
+pub fn for_node(node: &Node, base_dir: &Path) -> Result<Arc<dyn Transport>, TransportError> {
+    match node.transport {
+        TransportKind::Local => {
+            let dir = if Path::new(&node.deploy_path).is_dir() { Path::new(&node.deploy_path) } else { base_dir };
+            Ok(Arc::new(local::LocalTransport::new(dir)))
+        }
+        TransportKind::Ssh => Err(TransportError::Connect(format!(
+            "node {} ({}) uses SSH, which this build cannot do yet; use transport = \"local\" for nodes on this machine",
+            node.name, node.host
+        ))),
+    }
 }
 
 /// Make remote text safe to print: drop ANSI escape sequences and other control characters
