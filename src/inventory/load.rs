@@ -271,9 +271,9 @@ impl<'a, 'i> Obj<'a, 'i> {
         let (text, span) = self.string(cx, key, example)?;
         match util::parse_duration(&text) {
             Ok(d) => Some(d),
-            Err(e) => {
+            Err(_) => {
                 cx.error(
-                    format!("`{key}` in {} is not a duration: {e}", self.what),
+                    format!("`{key}` in {} is not a duration: \"{text}\"", self.what),
                     span,
                     format!("use a number with a unit (ms, s, m, h), e.g. {key} = {example}"),
                 );
