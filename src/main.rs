@@ -496,13 +496,43 @@ fn shell_path(p: &Path) -> String {
     util::sh_quote(&p.display().to_string())
 }
 
-/// Follow a run to its end with the headless printer; Ctrl-C aborts it cleanly.
+/// Ask at a gate, on the terminal: promote, roll back or abort.
+fn ask_at_gate(controls: tokio::sync::mpsc::UnboundedSender<Control>) {
+    tokio::task::spawn_blocking(move || loop {
+        eprint!("promote and continue? [y = promote, r = roll back, a = abort] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let c = match line.trim() {
+            "y" | "yes" => Control::Promote,
+            "r" => Control::Rollback,
+            "a" => Control::Abort,
+            _ => continue,
+        };
+        let _ = controls.send(c);
+        return;
+    });
+}
+
+/// Follow a run to its end with the line printer; Ctrl-C or SIGTERM aborts it cleanly.
 async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
     let mut printer = Printer::new(std::io::stdout(), output);
     let controls = h.controls.clone();
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut interrupts = 0u32;
     let mut finished_msg = None;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             ev = h.events.recv() => match ev {
                 Some(e) => {
@@ -510,9 +540,16 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
                         finished_msg = Some((*outcome, message.clone()));
                     }
                     printer.print(&e);
+                    if interactive && matches!(e.kind, EventKind::Gate { .. }) {
+                        ask_at_gate(controls.clone());
+                    }
                 }
                 None => break,
             },
+            _ = sigterm => {
+                eprintln!("terminated: aborting — running steps are killed, unfinished releases removed, the lock released");
+                let _ = controls.send(Control::Abort);
+            }
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts == 1 {

@@ -874,7 +874,7 @@ impl Run {
         let cancel = self.ctl.forward.clone();
         let mut updating = false;
         for step in steps {
-            self.ctl.boundary().await.map_err(NodeStop::Stopped)?;
+            self.ctl.boundary().await.map_err(|_| NodeStop::Stopped)?;
             let r = match &step {
                 NodeStep::Drain => {
                     self.set_state(node, NodeState::Draining);
@@ -897,8 +897,8 @@ impl Run {
                 }
             };
             if let Err(e) = r {
-                if let Some(stop) = self.ctl.stop_reason() {
-                    return Err(NodeStop::Stopped(stop));
+                if self.ctl.stop_reason().is_some() {
+                    return Err(NodeStop::Stopped);
                 }
                 return Err(NodeStop::Failed(format!("{node}: {} failed: {e}", step.label())));
             }
@@ -1415,7 +1415,7 @@ impl Run {
 #[derive(Debug)]
 enum NodeStop {
     Failed(String),
-    Stopped(Stop),
+    Stopped,
 }
 
 impl NodeSnapshot {
