@@ -42,7 +42,10 @@ impl Default for FleetSpec {
 
 impl Fleet {
     pub fn new(spec: FleetSpec) -> Fleet {
-        let dir = tempfile::Builder::new().prefix("dh-fleet-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("dh-fleet-")
+            .tempdir()
+            .expect("temp dir");
         let d = dir.path().display().to_string();
         let nodes: Vec<String> = (1..=spec.nodes).map(|i| format!("web-{i}")).collect();
         std::fs::create_dir_all(dir.path().join("ctl")).unwrap();
@@ -51,12 +54,20 @@ impl Fleet {
             spec.keep_releases
         );
         for (i, n) in nodes.iter().enumerate() {
-            let roles = if i == 1 { "[\"app\", \"migrator\"]" } else { "[\"app\"]" };
+            let roles = if i == 1 {
+                "[\"app\", \"migrator\"]"
+            } else {
+                "[\"app\"]"
+            };
             toml.push_str(&format!(
                 "[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = {roles}\n\n"
             ));
         }
-        let list = nodes.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+        let list = nodes
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         toml.push_str(&format!(
             "[environments.test]\nnodes = [{list}]\nbatches = {}\nmax_fail = \"{}\"\non_failure = \"{}\"\npause_after_first = {}\n\
              health = {{ run = \"grep -qx {{release}} {{deploy_path}}/current/REVISION\", timeout = \"2s\", interval = \"50ms\", retries = 2 }}\n\n",
@@ -112,7 +123,11 @@ impl Fleet {
     }
     pub fn releases(&self, node: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.node_dir(node).join("releases"))
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -157,7 +172,10 @@ impl Fleet {
 /// Collect a run's events until it ends.
 pub async fn finish(mut h: RunHandle) -> (Outcome, Vec<Event>) {
     let mut events = Vec::new();
-    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), h.events.recv()).await.expect("run stalled") {
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), h.events.recv())
+        .await
+        .expect("run stalled")
+    {
         events.push(e);
     }
     (h.done.await.expect("engine task"), events)
