@@ -126,6 +126,50 @@ timeout = "1m"
 name = "cleanup"
 stage = "after"
 builtin = "cleanup"
+
+# The post-deploy checklist: each window repeats its checks every interval, and the decision
+# tree rolls back when health or the error rate fails.
+[checklist]
+immediate = "8s"
+short = "6s"
+long = "0s"
+interval = "2s"
+
+[[checks]]
+name = "Health endpoint responding"
+window = "immediate"
+kind = "health"
+per_node = true
+run = "test -f {{deploy_path}}/current/public/up"
+
+[[checks]]
+name = "Response times < 500ms"
+window = "immediate"
+kind = "performance"
+per_node = true
+run = "s=$(date +%s%N); cat {{deploy_path}}/current/public/up > /dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))"
+max = 500
+
+[[checks]]
+name = "Queue workers processing"
+window = "immediate"
+kind = "critical"
+per_node = true
+run = "grep -qx {{release}} {{deploy_path}}/shared/running"
+
+[[checks]]
+name = "No 500 errors in logs"
+window = "short"
+kind = "errors"
+per_node = true
+run = "grep -c ' 500 ' {{deploy_path}}/shared/storage/access.log 2>/dev/null || true"
+max = 0
+
+[[checks]]
+name = "All critical paths tested"
+window = "short"
+kind = "critical"
+manual = true
 "#,
         lb_node = lb("{node}"),
         tags = q(&format!("{d}/tags.log")),
@@ -172,6 +216,7 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
             headless: true,
             journal_dir: None,
             who: crate::util::whoami(),
+            watch: Some(std::time::Duration::ZERO),
         };
         let mut h = engine::spawn_deploy(inv, plan, opts).map_err(anyhow::Error::msg)?;
         let mut last = None;

@@ -219,6 +219,20 @@ impl<W: Write> Printer<W> {
                     .map(|v| format!(" ({v})"))
                     .unwrap_or_default()
             ),
+            EventKind::Monitoring { window, ends_at_ms } => {
+                let left = (*ends_at_ms - e.at_ms).max(0) as u64;
+                format!(
+                    "── checklist: {window} window, {} (promote or --watch ends it sooner)",
+                    format_duration(std::time::Duration::from_millis(left))
+                )
+            }
+            EventKind::Decision { verdict, reason } => match verdict.as_str() {
+                "rollback" => format!("DECISION: roll back — {reason}"),
+                "alert" => format!("DECISION: keep, alert — {reason}"),
+                "all_normal" => format!("DECISION: all systems normal — {reason}"),
+                "unconfirmed" => format!("DECISION: keep, unconfirmed — {reason}"),
+                other => format!("DECISION: {other} — {reason}"),
+            },
             EventKind::Finished {
                 outcome, message, ..
             } => format!("{}: {message}", outcome.word().to_uppercase()),

@@ -354,6 +354,40 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
         }
     }
     stage(&mut s, "After the batches", &plan.after);
+    if !inv.checks.is_empty() {
+        let cl = &inv.checklist;
+        let _ = writeln!(
+            s,
+            "\nChecklist (every {}; {}):",
+            humantime::format_duration(cl.interval),
+            if cl.auto_rollback {
+                "the decision tree rolls back by itself"
+            } else {
+                "the decision tree asks the operator"
+            }
+        );
+        for (w, d) in [
+            (crate::inventory::Window::Immediate, cl.immediate),
+            (crate::inventory::Window::Short, cl.short),
+            (crate::inventory::Window::Long, cl.long),
+        ] {
+            let names: Vec<String> = inv
+                .checks
+                .iter()
+                .filter(|c| c.window == w)
+                .map(|c| format!("{} [{}]", c.name, c.kind.word()))
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let how_long = if d.is_zero() {
+                "skipped".to_string()
+            } else {
+                humantime::format_duration(d).to_string()
+            };
+            let _ = writeln!(s, "  {} ({how_long}): {}", w.word(), names.join(", "));
+        }
+    }
     s
 }
 

@@ -293,3 +293,102 @@ fn help_teaches_the_commands_and_exit_codes() {
         assert!(out.contains(needle), "--help lacks {needle:?}");
     }
 }
+
+#[test]
+fn promote_ships_what_the_source_environment_verified() {
+    let t = tempfile::tempdir().unwrap();
+    assert_eq!(demo(t.path(), &["--nodes", "3"]).status.code(), Some(0));
+    // A second environment that requires `demo` to have verified the release.
+    let inv_path = t.path().join("deckhand.toml");
+    let mut text = std::fs::read_to_string(&inv_path).unwrap();
+    let d = t.path().display();
+    for n in ["prod-1", "prod-2"] {
+        text.push_str(&format!("\n[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = [\"app\", \"migrator\"]\n"));
+    }
+    text.push_str("\n[environments.prod]\nnodes = [\"prod-1\", \"prod-2\"]\nrequires = \"demo\"\n");
+    std::fs::write(&inv_path, text).unwrap();
+    let inv = inv_path.to_str().unwrap();
+    let state = t.path().join("state");
+
+    let o = deckhand(
+        &[
+            "-i",
+            inv,
+            "deploy",
+            "prod",
+            "--release",
+            "v9",
+            "--headless",
+            "--watch",
+            "0s",
+        ],
+        &state,
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text_of(&o));
+    assert!(text_of(&o).contains("v9 has not passed demo's checklist"));
+
+    let o = deckhand(
+        &[
+            "-i",
+            inv,
+            "promote",
+            "demo",
+            "prod",
+            "--headless",
+            "--watch",
+            "0s",
+        ],
+        &state,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    assert!(text_of(&o).contains("v1.1 passed demo's checklist"));
+    assert_eq!(current(t.path(), "prod-1"), "v1.1");
+}
+
+#[test]
+fn config_shows_where_each_key_comes_from_with_secrets_masked() {
+    let t = tempfile::tempdir().unwrap();
+    assert_eq!(demo(t.path(), &["--nodes", "2"]).status.code(), Some(0));
+    std::fs::write(
+        t.path().join(".env.example"),
+        "APP_NAME=Shop\nDB_PASSWORD=\nAPP_DEBUG=false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("nodes/web-1/shared/.env"),
+        "APP_DEBUG=true\nDB_PASSWORD=hunter2hunter2\n",
+    )
+    .unwrap();
+    let inv_path = t.path().join("deckhand.toml");
+    let text = std::fs::read_to_string(&inv_path).unwrap().replace(
+        "[environments.demo]\n",
+        "[environments.demo]\nconfig = { example = \".env.example\" }\n",
+    );
+    std::fs::write(&inv_path, text).unwrap();
+    let o = deckhand(
+        &["-i", inv_path.to_str().unwrap(), "config", "demo"],
+        &t.path().join("state"),
+    );
+    let out = text_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("APP_NAME") && l.contains(".env.example") && l.contains("Shop")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("APP_DEBUG") && l.contains(".env") && l.contains("true")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("DB_PASSWORD") && l.contains("****")),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2hunter2"));
+}
+
+fn text_of(o: &Output) -> String {
+    text(o)
+}

@@ -40,6 +40,8 @@ invalid!(
     unset_variable,
     syntax_error,
     many_errors,
+    migration_without_backup,
+    bad_check,
 );
 
 #[test]

@@ -20,6 +20,11 @@ pub struct CtlState {
     pub rollback: bool,
     pub gate_open: bool,
     pub promotions: u64,
+    /// Manual checklist items the operator confirmed.
+    pub confirmed: Vec<String>,
+    /// The monitoring window is running (a promote ends it early).
+    pub monitoring: bool,
+    pub end_monitoring: bool,
     /// Why forward work stopped, in words for the operator.
     pub reason: Option<String>,
 }
@@ -53,6 +58,33 @@ impl Ctl {
         })
     }
 
+    pub fn set_monitoring(&self, on: bool) {
+        self.state.send_modify(|s| s.monitoring = on);
+    }
+
+    /// Wait until `deadline`, or until the operator ends monitoring, aborts or rolls back.
+    pub async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
+        let mut rx = self.state.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.abort {
+                    return Err(Stop::Abort);
+                }
+                if s.rollback {
+                    return Err(Stop::Rollback);
+                }
+                if s.end_monitoring {
+                    return Ok(true);
+                }
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Err(Stop::Abort) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+            }
+        }
+    }
+
     pub fn snapshot(&self) -> CtlState {
         self.state.borrow().clone()
     }
@@ -84,6 +116,22 @@ impl Ctl {
                 }
                 self.state.send_modify(|s| s.paused = false);
                 self.emitter.emit(EventKind::Resumed);
+            }
+            Control::Promote if before.monitoring && !before.gate_open => {
+                self.state.send_modify(|s| s.end_monitoring = true);
+                self.emitter
+                    .notice(Level::Info, "the operator ended the monitoring window");
+            }
+            Control::Confirm { check } => {
+                if !before.confirmed.contains(&check) {
+                    self.state.send_modify(|s| s.confirmed.push(check.clone()));
+                    self.emitter.emit(EventKind::Check {
+                        name: check,
+                        node: None,
+                        status: super::event::CheckStatus::Pass,
+                        value: Some("confirmed by the operator".into()),
+                    });
+                }
             }
             Control::Promote if before.gate_open => {
                 self.state.send_modify(|s| {

@@ -11,11 +11,15 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use super::event::{Event, EventKind, Level};
+use crate::notify::Notifier;
 use crate::secrets::Secrets;
 
 pub struct Emitter {
     inner: Mutex<Inner>,
+    notifier: Option<Arc<Notifier>>,
     tx: mpsc::UnboundedSender<Event>,
     secrets: Secrets,
     journal_path: Option<PathBuf>,
@@ -59,6 +63,7 @@ impl Emitter {
         tx: mpsc::UnboundedSender<Event>,
         secrets: Secrets,
         journal: Option<(PathBuf, File)>,
+        notifier: Option<Arc<Notifier>>,
     ) -> Self {
         let (journal_path, file) = match journal {
             Some((p, f)) => (Some(p), Some(f)),
@@ -73,7 +78,12 @@ impl Emitter {
             tx,
             secrets,
             journal_path,
+            notifier,
         }
+    }
+
+    pub fn notifier(&self) -> Option<&Arc<Notifier>> {
+        self.notifier.as_ref()
     }
 
     pub fn journal_path(&self) -> Option<&Path> {
@@ -102,6 +112,9 @@ impl Emitter {
             if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
                 failed = Some(e);
             }
+        }
+        if let Some(n) = &self.notifier {
+            n.observe(&event);
         }
         let _ = self.tx.send(event);
         if let Some(e) = failed {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What the operator (or CI) asks of a running deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Control {
     /// Stop starting new steps once the running ones end.
@@ -20,6 +20,8 @@ pub enum Control {
     Abort,
     /// Stop forward work and put every switched node back on its previous release.
     Rollback,
+    /// Tick a manual checklist item: the operator confirms it by name.
+    Confirm { check: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -280,6 +282,17 @@ pub enum EventKind {
         node: Option<String>,
         status: CheckStatus,
         value: Option<String>,
+    },
+    /// A checklist window opened; its checks repeat until `ends_at_ms` (or the operator ends it).
+    Monitoring {
+        window: String,
+        ends_at_ms: i64,
+    },
+    /// A decision of the rollback tree, with its reason: `keep`, `alert`, `rollback`, `all_normal`,
+    /// `unconfirmed` (manual items left open).
+    Decision {
+        verdict: String,
+        reason: String,
     },
     /// The last event of every run.
     Finished {

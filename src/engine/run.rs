@@ -17,6 +17,8 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod monitor;
+
 use super::control::{Ctl, Stop};
 use super::emit::{create_journal, Emitter};
 use super::event::*;
@@ -47,6 +49,8 @@ pub struct RunOptions {
     /// Where the journal goes; None writes none.
     pub journal_dir: Option<PathBuf>,
     pub who: String,
+    /// Cap on the monitoring window (`--watch`); None runs the checklist's windows in full.
+    pub watch: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -56,6 +60,7 @@ impl Default for RunOptions {
             headless: false,
             journal_dir: Some(super::emit::default_journal_dir()),
             who: crate::util::whoami(),
+            watch: None,
         }
     }
 }
@@ -132,7 +137,8 @@ fn start(
         ),
         None => None,
     };
-    let em = Arc::new(Emitter::new(ev_tx, inv.secrets.clone(), journal));
+    let notifier = crate::notify::Notifier::start(&inv.notify).map(Arc::new);
+    let em = Arc::new(Emitter::new(ev_tx, inv.secrets.clone(), journal, notifier));
     let ctl = Ctl::new(em.clone());
     let mut transports = HashMap::new();
     for name in &plan.nodes {
@@ -184,6 +190,9 @@ pub fn spawn_deploy(
         let listener = run.ctl.listen(ctl_rx);
         let outcome = run.clone().deploy().await;
         listener.abort();
+        if let Some(n) = run.em.notifier() {
+            n.finish().await;
+        }
         outcome
     });
     Ok(handle)
@@ -201,6 +210,9 @@ pub fn spawn_rollback(
         let listener = run.ctl.listen(ctl_rx);
         let outcome = run.clone().rollback_run(target).await;
         listener.abort();
+        if let Some(n) = run.em.notifier() {
+            n.finish().await;
+        }
         outcome
     });
     Ok(handle)
@@ -419,7 +431,18 @@ impl Run {
             protected: self.env.protected,
             balancer: self.lb.is_some(),
             journal: self.em.journal_path().map(|p| p.display().to_string()),
-            checks: vec![],
+            checks: self
+                .inv
+                .checks
+                .iter()
+                .map(|c| CheckInfo {
+                    name: c.name.clone(),
+                    window: c.window.word().into(),
+                    kind: c.kind.word().into(),
+                    manual: matches!(c.probe, crate::inventory::Probe::Manual),
+                    per_node: c.per_node,
+                })
+                .collect(),
             live,
         });
     }
@@ -1472,6 +1495,95 @@ impl Run {
         }
     }
 
+    /// Every node's `shared/.env` must have the keys of the environment's `.env.example`.
+    async fn config_preflight(&self) -> Result<(), Vec<String>> {
+        let Some(example) = self.env.config_example.clone() else {
+            return Ok(());
+        };
+        let path = self.inv.base_dir().join(&example);
+        let wanted = match std::fs::read_to_string(&path) {
+            Ok(t) => crate::config::keys(&t),
+            Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
+        };
+        let never = CancellationToken::new();
+        let mut problems = Vec::new();
+        for n in &self.plan.nodes {
+            let dp = self.deploy_path(n);
+            match self
+                .internal(n, crate::config::node_keys_script(&dp), &never)
+                .await
+            {
+                Ok(o) => {
+                    let (exists, have) = crate::config::parse_node_keys(&o.stdout);
+                    if !exists {
+                        problems.push(format!(
+                            "{n}: {dp}/shared/.env does not exist (it needs the keys of {example})"
+                        ));
+                        continue;
+                    }
+                    let missing: Vec<&String> =
+                        wanted.iter().filter(|k| !have.contains(k)).collect();
+                    if !missing.is_empty() {
+                        problems.push(format!(
+                            "{n}: {dp}/shared/.env lacks {} (listed in {example})",
+                            missing
+                                .iter()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+                Err(e) => problems.push(format!("{n}: cannot read shared/.env: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// With `requires = "staging"`, the release must have passed staging's checklist: every
+    /// staging node's history has a `verified` line for it.
+    async fn promotion_preflight(&self, release: &str) -> Result<(), String> {
+        let Some(req) = self.env.requires.clone() else {
+            return Ok(());
+        };
+        let Some(req_env) = self.inv.environment(&req) else {
+            return Err(format!(
+                "environment `{req}` (required by {}) is not defined",
+                self.env.name
+            ));
+        };
+        let statuses = super::status::read_status(&self.inv, &req_env.nodes).await;
+        let mut unverified = Vec::new();
+        for s in &statuses {
+            if !s.reachable {
+                unverified.push(format!(
+                    "{} (unreachable: {})",
+                    s.node,
+                    s.error.clone().unwrap_or_default()
+                ));
+            } else if !s.verified.contains(&release.to_string()) {
+                unverified.push(s.node.clone());
+            }
+        }
+        if unverified.is_empty() {
+            self.em.notice(
+                Level::Info,
+                format!("{release} passed {req}'s checklist on every {req} node"),
+            );
+            Ok(())
+        } else {
+            Err(format!(
+                "{release} has not passed {req}'s checklist (not verified on {}): deploy it to {req} first, or use `deckhand promote {req} {}` to ship what {req} verified",
+                unverified.join(", "),
+                self.env.name
+            ))
+        }
+    }
+
     async fn upload_script(&self) -> Result<(), String> {
         let Some(script) = self.inv.app.script.clone() else {
             return Ok(());
@@ -1518,6 +1630,21 @@ impl Run {
                 failures.join("\n  ")
             );
             return self.finish(Outcome::PreflightFailed, msg);
+        }
+        if let Err(problems) = self.config_preflight().await {
+            return self.finish(
+                Outcome::PreflightFailed,
+                format!(
+                    "configuration check failed, nothing was changed:\n  {}",
+                    problems.join("\n  ")
+                ),
+            );
+        }
+        if let Err(why) = self.promotion_preflight(&release).await {
+            return self.finish(
+                Outcome::PreflightFailed,
+                format!("{why}; nothing was changed"),
+            );
         }
         let holders: Vec<String> = self
             .plan
@@ -1643,6 +1770,39 @@ impl Run {
                     Level::Warn,
                     format!("{e}; the release is live, check the after-steps by hand"),
                 );
+            }
+        }
+        // The post-deploy checklist decides whether the release stays.
+        match self.monitor().await {
+            Err(stop) => return self.stop(stop).await,
+            Ok(monitor::Monitored::RollBack(reason)) => {
+                let outcome = self.rollback_all(reason.clone()).await;
+                self.unlock_all().await;
+                let msg = match outcome {
+                    Outcome::RolledBack => format!(
+                        "rolled back after the checklist: {reason}; {}",
+                        self.release_summary()
+                    ),
+                    _ => format!(
+                        "rollback after the checklist did not complete ({reason}); {}",
+                        self.release_summary()
+                    ),
+                };
+                return self.finish(outcome, msg);
+            }
+            Ok(monitor::Monitored::Kept { note }) => {
+                if tolerated == 0 {
+                    for n in self.plan.nodes.clone() {
+                        if self.rec(&n, |r| r.done || r.skipped) {
+                            self.write_history(&n, "verified", &release, None, true)
+                                .await;
+                        }
+                    }
+                }
+                if let Some(note) = note {
+                    self.em
+                        .notice(Level::Warn, format!("the release stays: {note}"));
+                }
             }
         }
         self.unlock_all().await;

@@ -341,7 +341,34 @@ impl<'a, 'i> Obj<'a, 'i> {
     }
 }
 
-const ROOT_KEYS: &[&str] = &["app", "ssh", "nodes", "environments", "phases", "theme"];
+const ROOT_KEYS: &[&str] = &[
+    "app",
+    "ssh",
+    "nodes",
+    "environments",
+    "phases",
+    "theme",
+    "checks",
+    "checklist",
+    "notify",
+];
+const CHECK_KEYS: &[&str] = &[
+    "name",
+    "window",
+    "kind",
+    "per_node",
+    "http",
+    "run",
+    "on",
+    "min",
+    "max",
+    "prometheus",
+    "manual",
+    "timeout",
+    "on_fail",
+];
+const CHECKLIST_KEYS: &[&str] = &["immediate", "short", "long", "interval", "auto_rollback"];
+const NOTIFY_KEYS: &[&str] = &["slack", "teams", "webhook", "timeout", "retries"];
 const APP_KEYS: &[&str] = &[
     "name",
     "deploy_path",
@@ -386,6 +413,9 @@ const ENV_KEYS: &[&str] = &[
     "protected",
     "health",
     "load_balancer",
+    "requires",
+    "config",
+    "allow_migrate_without_backup",
 ];
 const HEALTH_KEYS: &[&str] = &["run", "url", "expect", "timeout", "interval", "retries"];
 const LB_KEYS: &[&str] = &["drain", "enable", "state", "timeout"];
@@ -513,6 +543,108 @@ fn read_root(
             ),
         }
     }
+    let mut checks = Vec::new();
+    if let Some(v) = top.get("checks") {
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::Table(ct) => {
+                            let label = ct
+                                .get("name")
+                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
+                                .map(|n| format!("check `{n}`"))
+                                .unwrap_or_else(|| format!("check #{}", i + 1));
+                            if let Some(c) = read_check(cx, Obj::new(ct, item.span(), label)) {
+                                checks.push(c);
+                            }
+                        }
+                        other => cx.error(
+                            format!(
+                                "each entry of checks must be a table, found {}",
+                                type_name(other)
+                            ),
+                            item.span(),
+                            "write each check as [[checks]] with name, window and a probe",
+                        ),
+                    }
+                }
+            }
+            other => cx.error(
+                format!(
+                    "`checks` must be an array of tables, found {}",
+                    type_name(other)
+                ),
+                v.span(),
+                "write each check as [[checks]] with name, window and a probe",
+            ),
+        }
+    }
+    let checklist = match top.table(
+        cx,
+        "checklist",
+        "[checklist]".into(),
+        "{ immediate = \"5m\" }",
+    ) {
+        Some(mut c) => {
+            let d = Checklist::default();
+            let out = Checklist {
+                immediate: c.duration(cx, "immediate", "\"5m\"").unwrap_or(d.immediate),
+                short: c.duration(cx, "short", "\"30m\"").unwrap_or(d.short),
+                long: c.duration(cx, "long", "\"2h\"").unwrap_or(d.long),
+                interval: c.duration(cx, "interval", "\"30s\"").unwrap_or(d.interval),
+                auto_rollback: c.bool(cx, "auto_rollback").unwrap_or(true),
+            };
+            if out.interval.is_zero() {
+                cx.error(
+                    "[checklist] interval must be above zero",
+                    c.span.clone(),
+                    "e.g. interval = \"30s\"",
+                );
+            }
+            c.finish(cx, CHECKLIST_KEYS);
+            out
+        }
+        None => Checklist::default(),
+    };
+    let notify = match top.table(
+        cx,
+        "notify",
+        "[notify]".into(),
+        "{ slack = \"${SLACK_WEBHOOK_URL}\" }",
+    ) {
+        Some(mut n) => {
+            let url = |cx: &mut Cx, n: &mut Obj, key: &str| {
+                let v = n.string(cx, key, "\"${WEBHOOK_URL}\"")?;
+                if !(v.0.is_empty() || v.0.starts_with("http://") || v.0.starts_with("https://")) {
+                    cx.error(
+                        format!("[notify] {key} must be an http(s) URL"),
+                        v.1.clone(),
+                        "e.g. slack = \"${SLACK_WEBHOOK_URL}\"",
+                    );
+                }
+                // Webhook URLs carry their credentials: they are secrets wherever they came from.
+                cx.secrets.push(v.0.clone());
+                Some(v.0).filter(|u| !u.is_empty())
+            };
+            let out = Notify {
+                slack: url(cx, &mut n, "slack"),
+                teams: url(cx, &mut n, "teams"),
+                webhook: url(cx, &mut n, "webhook"),
+                timeout: n
+                    .duration(cx, "timeout", "\"5s\"")
+                    .unwrap_or(Duration::from_secs(5)),
+                retries: n.int(cx, "retries", 0, 20, "3").unwrap_or(3) as u32,
+            };
+            n.finish(cx, NOTIFY_KEYS);
+            out
+        }
+        None => Notify {
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            ..Default::default()
+        },
+    };
     top.finish(cx, ROOT_KEYS);
 
     let app = app?;
@@ -529,7 +661,203 @@ fn read_root(
         environments,
         phases,
         theme,
+        checks,
+        checklist,
+        notify,
         secrets,
+    })
+}
+
+fn read_bound(cx: &mut Cx, t: &mut Obj, key: &str) -> Option<f64> {
+    let v = t.get(key)?;
+    match v.get_ref() {
+        DeValue::Integer(i) => parse_int(i).map(|n| n as f64),
+        DeValue::Float(f) => f.as_str().replace('_', "").parse().ok(),
+        _ => {
+            t.type_error(cx, key, v, "a number", "0.001");
+            None
+        }
+    }
+}
+
+fn read_check(cx: &mut Cx, mut t: Obj) -> Option<Check> {
+    let name = t.string(cx, "name", "\"Health endpoint responding\"");
+    let name = t.require(cx, "name", name, "\"Health endpoint responding\"");
+    let window = match t.string(cx, "window", "\"immediate\"") {
+        None => Window::Immediate,
+        Some((w, sp)) => match w.as_str() {
+            "immediate" => Window::Immediate,
+            "short" => Window::Short,
+            "long" => Window::Long,
+            other => {
+                cx.error(
+                    format!("window `{other}` is not known"),
+                    sp,
+                    "use \"immediate\", \"short\" or \"long\"",
+                );
+                Window::Immediate
+            }
+        },
+    };
+    let kind = match t.string(cx, "kind", "\"health\"") {
+        None => CheckKind::Info,
+        Some((k, sp)) => match k.as_str() {
+            "health" => CheckKind::Health,
+            "errors" => CheckKind::Errors,
+            "performance" => CheckKind::Performance,
+            "critical" => CheckKind::Critical,
+            "info" => CheckKind::Info,
+            other => {
+                cx.error(
+                    format!("kind `{other}` is not known"),
+                    sp,
+                    "use \"health\", \"errors\", \"performance\", \"critical\" or \"info\" (its place in the rollback decision tree)",
+                );
+                CheckKind::Info
+            }
+        },
+    };
+    let per_node = t.bool(cx, "per_node").unwrap_or(false);
+    let timeout = t
+        .duration(cx, "timeout", "\"10s\"")
+        .unwrap_or(Duration::from_secs(10));
+    let what = t.what.clone();
+    let span = t.span.clone();
+    let mut probes: Vec<(Probe, Span)> = Vec::new();
+    if let Some(mut h) = t.table(
+        cx,
+        "http",
+        format!("the http probe of {what}"),
+        "{ url = \"http://{host}/up\" }",
+    ) {
+        let url = h.string(cx, "url", "\"http://{host}:8080/up\"");
+        let url = h.require(cx, "url", url, "\"http://{host}:8080/up\"");
+        let expect = h.int(cx, "expect", 100, 599, "200").unwrap_or(200) as u16;
+        let max_latency = h.duration(cx, "max_latency", "\"500ms\"");
+        let body = h.string(cx, "body", "\"ok\"").map(|(b, _)| b);
+        let sp = h.span.clone();
+        h.finish(cx, &["url", "expect", "max_latency", "body"]);
+        if let Some((u, usp)) = url {
+            check_placeholders(cx, &u, usp);
+            probes.push((
+                Probe::Http {
+                    url: u,
+                    expect,
+                    max_latency,
+                    body,
+                },
+                sp,
+            ));
+        }
+    }
+    let run = t.string(cx, "run", "\"php artisan queue:monitor\"");
+    let on = t.string(cx, "on", "\"migrator\"").map(|(o, _)| o);
+    let min = read_bound(cx, &mut t, "min");
+    let max = read_bound(cx, &mut t, "max");
+    if let Some((r, sp)) = run {
+        check_placeholders(cx, &r, sp.clone());
+        probes.push((
+            Probe::Command {
+                run: r,
+                on,
+                min,
+                max,
+            },
+            sp,
+        ));
+    }
+    if let Some(mut p) = t.table(
+        cx,
+        "prometheus",
+        format!("the prometheus probe of {what}"),
+        "{ url = \"http://127.0.0.1:9090\", query = \"…\" }",
+    ) {
+        let url = p.string(cx, "url", "\"http://127.0.0.1:9090\"");
+        let url = p.require(cx, "url", url, "\"http://127.0.0.1:9090\"");
+        let query = p.string(cx, "query", "\"sum(rate(errors[5m]))\"");
+        let query = p.require(cx, "query", query, "\"sum(rate(errors[5m]))\"");
+        let pmin = read_bound(cx, &mut p, "min");
+        let pmax = read_bound(cx, &mut p, "max");
+        let sp = p.span.clone();
+        p.finish(cx, &["url", "query", "min", "max"]);
+        if let (Some((u, _)), Some((q, _))) = (url, query) {
+            probes.push((
+                Probe::Prometheus {
+                    url: u,
+                    query: q,
+                    min: pmin,
+                    max: pmax,
+                },
+                sp,
+            ));
+        }
+    }
+    if t.bool(cx, "manual") == Some(true) {
+        probes.push((Probe::Manual, span.clone()));
+    }
+    let on_fail = match t.get("on_fail") {
+        None => OnFail::Tree,
+        Some(v) => match v.get_ref() {
+            DeValue::String(s) if s.as_ref() == "alert" => OnFail::Alert,
+            DeValue::String(s) if s.as_ref() == "rollback" => OnFail::Rollback,
+            DeValue::Table(tt) => {
+                let mut o = Obj::new(tt, v.span(), format!("on_fail of {what}"));
+                let r = o.string(cx, "run", "\"scale-up.sh\"");
+                o.finish(cx, &["run"]);
+                match r {
+                    Some((r, sp)) => {
+                        check_placeholders(cx, &r, sp);
+                        OnFail::Run(r)
+                    }
+                    None => {
+                        cx.error(
+                            format!("on_fail of {what} needs `run`"),
+                            v.span(),
+                            "e.g. on_fail = { run = \"./scale-up.sh\" }",
+                        );
+                        OnFail::Tree
+                    }
+                }
+            }
+            _ => {
+                cx.error(
+                    format!("on_fail of {what} is not known"),
+                    v.span(),
+                    "use \"alert\", \"rollback\" or { run = \"…\" }",
+                );
+                OnFail::Tree
+            }
+        },
+    };
+    t.finish(cx, CHECK_KEYS);
+    let probe = match probes.len() {
+        1 => probes.pop().map(|(p, _)| p),
+        0 => {
+            cx.error(
+                format!("{what} has no probe"),
+                span.clone(),
+                "give it one of: http = { url = \"…\" }, run = \"…\", prometheus = { url, query }, manual = true",
+            );
+            None
+        }
+        _ => {
+            cx.error(
+                format!("{what} has more than one probe"),
+                probes[1].1.clone(),
+                "keep one of http, run, prometheus, manual",
+            );
+            None
+        }
+    }?;
+    Some(Check {
+        name: name?.0,
+        window,
+        kind,
+        per_node,
+        probe,
+        timeout,
+        on_fail,
+        span,
     })
 }
 
@@ -1003,6 +1331,21 @@ fn read_environment(
             "{ drain = \"…\", enable = \"…\" }",
         )
         .and_then(|lb| read_command_lb(cx, lb));
+    let requires = t.string(cx, "requires", "\"staging\"").map(|(r, _)| r);
+    let config_example = t
+        .table(
+            cx,
+            "config",
+            format!("the config check of `{name}`"),
+            "{ example = \".env.example\" }",
+        )
+        .and_then(|mut c| {
+            let ex = c.string(cx, "example", "\".env.example\"");
+            let ex = c.require(cx, "example", ex, "\".env.example\"");
+            c.finish(cx, &["example"]);
+            ex.map(|(e, _)| e)
+        });
+    let allow_migrate_without_backup = t.bool(cx, "allow_migrate_without_backup").unwrap_or(false);
     t.finish(cx, ENV_KEYS);
     Some(Environment {
         name: name.to_string(),
@@ -1015,6 +1358,9 @@ fn read_environment(
         protected,
         health,
         load_balancer,
+        requires,
+        config_example,
+        allow_migrate_without_backup,
         span,
     })
 }

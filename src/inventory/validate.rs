@@ -178,6 +178,90 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
             }
         }
     }
+    // Checks: unique names, `on` pointing somewhere real.
+    let mut seen_checks: BTreeMap<&str, &Check> = BTreeMap::new();
+    for c in &inv.checks {
+        if seen_checks.insert(c.name.as_str(), c).is_some() {
+            out.push(
+                Diagnostic::new(format!("check name `{}` is used twice", c.name), Some(c.span.clone()))
+                    .help("give each check its own name: the screen and the journal refer to checks by name"),
+            );
+        }
+        if let Probe::Command { on: Some(on), .. } = &c.probe {
+            let known = on == "local" || inv.node(on).is_some() || all_roles.contains(&on.as_str());
+            if !known {
+                out.push(
+                    Diagnostic::new(format!("check `{}` runs on `{on}`, which is neither a node, a role nor \"local\"", c.name), Some(c.span.clone()))
+                        .help("use on = \"local\" (this machine), a node name, or a role"),
+                );
+            }
+        }
+        if c.per_node && matches!(c.probe, Probe::Manual | Probe::Prometheus { .. }) {
+            out.push(
+                Diagnostic::new(
+                    format!("check `{}` cannot be per_node", c.name),
+                    Some(c.span.clone()),
+                )
+                .help("per_node applies to http and run probes; remove per_node"),
+            );
+        }
+    }
+
+    for env in &inv.environments {
+        if let Some(req) = &env.requires {
+            if req == &env.name || inv.environment(req).is_none() {
+                out.push(
+                    Diagnostic::new(
+                        format!("environment `{}` requires `{req}`, which is not another environment of this inventory", env.name),
+                        Some(env.span.clone()),
+                    )
+                    .help("name the environment a release must pass first, e.g. requires = \"staging\""),
+                );
+            }
+        }
+        if let Some(ex) = &env.config_example {
+            let path = inv.base_dir().join(ex);
+            if !path.is_file() {
+                out.push(
+                    Diagnostic::new(
+                        format!(
+                            "config example `{}` of environment `{}` does not exist",
+                            path.display(),
+                            env.name
+                        ),
+                        Some(env.span.clone()),
+                    )
+                    .help("the path is relative to the inventory file"),
+                );
+            }
+        }
+        // The seed's safe migration flow: in a protected environment, back up before migrating.
+        if env.protected && !env.allow_migrate_without_backup {
+            let is = |p: &Phase, word: &str| {
+                p.name.contains(word)
+                    || matches!(&p.action, Action::Function(f) | Action::Run(f) if f.contains(word))
+            };
+            for (i, p) in inv.phases.iter().enumerate() {
+                if p.once && is(p, "migrat") {
+                    let backed_up = inv.phases[..i]
+                        .iter()
+                        .any(|b| is(b, "backup") || is(b, "dump"));
+                    if !backed_up {
+                        out.push(
+                            Diagnostic::new(
+                                format!("phase `{}` migrates the database in protected environment `{}` with no backup phase before it", p.name, env.name),
+                                Some(p.span.clone()),
+                            )
+                            .help(format!(
+                                "add a backup phase before it (e.g. stage = \"before\", once = true, run = \"mysqldump …\"), or set allow_migrate_without_backup = true under [environments.{}]",
+                                env.name
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
     out
 }
 
