@@ -1,1 +1,781 @@
-fn main() {}
+//! The `deckhand` command: parses the command line, loads the inventory, picks the console or the
+//! headless printer, and turns outcomes into exit codes (0 deployed, 1 failed, 2 bad input,
+//! 3 lock held, 4 preflight failed). All deployment logic lives in the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget, RunHandle, RunOptions};
+use deckhand::headless::{Format, Printer};
+use deckhand::inventory::{self, Inventory};
+use deckhand::{demo, plan, util};
+
+const EXIT_BAD_INPUT: i32 = 2;
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    util::parse_duration(s).map_err(|_| format!("{s:?} is not a duration; use e.g. 30s, 10m, 1h"))
+}
+
+#[derive(Parser)]
+#[command(
+    name = "deckhand",
+    version,
+    about = "A terminal console for rolling deployments",
+    long_about = "deckhand deploys a release to the nodes of an environment, batch by batch: each node is \
+drained from the load balancer, gets the new release built beside the old one, switches `current` \
+atomically, restarts, passes its health check and goes back into rotation. You can pause, resume, \
+promote, abort or roll back at any moment.\n\n\
+Try it without any setup:  deckhand demo",
+    after_help = "Exit codes: 0 deployed (or rolled back on request), 1 failed (the message says rolled back, halted \
+or aborted), 2 bad input, 3 lock held by another deployment, 4 preflight failed (a node unreachable, a host key refused).\n\n\
+Examples:\n  deckhand validate\n  deckhand plan production --release v1.1\n  deckhand deploy production --release v1.1\n  \
+deckhand deploy staging --release v1.1 --headless --yes --output json\n  deckhand rollback production\n  deckhand status production"
+)]
+struct Cli {
+    /// Inventory file [default: ./deckhand.toml, then $DECKHAND_INVENTORY]
+    #[arg(short = 'i', long = "inventory", global = true, value_name = "FILE")]
+    inventory: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the inventory and report every problem with file, line and column
+    Validate,
+    /// Show the steps a deployment would run, in order, without touching any node
+    Plan {
+        /// Environment, as named under [environments.NAME]
+        env: String,
+        /// Release name to show in the plan
+        #[arg(long, default_value = "RELEASE")]
+        release: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Deploy a release to an environment, node by node
+    #[command(long_about = "Deploy a release to an environment, batch by batch.\n\n\
+Before anything changes, every node is contacted and its live release and lock are read; \
+any failure stops the run (exit 4). The lock is then taken on every node (exit 3 if another \
+deployment holds it). Headless runs (--headless, or when stdout is not a terminal) print one line \
+per event; gates such as pause_after_first need --yes to pass there.")]
+    Deploy {
+        env: String,
+        /// Release name: letters, digits, '.', '_', '+', '-' (it becomes a directory name)
+        #[arg(long)]
+        release: String,
+        /// Print events instead of drawing the console
+        #[arg(long)]
+        headless: bool,
+        /// Pass gates without asking (needed for headless runs that have gates)
+        #[arg(long)]
+        yes: bool,
+        /// Watch the post-deploy checklist at most this long (e.g. 10m), then decide
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        watch: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Deploy to TO the release that FROM verified (its checklist passed there)
+    #[command(
+        long_about = "Deploy to TO the release that is live on FROM and passed FROM's post-deploy checklist on every FROM node (recorded in their history). With `requires = \"FROM\"` on TO, this is the only way a release gets there without being verified first."
+    )]
+    Promote {
+        from: String,
+        to: String,
+        #[arg(long)]
+        headless: bool,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        watch: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Show, per node, where each .env key comes from (environment, .env, .env.example)
+    Config {
+        env: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Put every node of an environment back on its previous release (or --to a given one)
+    Rollback {
+        env: String,
+        /// Release to go back to (it must still be on every node); default: each node's previous
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        headless: bool,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Show each node's live release, previous release and lock holder
+    Status {
+        env: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Remove a lock left by a deployment that died (shows the holder and asks first)
+    Unlock {
+        env: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Deploy v1.1 over v1.0 on local demo nodes: no SSH, no setup
+    #[command(
+        long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
+puts v1.0 live on them, writes their inventory there, and deploys v1.1 through the normal engine: \
+real releases, atomic switches, a file-backed load balancer and real health checks.\n\n\
+Try --fail-node web-3 to watch a failing health check and the rollback."
+    )]
+    Demo {
+        #[arg(long)]
+        headless: bool,
+        /// Number of demo nodes
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Directory for the demo nodes and their inventory
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Make this node's health check fail (e.g. web-3)
+        #[arg(long, value_name = "NAME")]
+        fail_node: Option<String>,
+        /// No pauses between steps and one round of checks (for tests)
+        #[arg(long)]
+        fast: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(run(cli));
+    // Leave at once: no background task may hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(code);
+}
+
+fn inventory_path(cli: &Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(p) = cli {
+        return Ok(p.clone());
+    }
+    let local = PathBuf::from("deckhand.toml");
+    if local.is_file() {
+        return Ok(local);
+    }
+    if let Some(p) = std::env::var_os("DECKHAND_INVENTORY").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    Err("no inventory: ./deckhand.toml does not exist and DECKHAND_INVENTORY is not set\n  = help: pass one with -i FILE (see inventory/demo.toml and inventory/askproai.toml for examples)".into())
+}
+
+fn load(cli: &Option<PathBuf>) -> Result<Inventory, i32> {
+    let path = inventory_path(cli).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_INPUT
+    })?;
+    inventory::load(&path).map_err(|e| {
+        eprint!("{e}");
+        if !e.to_string().ends_with('\n') {
+            eprintln!();
+        }
+        EXIT_BAD_INPUT
+    })
+}
+
+fn check_release(release: &str) -> Result<(), i32> {
+    if util::valid_release(release) {
+        Ok(())
+    } else {
+        eprintln!(
+            "error: release name {release:?} is not allowed\n  = help: use letters, digits, '.', '_', '+' and '-', starting with a letter or digit (e.g. v1.1 or 2024-06-01.2)"
+        );
+        Err(EXIT_BAD_INPUT)
+    }
+}
+
+fn build_plan(inv: &Inventory, env: &str, release: &str) -> Result<plan::Plan, i32> {
+    plan::build(inv, env, release).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_BAD_INPUT
+    })
+}
+
+fn headless_wanted(flag: bool) -> bool {
+    flag || !std::io::stdout().is_terminal()
+}
+
+/// Ask a yes/no question on the terminal; anything but y/yes is no.
+fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Ask the operator to type a word (the environment's name) to confirm.
+fn confirm_typed(word: &str, question: &str) -> bool {
+    eprint!("{question}\nType the environment's name ({word}) to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim() == word
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate => match load(&cli.inventory) {
+            Ok(inv) => {
+                println!(
+                    "{}: ok — app {}, {} nodes, {} environments ({}), {} phases",
+                    inv.file.display(),
+                    inv.app.name,
+                    inv.nodes.len(),
+                    inv.environments.len(),
+                    inv.environments
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    inv.phases.len()
+                );
+                0
+            }
+            Err(code) => code,
+        },
+        Command::Plan {
+            env,
+            release,
+            output,
+        } => {
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            if release != "RELEASE" {
+                if let Err(c) = check_release(&release) {
+                    return c;
+                }
+            }
+            let p = match build_plan(&inv, &env, &release) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            match output {
+                Format::Text => print!("{}", plan::render_text(&p, &inv)),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default())
+                }
+            }
+            0
+        }
+        Command::Deploy {
+            env,
+            release,
+            headless,
+            yes,
+            watch,
+            output,
+        } => deploy(&cli.inventory, env, release, headless, yes, watch, output).await,
+        Command::Promote {
+            from,
+            to,
+            headless,
+            yes,
+            watch,
+            output,
+        } => {
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            let Some(src) = inv.environment(&from) else {
+                return build_plan(&inv, &from, "x").err().unwrap_or(EXIT_BAD_INPUT);
+            };
+            let statuses = engine::status::read_status(&inv, &src.nodes).await;
+            let lives: Vec<Option<String>> =
+                statuses.iter().map(|s| s.live_release.clone()).collect();
+            let release = match lives.first().cloned().flatten() {
+                Some(r) if lives.iter().all(|l| l.as_deref() == Some(r.as_str())) => r,
+                _ => {
+                    eprintln!(
+                        "error: {from} does not run one release on every node ({}); nothing to promote",
+                        statuses
+                            .iter()
+                            .map(|s| format!("{}: {}", s.node, s.live_release.as_deref().unwrap_or("none")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    return 4;
+                }
+            };
+            let unverified: Vec<&str> = statuses
+                .iter()
+                .filter(|s| !s.verified.contains(&release))
+                .map(|s| s.node.as_str())
+                .collect();
+            if !unverified.is_empty() {
+                eprintln!(
+                    "error: {release} is live on {from} but has not passed its checklist on {}; nothing to promote\n  = help: let the checklist finish on {from} (deckhand deploy {from} --release {release})",
+                    unverified.join(", ")
+                );
+                return 4;
+            }
+            eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
+            deploy(&cli.inventory, to, release, headless, yes, watch, output).await
+        }
+        Command::Config { env, output } => {
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            let Some(e) = inv.environment(&env) else {
+                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
+            };
+            let example = match &e.config_example {
+                Some(x) => std::fs::read_to_string(inv.base_dir().join(x)).unwrap_or_default(),
+                None => String::new(),
+            };
+            let mut all = Vec::new();
+            let mut code = 0;
+            for n in &e.nodes {
+                let Some(node) = inv.node(n) else { continue };
+                let r = async {
+                    let t = deckhand::transport::for_node(node, &inv.base_dir())
+                        .map_err(|e| e.to_string())?;
+                    let o = t
+                        .exec(
+                            &deckhand::transport::ExecRequest::new(
+                                deckhand::config::node_config_script(&node.deploy_path),
+                            )
+                            .timeout(std::time::Duration::from_secs(30)),
+                            None,
+                            &tokio_util::sync::CancellationToken::new(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<String, String>(o.stdout)
+                }
+                .await;
+                match r {
+                    Ok(out) => {
+                        let (dotenv, names) = out
+                            .split_once("__deckhand_environment__\n")
+                            .unwrap_or((out.as_str(), ""));
+                        let names: Vec<String> = names.lines().map(String::from).collect();
+                        let mut resolved = deckhand::config::resolve(&example, dotenv, &names);
+                        for r in resolved.iter_mut() {
+                            r.value = inv.secrets.mask(&r.value);
+                        }
+                        all.push((n.clone(), resolved));
+                    }
+                    Err(err) => {
+                        eprintln!("error: {n}: {err}");
+                        code = 4;
+                    }
+                }
+            }
+            match output {
+                Format::Json => {
+                    let v: Vec<serde_json::Value> = all
+                        .iter()
+                        .map(|(n, r)| serde_json::json!({"node": n, "keys": r}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                Format::Text => {
+                    for (n, r) in &all {
+                        println!("{n}:");
+                        for k in r {
+                            println!("  {:<28} {:<13} {}", k.key, k.source, k.value);
+                        }
+                    }
+                }
+            }
+            code
+        }
+        Command::Rollback {
+            env,
+            to,
+            headless,
+            yes,
+            output,
+        } => {
+            if let Some(r) = &to {
+                if let Err(c) = check_release(r) {
+                    return c;
+                }
+            }
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            let label = to.clone().unwrap_or_else(|| "previous".into());
+            let p = match build_plan(&inv, &env, &label) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let headless = headless_wanted(headless);
+            if !yes {
+                if headless || !std::io::stdin().is_terminal() {
+                    eprintln!("error: a rollback changes every node of {env}; confirm with --yes when running headless");
+                    return EXIT_BAD_INPUT;
+                }
+                let statuses = engine::status::read_status(&inv, &p.nodes).await;
+                let lines: Vec<String> = statuses
+                    .iter()
+                    .map(|s| {
+                        let to = to
+                            .clone()
+                            .or(s.previous_release.clone())
+                            .unwrap_or_else(|| "(none)".into());
+                        format!(
+                            "  {}: {} → {}",
+                            s.node,
+                            s.live_release.as_deref().unwrap_or("(none)"),
+                            to
+                        )
+                    })
+                    .collect();
+                let question = format!("Roll back {env}?\n{}", lines.join("\n"));
+                let protected = inv.environment(&env).map(|e| e.protected).unwrap_or(false);
+                let ok = if protected {
+                    confirm_typed(&env, &question)
+                } else {
+                    confirm(&question)
+                };
+                if !ok {
+                    eprintln!("nothing was changed");
+                    return 1;
+                }
+            }
+            let target = match to {
+                Some(r) => RollbackTarget::Release(r),
+                None => RollbackTarget::Previous,
+            };
+            let opts = RunOptions {
+                auto_promote: true,
+                headless,
+                ..RunOptions::default()
+            };
+            match engine::spawn_rollback(Arc::new(inv), p, target, opts) {
+                Ok(h) => drive(h, output, true).await,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        Command::Status { env, output } => {
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            let Some(e) = inv.environment(&env) else {
+                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
+            };
+            let statuses = engine::status::read_status(&inv, &e.nodes).await;
+            let unreachable = statuses.iter().any(|s| !s.reachable);
+            match output {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).unwrap_or_default()
+                ),
+                Format::Text => {
+                    println!(
+                        "{:<14} {:<18} {:<12} {:<12} LOCK",
+                        "NODE", "HOST", "LIVE", "PREVIOUS"
+                    );
+                    for s in &statuses {
+                        let lock = match (&s.lock, s.locked, &s.error) {
+                            (_, _, Some(err)) => format!("unreachable: {err}"),
+                            (Some(l), _, _) => format!("held by {}", l.describe()),
+                            (None, true, _) => "held (holder unreadable)".into(),
+                            _ => "-".into(),
+                        };
+                        println!(
+                            "{:<14} {:<18} {:<12} {:<12} {}",
+                            s.node,
+                            s.host,
+                            s.live_release.as_deref().unwrap_or("-"),
+                            s.previous_release.as_deref().unwrap_or("-"),
+                            lock
+                        );
+                    }
+                }
+            }
+            if unreachable {
+                4
+            } else {
+                0
+            }
+        }
+        Command::Unlock { env, yes } => {
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
+                Err(c) => return c,
+            };
+            let Some(e) = inv.environment(&env) else {
+                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
+            };
+            let statuses = engine::status::read_status(&inv, &e.nodes).await;
+            let held: Vec<&engine::status::NodeStatus> =
+                statuses.iter().filter(|s| s.locked).collect();
+            if held.is_empty() {
+                println!("no node of {env} is locked");
+                return 0;
+            }
+            for s in &held {
+                match &s.lock {
+                    Some(l) => println!("{}: locked by {}", s.node, l.describe()),
+                    None => println!("{}: locked (holder unreadable)", s.node),
+                }
+            }
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!("error: removing a lock needs confirmation; add --yes once you are sure that deployment is dead");
+                    return EXIT_BAD_INPUT;
+                }
+                if !confirm(
+                    "Remove these locks? Only do this if that deployment is no longer running.",
+                ) {
+                    eprintln!("nothing was changed");
+                    return 1;
+                }
+            }
+            let names: Vec<String> = held.iter().map(|s| s.node.clone()).collect();
+            let errors = engine::status::force_unlock(&inv, &names).await;
+            if errors.is_empty() {
+                println!("unlocked {} node(s)", names.len());
+                0
+            } else {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                1
+            }
+        }
+        Command::Demo {
+            headless,
+            nodes,
+            dir,
+            fail_node,
+            fast,
+            output,
+        } => run_demo(headless, nodes, dir, fail_node, fast, output).await,
+    }
+}
+
+async fn deploy(
+    inventory: &Option<PathBuf>,
+    env: String,
+    release: String,
+    headless: bool,
+    yes: bool,
+    watch: Option<std::time::Duration>,
+    output: Format,
+) -> i32 {
+    if let Err(c) = check_release(&release) {
+        return c;
+    }
+    let inv = match load(inventory) {
+        Ok(i) => i,
+        Err(c) => return c,
+    };
+    let p = match build_plan(&inv, &env, &release) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let headless = headless_wanted(headless);
+    if headless && !p.gates.is_empty() && !yes {
+        eprintln!(
+                    "error: this deployment waits for a promote after batch {} (pause_after_first), and a headless run has nobody to promote it\n  = help: add --yes to pass the gate, or run in a terminal without --headless",
+                    p.gates[0] + 1
+                );
+        return EXIT_BAD_INPUT;
+    }
+    let opts = RunOptions {
+        auto_promote: yes,
+        headless,
+        watch,
+        ..RunOptions::default()
+    };
+    match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) => drive(h, output, false).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+async fn run_demo(
+    headless: bool,
+    nodes: usize,
+    dir: Option<PathBuf>,
+    fail_node: Option<String>,
+    fast: bool,
+    output: Format,
+) -> i32 {
+    let dir = match dir {
+        Some(d) => d,
+        None => match tempfile::Builder::new().prefix("deckhand-demo-").tempdir() {
+            Ok(t) => t.keep(),
+            Err(e) => {
+                eprintln!("error: cannot create a temp dir for the demo: {e}");
+                return 1;
+            }
+        },
+    };
+    let d = match demo::prepare(&dir, nodes, fail_node.as_deref(), fast).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    eprintln!(
+        "demo: {} nodes with {} live under {}\n      inventory: {}",
+        d.nodes.len(),
+        demo::FROM,
+        d.dir.join("nodes").display(),
+        d.inventory.display()
+    );
+    let inv = match demo::load(&d.inventory) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 1;
+        }
+    };
+    let p = match build_plan(&inv, demo::ENV, demo::TO) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let headless = headless_wanted(headless);
+    let opts = RunOptions {
+        // Nobody promotes a headless demo: its gate passes by itself.
+        auto_promote: headless,
+        headless,
+        watch: fast.then_some(std::time::Duration::ZERO),
+        ..RunOptions::default()
+    };
+    let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) => drive(h, output, false).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    eprintln!(
+        "demo: try `deckhand -i {} status demo`",
+        shell_path(&d.inventory)
+    );
+    code
+}
+
+fn shell_path(p: &Path) -> String {
+    util::sh_quote(&p.display().to_string())
+}
+
+/// Ask at a gate, on the terminal: promote, roll back or abort.
+fn ask_at_gate(controls: tokio::sync::mpsc::UnboundedSender<Control>) {
+    tokio::task::spawn_blocking(move || loop {
+        eprint!("promote and continue? [y = promote, r = roll back, a = abort] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let c = match line.trim() {
+            "y" | "yes" => Control::Promote,
+            "r" => Control::Rollback,
+            "a" => Control::Abort,
+            _ => continue,
+        };
+        let _ = controls.send(c);
+        return;
+    });
+}
+
+/// Follow a run to its end with the line printer; Ctrl-C or SIGTERM aborts it cleanly.
+async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
+    let mut printer = Printer::new(std::io::stdout(), output);
+    let controls = h.controls.clone();
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let mut interrupts = 0u32;
+    let mut finished_msg = None;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            ev = h.events.recv() => match ev {
+                Some(e) => {
+                    if let EventKind::Finished { outcome, message, .. } = &e.kind {
+                        finished_msg = Some((*outcome, message.clone()));
+                    }
+                    printer.print(&e);
+                    if interactive && matches!(e.kind, EventKind::Gate { .. }) {
+                        ask_at_gate(controls.clone());
+                    }
+                }
+                None => break,
+            },
+            _ = sigterm => {
+                eprintln!("terminated: aborting — running steps are killed, unfinished releases removed, the lock released");
+                let _ = controls.send(Control::Abort);
+            }
+            _ = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                if interrupts == 1 {
+                    eprintln!("interrupted: aborting — running steps are killed, unfinished releases removed, the lock released (Ctrl-C again to leave at once)");
+                    let _ = controls.send(Control::Abort);
+                } else {
+                    eprintln!("leaving now; check the nodes with `deckhand status` and `deckhand unlock` if needed");
+                    return 1;
+                }
+            }
+        }
+    }
+    let outcome = h.done.await.unwrap_or(Outcome::Failed);
+    if let Some((_, msg)) = &finished_msg {
+        if output == Format::Text && !std::io::stdout().is_terminal() {
+            // The printer already wrote it to stdout; repeat on stderr for people who only see that.
+            eprintln!("{}: {msg}", outcome.word());
+        }
+    }
+    match (rollback_run, outcome) {
+        (true, Outcome::RolledBack) => 0,
+        _ => outcome.exit_code(),
+    }
+}

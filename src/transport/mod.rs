@@ -10,6 +10,9 @@ pub mod local;
 pub mod ssh;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::inventory::{Node, TransportKind};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -71,14 +74,20 @@ impl ExecOutcome {
     }
     /// A one-line reason for a failure, for the operator.
     pub fn describe_failure(&self, timeout: Option<Duration>) -> String {
-        let tail = self.stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default();
+        let tail = self
+            .stderr_tail
+            .last()
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default();
         match self.ended {
             Ended::Exited(Some(0)) => "ok".into(),
             Ended::Exited(Some(c)) => format!("exited with status {c}{tail}"),
             Ended::Exited(None) => format!("killed by a signal{tail}"),
             Ended::TimedOut => format!(
                 "timed out after {} and was killed",
-                timeout.map(crate::util::format_duration).unwrap_or_else(|| "its limit".into())
+                timeout
+                    .map(crate::util::format_duration)
+                    .unwrap_or_else(|| "its limit".into())
             ),
             Ended::Cancelled => "cancelled and killed".into(),
         }
@@ -112,18 +121,15 @@ pub trait Transport: Send + Sync {
     async fn close(&self) {}
 }
 
-/// The transport for one node: `local` runs in the node's deploy path on this machine (or in
-/// `base_dir`, the inventory's directory); `ssh` connects lazily, on first use.
-pub fn for_node(
-    node: &crate::inventory::Node,
-    base_dir: &Path,
-) -> Result<std::sync::Arc<dyn Transport>, TransportError> {
+/// The transport for a node: local nodes run `sh` in their deploy path on this machine; SSH
+/// nodes connect lazily, on first use, and keep one connection.
+pub fn for_node(node: &Node, base_dir: &Path) -> Result<Arc<dyn Transport>, TransportError> {
     match node.transport {
-        crate::inventory::TransportKind::Local => {
-            let cwd = if node.deploy_path.is_empty() { base_dir.to_path_buf() } else { base_dir.join(&node.deploy_path) };
-            Ok(std::sync::Arc::new(local::LocalTransport::new(cwd)))
+        TransportKind::Local => {
+            let dir = if Path::new(&node.deploy_path).is_dir() { Path::new(&node.deploy_path) } else { base_dir };
+            Ok(Arc::new(local::LocalTransport::new(dir)))
         }
-        crate::inventory::TransportKind::Ssh => Ok(std::sync::Arc::new(ssh::SshTransport::for_node(node, base_dir)?)),
+        TransportKind::Ssh => Ok(Arc::new(ssh::SshTransport::for_node(node, base_dir)?)),
     }
 }
 

@@ -1,0 +1,271 @@
+//! The run's control state: what the operator asked for (pause, promote, abort, rollback) and
+//! how node tasks wait on it at step boundaries.
+//!
+//! Pause never interrupts a running step: steps check [`Ctl::boundary`] before they start, and
+//! the `Paused` event is emitted only once the last running step has ended. Abort and rollback
+//! cancel the forward token, which kills running steps through their transports.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::emit::Emitter;
+use super::event::{Control, EventKind, Level};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CtlState {
+    pub paused: bool,
+    pub abort: bool,
+    pub rollback: bool,
+    pub gate_open: bool,
+    pub promotions: u64,
+    /// Manual checklist items the operator confirmed.
+    pub confirmed: Vec<String>,
+    /// The monitoring window is running (a promote ends it early).
+    pub monitoring: bool,
+    pub end_monitoring: bool,
+    /// Why forward work stopped, in words for the operator.
+    pub reason: Option<String>,
+}
+
+/// Why forward work stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Abort,
+    Rollback,
+}
+
+pub struct Ctl {
+    state: watch::Sender<CtlState>,
+    active: Mutex<(usize, bool)>,
+    emitter: Arc<Emitter>,
+    /// Cancelled on abort or rollback: kills forward steps.
+    pub forward: CancellationToken,
+    /// Cancelled on abort only: kills everything, rollback steps included.
+    pub all: CancellationToken,
+}
+
+impl Ctl {
+    pub fn new(emitter: Arc<Emitter>) -> Arc<Self> {
+        let all = CancellationToken::new();
+        Arc::new(Ctl {
+            state: watch::channel(CtlState::default()).0,
+            active: Mutex::new((0, false)),
+            emitter,
+            forward: all.child_token(),
+            all,
+        })
+    }
+
+    pub fn set_monitoring(&self, on: bool) {
+        self.state.send_modify(|s| s.monitoring = on);
+    }
+
+    /// Wait until `deadline`, or until the operator ends monitoring, aborts or rolls back.
+    pub async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
+        let mut rx = self.state.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.abort {
+                    return Err(Stop::Abort);
+                }
+                if s.rollback {
+                    return Err(Stop::Rollback);
+                }
+                if s.end_monitoring {
+                    return Ok(true);
+                }
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Err(Stop::Abort) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> CtlState {
+        self.state.borrow().clone()
+    }
+
+    pub fn stop_reason(&self) -> Option<Stop> {
+        let s = self.snapshot();
+        if s.abort {
+            Some(Stop::Abort)
+        } else if s.rollback {
+            Some(Stop::Rollback)
+        } else {
+            None
+        }
+    }
+
+    /// Apply one control from the operator.
+    pub fn apply(&self, c: Control) {
+        let before = self.snapshot();
+        match c {
+            Control::Pause if before.abort || before.rollback => {}
+            Control::Pause if !before.paused => {
+                self.state.send_modify(|s| s.paused = true);
+                self.emitter.emit(EventKind::Pausing);
+                self.announce_paused_if_idle();
+            }
+            Control::Resume if before.paused => {
+                if let Ok(mut a) = self.active.lock() {
+                    a.1 = false;
+                }
+                self.state.send_modify(|s| s.paused = false);
+                self.emitter.emit(EventKind::Resumed);
+            }
+            Control::Promote if before.monitoring && !before.gate_open => {
+                self.state.send_modify(|s| s.end_monitoring = true);
+                self.emitter
+                    .notice(Level::Info, "the operator ended the monitoring window");
+            }
+            Control::Confirm { check } => {
+                if !before.confirmed.contains(&check) {
+                    self.state.send_modify(|s| s.confirmed.push(check.clone()));
+                    self.emitter.emit(EventKind::Check {
+                        name: check,
+                        node: None,
+                        status: super::event::CheckStatus::Pass,
+                        value: Some("confirmed by the operator".into()),
+                    });
+                }
+            }
+            Control::Promote if before.gate_open => {
+                self.state.send_modify(|s| {
+                    s.gate_open = false;
+                    s.promotions += 1;
+                });
+            }
+            Control::Promote => self
+                .emitter
+                .notice(Level::Warn, "nothing to promote: no gate is waiting"),
+            Control::Abort if !before.abort => {
+                self.state.send_modify(|s| s.abort = true);
+                self.emitter.emit(EventKind::Aborting {
+                    reason: "the operator aborted".into(),
+                });
+                self.all.cancel();
+            }
+            Control::Rollback if !before.rollback && !before.abort => {
+                self.request_rollback("the operator asked for a rollback")
+            }
+            _ => {}
+        }
+    }
+
+    /// Stop forward work and ask for a rollback (by the operator or by `on_failure`).
+    pub fn request_rollback(&self, reason: &str) {
+        self.state.send_modify(|s| {
+            s.rollback = true;
+            s.paused = false;
+            s.reason.get_or_insert_with(|| reason.to_string());
+        });
+        self.forward.cancel();
+    }
+
+    pub fn request_abort(&self, reason: &str) {
+        if !self.snapshot().abort {
+            self.state.send_modify(|s| s.abort = true);
+            self.emitter.emit(EventKind::Aborting {
+                reason: reason.into(),
+            });
+            self.all.cancel();
+        }
+    }
+
+    /// Wait here until the run may start a new step. Err when forward work must stop.
+    pub async fn boundary(&self) -> Result<(), Stop> {
+        let mut rx = self.state.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.abort {
+                    return Err(Stop::Abort);
+                }
+                if s.rollback {
+                    return Err(Stop::Rollback);
+                }
+                if !s.paused {
+                    return Ok(());
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(Stop::Abort);
+            }
+        }
+    }
+
+    /// Open a gate and wait for a promote. Err when the operator chose abort or rollback.
+    pub async fn gate(&self, reason: String, auto_promote: bool) -> Result<(), Stop> {
+        self.emitter.emit(EventKind::Gate { reason });
+        if auto_promote {
+            self.emitter.emit(EventKind::Promoted);
+            return Ok(());
+        }
+        let start = self.snapshot().promotions;
+        self.state.send_modify(|s| s.gate_open = true);
+        let mut rx = self.state.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.abort {
+                    return Err(Stop::Abort);
+                }
+                if s.rollback {
+                    return Err(Stop::Rollback);
+                }
+                if s.promotions > start {
+                    break;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(Stop::Abort);
+            }
+        }
+        self.emitter.emit(EventKind::Promoted);
+        Ok(())
+    }
+
+    pub fn step_started(&self) {
+        if let Ok(mut a) = self.active.lock() {
+            a.0 += 1;
+        }
+    }
+
+    pub fn step_ended(&self) {
+        if let Ok(mut a) = self.active.lock() {
+            a.0 = a.0.saturating_sub(1);
+        }
+        self.announce_paused_if_idle();
+    }
+
+    fn announce_paused_if_idle(&self) {
+        let paused = self.snapshot().paused;
+        let announce = match self.active.lock() {
+            Ok(mut a) if paused && a.0 == 0 && !a.1 => {
+                a.1 = true;
+                true
+            }
+            _ => false,
+        };
+        if announce {
+            self.emitter.emit(EventKind::Paused);
+        }
+    }
+
+    /// Feed controls from the channel into this state until the channel closes.
+    pub fn listen(
+        self: &Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Control>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                me.apply(c);
+            }
+        })
+    }
+}

@@ -1,0 +1,337 @@
+//! The on-node layout and the shell scripts that read and change it, for any transport.
+//!
+//! ```text
+//! {deploy_path}/releases/<release>/     one directory per release
+//! {deploy_path}/shared/                 files and dirs linked into every release
+//! {deploy_path}/current -> releases/<release>   switched atomically (rename over)
+//! {deploy_path}/.deckhand/lock/info.json        the lock (mkdir is the atomic test-and-set)
+//! {deploy_path}/.deckhand/history.jsonl         one line per deployment or rollback
+//! ```
+//! Scripts are built here with every value quoted; decisions (which release is previous, what
+//! cleanup may delete) are made in Rust from what the scripts read, so they can be unit-tested.
+
+use serde::{Deserialize, Serialize};
+
+use crate::util::{sh_quote, valid_release};
+
+/// Who holds a node's lock.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockInfo {
+    pub id: String,
+    pub who: String,
+    pub host: String,
+    pub pid: u32,
+    pub at: String,
+    pub env: String,
+    pub release: String,
+}
+
+impl LockInfo {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} on {} (pid {}) since {}, deploying {} to {} [deployment {}]",
+            self.who, self.host, self.pid, self.at, self.release, self.env, self.id
+        )
+    }
+}
+
+/// One line of a node's `history.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub id: String,
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    pub release: String,
+    pub from: Option<String>,
+    pub who: String,
+    pub at: String,
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
+/// What a node looks like right now, as read by [`state_script`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSnapshot {
+    pub exists: bool,
+    pub current: Option<String>,
+    /// Lock held: parsed holder, or None with `locked` set when the info is unreadable.
+    pub locked: bool,
+    pub lock: Option<LockInfo>,
+    pub history: Vec<HistoryEntry>,
+    /// Release directories, newest first.
+    pub releases: Vec<String>,
+    pub free_kb: Option<u64>,
+}
+
+impl NodeSnapshot {
+    /// The release that was live before the current one: from history, else the next newest
+    /// release directory.
+    pub fn previous(&self) -> Option<String> {
+        let current = self.current.as_ref()?;
+        let from_history = self
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.kind == "deploy" && h.result == "ok" && &h.release == current)
+            .and_then(|h| h.from.clone())
+            .filter(|p| p != current && self.releases.contains(p));
+        from_history.or_else(|| {
+            let pos = self.releases.iter().position(|r| r == current)?;
+            self.releases.get(pos + 1).cloned()
+        })
+    }
+}
+
+fn release_dir(dp: &str, release: &str) -> String {
+    format!("{}/releases/{}", dp.trim_end_matches('/'), release)
+}
+
+pub fn release_path(dp: &str, release: &str) -> String {
+    release_dir(dp, release)
+}
+
+/// Read the node's state: `key=value` lines, parsed by [`parse_state`].
+pub fn state_script(dp: &str) -> String {
+    format!(
+        "cd {dp} 2>/dev/null || {{ echo missing=1; exit 0; }}\n\
+         printf 'current=%s\\n' \"$(readlink current 2>/dev/null)\"\n\
+         if [ -d .deckhand/lock ]; then printf 'lock=%s\\n' \"$(tr -d '\\n' < .deckhand/lock/info.json 2>/dev/null)\"; fi\n\
+         if [ -f .deckhand/history.jsonl ]; then tail -n 200 .deckhand/history.jsonl | sed 's/^/history=/'; fi\n\
+         if [ -d releases ]; then ls -1t releases | sed 's/^/release=/'; fi\n\
+         df -Pk . 2>/dev/null | awk 'NR==2 {{print \"free_kb=\" $4}}'\n",
+        dp = sh_quote(dp)
+    )
+}
+
+/// The release a `current` link points at (`releases/v1.0` or an absolute path → `v1.0`).
+pub fn release_of_link(target: &str) -> Option<String> {
+    let t = target.trim().trim_end_matches('/');
+    if t.is_empty() {
+        return None;
+    }
+    let name = t.rsplit('/').next()?;
+    Some(name.to_string()).filter(|n| !n.is_empty())
+}
+
+pub fn parse_state(out: &str) -> NodeSnapshot {
+    let mut s = NodeSnapshot {
+        exists: true,
+        ..Default::default()
+    };
+    for line in out.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        match k {
+            "missing" => s.exists = false,
+            "current" => s.current = release_of_link(v),
+            "lock" => {
+                s.locked = true;
+                s.lock = serde_json::from_str(v).ok();
+            }
+            "history" => {
+                if let Ok(h) = serde_json::from_str(v) {
+                    s.history.push(h);
+                }
+            }
+            "release" if valid_release(v) => s.releases.push(v.to_string()),
+            "free_kb" => s.free_kb = v.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Take the lock with an atomic `mkdir`; prints `acquired`, or `held` and the holder's info.
+pub fn lock_script(dp: &str, info: &LockInfo) -> String {
+    let json = serde_json::to_string(info).unwrap_or_default();
+    format!(
+        "mkdir -p {dp}/.deckhand || exit 1\n\
+         if mkdir {dp}/.deckhand/lock 2>/dev/null; then printf '%s\\n' {json} > {dp}/.deckhand/lock/info.json && echo acquired; \
+         else echo held; tr -d '\\n' < {dp}/.deckhand/lock/info.json 2>/dev/null; echo; fi\n",
+        dp = sh_quote(dp.trim_end_matches('/')),
+        json = sh_quote(&json)
+    )
+}
+
+/// Release the lock, but only if it is still ours.
+pub fn unlock_script(dp: &str, id: &str) -> String {
+    format!(
+        "if grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then rm -rf {dp}/.deckhand/lock; fi\n",
+        dp = sh_quote(dp.trim_end_matches('/')),
+        id = sh_quote(id)
+    )
+}
+
+/// Remove a lock whoever holds it (the `unlock` command, after the operator confirmed).
+pub fn force_unlock_script(dp: &str) -> String {
+    format!(
+        "rm -rf {dp}/.deckhand/lock\n",
+        dp = sh_quote(dp.trim_end_matches('/'))
+    )
+}
+
+pub fn history_script(dp: &str, entry: &HistoryEntry) -> String {
+    let json = serde_json::to_string(entry).unwrap_or_default();
+    format!(
+        "mkdir -p {dp}/.deckhand && printf '%s\\n' {json} >> {dp}/.deckhand/history.jsonl\n",
+        dp = sh_quote(dp.trim_end_matches('/')),
+        json = sh_quote(&json)
+    )
+}
+
+/// Make a fresh `releases/<release>` and link the shared files and dirs into it. Refuses to
+/// touch the release `current` points at.
+pub fn release_script(
+    dp: &str,
+    release: &str,
+    shared_files: &[String],
+    shared_dirs: &[String],
+) -> String {
+    let dp = dp.trim_end_matches('/');
+    let rel = release_dir(dp, release);
+    let mut s = format!(
+        "set -e\nmkdir -p {dpq}/releases {dpq}/shared\n\
+         if [ \"$(readlink {dpq}/current 2>/dev/null)\" = {relname} ]; then echo 'refusing to rebuild the live release' >&2; exit 3; fi\n\
+         rm -rf {relq}\nmkdir -p {relq}\n",
+        dpq = sh_quote(dp),
+        relname = sh_quote(&format!("releases/{release}")),
+        relq = sh_quote(&rel),
+    );
+    for d in shared_dirs {
+        let shared = sh_quote(&format!("{dp}/shared/{d}"));
+        let target = sh_quote(&format!("{rel}/{d}"));
+        s.push_str(&format!(
+            "mkdir -p {shared}\nrm -rf {target}\nmkdir -p \"$(dirname {target})\"\nln -s {shared} {target}\necho linked shared dir {name}\n",
+            name = sh_quote(d)
+        ));
+    }
+    for f in shared_files {
+        let shared = sh_quote(&format!("{dp}/shared/{f}"));
+        let target = sh_quote(&format!("{rel}/{f}"));
+        s.push_str(&format!(
+            "mkdir -p \"$(dirname {shared})\"\n[ -e {shared} ] || {{ : > {shared}; echo created empty shared file {name}; }}\n\
+             rm -f {target}\nmkdir -p \"$(dirname {target})\"\nln -s {shared} {target}\necho linked shared file {name}\n",
+            name = sh_quote(f)
+        ));
+    }
+    s.push_str(&format!("echo release {} ready\n", sh_quote(release)));
+    s
+}
+
+/// Point `current` at `releases/<release>` atomically (a new link renamed over the old one),
+/// then print where it points now.
+pub fn switch_script(dp: &str, release: &str, tmp_tag: &str) -> String {
+    format!(
+        "set -e\ncd {dp}\n[ -d {rel} ] || {{ echo 'release directory '{rel}' is missing' >&2; exit 3; }}\n\
+         ln -sfn {rel} {tmp}\nmv -fT {tmp} current\nprintf 'current=%s\\n' \"$(readlink current)\"\n",
+        dp = sh_quote(dp.trim_end_matches('/')),
+        rel = sh_quote(&format!("releases/{release}")),
+        tmp = sh_quote(&format!(".current.{tmp_tag}")),
+    )
+}
+
+/// Remove a release directory this run created but never switched to.
+pub fn remove_release_script(dp: &str, release: &str) -> String {
+    format!(
+        "if [ \"$(readlink {dpq}/current 2>/dev/null)\" != {relname} ]; then rm -rf {relq}; fi\n",
+        dpq = sh_quote(dp.trim_end_matches('/')),
+        relname = sh_quote(&format!("releases/{release}")),
+        relq = sh_quote(&release_dir(dp.trim_end_matches('/'), release)),
+    )
+}
+
+/// Which releases cleanup deletes: all but the `keep` newest, and never the live, previous or
+/// new one. `newest_first` is the directory listing by modification time.
+pub fn cleanup_victims(
+    newest_first: &[String],
+    keep: usize,
+    protect: &[Option<&str>],
+) -> Vec<String> {
+    let protected: Vec<&str> = protect.iter().flatten().copied().collect();
+    newest_first
+        .iter()
+        .skip(keep)
+        .filter(|r| !protected.contains(&r.as_str()))
+        .filter(|r| valid_release(r))
+        .cloned()
+        .collect()
+}
+
+pub fn cleanup_script(dp: &str, victims: &[String]) -> String {
+    let mut s = String::from("set -e\n");
+    for v in victims {
+        s.push_str(&format!(
+            "rm -rf {}\necho removed old release {}\n",
+            sh_quote(&release_dir(dp.trim_end_matches('/'), v)),
+            sh_quote(v)
+        ));
+    }
+    if victims.is_empty() {
+        s.push_str("echo nothing to remove\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(release: &str, from: Option<&str>) -> HistoryEntry {
+        HistoryEntry {
+            id: "x".into(),
+            kind: "deploy".into(),
+            release: release.into(),
+            from: from.map(String::from),
+            who: "a".into(),
+            at: "t".into(),
+            result: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn state_parsing_reads_every_field() {
+        let out = "current=releases/v1.1\nlock={\"id\":\"d1\",\"who\":\"ann\",\"host\":\"jump\",\"pid\":7,\"at\":\"now\",\"env\":\"prod\",\"release\":\"v2\"}\n\
+                   history={\"id\":\"d0\",\"kind\":\"deploy\",\"release\":\"v1.1\",\"from\":\"v1.0\",\"who\":\"ann\",\"at\":\"t\",\"result\":\"ok\"}\n\
+                   release=v1.1\nrelease=v1.0\nrelease=../evil\nfree_kb=1234\n";
+        let s = parse_state(out);
+        assert_eq!(s.current.as_deref(), Some("v1.1"));
+        assert_eq!(s.lock.as_ref().map(|l| l.who.as_str()), Some("ann"));
+        assert_eq!(s.releases, vec!["v1.1", "v1.0"]);
+        assert_eq!(s.free_kb, Some(1234));
+        assert_eq!(s.previous().as_deref(), Some("v1.0"));
+    }
+
+    #[test]
+    fn previous_falls_back_to_next_newest_directory() {
+        let s = NodeSnapshot {
+            exists: true,
+            current: Some("b".into()),
+            releases: vec!["c".into(), "b".into(), "a".into()],
+            history: vec![h("c", Some("b"))],
+            ..Default::default()
+        };
+        assert_eq!(s.previous().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn cleanup_never_removes_live_previous_or_new() {
+        let list: Vec<String> = ["v6", "v5", "v4", "v3", "v2", "v1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // keep 2 newest (v6, v5); live is v1 (an old rollback target), previous v3.
+        let v = cleanup_victims(&list, 2, &[Some("v1"), Some("v3"), Some("v6")]);
+        assert_eq!(v, vec!["v4", "v2"]);
+    }
+
+    #[test]
+    fn link_targets_name_their_release() {
+        assert_eq!(release_of_link("releases/v1.0").as_deref(), Some("v1.0"));
+        assert_eq!(
+            release_of_link("/srv/app/releases/v2/").as_deref(),
+            Some("v2")
+        );
+        assert_eq!(release_of_link(""), None);
+    }
+}
