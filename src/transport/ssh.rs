@@ -142,6 +142,14 @@ impl SshTarget {
         d
     }
 
+    /// `host:port` (or just the host), for sentences that name the user separately.
+    pub fn address(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
     /// The known_hosts file ssh checks, for messages.
     fn known_hosts_display(&self) -> String {
         self.known_hosts
@@ -341,8 +349,8 @@ fn last_line(text: &str) -> Option<String> {
 
 fn classify(target: &SshTarget, log: &str, hop: Option<&str>) -> Option<String> {
     let dest = hop
-        .map(str::to_string)
-        .unwrap_or_else(|| target.destination());
+        .map(|h| h.rsplit_once('@').map(|(_, a)| a).unwrap_or(h).to_string())
+        .unwrap_or_else(|| target.address());
     if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || log.contains("has changed and you have requested strict checking")
     {

@@ -67,7 +67,12 @@ if [ -f "$pid_file" ]; then
   old=$(cat "$pid_file")
   kill "$old" 2>/dev/null
   i=0
-  while kill -0 "$old" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+  # Gone, or a zombie nobody reaps (this machine's init may not): either way it has let go of the port.
+  while [ "$i" -lt 100 ]; do
+    state=$(cut -d' ' -f3 "/proc/$old/stat" 2>/dev/null) || break
+    [ "$state" = Z ] && break
+    sleep 0.05; i=$((i+1))
+  done
   rm -f "$pid_file"
 fi
 setsid /usr/bin/python3 "$node_dir/../app.py" "$port" "$1" "$pid_file.new" >>"$node_dir/app.log" 2>&1 </dev/null &
@@ -80,6 +85,40 @@ done
 mv "$pid_file.new" "$pid_file"
 echo "app restarted on port $port ($(cat "$pid_file"))"
 "#;
+
+/// `check-app DEPLOY_PATH RELEASE`: exit 0 when the node's app answers RELEASE on `/version`.
+const CHECK_SH: &str = r#"#!/bin/sh
+port=$(cat "$(dirname "$1")/app.port")
+exec /usr/bin/python3 -c 'import sys, urllib.request
+v = urllib.request.urlopen("http://127.0.0.1:%s/version" % sys.argv[1], timeout=2).read().decode().strip()
+print("serving", v)
+sys.exit(0 if v == sys.argv[2] else 1)' "$port" "$2"
+"#;
+
+/// What an inventory for this fleet says, beyond the nodes.
+#[derive(Debug, Clone)]
+pub struct InventorySpec {
+    pub env: &'static str,
+    pub on_failure: &'static str,
+    /// Reach every node through the bastion.
+    pub via_bastion: bool,
+    /// TOML for phases between `release`+`build` and `switch`.
+    pub extra_phases: String,
+    /// TOML for `[app]` beyond name and deploy_path.
+    pub app_extra: String,
+}
+
+impl Default for InventorySpec {
+    fn default() -> Self {
+        InventorySpec {
+            env: "production",
+            on_failure: "rollback",
+            via_bastion: false,
+            extra_phases: String::new(),
+            app_extra: String::new(),
+        }
+    }
+}
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -126,6 +165,10 @@ impl Server {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+    /// Kill this server and every connection it serves.
+    pub fn stop(&mut self) {
+        stop_server(self);
+    }
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -150,6 +193,8 @@ pub struct Fleet {
     pub bastion: Option<Server>,
     /// `restart-app` (give it the node's deploy path).
     pub restart_app: PathBuf,
+    /// `check-app` (give it the node's deploy path and the release it should serve).
+    pub check_app: PathBuf,
     uid: Option<(u32, u32)>,
 }
 
@@ -256,7 +301,7 @@ impl Fleet {
         }
         let (user, ids) = fleet_user();
         let root = tempfile::Builder::new()
-            .prefix("dh-fleet-")
+            .prefix("dh-sshfleet-")
             .tempdir_in("/tmp")
             .expect("create the fleet directory")
             .keep();
@@ -270,6 +315,7 @@ impl Fleet {
             nodes: Vec::new(),
             bastion: None,
             restart_app: root.join("restart-app"),
+            check_app: root.join("check-app"),
             uid: ids,
         };
         // From here on, a panic drops `fleet`, which tears everything down.
@@ -280,6 +326,8 @@ impl Fleet {
         std::fs::write(root.join("app.py"), APP_PY).expect("app.py");
         std::fs::write(&fleet.restart_app, RESTART_SH).expect("restart-app");
         chmod(&fleet.restart_app, 0o755);
+        std::fs::write(&fleet.check_app, CHECK_SH).expect("check-app");
+        chmod(&fleet.check_app, 0o755);
 
         if spec.bastion {
             let b = fleet.start_sshd("bastion", true);
@@ -458,9 +506,90 @@ impl Fleet {
             .expect("a fleet started with_bastion()");
         b.log_text()
             .lines()
-            .filter(|l| l.contains("direct-tcpip") || l.contains("server_request_direct_tcpip"))
-            .filter(|l| l.contains(&format!("port {port}")))
+            .filter(|l| l.contains("server_request_direct_tcpip"))
+            .filter(|l| {
+                l.trim_end()
+                    .ends_with(&format!("target 127.0.0.1 port {port}"))
+            })
             .count()
+    }
+
+    /// Write `deckhand.toml` for this fleet (every node, one environment, a rolling deploy that
+    /// builds `VERSION`, switches, restarts the app and checks it over HTTP); returns its path.
+    pub fn write_inventory(&self, spec: &InventorySpec) -> PathBuf {
+        let root = self.root.display();
+        let jump = if spec.via_bastion {
+            format!("jump = \"{}\"\n", self.jump_hop())
+        } else {
+            String::new()
+        };
+        let mut t = format!(
+            "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\nkeep_releases = 5\n{}\n\
+             [ssh]\nuser = \"{}\"\nidentity_file = \"{root}/client_key\"\nknown_hosts = \"{root}/known_hosts\"\nconnect_timeout = \"5s\"\n{jump}\n",
+            spec.app_extra, self.user
+        );
+        for n in &self.nodes {
+            t.push_str(&format!(
+                "[nodes.{}]\nhost = \"127.0.0.1\"\nport = {}\ndeploy_path = \"{}\"\n\n",
+                n.name,
+                n.sshd.port,
+                n.deploy_path.display()
+            ));
+        }
+        let names: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.name))
+            .collect();
+        t.push_str(&format!(
+            "[environments.{}]\nnodes = [{}]\nbatches = [1]\nmax_fail = \"0%\"\non_failure = \"{}\"\n\
+             health = {{ run = \"{root}/check-app {{deploy_path}} {{release}}\", timeout = \"5s\", interval = \"100ms\", retries = 5 }}\n\n",
+            spec.env,
+            names.join(", "),
+            spec.on_failure
+        ));
+        t.push_str(&format!(
+            "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
+             [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/VERSION && echo built {{release}} on {{node}}\"\ntimeout = \"30s\"\n\n\
+             {}\n\
+             [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
+             [[phases]]\nname = \"restart\"\nrun = \"{root}/restart-app {{deploy_path}}\"\ntimeout = \"30s\"\n\n\
+             [[phases]]\nname = \"cleanup\"\nstage = \"after\"\nbuiltin = \"cleanup\"\n",
+            spec.extra_phases
+        ));
+        let path = self.root.join("deckhand.toml");
+        std::fs::write(&path, t).expect("write the inventory");
+        path
+    }
+
+    /// Run the `deckhand` binary with this fleet's inventory; its state (journal) stays in the
+    /// fleet's directory.
+    pub fn deckhand(&self, args: &[&str]) -> std::process::Output {
+        self.deckhand_command(args).output().expect("run deckhand")
+    }
+
+    pub fn deckhand_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_deckhand"));
+        cmd.arg("-i")
+            .arg(self.root.join("deckhand.toml"))
+            .args(args)
+            .env("XDG_STATE_HOME", self.root.join("state"))
+            .env_remove("DECKHAND_INVENTORY")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The node's deployment history (`.deckhand/history.jsonl`), one JSON value per line.
+    pub fn history(&self, i: usize) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.nodes[i].deploy_path.join(".deckhand/history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn locked(&self, i: usize) -> bool {
+        self.nodes[i].deploy_path.join(".deckhand/lock").exists()
     }
 
     /// Start (or restart) node `i`'s app from this machine, as the fleet user.
@@ -619,7 +748,7 @@ fn reap_stale_fleets() {
     };
     for e in dir.flatten() {
         let path = e.path();
-        if !e.file_name().to_string_lossy().starts_with("dh-fleet-") {
+        if !e.file_name().to_string_lossy().starts_with("dh-sshfleet-") {
             continue;
         }
         let owner = std::fs::read_to_string(path.join("owner.pid"))

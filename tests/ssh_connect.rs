@@ -1,0 +1,184 @@
+//! Connecting over SSH as preflight does, against real sshd servers on 127.0.0.1: host-key
+//! policy, and failures explained in plain words (what happened, and what to fix).
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use deckhand::inventory::HostKeyChecking;
+use deckhand::transport::ssh::SshTransport;
+use deckhand::transport::{ExecRequest, Transport};
+use support::FleetSpec;
+use tokio_util::sync::CancellationToken;
+
+async fn connect_error(t: &SshTransport) -> String {
+    t.connect()
+        .await
+        .expect_err("the connection must be refused")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_known_host_connects_under_strict_checking() {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect()
+        .await
+        .expect("a host listed in known_hosts connects");
+    let out = t
+        .exec(
+            &ExecRequest::new("echo ok"),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(out.stdout, "ok\n");
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_with_the_fingerprint_and_the_file_to_fix() {
+    let mut fleet = FleetSpec::nodes(1).start();
+    fleet.change_host_key(0);
+    let t = SshTransport::new(fleet.target(0));
+    let msg = connect_error(&t).await;
+    let port = fleet.nodes[0].sshd.port;
+    let offered = fingerprint(&fleet.nodes[0].sshd.host_key);
+    assert!(msg.starts_with("host key mismatch"), "{msg}");
+    assert!(
+        msg.contains(&offered),
+        "the message should show the fingerprint offered ({offered}): {msg}"
+    );
+    assert!(
+        msg.contains(&fleet.known_hosts.display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("[127.0.0.1]:{port}")), "{msg}");
+    assert!(!msg.contains('\n'), "one line per node: {msg}");
+    // Nothing ran there: the node saw no login.
+    assert!(!fleet.nodes[0]
+        .sshd
+        .log_text()
+        .contains("Accepted publickey"));
+}
+
+#[tokio::test]
+async fn an_unknown_host_is_refused_under_strict_checking() {
+    let fleet = FleetSpec::nodes(1).start();
+    let mut target = fleet.target(0);
+    let empty = fleet.root.join("empty_known_hosts");
+    std::fs::write(&empty, "").expect("write");
+    target.known_hosts = Some(empty.clone());
+    let msg = connect_error(&SshTransport::new(target)).await;
+    assert!(msg.starts_with("unknown host key"), "{msg}");
+    assert!(msg.contains(&empty.display().to_string()), "{msg}");
+    assert!(msg.contains("accept-new"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&empty).expect("read"),
+        "",
+        "strict checking must not learn keys"
+    );
+}
+
+#[tokio::test]
+async fn accept_new_learns_an_unknown_key_but_refuses_a_changed_one() {
+    let mut fleet = FleetSpec::nodes(1).start();
+    let mut target = fleet.target(0);
+    let learned = fleet.root.join("learned_known_hosts");
+    std::fs::write(&learned, "").expect("write");
+    target.known_hosts = Some(learned.clone());
+    target.host_key_checking = HostKeyChecking::AcceptNew;
+
+    let t = SshTransport::new(target.clone());
+    t.connect()
+        .await
+        .expect("accept-new takes a host it has never seen");
+    t.close().await;
+    let text = std::fs::read_to_string(&learned).expect("read");
+    assert_eq!(text.lines().count(), 1, "the key was recorded: {text:?}");
+
+    // The same server, re-keyed: accept-new does not mean accept-anything.
+    fleet.change_host_key(0);
+    let msg = connect_error(&SshTransport::new(target)).await;
+    assert!(msg.starts_with("host key mismatch"), "{msg}");
+    assert!(msg.contains(&learned.display().to_string()), "{msg}");
+}
+
+#[tokio::test]
+async fn a_refused_key_names_the_user_and_the_key_tried() {
+    let fleet = FleetSpec::nodes(1).start();
+    let other = fleet.root.join("stranger_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    let mut target = fleet.target(0);
+    target.identity_file = Some(other.clone());
+    let msg = connect_error(&SshTransport::new(target)).await;
+    assert!(msg.starts_with("authentication failed"), "{msg}");
+    assert!(msg.contains(&format!("user {}", fleet.user)), "{msg}");
+    assert!(msg.contains(&other.display().to_string()), "{msg}");
+}
+
+#[tokio::test]
+async fn nothing_listening_is_reported_as_connection_refused() {
+    let fleet = FleetSpec::nodes(1).start();
+    let mut target = fleet.target(0);
+    let port = support::free_port();
+    target.port = Some(port);
+    let msg = connect_error(&SshTransport::new(target)).await;
+    assert!(msg.starts_with("connection refused"), "{msg}");
+    assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_saying_how_long_it_waited() {
+    let fleet = FleetSpec::nodes(1).start();
+    // Accepts the TCP connection and then says nothing, like a wedged server.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let hold = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(Duration::from_secs(4));
+        drop(conns);
+    });
+    let mut target = fleet.target(0);
+    target.port = Some(port);
+    target.connect_timeout = Duration::from_secs(1);
+    let msg = connect_error(&SshTransport::new(target)).await;
+    assert!(msg.starts_with("timed out"), "{msg}");
+    assert!(msg.contains("1.0s"), "{msg}");
+    let _ = hold.join();
+}
+
+#[tokio::test]
+async fn a_missing_identity_file_is_named() {
+    let fleet = FleetSpec::nodes(1).start();
+    let mut target = fleet.target(0);
+    target.identity_file = Some(fleet.root.join("no_such_key"));
+    let msg = connect_error(&SshTransport::new(target)).await;
+    assert!(
+        msg.contains("no_such_key") && msg.contains("does not exist"),
+        "{msg}"
+    );
+}
+
+/// `SHA256:…` of a public key line, as ssh shows it.
+fn fingerprint(public_line: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("k.pub");
+    std::fs::write(&f, format!("{public_line}\n")).expect("write");
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&f)
+        .output()
+        .expect("ssh-keygen -l");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("a fingerprint")
+        .to_string()
+}

@@ -1,0 +1,293 @@
+//! Whole deployments over SSH with the real `deckhand` binary against a fleet of real sshd
+//! servers on 127.0.0.1, each serving a small HTTP app from its `current` release: what an
+//! operator would check afterwards (`current`, `/version`, history, lock) is what is asserted.
+
+mod support;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::{Fleet, FleetSpec, InventorySpec};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn deploy(fleet: &Fleet, release: &str) -> Output {
+    fleet.deckhand(&[
+        "deploy",
+        "production",
+        "--release",
+        release,
+        "--headless",
+        "--yes",
+    ])
+}
+
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status; output:\n{}",
+        text(o)
+    );
+}
+
+/// Every node on `release`: the link, the app, the history and no lock left.
+fn assert_all_on(fleet: &Fleet, release: &str) {
+    for i in 0..fleet.nodes.len() {
+        let n = &fleet.nodes[i].name;
+        assert_eq!(
+            fleet.current_release(i).as_deref(),
+            Some(release),
+            "{n}: current"
+        );
+        assert_eq!(
+            fleet.version(i).as_deref(),
+            Some(release),
+            "{n}: the app's /version"
+        );
+        assert!(!fleet.locked(i), "{n}: lock left behind");
+    }
+}
+
+#[test]
+fn a_rolling_deploy_over_ssh_puts_every_node_on_the_new_release() {
+    let fleet = FleetSpec::nodes(4).with_apps().start();
+    // An upload phase and a deploy-script phase, as the seed's deploy.sh is run.
+    let dist = fleet.root.join("dist");
+    std::fs::create_dir_all(&dist).expect("dist");
+    std::fs::write(dist.join("app-v2.tar.gz"), b"v2 bundle").expect("bundle");
+    std::fs::write(
+        fleet.root.join("deploy.sh"),
+        "#!/bin/bash\ninstall_dependencies() {\n  echo \"installing for $DECKHAND_RELEASE on $DECKHAND_NODE\"\n  \
+         printf '%s\\n' \"$DECKHAND_RELEASE\" > \"$DECKHAND_RELEASE_PATH/DEPS\"\n}\n",
+    )
+    .expect("deploy.sh");
+    fleet.write_inventory(&InventorySpec {
+        app_extra: "script = \"deploy.sh\"\n".into(),
+        extra_phases: "[[phases]]\nname = \"upload_bundle\"\nupload = { from = \"dist/app-{release}.tar.gz\", to = \"{release_path}/app.tar.gz\" }\n\n\
+                       [[phases]]\nname = \"install_dependencies\"\nfunction = \"install_dependencies\"\n"
+            .into(),
+        ..Default::default()
+    });
+    for i in 0..4 {
+        assert_eq!(fleet.version(i).as_deref(), Some("none"));
+    }
+
+    let out = deploy(&fleet, "v2");
+    assert_exit(&out, 0);
+    assert_all_on(&fleet, "v2");
+    for i in 0..4 {
+        let release = fleet.nodes[i].deploy_path.join("releases/v2");
+        assert_eq!(
+            std::fs::read(release.join("app.tar.gz")).expect("uploaded bundle"),
+            b"v2 bundle"
+        );
+        assert_eq!(
+            std::fs::read_to_string(release.join("DEPS"))
+                .expect("deploy.sh ran")
+                .trim(),
+            "v2"
+        );
+        let history = fleet.history(i);
+        let last = history
+            .iter()
+            .rev()
+            .find(|h| h["kind"] != "verified")
+            .expect("a history entry");
+        assert_eq!(last["kind"], "deploy");
+        assert_eq!(last["release"], "v2");
+        assert_eq!(last["result"], "ok");
+    }
+    assert!(
+        text(&out).contains("installing for v2 on node3"),
+        "{}",
+        text(&out)
+    );
+
+    // `status` reads the same from the nodes.
+    let status = fleet.deckhand(&["status", "production"]);
+    assert_exit(&status, 0);
+    for n in &fleet.nodes {
+        let line = text(&status)
+            .lines()
+            .find(|l| l.contains(&n.name))
+            .map(str::to_string)
+            .unwrap_or_default();
+        assert!(
+            line.contains("v2"),
+            "status of {}: {}",
+            n.name,
+            text(&status)
+        );
+    }
+}
+
+#[test]
+fn the_same_deploy_through_the_bastion() {
+    let fleet = FleetSpec::nodes(4).with_bastion().with_apps().start();
+    fleet.write_inventory(&InventorySpec {
+        via_bastion: true,
+        ..Default::default()
+    });
+    let out = deploy(&fleet, "v2");
+    assert_exit(&out, 0);
+    assert_all_on(&fleet, "v2");
+    for n in &fleet.nodes {
+        assert!(
+            fleet.bastion_forwards_to(n.sshd.port) >= 1,
+            "{} was not reached through the bastion",
+            n.name
+        );
+    }
+}
+
+#[test]
+fn rollback_over_ssh_returns_every_node_to_the_previous_release() {
+    let fleet = FleetSpec::nodes(3).with_apps().start();
+    fleet.write_inventory(&InventorySpec::default());
+    assert_exit(&deploy(&fleet, "v1"), 0);
+    assert_exit(&deploy(&fleet, "v2"), 0);
+    assert_all_on(&fleet, "v2");
+
+    let out = fleet.deckhand(&["rollback", "production", "--headless", "--yes"]);
+    assert_exit(&out, 0);
+    assert_all_on(&fleet, "v1");
+    for i in 0..3 {
+        let last = fleet
+            .history(i)
+            .into_iter()
+            .rev()
+            .find(|h| h["kind"] != "verified")
+            .expect("history");
+        assert_eq!(last["kind"], "rollback");
+        assert_eq!(last["release"], "v1");
+    }
+}
+
+#[test]
+fn a_host_key_mismatch_stops_the_run_at_preflight_with_nothing_changed() {
+    let mut fleet = FleetSpec::nodes(3).with_apps().start();
+    fleet.write_inventory(&InventorySpec::default());
+    fleet.change_host_key(1);
+    let out = deploy(&fleet, "v2");
+    assert_exit(&out, 4);
+    let said = text(&out);
+    let line = said
+        .lines()
+        .find(|l| l.contains("node2") && l.contains("host key mismatch"))
+        .unwrap_or_else(|| panic!("no line names node2 and the mismatch:\n{said}"));
+    assert!(line.contains("SHA256:"), "{line}");
+    assert!(
+        line.contains(&fleet.known_hosts.display().to_string()),
+        "{line}"
+    );
+    for i in 0..3 {
+        let n = &fleet.nodes[i];
+        assert_eq!(
+            fleet.current_release(i),
+            None,
+            "{}: nothing may change",
+            n.name
+        );
+        assert!(
+            !n.deploy_path.join("releases").exists(),
+            "{}: a release was started",
+            n.name
+        );
+        assert!(!fleet.locked(i), "{}: locked", n.name);
+        assert_eq!(fleet.version(i).as_deref(), Some("none"));
+    }
+}
+
+#[test]
+fn a_node_whose_sshd_dies_mid_deployment_fails_its_step_and_the_others_end_consistent() {
+    let mut fleet = FleetSpec::nodes(3).with_apps().start();
+    // In node2's own directory: the step runs as the fleet's login user.
+    let marker = fleet.nodes[1].dir.join("building");
+    // node2's build says it started, then takes a while: long enough to pull its server away.
+    fleet.write_inventory(&InventorySpec {
+        extra_phases: format!(
+            "[[phases]]\nname = \"compile\"\nrun = \"if [ {{node}} = node2 ] && [ {{release}} = v2 ]; then touch {}; sleep 4601; fi; echo compiled\"\ntimeout = \"60s\"\n",
+            marker.display()
+        ),
+        ..Default::default()
+    });
+    assert_exit(&deploy(&fleet, "v1"), 0);
+
+    let child = fleet
+        .deckhand_command(&[
+            "deploy",
+            "production",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start deckhand");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "node2's step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fleet.kill_sshd(1);
+    let out = child.wait_with_output().expect("deckhand ends");
+    assert_exit(&out, 1);
+    let said = text(&out);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("node2") && l.contains("lost the SSH connection")),
+        "no clear error for node2:\n{said}"
+    );
+    // on_failure = rollback: node1 went back; node3 never left v1; node2 never switched.
+    for i in [0, 2] {
+        assert_eq!(
+            fleet.current_release(i).as_deref(),
+            Some("v1"),
+            "{}",
+            fleet.nodes[i].name
+        );
+        assert_eq!(
+            fleet.version(i).as_deref(),
+            Some("v1"),
+            "{}",
+            fleet.nodes[i].name
+        );
+        assert!(!fleet.locked(i), "{} still locked", fleet.nodes[i].name);
+    }
+    assert_eq!(fleet.current_release(1).as_deref(), Some("v1"));
+    assert_eq!(fleet.version(1).as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_step_past_its_timeout_is_killed_on_the_node_and_the_run_follows_on_failure() {
+    let fleet = FleetSpec::nodes(3).with_apps().start();
+    fleet.write_inventory(&InventorySpec {
+        extra_phases: "[[phases]]\nname = \"compile\"\nrun = \"if [ {node} = node2 ] && [ {release} = v2 ]; then sleep 4701 & sleep 4702; fi; echo compiled\"\ntimeout = \"1s\"\n".into(),
+        ..Default::default()
+    });
+    assert_exit(&deploy(&fleet, "v1"), 0);
+    let out = deploy(&fleet, "v2");
+    assert_exit(&out, 1);
+    let said = text(&out);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("node2") && l.contains("timed out")),
+        "no timeout reported for node2:\n{said}"
+    );
+    let left = fleet.survivors("sleep 470");
+    assert!(
+        left.is_empty(),
+        "the timed-out step survived on node2: {left:?}"
+    );
+    // on_failure = rollback: everyone ends on v1, unlocked.
+    assert_all_on(&fleet, "v1");
+}
