@@ -13,7 +13,8 @@ have ssh-keygen || need+=(openssh-client)
 have haproxy || need+=(haproxy)
 have socat || need+=(socat)
 have tmux || need+=(tmux)
-have python3 || need+=(python3)
+# The SSH fleet's HTTP app runs as a test login user, so it needs the system python3.
+[ -x /usr/bin/python3 ] || need+=(python3)
 have prometheus || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then

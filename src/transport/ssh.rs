@@ -292,22 +292,23 @@ fn control_root() -> Result<PathBuf, TransportError> {
 }
 
 /// The shell text sent to the node for one step. The login shell `exec`s a POSIX `sh` that
-/// prints the process group sshd gave the session, starts the stdin watcher, runs the script
-/// with stdin closed, and exits with the script's status. (The watcher gets the channel's stdin
+/// prints the process group sshd gave the session, starts the stdin watcher, runs the script in
+/// a subshell (`eval`, so no second `sh` is started) with stdin closed, and exits with the
+/// script's status. (The watcher gets the channel's stdin
 /// through fd 3: a background job's own stdin is /dev/null in a shell without job control.)
 pub fn wrap_script(script: &str) -> String {
     let wrapper = format!(
-        r#"pg=$$
-if [ -r /proc/$$/stat ]; then read -r _ _ _ _ pg _ < /proc/$$/stat || pg=$$; fi
-printf '%s %s\n' {marker} "$pg"
+        r#"deckhand_pg=$$
+if [ -r /proc/$$/stat ]; then read -r _ _ _ _ deckhand_pg _ < /proc/$$/stat || deckhand_pg=$$; fi
+printf '%s %s\n' {marker} "$deckhand_pg"
 exec 3<&0
-( trap '' HUP INT TERM; while read -r _; do :; done; kill -TERM -"$pg"; sleep 2; kill -KILL -"$pg" ) <&3 >/dev/null 2>&1 &
-w=$!
+( trap '' HUP INT TERM; while read -r _; do :; done; kill -TERM -"$deckhand_pg"; sleep 2; kill -KILL -"$deckhand_pg" ) <&3 >/dev/null 2>&1 &
+deckhand_w=$!
 exec 3<&-
-sh -c {script} </dev/null
-rc=$?
-kill -KILL "$w" 2>/dev/null
-exit "$rc""#,
+( unset deckhand_pg deckhand_w; eval {script} ) </dev/null
+deckhand_rc=$?
+kill -KILL "$deckhand_w" 2>/dev/null
+exit "$deckhand_rc""#,
         marker = sh_quote(PGID_MARKER),
         script = sh_quote(script),
     );
@@ -602,8 +603,9 @@ impl SshTransport {
             b.user_known_hosts_file(k);
         }
         // ssh's ConnectTimeout covers each hop's TCP connect and banner; this bounds the rest
-        // (authentication, a hop that hangs) so preflight always ends.
-        let limit = t.connect_timeout * (t.jump.len() as u32 + 1) + Duration::from_secs(5);
+        // (key exchange and login on a busy machine, a hop that hangs) so preflight always ends.
+        let limit =
+            (t.connect_timeout * (t.jump.len() as u32 + 1) * 3).max(Duration::from_secs(30));
         match tokio::time::timeout(limit, b.connect_mux(&t.host)).await {
             Ok(Ok(session)) => Ok(session),
             Ok(Err(e)) => {

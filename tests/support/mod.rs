@@ -106,6 +106,8 @@ pub struct InventorySpec {
     pub extra_phases: String,
     /// TOML for `[app]` beyond name and deploy_path.
     pub app_extra: String,
+    /// Replace the whole phase list (and drop the HTTP health check): for trivial deploys.
+    pub phases: Option<String>,
 }
 
 impl Default for InventorySpec {
@@ -116,6 +118,7 @@ impl Default for InventorySpec {
             via_bastion: false,
             extra_phases: String::new(),
             app_extra: String::new(),
+            phases: None,
         }
     }
 }
@@ -541,22 +544,29 @@ impl Fleet {
             .iter()
             .map(|n| format!("\"{}\"", n.name))
             .collect();
+        let health = if spec.phases.is_some() {
+            String::new()
+        } else {
+            format!("health = {{ run = \"{root}/check-app {{deploy_path}} {{release}}\", timeout = \"5s\", interval = \"100ms\", retries = 5 }}\n")
+        };
         t.push_str(&format!(
-            "[environments.{}]\nnodes = [{}]\nbatches = [1]\nmax_fail = \"0%\"\non_failure = \"{}\"\n\
-             health = {{ run = \"{root}/check-app {{deploy_path}} {{release}}\", timeout = \"5s\", interval = \"100ms\", retries = 5 }}\n\n",
+            "[environments.{}]\nnodes = [{}]\nbatches = [1]\nmax_fail = \"0%\"\non_failure = \"{}\"\n{health}\n",
             spec.env,
             names.join(", "),
             spec.on_failure
         ));
-        t.push_str(&format!(
-            "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
-             [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/VERSION && echo built {{release}} on {{node}}\"\ntimeout = \"30s\"\n\n\
-             {}\n\
-             [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
-             [[phases]]\nname = \"restart\"\nrun = \"{root}/restart-app {{deploy_path}}\"\ntimeout = \"30s\"\n\n\
-             [[phases]]\nname = \"cleanup\"\nstage = \"after\"\nbuiltin = \"cleanup\"\n",
-            spec.extra_phases
-        ));
+        match &spec.phases {
+            Some(p) => t.push_str(p),
+            None => t.push_str(&format!(
+                "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
+                 [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/VERSION && echo built {{release}} on {{node}}\"\ntimeout = \"30s\"\n\n\
+                 {}\n\
+                 [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
+                 [[phases]]\nname = \"restart\"\nrun = \"{root}/restart-app {{deploy_path}}\"\ntimeout = \"30s\"\n\n\
+                 [[phases]]\nname = \"cleanup\"\nstage = \"after\"\nbuiltin = \"cleanup\"\n",
+                spec.extra_phases
+            )),
+        }
         let path = self.root.join("deckhand.toml");
         std::fs::write(&path, t).expect("write the inventory");
         path

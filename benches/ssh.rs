@@ -1,0 +1,177 @@
+//! SSH transport figures against the loopback sshd fleet of `tests/support`: how long it takes
+//! to connect to 10 and 50 nodes at once, what one remote step (`true`) costs on an open
+//! connection (directly and through the bastion), and how a 10-node rolling deploy's wall time
+//! compares with the time its steps spent running. Prints a Markdown table; `scripts/bench.sh`
+//! runs it.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deckhand::engine::{self, EventKind, Outcome, RunOptions};
+use deckhand::transport::ssh::SshTransport;
+use deckhand::transport::{ExecRequest, Transport};
+use support::{Fleet, FleetSpec, InventorySpec};
+use tokio_util::sync::CancellationToken;
+
+const STEPS: usize = 300;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Open `n` fresh connections at once; the wall time until all are up.
+async fn connect_all(fleet: &Fleet, n: usize, via_bastion: bool) -> (Duration, Vec<SshTransport>) {
+    let transports: Vec<SshTransport> = (0..n)
+        .map(|i| {
+            SshTransport::new(if via_bastion {
+                fleet.target_via_bastion(i)
+            } else {
+                fleet.target(i)
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let results = futures::future::join_all(transports.iter().map(|t| t.connect())).await;
+    let took = started.elapsed();
+    for (i, r) in results.into_iter().enumerate() {
+        if let Err(e) = r {
+            panic!("node{} did not connect: {e}", i + 1);
+        }
+    }
+    (took, transports)
+}
+
+/// Median and p95 of one remote `true` on an open connection.
+async fn step_overhead(t: &SshTransport) -> (f64, f64) {
+    let never = CancellationToken::new();
+    let req = ExecRequest::new("true").timeout(Duration::from_secs(30));
+    for _ in 0..10 {
+        t.exec(&req, None, &never).await.expect("warm-up step");
+    }
+    let mut v = Vec::with_capacity(STEPS);
+    for _ in 0..STEPS {
+        let s = Instant::now();
+        let out = t.exec(&req, None, &never).await.expect("step");
+        assert!(out.success());
+        v.push(ms(s.elapsed()));
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    (percentile(&v, 0.5), percentile(&v, 0.95))
+}
+
+/// A rolling deploy of every node of `fleet`, one at a time, with phases that each sleep
+/// `phase_sleep`: (wall time, sum of the steps' own durations, number of steps).
+async fn rolling_deploy(fleet: &Fleet, phase_sleep: &str) -> (Duration, Duration, usize) {
+    let phases = format!(
+        "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
+         [[phases]]\nname = \"build\"\nrun = \"sleep {phase_sleep}\"\n\n\
+         [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
+         [[phases]]\nname = \"restart\"\nrun = \"sleep {phase_sleep}\"\n\n"
+    );
+    let path = fleet.write_inventory(&InventorySpec {
+        phases: Some(phases),
+        ..Default::default()
+    });
+    let inv = Arc::new(deckhand::inventory::load(&path).unwrap_or_else(|e| panic!("{e}")));
+    let plan = deckhand::plan::build(&inv, "production", "bench").expect("plan");
+    let opts = RunOptions {
+        auto_promote: true,
+        headless: true,
+        journal_dir: None,
+        who: "bench".into(),
+        watch: None,
+    };
+    let started = Instant::now();
+    let mut h = engine::spawn_deploy(inv, plan, opts).expect("start the deploy");
+    let mut steps = Duration::ZERO;
+    let mut count = 0;
+    while let Some(e) = h.events.recv().await {
+        if let EventKind::StepFinished { duration_ms, .. } = e.kind {
+            steps += Duration::from_millis(duration_ms);
+            count += 1;
+        }
+    }
+    let outcome = h.done.await.expect("engine task");
+    let wall = started.elapsed();
+    assert_eq!(outcome, Outcome::Deployed, "the bench deploy failed");
+    (wall, steps, count)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string()))
+            .unwrap_or_else(|| "unknown CPU".into())
+    );
+    let ssh_version = std::process::Command::new("ssh")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    eprintln!("starting 50 sshd on 127.0.0.1 …");
+    let fleet = FleetSpec::nodes(50).with_bastion().start();
+
+    rt.block_on(async {
+        let (c10, t10) = connect_all(&fleet, 10, false).await;
+        drop(t10);
+        let (c50, t50) = connect_all(&fleet, 50, false).await;
+        let (direct_med, direct_p95) = step_overhead(&t50[0]).await;
+        drop(t50);
+        let (c10j, t10j) = connect_all(&fleet, 10, true).await;
+        let (jump_med, jump_p95) = step_overhead(&t10j[0]).await;
+        drop(t10j);
+
+        // The deploy uses the first 10 nodes only.
+        let ten = FleetSpec::nodes(10).start();
+        let (wall, steps, count) = rolling_deploy(&ten, "0.2").await;
+        let own = Duration::from_millis(200) * 20;
+
+        println!("## SSH transport\n");
+        println!("Machine: {machine}; {ssh_version}; all servers on 127.0.0.1.\n");
+        println!("| measure | figure | target |");
+        println!("| --- | --- | --- |");
+        println!("| connect 10 nodes at once | {:.0} ms | |", ms(c10));
+        println!("| connect 50 nodes at once | {:.0} ms | < 3 s |", ms(c50));
+        println!(
+            "| one remote step (`true`), open connection, {STEPS} runs | median {direct_med:.1} ms, p95 {direct_p95:.1} ms | median ≤ 5 ms |"
+        );
+        println!("| connect 10 nodes at once through the bastion | {:.0} ms | |", ms(c10j));
+        println!("| one remote step through the bastion | median {jump_med:.1} ms, p95 {jump_p95:.1} ms | |");
+        println!(
+            "| 10-node rolling deploy (release, `sleep 0.2`, switch, `sleep 0.2` per node, one node at a time) | wall {:.2} s; its {count} steps ran {:.2} s; the sleeps alone {:.2} s | wall ≤ 1.3 × steps |",
+            wall.as_secs_f64(),
+            steps.as_secs_f64(),
+            own.as_secs_f64()
+        );
+        println!(
+            "| wall ÷ steps' run time | {:.2} | ≤ 1.3 |",
+            wall.as_secs_f64() / steps.as_secs_f64().max(0.001)
+        );
+        drop(ten);
+    });
+    drop(fleet);
+}
