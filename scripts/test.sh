@@ -15,6 +15,7 @@ have socat || need+=(socat)
 have tmux || need+=(tmux)
 # The SSH fleet's HTTP app runs as a test login user, so it needs the system python3.
 [ -x /usr/bin/python3 ] || need+=(python3)
+have curl || need+=(curl)
 have prometheus || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
