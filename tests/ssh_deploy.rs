@@ -109,6 +109,14 @@ fn a_rolling_deploy_over_ssh_puts_every_node_on_the_new_release() {
         "{}",
         text(&out)
     );
+    // The console closed its connections when it finished: no ssh master lingers.
+    let key = fleet.client_key.display().to_string();
+    let masters: Vec<String> = support::processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.cmdline.starts_with("ssh ") && p.cmdline.contains(&key))
+        .map(|p| p.cmdline)
+        .collect();
+    assert!(masters.is_empty(), "ssh masters left running: {masters:?}");
 
     // `status` reads the same from the nodes.
     let status = fleet.deckhand(&["status", "production"]);

@@ -250,6 +250,38 @@ async fn steps_share_one_connection() {
 }
 
 #[tokio::test]
+async fn a_master_that_went_away_while_idle_is_replaced_on_the_next_step() {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    let socket = t.control_socket().await.expect("an open master");
+    // What the master does by itself after its idle limit.
+    let st = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(&socket)
+        .args(["-O", "exit", "node"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("ssh -O exit");
+    assert!(st.success());
+    let out = t
+        .exec(
+            &ExecRequest::new("echo again"),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("the step runs on a new connection");
+    assert_eq!(out.stdout, "again\n");
+    let logins = fleet.nodes[0]
+        .sshd
+        .log_text()
+        .matches("Accepted publickey")
+        .count();
+    assert_eq!(logins, 2);
+}
+
+#[tokio::test]
 async fn upload_copies_a_file_to_the_node() {
     let fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));

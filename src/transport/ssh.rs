@@ -33,7 +33,7 @@ use crate::util::{format_duration, sh_quote};
 
 /// The master connection exits after this long without any channel open; the next step then
 /// opens a new one. Never "forever": a console that dies must not leave masters behind for good.
-pub const MASTER_IDLE: Duration = Duration::from_secs(600);
+pub const MASTER_IDLE: Duration = Duration::from_secs(120);
 /// Keepalive probes, so a dead server is noticed within about 3 × this.
 const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// Time a killed step's process group gets between SIGTERM and SIGKILL on the node.
@@ -344,8 +344,7 @@ pub fn explain_connect_failure(target: &SshTarget, ssh_log: &str, jump_log: &str
 fn last_line(text: &str) -> Option<String> {
     text.lines()
         .map(|l| sanitize(l.trim()))
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
 }
 
 fn classify(target: &SshTarget, log: &str, hop: Option<&str>) -> Option<String> {
@@ -423,7 +422,7 @@ fn classify(target: &SshTarget, log: &str, hop: Option<&str>) -> Option<String> 
         let user = hop
             .and_then(|h| h.split_once('@').map(|(u, _)| u.to_string()))
             .or_else(|| target.user.clone())
-            .unwrap_or_else(|| crate::util::whoami());
+            .unwrap_or_else(crate::util::whoami);
         let key = match &target.identity_file {
             Some(k) => format!("the key {}", k.display()),
             None => "the keys of ssh-agent and ~/.ssh (no identity_file set)".into(),
@@ -459,12 +458,10 @@ fn classify(target: &SshTarget, log: &str, hop: Option<&str>) -> Option<String> 
         || log.contains("Connection reset")
         || log.contains("kex_exchange_identification")
     {
-        if hop.is_some() {
-            return Some(format!(
-                "the connection was closed before login: {}",
-                last_line(log).unwrap_or_default()
-            ));
-        }
+        return Some(format!(
+            "{dest} closed the connection before login ({}); is it an SSH server, and does it accept this machine?",
+            last_line(log).unwrap_or_default()
+        ));
     }
     None
 }
@@ -507,6 +504,14 @@ impl SshTransport {
 
     pub fn target(&self) -> &SshTarget {
         &self.target
+    }
+
+    /// The master's control socket, while a connection is open (for `ssh -S … -O check`).
+    pub async fn control_socket(&self) -> Option<PathBuf> {
+        let conn = self.conn.lock().await;
+        conn.session
+            .as_ref()
+            .map(|s| s.control_socket().to_path_buf())
     }
 
     /// The open master, opening it if there is none.

@@ -108,6 +108,8 @@ pub struct InventorySpec {
     pub app_extra: String,
     /// Replace the whole phase list (and drop the HTTP health check): for trivial deploys.
     pub phases: Option<String>,
+    /// Lines added to `[ssh]`.
+    pub ssh_extra: String,
 }
 
 impl Default for InventorySpec {
@@ -119,6 +121,7 @@ impl Default for InventorySpec {
             extra_phases: String::new(),
             app_extra: String::new(),
             phases: None,
+            ssh_extra: String::new(),
         }
     }
 }
@@ -528,8 +531,8 @@ impl Fleet {
         };
         let mut t = format!(
             "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\nkeep_releases = 5\n{}\n\
-             [ssh]\nuser = \"{}\"\nidentity_file = \"{root}/client_key\"\nknown_hosts = \"{root}/known_hosts\"\nconnect_timeout = \"5s\"\n{jump}\n",
-            spec.app_extra, self.user
+             [ssh]\nuser = \"{}\"\nidentity_file = \"{root}/client_key\"\nknown_hosts = \"{root}/known_hosts\"\nconnect_timeout = \"5s\"\n{jump}{}\n",
+            spec.app_extra, self.user, spec.ssh_extra
         );
         for n in &self.nodes {
             t.push_str(&format!(
@@ -651,11 +654,7 @@ impl Fleet {
         let marker = format!("DECKHAND_FLEET={}", self.root.display());
         processes()
             .into_iter()
-            .filter(|p| {
-                p.state != 'Z'
-                    && p.cmdline.contains(needle)
-                    && p.environ.iter().any(|e| *e == marker)
-            })
+            .filter(|p| p.state != 'Z' && p.cmdline.contains(needle) && p.environ.contains(&marker))
             .map(|p| (p.pid, p.cmdline))
             .collect()
     }
@@ -733,7 +732,7 @@ fn kill_fleet_processes(root: &Path) {
             .into_iter()
             .filter(|p| p.state != 'Z')
             .filter(|p| {
-                p.environ.iter().any(|e| *e == marker)
+                p.environ.contains(&marker)
                     || (p.cmdline.contains("sshd") && p.cmdline.contains(&config))
             })
             .map(|p| p.pid)
