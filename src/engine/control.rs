@@ -122,6 +122,17 @@ impl Ctl {
                 self.emitter
                     .notice(Level::Info, "the operator ended the monitoring window");
             }
+            Control::Interrupt { reason } => {
+                self.emitter.notice(
+                    Level::Warn,
+                    format!("{reason}: pausing at the next step boundary; the lock stays held so that `deckhand resume` can continue or roll back"),
+                );
+                if !before.paused && !before.abort && !before.rollback {
+                    self.state.send_modify(|s| s.paused = true);
+                    self.emitter.emit(EventKind::Pausing);
+                    self.announce_paused_if_idle();
+                }
+            }
             Control::Confirm { check } => {
                 if !before.confirmed.contains(&check) {
                     self.state.send_modify(|s| s.confirmed.push(check.clone()));

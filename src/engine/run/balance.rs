@@ -418,4 +418,29 @@ impl Run {
         }
         Ok(serving)
     }
+
+    /// If a balancer has this node out of rotation, check its health and put it back.
+    pub(super) async fn ensure_in_rotation(&self, node: &str, release: &str) -> Result<(), String> {
+        if self.lbs.is_empty() || !self.plan.groups.is_empty() {
+            return Ok(());
+        }
+        let never = CancellationToken::new();
+        let mut out = false;
+        for lb in &self.lbs {
+            if let Ok(Some(s)) = self.server_state(lb, node, &never).await {
+                out |= !s.in_rotation();
+            }
+        }
+        if !out {
+            return Ok(());
+        }
+        self.em.notice(
+            Level::Warn,
+            format!("{node} is on {release} but out of rotation; checking it and putting it back"),
+        );
+        self.rec(node, |r| r.drained = true);
+        let cancel = self.ctl.forward.clone();
+        self.health(node, release, &cancel).await?;
+        self.balancer(node, false, &cancel).await
+    }
 }
