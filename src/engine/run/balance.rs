@@ -121,6 +121,7 @@ impl Run {
         // Let running sessions end.
         let started = Instant::now();
         let mut last_told = None;
+        let mut zero_seen = false;
         loop {
             let Some(s) = self.server_state(lb, node, cancel).await? else {
                 if lb.driver.describe().starts_with("HAProxy") {
@@ -132,8 +133,15 @@ impl Run {
                 break;
             };
             if s.sessions == 0 {
-                break;
+                // Twice in a row: a request being handed over at the moment of the drain counts.
+                if zero_seen {
+                    break;
+                }
+                zero_seen = true;
+                self.pause(POLL, cancel).await?;
+                continue;
             }
+            zero_seen = false;
             if started.elapsed() >= lb.cfg.drain_timeout {
                 let msg = format!(
                     "{} session(s) still open on {node} after {}",
