@@ -299,3 +299,102 @@ fn a_step_past_its_timeout_is_killed_on_the_node_and_the_run_follows_on_failure(
     // on_failure = rollback: everyone ends on v1, unlocked.
     assert_all_on(&fleet, "v1");
 }
+
+#[test]
+fn the_seeds_deploy_script_runs_phase_by_phase_over_ssh() {
+    let fleet = FleetSpec::nodes(2).start();
+    // The real deploy.sh of the askproai inventory, with its tools replaced by stand-ins that
+    // record how they were called (and `git archive` that hands out a small source tree).
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/inventory/deploy.sh"),
+        fleet.root.join("deploy.sh"),
+    )
+    .expect("copy deploy.sh");
+    let src = fleet.root.join("src");
+    std::fs::create_dir_all(src.join("public")).expect("src");
+    std::fs::write(src.join("artisan"), "#!/usr/bin/env php\n").expect("src");
+    let record = "echo \"$(basename \"$0\") $* [$DECKHAND_FUNCTION on $DECKHAND_NODE for $DECKHAND_RELEASE]\" >> \"$DECKHAND_DEPLOY_PATH/../calls.log\"";
+    for tool in ["mysqldump", "composer", "npm", "php", "sudo", "curl"] {
+        fleet.stub(tool, record);
+    }
+    fleet.stub(
+        "git",
+        &format!(
+            "{record}\nif [ \"$1\" = archive ]; then tar -c -C \"$(dirname \"$0\")/../src\" .; fi"
+        ),
+    );
+    let f = |name: &str, extra: &str| {
+        format!("[[phases]]\nname = \"{name}\"\nfunction = \"{name}\"\n{extra}\n")
+    };
+    let phases = [
+        f("backup_database", "stage = \"before\"\nonce = true"),
+        "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n".to_string(),
+        f("pull_latest_code", ""),
+        f("install_dependencies", ""),
+        f("run_migrations", "once = true"),
+        f("build_assets", ""),
+        f("clear_caches", ""),
+        "[[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n".to_string(),
+        f("restart_services", ""),
+        f("run_health_checks", ""),
+    ]
+    .concat();
+    fleet.write_inventory(&InventorySpec {
+        app_extra: "script = \"deploy.sh\"\n".into(),
+        phases: Some(phases),
+        ..Default::default()
+    });
+    let out = deploy(&fleet, "v2");
+    assert_exit(&out, 0);
+    for i in 0..2 {
+        let n = &fleet.nodes[i];
+        assert_eq!(fleet.current_release(i).as_deref(), Some("v2"));
+        assert!(
+            n.deploy_path.join("releases/v2/artisan").is_file(),
+            "{}: pull_latest_code did not unpack the source",
+            n.name
+        );
+        let calls = std::fs::read_to_string(n.dir.join("calls.log")).expect("calls.log");
+        let ctx = |f: &str| format!("[{f} on {} for v2]", n.name);
+        let mut expected = vec![];
+        if i == 0 {
+            expected.push(format!(
+                "mysqldump --single-transaction askproai {}",
+                ctx("backup_database")
+            ));
+        }
+        expected.push(format!(
+            "git archive --remote=git@github.com:askproai/askproai.git v2 {}",
+            ctx("pull_latest_code")
+        ));
+        expected.push(format!(
+            "composer install --no-dev --prefer-dist --no-interaction --optimize-autoloader {}",
+            ctx("install_dependencies")
+        ));
+        expected.push(format!("npm ci {}", ctx("install_dependencies")));
+        if i == 0 {
+            expected.push(format!(
+                "php artisan migrate --force {}",
+                ctx("run_migrations")
+            ));
+        }
+        expected.push(format!("npm run build {}", ctx("build_assets")));
+        for c in ["config:cache", "route:cache", "view:cache"] {
+            expected.push(format!("php artisan {c} {}", ctx("clear_caches")));
+        }
+        expected.push(format!(
+            "sudo systemctl reload php8.3-fpm {}",
+            ctx("restart_services")
+        ));
+        expected.push(format!(
+            "sudo supervisorctl restart askproai-worker:* {}",
+            ctx("restart_services")
+        ));
+        expected.push(format!(
+            "curl -fsS --max-time 4 http://127.0.0.1/api/health {}",
+            ctx("run_health_checks")
+        ));
+        let got: Vec<&str> = calls.lines().collect();
+        assert_eq!(got, expected, "{}: the functions ran differently", n.name);
+    }
+}

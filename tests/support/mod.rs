@@ -201,6 +201,8 @@ pub struct Fleet {
     pub restart_app: PathBuf,
     /// `check-app` (give it the node's deploy path and the release it should serve).
     pub check_app: PathBuf,
+    /// First on every node's PATH: tests put stand-ins for tools here.
+    pub bin: PathBuf,
     uid: Option<(u32, u32)>,
 }
 
@@ -322,6 +324,7 @@ impl Fleet {
             bastion: None,
             restart_app: root.join("restart-app"),
             check_app: root.join("check-app"),
+            bin: root.join("bin"),
             uid: ids,
         };
         // From here on, a panic drops `fleet`, which tears everything down.
@@ -330,6 +333,8 @@ impl Fleet {
             .expect("authorized_keys");
         chmod(&root.join("authorized_keys"), 0o644);
         std::fs::write(root.join("app.py"), APP_PY).expect("app.py");
+        std::fs::create_dir_all(&fleet.bin).expect("bin");
+        chmod(&fleet.bin, 0o755);
         std::fs::write(&fleet.restart_app, RESTART_SH).expect("restart-app");
         chmod(&fleet.restart_app, 0o755);
         std::fs::write(&fleet.check_app, CHECK_SH).expect("check-app");
@@ -400,7 +405,7 @@ impl Fleet {
                  MaxSessions 100\n\
                  MaxStartups 200\n\
                  LogLevel {level}\n\
-                 SetEnv DECKHAND_FLEET={root} DECKHAND_FLEET_NODE={name}\n\
+                 SetEnv DECKHAND_FLEET={root} DECKHAND_FLEET_NODE={name} PATH={root}/bin:/usr/local/bin:/usr/bin:/bin\n\
                  Subsystem sftp internal-sftp\n",
                 key = host_key.display(),
                 root = self.root.display(),
@@ -599,6 +604,13 @@ impl Fleet {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Put an executable `name` with `body` first on every node's PATH.
+    pub fn stub(&self, name: &str, body: &str) {
+        let path = self.bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write stub");
+        chmod(&path, 0o755);
     }
 
     pub fn locked(&self, i: usize) -> bool {
