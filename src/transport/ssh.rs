@@ -651,17 +651,17 @@ impl SshTransport {
                 .await;
             match spawned {
                 Ok(child) => return Ok((session, child)),
-                Err(e) if !retried => {
-                    // The master may have exited after its idle limit: open a new one, once.
+                // The master may have exited after its idle limit: open a new one, once. A
+                // master that still answers is kept: other steps may be using it.
+                Err(e) if !retried && !self.alive(&session).await => {
                     log::debug!(
-                        "ssh channel to {} failed ({e}); reconnecting",
+                        "ssh master for {} is gone ({e}); reconnecting",
                         self.target.destination()
                     );
                     self.forget(&session).await;
                     retried = true;
                 }
                 Err(e) => {
-                    self.forget(&session).await;
                     return Err(TransportError::Exec(format!(
                         "cannot open a channel to {}: {e}",
                         self.target.destination()
@@ -859,7 +859,7 @@ impl Transport for SshTransport {
         let script = format!(
             "exec sh -c {}",
             sh_quote(&format!(
-                "umask 077; mkdir -p {dir} && cat > {partial} && chmod {mode:o} {partial} && mv -f {partial} {to} || {{ rc=$?; rm -f {partial}; exit $rc; }}",
+                "mkdir -p {dir} && cat > {partial} && chmod {mode:o} {partial} && mv -f {partial} {to} || {{ rc=$?; rm -f {partial}; exit $rc; }}",
                 dir = sh_quote(&dir),
                 partial = sh_quote(&partial),
                 to = sh_quote(to),
