@@ -992,3 +992,140 @@ async fn pump_stdout<R: AsyncRead + Unpin>(
     }
     (captured, tail.into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget {
+        SshTarget {
+            node: "web-1".into(),
+            host: "10.0.1.11".into(),
+            user: Some("deploy".into()),
+            port: Some(2222),
+            identity_file: Some(PathBuf::from("/keys/deploy key")),
+            jump: vec!["ops@bastion-a:22".into(), "ops@bastion-b:2200".into()],
+            known_hosts: Some(PathBuf::from("/etc/deckhand/known_hosts")),
+            host_key_checking: HostKeyChecking::Strict,
+            connect_timeout: Duration::from_secs(7),
+            ssh_config: None,
+        }
+    }
+
+    #[test]
+    fn the_inventory_settings_come_first_in_the_generated_config() {
+        let c = target().common_config();
+        let pos = |needle: &str| {
+            c.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing in\n{c}"))
+        };
+        assert!(c.contains("BatchMode yes\n"));
+        assert!(c.contains("StrictHostKeyChecking yes\n"));
+        assert!(c.contains("UserKnownHostsFile \"/etc/deckhand/known_hosts\"\n"));
+        assert!(c.contains("IdentityFile \"/keys/deploy key\"\nIdentitiesOnly yes\n"));
+        assert!(c.contains("ConnectTimeout 7\n"));
+        if let Some(inc) = c.find("Include") {
+            assert!(
+                pos("StrictHostKeyChecking") < inc,
+                "the user's config must not override the policy"
+            );
+        }
+    }
+
+    #[test]
+    fn jump_hosts_become_a_proxy_command_whose_errors_are_kept() {
+        let c = target().node_config(
+            Path::new("/tmp/dh-0/nX/common.cfg"),
+            Path::new("/tmp/dh-0/nX/jump.log"),
+        );
+        let line = c
+            .lines()
+            .find(|l| l.starts_with("ProxyCommand "))
+            .expect("a ProxyCommand");
+        assert_eq!(
+            line,
+            "ProxyCommand ssh -F '/tmp/dh-0/nX/common.cfg' -J 'ops@bastion-a:22' -W '[%h]:%p' 'ssh://ops@bastion-b:2200' 2>>'/tmp/dh-0/nX/jump.log'"
+        );
+        assert!(c.contains("Include \"/tmp/dh-0/nX/common.cfg\"\n"));
+        let mut direct = target();
+        direct.jump.clear();
+        assert!(!direct
+            .node_config(Path::new("/c"), Path::new("/j"))
+            .contains("ProxyCommand"));
+    }
+
+    #[test]
+    fn odd_values_are_refused_before_they_reach_ssh() {
+        let mut t = target();
+        t.jump = vec!["-oProxyCommand=evil".into()];
+        assert!(t.check().is_err());
+        let mut t = target();
+        t.known_hosts = Some(PathBuf::from("/tmp/a\"b"));
+        assert!(t.check().is_err());
+        let mut t = target();
+        t.user = Some("-l root".into());
+        assert!(t.check().is_err());
+        assert!(target().check().is_ok());
+    }
+
+    #[test]
+    fn the_wrapper_quotes_the_script_and_reports_its_process_group_first() {
+        let w = wrap_script("echo 'it''s' $HOME; exit 3");
+        assert!(w.starts_with("exec sh -c '"));
+        let marker_at = w.find(PGID_MARKER).expect("marker");
+        let script_at = w.find("eval").expect("eval");
+        assert!(marker_at < script_at);
+        // Run it here with a POSIX sh in a session of its own (as sshd would start it), with
+        // stdin held open as the transport holds it: the marker line, then the script's own
+        // output and status.
+        let mut child = std::process::Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(&w)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("setsid sh");
+        let held = child.stdin.take();
+        let out = child.wait_with_output().expect("wait");
+        drop(held);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        assert!(lines.next().is_some_and(|l| l.starts_with(PGID_MARKER)));
+        assert_eq!(
+            lines.next(),
+            Some(format!("its {}", std::env::var("HOME").unwrap_or_default()).as_str())
+        );
+        assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn connect_failures_read_as_one_plain_sentence() {
+        let t = target();
+        let refused = explain_connect_failure(
+            &t,
+            "ssh: connect to host 10.0.1.11 port 2222: Connection refused\n",
+            "",
+        );
+        assert!(
+            refused.starts_with("connection refused by 10.0.1.11:2222"),
+            "{refused}"
+        );
+        let denied =
+            explain_connect_failure(&t, "deploy@10.0.1.11: Permission denied (publickey).\n", "");
+        assert!(
+            denied.contains("user deploy") && denied.contains("/keys/deploy key"),
+            "{denied}"
+        );
+        let hop = explain_connect_failure(
+            &t,
+            "kex_exchange_identification: Connection closed by remote host\n",
+            "ssh: connect to host bastion-b port 2200: Connection timed out\n",
+        );
+        assert!(
+            hop.starts_with("through jump host ops@bastion-b:2200: timed out"),
+            "{hop}"
+        );
+        let odd = explain_connect_failure(&t, "something new\n\u{1b}[31mand strange\n", "");
+        assert_eq!(odd, "cannot connect to deploy@10.0.1.11:2222: and strange");
+    }
+}
