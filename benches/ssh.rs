@@ -115,6 +115,7 @@ async fn rolling_deploy(
         journal_dir: None,
         who: "bench".into(),
         watch: None,
+        ..Default::default()
     };
     let started = Instant::now();
     let mut h = engine::spawn_deploy(inv, plan, opts).expect("start the deploy");
