@@ -398,3 +398,70 @@ fn the_seeds_deploy_script_runs_phase_by_phase_over_ssh() {
         assert_eq!(got, expected, "{}: the functions ran differently", n.name);
     }
 }
+
+#[test]
+fn quitting_the_console_kills_the_running_step_on_the_node() {
+    let fleet = FleetSpec::nodes(2).with_apps().start();
+    let marker = fleet.nodes[0].dir.join("compiling");
+    fleet.write_inventory(&InventorySpec {
+        extra_phases: format!(
+            "[[phases]]\nname = \"compile\"\nrun = \"if [ {{release}} = v2 ]; then touch {}; sleep 4801 & sleep 4802; fi\"\ntimeout = \"5m\"\n",
+            marker.display()
+        ),
+        ..Default::default()
+    });
+    assert_exit(&deploy(&fleet, "v1"), 0);
+    let child = fleet
+        .deckhand_command(&[
+            "deploy",
+            "production",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start deckhand");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !fleet.survivors("sleep 480").is_empty(),
+        "the step should be running"
+    );
+    // Quitting: the first SIGTERM asks for a pause at the next step boundary, the second one
+    // aborts now, which must kill the step on the node.
+    for _ in 0..2 {
+        // SAFETY: plain syscall on the child we started.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = child.wait_with_output().expect("deckhand ends");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let left = fleet.survivors("sleep 480");
+    assert!(
+        left.is_empty(),
+        "the step outlived the console: {left:?}\n{}",
+        text(&out)
+    );
+    for i in 0..2 {
+        assert_eq!(
+            fleet.current_release(i).as_deref(),
+            Some("v1"),
+            "{}",
+            fleet.nodes[i].name
+        );
+        assert!(
+            !fleet.locked(i),
+            "{} still locked:\n{}",
+            fleet.nodes[i].name,
+            text(&out)
+        );
+    }
+}
