@@ -102,3 +102,34 @@ async fn a_bastion_with_an_unknown_host_key_is_refused_and_named() {
     );
     assert!(msg.contains(&format!("[127.0.0.1]:{}", b.port)), "{msg}");
 }
+
+#[tokio::test]
+async fn two_jump_hosts_are_crossed_in_order() {
+    let fleet = FleetSpec::nodes(1).with_two_bastions().start();
+    let t = SshTransport::new(fleet.target_via_two_bastions(0));
+    let out = t
+        .exec(
+            &ExecRequest::new("echo \"on $DECKHAND_FLEET_NODE\""),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs through both bastions");
+    assert_eq!(out.stdout, "on node1\n");
+    let inner = fleet.bastion.as_ref().expect("inner bastion").port;
+    let node = fleet.nodes[0].sshd.port;
+    // outer → inner → node, each hop in its own server's log.
+    assert!(
+        fleet.outer_bastion_forwards_to(inner) >= 1,
+        "the outer bastion did not forward to the inner one"
+    );
+    assert_eq!(
+        fleet.outer_bastion_forwards_to(node),
+        0,
+        "the outer bastion reached the node directly"
+    );
+    assert!(
+        fleet.bastion_forwards_to(node) >= 1,
+        "the inner bastion did not forward to the node"
+    );
+}

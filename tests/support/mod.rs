@@ -131,6 +131,8 @@ impl Default for InventorySpec {
 pub struct FleetSpec {
     pub nodes: usize,
     pub bastion: bool,
+    /// A second bastion in front of the first (two ProxyJump hops).
+    pub outer_bastion: bool,
     pub apps: bool,
 }
 
@@ -139,11 +141,18 @@ impl FleetSpec {
         FleetSpec {
             nodes: n,
             bastion: false,
+            outer_bastion: false,
             apps: false,
         }
     }
     pub fn with_bastion(mut self) -> Self {
         self.bastion = true;
+        self
+    }
+    /// Two bastions: the outer one first, then the (inner) bastion, then the node.
+    pub fn with_two_bastions(mut self) -> Self {
+        self.bastion = true;
+        self.outer_bastion = true;
         self
     }
     pub fn with_apps(mut self) -> Self {
@@ -171,6 +180,18 @@ impl Server {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+    /// Log lines (debug1) that record a channel this server forwarded to 127.0.0.1:`port`.
+    pub fn forwards_to(&self, port: u16) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("server_request_direct_tcpip"))
+            .filter(|l| {
+                l.trim_end()
+                    .ends_with(&format!("target 127.0.0.1 port {port}"))
+            })
+            .count()
+    }
+
     /// Kill this server and every connection it serves.
     pub fn stop(&mut self) {
         stop_server(self);
@@ -197,6 +218,7 @@ pub struct Fleet {
     pub known_hosts: PathBuf,
     pub nodes: Vec<FleetNode>,
     pub bastion: Option<Server>,
+    pub outer_bastion: Option<Server>,
     /// `restart-app` (give it the node's deploy path).
     pub restart_app: PathBuf,
     /// `check-app` (give it the node's deploy path and the release it should serve).
@@ -322,6 +344,7 @@ impl Fleet {
             known_hosts: root.join("known_hosts"),
             nodes: Vec::new(),
             bastion: None,
+            outer_bastion: None,
             restart_app: root.join("restart-app"),
             check_app: root.join("check-app"),
             bin: root.join("bin"),
@@ -343,6 +366,10 @@ impl Fleet {
         if spec.bastion {
             let b = fleet.start_sshd("bastion", true);
             fleet.bastion = Some(b);
+        }
+        if spec.outer_bastion {
+            let b = fleet.start_sshd("outer", true);
+            fleet.outer_bastion = Some(b);
         }
         for i in 1..=spec.nodes {
             let name = format!("node{i}");
@@ -471,8 +498,9 @@ impl Fleet {
     }
 
     pub fn servers(&self) -> impl Iterator<Item = &Server> {
-        self.bastion
+        self.outer_bastion
             .iter()
+            .chain(self.bastion.iter())
             .chain(self.nodes.iter().map(|n| &n.sshd))
     }
 
@@ -509,20 +537,34 @@ impl Fleet {
         format!("{}@127.0.0.1:{}", self.user, b.port)
     }
 
+    /// How to reach node `i` through both bastions (outer, then inner).
+    pub fn target_via_two_bastions(&self, i: usize) -> SshTarget {
+        let mut t = self.target(i);
+        let outer = self
+            .outer_bastion
+            .as_ref()
+            .expect("a fleet started with_two_bastions()");
+        t.jump = vec![
+            format!("{}@127.0.0.1:{}", self.user, outer.port),
+            self.jump_hop(),
+        ];
+        t
+    }
+
     /// The bastion's log lines that record a forwarded channel to `port`.
     pub fn bastion_forwards_to(&self, port: u16) -> usize {
-        let b = self
-            .bastion
+        self.bastion
             .as_ref()
-            .expect("a fleet started with_bastion()");
-        b.log_text()
-            .lines()
-            .filter(|l| l.contains("server_request_direct_tcpip"))
-            .filter(|l| {
-                l.trim_end()
-                    .ends_with(&format!("target 127.0.0.1 port {port}"))
-            })
-            .count()
+            .expect("a fleet started with_bastion()")
+            .forwards_to(port)
+    }
+
+    /// The outer bastion's log lines that record a forwarded channel to `port`.
+    pub fn outer_bastion_forwards_to(&self, port: u16) -> usize {
+        self.outer_bastion
+            .as_ref()
+            .expect("a fleet started with_two_bastions()")
+            .forwards_to(port)
     }
 
     /// Write `deckhand.toml` for this fleet (every node, one environment, a rolling deploy that
@@ -720,6 +762,7 @@ impl Fleet {
             .iter_mut()
             .map(|n| &mut n.sshd)
             .chain(self.bastion.iter_mut())
+            .chain(self.outer_bastion.iter_mut())
         {
             stop_server(s);
         }
