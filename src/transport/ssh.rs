@@ -613,6 +613,12 @@ impl SshTransport {
             (t.connect_timeout * (t.jump.len() as u32 + 1) * 3).max(Duration::from_secs(30));
         match tokio::time::timeout(limit, b.connect_mux(&t.host)).await {
             Ok(Ok(session)) => Ok(session),
+            Ok(Err(openssh::Error::Connect(io))) if io.kind() == std::io::ErrorKind::NotFound => {
+                Err(TransportError::Connect(format!(
+                    "cannot run the OpenSSH client `ssh` on this machine ({io}); install it (apt-get install openssh-client) to reach {}",
+                    t.destination()
+                )))
+            }
             Ok(Err(e)) => {
                 let jump = std::fs::read_to_string(&jump_log).unwrap_or_default();
                 let log = match &e {
