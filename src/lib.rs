@@ -14,4 +14,5 @@ pub mod lb; // load balancers: drain, enable, measured rotation state
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates
 pub mod secrets; // masking of secret values in everything that leaves the engine
 pub mod transport; // running scripts on nodes: local and ssh
+pub mod ui; // the console: node grid, phases, checklist, log, keys, themes, replay
 pub mod util; // quoting, placeholders, names, durations

@@ -100,10 +100,12 @@ per event; gates such as pause_after_first need --yes to pass there.")]
         yes: bool,
     },
     /// Deploy v1.1 over v1.0 on local demo nodes: no SSH, no setup
-    #[command(long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
+    #[command(
+        long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
 puts v1.0 live on them, writes their inventory there, and deploys v1.1 through the normal engine: \
 real releases, atomic switches, a file-backed load balancer and real health checks.\n\n\
-Try --fail-node web-3 to watch a failing health check and the rollback.")]
+Try --fail-node web-3 to watch a failing health check and the rollback."
+    )]
     Demo {
         #[arg(long)]
         headless: bool,
@@ -126,7 +128,10 @@ Try --fail-node web-3 to watch a failing health check and the rollback.")]
 
 fn main() {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -221,14 +226,22 @@ async fn run(cli: Cli) -> i32 {
                     inv.app.name,
                     inv.nodes.len(),
                     inv.environments.len(),
-                    inv.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+                    inv.environments
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     inv.phases.len()
                 );
                 0
             }
             Err(code) => code,
         },
-        Command::Plan { env, release, output } => {
+        Command::Plan {
+            env,
+            release,
+            output,
+        } => {
             let inv = match load(&cli.inventory) {
                 Ok(i) => i,
                 Err(c) => return c,
@@ -244,7 +257,9 @@ async fn run(cli: Cli) -> i32 {
             };
             match output {
                 Format::Text => print!("{}", plan::render_text(&p, &inv)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default()),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default())
+                }
             }
             0
         }
@@ -318,13 +333,25 @@ async fn run(cli: Cli) -> i32 {
                 let lines: Vec<String> = statuses
                     .iter()
                     .map(|s| {
-                        let to = to.clone().or(s.previous_release.clone()).unwrap_or_else(|| "(none)".into());
-                        format!("  {}: {} → {}", s.node, s.live_release.as_deref().unwrap_or("(none)"), to)
+                        let to = to
+                            .clone()
+                            .or(s.previous_release.clone())
+                            .unwrap_or_else(|| "(none)".into());
+                        format!(
+                            "  {}: {} → {}",
+                            s.node,
+                            s.live_release.as_deref().unwrap_or("(none)"),
+                            to
+                        )
                     })
                     .collect();
                 let question = format!("Roll back {env}?\n{}", lines.join("\n"));
                 let protected = inv.environment(&env).map(|e| e.protected).unwrap_or(false);
-                let ok = if protected { confirm_typed(&env, &question) } else { confirm(&question) };
+                let ok = if protected {
+                    confirm_typed(&env, &question)
+                } else {
+                    confirm(&question)
+                };
                 if !ok {
                     eprintln!("nothing was changed");
                     return 1;
@@ -358,9 +385,15 @@ async fn run(cli: Cli) -> i32 {
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
             let unreachable = statuses.iter().any(|s| !s.reachable);
             match output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).unwrap_or_default()
+                ),
                 Format::Text => {
-                    println!("{:<14} {:<18} {:<12} {:<12} LOCK", "NODE", "HOST", "LIVE", "PREVIOUS");
+                    println!(
+                        "{:<14} {:<18} {:<12} {:<12} LOCK",
+                        "NODE", "HOST", "LIVE", "PREVIOUS"
+                    );
                     for s in &statuses {
                         let lock = match (&s.lock, s.locked, &s.error) {
                             (_, _, Some(err)) => format!("unreachable: {err}"),
@@ -394,7 +427,8 @@ async fn run(cli: Cli) -> i32 {
                 return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
-            let held: Vec<&engine::status::NodeStatus> = statuses.iter().filter(|s| s.locked).collect();
+            let held: Vec<&engine::status::NodeStatus> =
+                statuses.iter().filter(|s| s.locked).collect();
             if held.is_empty() {
                 println!("no node of {env} is locked");
                 return 0;
@@ -410,7 +444,9 @@ async fn run(cli: Cli) -> i32 {
                     eprintln!("error: removing a lock needs confirmation; add --yes once you are sure that deployment is dead");
                     return EXIT_BAD_INPUT;
                 }
-                if !confirm("Remove these locks? Only do this if that deployment is no longer running.") {
+                if !confirm(
+                    "Remove these locks? Only do this if that deployment is no longer running.",
+                ) {
                     eprintln!("nothing was changed");
                     return 1;
                 }
@@ -438,7 +474,14 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
-async fn run_demo(headless: bool, nodes: usize, dir: Option<PathBuf>, fail_node: Option<String>, fast: bool, output: Format) -> i32 {
+async fn run_demo(
+    headless: bool,
+    nodes: usize,
+    dir: Option<PathBuf>,
+    fail_node: Option<String>,
+    fast: bool,
+    output: Format,
+) -> i32 {
     let dir = match dir {
         Some(d) => d,
         None => match tempfile::Builder::new().prefix("deckhand-demo-").tempdir() {
@@ -488,7 +531,10 @@ async fn run_demo(headless: bool, nodes: usize, dir: Option<PathBuf>, fail_node:
             1
         }
     };
-    eprintln!("demo: try `deckhand -i {} status demo`", shell_path(&d.inventory));
+    eprintln!(
+        "demo: try `deckhand -i {} status demo`",
+        shell_path(&d.inventory)
+    );
     code
 }
 

@@ -1,0 +1,139 @@
+//! The post-deploy checklist pane, in the seed's three windows: immediate (0-5 minutes),
+//! short-term (5-30 minutes) and long-term (30+ minutes). Items come from the run's declared
+//! checks; their state and measured value from the engine's check results; manual items wait
+//! for the operator's tick.
+//!
+//! Reads [`App`] only. It runs no probe and judges no result.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+
+use crate::engine::event::CheckStatus;
+
+use super::app::{App, CheckView};
+
+/// The three windows, in order: key as the inventory writes it, and the heading shown.
+pub const WINDOWS: [(&str, &str); 3] = [
+    ("immediate", "Immediate (0-5 minutes)"),
+    ("short", "Short-term (5-30 minutes)"),
+    ("long", "Long-term (30+ minutes)"),
+];
+
+fn window_of(c: &CheckView) -> usize {
+    match c.info.window.as_str() {
+        "immediate" => 0,
+        "short" | "short-term" | "short_term" => 1,
+        "long" | "long-term" | "long_term" => 2,
+        _ => 0,
+    }
+}
+
+pub fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'static str) {
+    let g = &app.glyphs;
+    match s {
+        CheckStatus::Pending => (g.box_empty, "pending", "check_pending"),
+        CheckStatus::Running => (g.spinner_frame(app.frame), "running", "check_running"),
+        CheckStatus::Pass => (g.ok, "pass", "check_pass"),
+        CheckStatus::Fail => (g.fail, "fail", "check_fail"),
+        CheckStatus::Unknown => (g.unknown, "unknown", "check_unknown"),
+        CheckStatus::NeedsConfirmation => (g.confirm, "confirm", "check_confirm"),
+    }
+}
+
+/// The checklist's items in display order (by window), as positions into `app.checks`.
+pub fn display_order(app: &App) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..app.checks.len()).collect();
+    order.sort_by_key(|&i| window_of(&app.checks[i]));
+    order
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
+    let th = &app.theme;
+    let border = if focused {
+        th.get("border_focus")
+    } else {
+        th.get("border")
+    };
+    let passed = app
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Pass)
+        .count();
+    let title = format!(
+        " Checklist {} {passed}/{} verified ",
+        app.glyphs.dot,
+        app.checks.len()
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(app.glyphs.border)
+        .border_style(border)
+        .title(Span::styled(title, th.get("title")));
+    let inner = block.inner(area);
+    block.render(area, buf);
+
+    if app.checks.is_empty() {
+        Paragraph::new(Line::from(Span::styled(
+            " no [[checks]] declared for this environment",
+            th.get("dim"),
+        )))
+        .render(inner, buf);
+        return;
+    }
+    let width = inner.width as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let mut selected_line = 0;
+    for (w, (_, heading)) in WINDOWS.iter().enumerate() {
+        let items: Vec<usize> = (0..app.checks.len())
+            .filter(|&i| window_of(&app.checks[i]) == w)
+            .collect();
+        if items.is_empty() {
+            continue;
+        }
+        lines.push(Line::from(Span::styled(
+            format!(" {heading}:"),
+            th.get("accent"),
+        )));
+        for i in items {
+            let c = &app.checks[i];
+            let (glyph, word, key) = status_look(app, c.status);
+            let value = if c.info.manual && c.status == CheckStatus::NeedsConfirmation {
+                "space to tick".to_string()
+            } else {
+                c.value.clone().unwrap_or_default()
+            };
+            let value_w = 16.min(width / 3);
+            let name_w = width.saturating_sub(3 + 1 + 8 + value_w).max(10);
+            let name = super::grid::truncate(&c.info.name, name_w, &app.glyphs);
+            let mut name_style = th.get("text");
+            if i == app.selected_check && focused {
+                name_style = th.get("selection");
+                selected_line = lines.len();
+            } else if i == app.selected_check {
+                name_style = name_style.add_modifier(Modifier::UNDERLINED);
+                selected_line = lines.len();
+            }
+            let value_style = if c.info.manual && c.status == CheckStatus::NeedsConfirmation {
+                th.get("dim")
+            } else {
+                th.get("text")
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {glyph} "), th.get(key)),
+                Span::styled(format!("{name:<name_w$} "), name_style),
+                Span::styled(format!("{word:<8}"), th.get(key)),
+                Span::styled(value, value_style),
+            ]));
+        }
+    }
+    let h = inner.height as usize;
+    let skip = if lines.len() > h && selected_line >= h {
+        selected_line + 1 - h
+    } else {
+        0
+    };
+    Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).render(inner, buf);
+}
