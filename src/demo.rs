@@ -50,20 +50,12 @@ shared_dirs = ["storage"]
         n = nodes.len()
     );
     for (i, n) in nodes.iter().enumerate() {
-        let roles = if i == 0 {
-            r#"["app", "migrator"]"#
-        } else {
-            r#"["app"]"#
-        };
+        let roles = if i == 0 { r#"["app", "migrator"]"# } else { r#"["app"]"# };
         s.push_str(&format!(
             "[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = {roles}\n\n"
         ));
     }
-    let list = nodes
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = nodes.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
     let sleep = format!("sleep \\\"$(cat {pace})\\\"");
     s.push_str(&format!(
         r#"[environments.demo]
@@ -144,8 +136,7 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
             bail!("--fail-node {f}: the demo has nodes web-1 … web-{n}");
         }
     }
-    std::fs::create_dir_all(dir.join("lb"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("lb")).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     for node in &nodes {
         let dp = dir.join("nodes").join(node);
@@ -160,11 +151,9 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
 
     // v1.0 goes live through the engine itself, quickly and quietly, unless it already is.
     let inv = Arc::new(load(&inventory)?);
-    let already = nodes.iter().all(|node| {
-        std::fs::read_link(dir.join("nodes").join(node).join("current"))
-            .map(|t| t.ends_with(FROM))
-            .unwrap_or(false)
-    });
+    let already = nodes
+        .iter()
+        .all(|node| std::fs::read_link(dir.join("nodes").join(node).join("current")).map(|t| t.ends_with(FROM)).unwrap_or(false));
     if !already {
         let plan = crate::plan::build(&inv, ENV, FROM)?;
         let opts = RunOptions {
@@ -182,24 +171,14 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
         }
         let outcome = h.done.await?;
         if outcome != Outcome::Deployed {
-            bail!(
-                "could not set up {FROM} on the demo nodes: {}",
-                last.unwrap_or_default()
-            );
+            bail!("could not set up {FROM} on the demo nodes: {}", last.unwrap_or_default());
         }
     }
     if let Some(f) = fail_node {
-        std::fs::write(
-            dir.join("nodes").join(f).join("shared/FAULT"),
-            "health check will fail\n",
-        )?;
+        std::fs::write(dir.join("nodes").join(f).join("shared/FAULT"), "health check will fail\n")?;
     }
     std::fs::write(dir.join("pace"), if fast { "0\n" } else { "1\n" })?;
-    Ok(Demo {
-        dir,
-        inventory,
-        nodes,
-    })
+    Ok(Demo { dir, inventory, nodes })
 }
 
 pub fn load(path: &Path) -> Result<Inventory> {

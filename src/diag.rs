@@ -56,19 +56,15 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-fn render_one(
-    f: &mut fmt::Formatter<'_>,
-    file: &Path,
-    source: &str,
-    d: &Diagnostic,
-) -> fmt::Result {
+fn render_one(f: &mut fmt::Formatter<'_>, file: &Path, source: &str, d: &Diagnostic) -> fmt::Result {
     writeln!(f, "error: {}", d.message)?;
+    let mut gutter = 1;
     match &d.span {
         Some(span) => {
             let (line, col) = line_col(source, span.start);
-            writeln!(f, "  --> {}:{}:{}", file.display(), line, col)?;
             let text = source.lines().nth(line - 1).unwrap_or("");
-            let gutter = line.to_string().len();
+            gutter = line.to_string().len();
+            writeln!(f, "{:gutter$}--> {}:{}:{}", "", file.display(), line, col)?;
             writeln!(f, "{:gutter$} |", "")?;
             writeln!(f, "{line} | {text}")?;
             // Underline the span on this line only; a multi-line span is marked to the line's end.
@@ -90,10 +86,10 @@ fn render_one(
                 "^".repeat(len)
             )?;
         }
-        None => writeln!(f, "  --> {}", file.display())?,
+        None => writeln!(f, " --> {}", file.display())?,
     }
     if let Some(help) = &d.help {
-        writeln!(f, "  = help: {help}")?;
+        writeln!(f, "{:gutter$} = help: {help}", "")?;
     }
     Ok(())
 }
@@ -144,9 +140,7 @@ mod tests {
         let r = Report {
             file: "x.toml".into(),
             source: "[app]\nnmae = \"x\"\n".into(),
-            diagnostics: vec![
-                Diagnostic::new("unknown key `nmae`", Some(6..10)).help("did you mean `name`?")
-            ],
+            diagnostics: vec![Diagnostic::new("unknown key `nmae`", Some(6..10)).help("did you mean `name`?")],
         };
         let text = r.to_string();
         assert!(text.contains("x.toml:2:1"), "{text}");

@@ -100,12 +100,10 @@ per event; gates such as pause_after_first need --yes to pass there.")]
         yes: bool,
     },
     /// Deploy v1.1 over v1.0 on local demo nodes: no SSH, no setup
-    #[command(
-        long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
+    #[command(long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
 puts v1.0 live on them, writes their inventory there, and deploys v1.1 through the normal engine: \
 real releases, atomic switches, a file-backed load balancer and real health checks.\n\n\
-Try --fail-node web-3 to watch a failing health check and the rollback."
-    )]
+Try --fail-node web-3 to watch a failing health check and the rollback.")]
     Demo {
         #[arg(long)]
         headless: bool,
@@ -128,10 +126,7 @@ Try --fail-node web-3 to watch a failing health check and the rollback."
 
 fn main() {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -226,22 +221,14 @@ async fn run(cli: Cli) -> i32 {
                     inv.app.name,
                     inv.nodes.len(),
                     inv.environments.len(),
-                    inv.environments
-                        .iter()
-                        .map(|e| e.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    inv.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
                     inv.phases.len()
                 );
                 0
             }
             Err(code) => code,
         },
-        Command::Plan {
-            env,
-            release,
-            output,
-        } => {
+        Command::Plan { env, release, output } => {
             let inv = match load(&cli.inventory) {
                 Ok(i) => i,
                 Err(c) => return c,
@@ -257,9 +244,7 @@ async fn run(cli: Cli) -> i32 {
             };
             match output {
                 Format::Text => print!("{}", plan::render_text(&p, &inv)),
-                Format::Json => {
-                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default())
-                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default()),
             }
             0
         }
@@ -333,25 +318,13 @@ async fn run(cli: Cli) -> i32 {
                 let lines: Vec<String> = statuses
                     .iter()
                     .map(|s| {
-                        let to = to
-                            .clone()
-                            .or(s.previous_release.clone())
-                            .unwrap_or_else(|| "(none)".into());
-                        format!(
-                            "  {}: {} → {}",
-                            s.node,
-                            s.live_release.as_deref().unwrap_or("(none)"),
-                            to
-                        )
+                        let to = to.clone().or(s.previous_release.clone()).unwrap_or_else(|| "(none)".into());
+                        format!("  {}: {} → {}", s.node, s.live_release.as_deref().unwrap_or("(none)"), to)
                     })
                     .collect();
                 let question = format!("Roll back {env}?\n{}", lines.join("\n"));
                 let protected = inv.environment(&env).map(|e| e.protected).unwrap_or(false);
-                let ok = if protected {
-                    confirm_typed(&env, &question)
-                } else {
-                    confirm(&question)
-                };
+                let ok = if protected { confirm_typed(&env, &question) } else { confirm(&question) };
                 if !ok {
                     eprintln!("nothing was changed");
                     return 1;
@@ -385,15 +358,9 @@ async fn run(cli: Cli) -> i32 {
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
             let unreachable = statuses.iter().any(|s| !s.reachable);
             match output {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&statuses).unwrap_or_default()
-                ),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default()),
                 Format::Text => {
-                    println!(
-                        "{:<14} {:<18} {:<12} {:<12} LOCK",
-                        "NODE", "HOST", "LIVE", "PREVIOUS"
-                    );
+                    println!("{:<14} {:<18} {:<12} {:<12} LOCK", "NODE", "HOST", "LIVE", "PREVIOUS");
                     for s in &statuses {
                         let lock = match (&s.lock, s.locked, &s.error) {
                             (_, _, Some(err)) => format!("unreachable: {err}"),
@@ -427,8 +394,7 @@ async fn run(cli: Cli) -> i32 {
                 return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
-            let held: Vec<&engine::status::NodeStatus> =
-                statuses.iter().filter(|s| s.locked).collect();
+            let held: Vec<&engine::status::NodeStatus> = statuses.iter().filter(|s| s.locked).collect();
             if held.is_empty() {
                 println!("no node of {env} is locked");
                 return 0;
@@ -444,9 +410,7 @@ async fn run(cli: Cli) -> i32 {
                     eprintln!("error: removing a lock needs confirmation; add --yes once you are sure that deployment is dead");
                     return EXIT_BAD_INPUT;
                 }
-                if !confirm(
-                    "Remove these locks? Only do this if that deployment is no longer running.",
-                ) {
+                if !confirm("Remove these locks? Only do this if that deployment is no longer running.") {
                     eprintln!("nothing was changed");
                     return 1;
                 }
@@ -474,14 +438,7 @@ async fn run(cli: Cli) -> i32 {
     }
 }
 
-async fn run_demo(
-    headless: bool,
-    nodes: usize,
-    dir: Option<PathBuf>,
-    fail_node: Option<String>,
-    fast: bool,
-    output: Format,
-) -> i32 {
+async fn run_demo(headless: bool, nodes: usize, dir: Option<PathBuf>, fail_node: Option<String>, fast: bool, output: Format) -> i32 {
     let dir = match dir {
         Some(d) => d,
         None => match tempfile::Builder::new().prefix("deckhand-demo-").tempdir() {
@@ -531,10 +488,7 @@ async fn run_demo(
             1
         }
     };
-    eprintln!(
-        "demo: try `deckhand -i {} status demo`",
-        shell_path(&d.inventory)
-    );
+    eprintln!("demo: try `deckhand -i {} status demo`", shell_path(&d.inventory));
     code
 }
 
@@ -542,13 +496,43 @@ fn shell_path(p: &Path) -> String {
     util::sh_quote(&p.display().to_string())
 }
 
-/// Follow a run to its end with the headless printer; Ctrl-C aborts it cleanly.
+/// Ask at a gate, on the terminal: promote, roll back or abort.
+fn ask_at_gate(controls: tokio::sync::mpsc::UnboundedSender<Control>) {
+    tokio::task::spawn_blocking(move || loop {
+        eprint!("promote and continue? [y = promote, r = roll back, a = abort] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let c = match line.trim() {
+            "y" | "yes" => Control::Promote,
+            "r" => Control::Rollback,
+            "a" => Control::Abort,
+            _ => continue,
+        };
+        let _ = controls.send(c);
+        return;
+    });
+}
+
+/// Follow a run to its end with the line printer; Ctrl-C or SIGTERM aborts it cleanly.
 async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
     let mut printer = Printer::new(std::io::stdout(), output);
     let controls = h.controls.clone();
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut interrupts = 0u32;
     let mut finished_msg = None;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             ev = h.events.recv() => match ev {
                 Some(e) => {
@@ -556,9 +540,16 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
                         finished_msg = Some((*outcome, message.clone()));
                     }
                     printer.print(&e);
+                    if interactive && matches!(e.kind, EventKind::Gate { .. }) {
+                        ask_at_gate(controls.clone());
+                    }
                 }
                 None => break,
             },
+            _ = sigterm => {
+                eprintln!("terminated: aborting — running steps are killed, unfinished releases removed, the lock released");
+                let _ = controls.send(Control::Abort);
+            }
             _ = tokio::signal::ctrl_c() => {
                 interrupts += 1;
                 if interrupts == 1 {

@@ -26,11 +26,7 @@ pub enum NodeStep {
     /// Take the node out of the load balancer.
     Drain,
     /// Run an inventory phase (index into `Inventory::phases`).
-    Phase {
-        name: String,
-        index: usize,
-        target: Target,
-    },
+    Phase { name: String, index: usize, target: Target },
     /// Wait for the environment's health check.
     Health,
     /// Put the node back into the load balancer.
@@ -106,11 +102,7 @@ pub fn batch_sizes(ramp: &[BatchSize], total: usize) -> Vec<usize> {
     let mut left = total;
     let mut i = 0;
     while left > 0 {
-        let spec = ramp
-            .get(i)
-            .or(ramp.last())
-            .copied()
-            .unwrap_or(BatchSize::Count(1));
+        let spec = ramp.get(i).or(ramp.last()).copied().unwrap_or(BatchSize::Count(1));
         let want = match spec {
             BatchSize::Count(n) => n as usize,
             BatchSize::Percent(p) => ((total as f64) * p / 100.0).floor() as usize,
@@ -149,9 +141,7 @@ fn stage_targets(inv: &Inventory, env: &Environment, phase: &Phase) -> Vec<Targe
         return vec![Target::Local];
     }
     if phase.once {
-        return once_node(inv, env, phase)
-            .map(|n| vec![Target::Node(n.clone())])
-            .unwrap_or_default();
+        return once_node(inv, env, phase).map(|n| vec![Target::Node(n.clone())]).unwrap_or_default();
     }
     env.nodes
         .iter()
@@ -170,11 +160,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
     let env = inv.environment(env_name).ok_or_else(|| {
         PlanError::UnknownEnvironment(
             env_name.to_string(),
-            inv.environments
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            inv.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
         )
     })?;
     let mut before = Vec::new();
@@ -240,11 +226,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
     for size in batch_sizes(&env.batches, env.nodes.len()) {
         batches.push(rest.by_ref().take(size).cloned().collect::<Vec<_>>());
     }
-    let gates = if env.pause_after_first && batches.len() > 1 {
-        vec![0]
-    } else {
-        vec![]
-    };
+    let gates = if env.pause_after_first && batches.len() > 1 { vec![0] } else { vec![] };
 
     Ok(Plan {
         app: inv.app.name.clone(),
@@ -264,9 +246,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
 
 /// Index of the `switch` phase in the inventory, if any.
 pub fn switch_index(inv: &Inventory) -> Option<usize> {
-    inv.phases
-        .iter()
-        .position(|p| matches!(p.action, Action::Builtin(Builtin::Switch)))
+    inv.phases.iter().position(|p| matches!(p.action, Action::Builtin(Builtin::Switch)))
 }
 
 fn target_text(t: &Target) -> String {
@@ -297,12 +277,7 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
         let _ = writeln!(s, "\n{title}:");
         for (i, st) in steps.iter().enumerate() {
             let p = &inv.phases[st.index];
-            let mut how = st
-                .targets
-                .iter()
-                .map(target_text)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let mut how = st.targets.iter().map(target_text).collect::<Vec<_>>().join(", ");
             if p.once {
                 how.push_str(" (once");
                 if !p.roles.is_empty() {
@@ -318,27 +293,15 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
     };
     stage(&mut s, "Before the batches", &plan.before);
     for (i, batch) in plan.batches.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "\nBatch {} of {}: {}",
-            i + 1,
-            plan.batches.len(),
-            batch.join(", ")
-        );
+        let _ = writeln!(s, "\nBatch {} of {}: {}", i + 1, plan.batches.len(), batch.join(", "));
         for node in batch {
             if let Some(np) = plan.node_plan(node) {
                 let steps: Vec<String> = np
                     .steps
                     .iter()
                     .map(|st| match st {
-                        NodeStep::Phase {
-                            name,
-                            target: Target::Local,
-                            ..
-                        } => format!("{name} (local)"),
-                        NodeStep::Phase { name, index, .. } if inv.phases[*index].once => {
-                            format!("{name} (once)")
-                        }
+                        NodeStep::Phase { name, target: Target::Local, .. } => format!("{name} (local)"),
+                        NodeStep::Phase { name, index, .. } if inv.phases[*index].once => format!("{name} (once)"),
                         NodeStep::Health if !plan.health => "health (none configured)".into(),
                         other => other.label().to_string(),
                     })
@@ -347,10 +310,7 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
             }
         }
         if plan.gates.contains(&i) {
-            let _ = writeln!(
-                s,
-                "  ── gate: waits for the operator to promote (pause_after_first) ──"
-            );
+            let _ = writeln!(s, "  ── gate: waits for the operator to promote (pause_after_first) ──");
         }
     }
     stage(&mut s, "After the batches", &plan.after);
@@ -363,26 +323,16 @@ mod tests {
 
     #[test]
     fn ramp_of_five_is_one_two_two() {
-        let ramp = [
-            BatchSize::Count(1),
-            BatchSize::Percent(50.0),
-            BatchSize::Percent(100.0),
-        ];
+        let ramp = [BatchSize::Count(1), BatchSize::Percent(50.0), BatchSize::Percent(100.0)];
         assert_eq!(batch_sizes(&ramp, 5), vec![1, 2, 2]);
     }
 
     #[test]
     fn last_entry_repeats_and_percent_never_below_one() {
-        assert_eq!(
-            batch_sizes(&[BatchSize::Percent(25.0)], 10),
-            vec![2, 2, 2, 2, 2]
-        );
+        assert_eq!(batch_sizes(&[BatchSize::Percent(25.0)], 10), vec![2, 2, 2, 2, 2]);
         assert_eq!(batch_sizes(&[BatchSize::Percent(10.0)], 3), vec![1, 1, 1]);
         assert_eq!(batch_sizes(&[BatchSize::Count(2)], 5), vec![2, 2, 1]);
-        assert_eq!(
-            batch_sizes(&[BatchSize::Count(1), BatchSize::Percent(100.0)], 4),
-            vec![1, 3]
-        );
+        assert_eq!(batch_sizes(&[BatchSize::Count(1), BatchSize::Percent(100.0)], 4), vec![1, 3]);
         assert_eq!(batch_sizes(&[BatchSize::Count(3)], 0), Vec::<usize>::new());
     }
 }

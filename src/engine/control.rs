@@ -91,9 +91,7 @@ impl Ctl {
                     s.promotions += 1;
                 });
             }
-            Control::Promote => self
-                .emitter
-                .notice(Level::Warn, "nothing to promote: no gate is waiting"),
+            Control::Promote => self.emitter.notice(Level::Warn, "nothing to promote: no gate is waiting"),
             Control::Abort if !before.abort => {
                 self.state.send_modify(|s| s.abort = true);
                 self.emitter.emit(EventKind::Aborting {
@@ -101,9 +99,7 @@ impl Ctl {
                 });
                 self.all.cancel();
             }
-            Control::Rollback if !before.rollback && !before.abort => {
-                self.request_rollback("the operator asked for a rollback")
-            }
+            Control::Rollback if !before.rollback && !before.abort => self.request_rollback("the operator asked for a rollback"),
             _ => {}
         }
     }
@@ -121,9 +117,7 @@ impl Ctl {
     pub fn request_abort(&self, reason: &str) {
         if !self.snapshot().abort {
             self.state.send_modify(|s| s.abort = true);
-            self.emitter.emit(EventKind::Aborting {
-                reason: reason.into(),
-            });
+            self.emitter.emit(EventKind::Aborting { reason: reason.into() });
             self.all.cancel();
         }
     }
@@ -209,10 +203,7 @@ impl Ctl {
     }
 
     /// Feed controls from the channel into this state until the channel closes.
-    pub fn listen(
-        self: &Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<Control>,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn listen(self: &Arc<Self>, mut rx: mpsc::UnboundedReceiver<Control>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {

@@ -214,41 +214,16 @@ pub enum EventKind {
         message: Option<String>,
     },
     /// The lock is held on every node of the run.
-    Locked {
-        deployment: String,
-    },
-    Unlocked {
-        deployment: String,
-    },
-    BatchStarted {
-        index: usize,
-        nodes: Vec<String>,
-    },
-    NodeState {
-        node: String,
-        state: NodeState,
-    },
+    Locked { deployment: String },
+    Unlocked { deployment: String },
+    BatchStarted { index: usize, nodes: Vec<String> },
+    NodeState { node: String, state: NodeState },
     /// The node's `current` link, read back after a switch.
-    NodeRelease {
-        node: String,
-        release: Option<String>,
-    },
+    NodeRelease { node: String, release: Option<String> },
     /// The balancer's own answer for a node (true = in rotation).
-    Rotation {
-        node: String,
-        in_rotation: bool,
-    },
-    StepStarted {
-        node: Option<String>,
-        phase: String,
-        command: Option<String>,
-    },
-    Output {
-        node: Option<String>,
-        phase: String,
-        stream: Stream,
-        line: String,
-    },
+    Rotation { node: String, in_rotation: bool },
+    StepStarted { node: Option<String>, phase: String, command: Option<String> },
+    Output { node: Option<String>, phase: String, stream: Stream, line: String },
     StepFinished {
         node: Option<String>,
         phase: String,
@@ -257,25 +232,15 @@ pub enum EventKind {
         message: Option<String>,
     },
     /// Waiting for a promote.
-    Gate {
-        reason: String,
-    },
+    Gate { reason: String },
     Promoted,
     /// A pause was asked for; running steps are finishing.
     Pausing,
     Paused,
     Resumed,
-    RollbackStarted {
-        reason: String,
-        nodes: Vec<String>,
-    },
-    Aborting {
-        reason: String,
-    },
-    Notice {
-        level: Level,
-        message: String,
-    },
+    RollbackStarted { reason: String, nodes: Vec<String> },
+    Aborting { reason: String },
+    Notice { level: Level, message: String },
     /// A checklist item's latest result; `value` is what was measured ("182 ms", "0.02 %").
     Check {
         name: String,
@@ -298,9 +263,9 @@ impl EventKind {
             | EventKind::NodeState { node, .. }
             | EventKind::NodeRelease { node, .. }
             | EventKind::Rotation { node, .. } => Some(node),
-            EventKind::StepStarted { node, .. }
-            | EventKind::Output { node, .. }
-            | EventKind::StepFinished { node, .. } => node.as_deref(),
+            EventKind::StepStarted { node, .. } | EventKind::Output { node, .. } | EventKind::StepFinished { node, .. } => {
+                node.as_deref()
+            }
             _ => None,
         }
     }

@@ -51,11 +51,7 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
         let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
         t.connect().await.map_err(|e| e.to_string())?;
         let o = t
-            .exec(
-                &ExecRequest::new(remote::state_script(&node.deploy_path)).timeout(TIMEOUT),
-                None,
-                &CancellationToken::new(),
-            )
+            .exec(&ExecRequest::new(remote::state_script(&node.deploy_path)).timeout(TIMEOUT), None, &CancellationToken::new())
             .await
             .map_err(|e| e.to_string())?;
         if !o.success() {
@@ -98,12 +94,7 @@ pub async fn force_unlock(inv: &Inventory, nodes: &[String]) -> Vec<String> {
         let r: Result<(), String> = async {
             let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
             let o = t
-                .exec(
-                    &ExecRequest::new(remote::force_unlock_script(&node.deploy_path))
-                        .timeout(TIMEOUT),
-                    None,
-                    &CancellationToken::new(),
-                )
+                .exec(&ExecRequest::new(remote::force_unlock_script(&node.deploy_path)).timeout(TIMEOUT), None, &CancellationToken::new())
                 .await
                 .map_err(|e| e.to_string())?;
             if o.success() {

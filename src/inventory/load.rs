@@ -40,11 +40,7 @@ pub fn load(path: &Path) -> Result<Inventory, LoadError> {
 }
 
 /// Load from text; `env` answers `${VAR}` look-ups. Every problem found is in the report.
-pub fn load_str(
-    file: &Path,
-    source: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Inventory, Report> {
+pub fn load_str(file: &Path, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Inventory, Report> {
     let report = |diagnostics| Report {
         file: file.to_path_buf(),
         source: source.to_string(),
@@ -86,8 +82,7 @@ struct Cx<'e> {
 
 impl Cx<'_> {
     fn error(&mut self, message: impl Into<String>, span: Span, help: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::new(message, Some(span)).help(help));
+        self.diags.push(Diagnostic::new(message, Some(span)).help(help));
     }
 
     /// Replace `${VAR}` and `${VAR:-default}`; `$${` stays a literal `${`.
@@ -203,11 +198,7 @@ impl<'a, 'i> Obj<'a, 'i> {
 
     fn type_error(&self, cx: &mut Cx, key: &str, v: &Val<'_>, want: &str, example: &str) {
         cx.error(
-            format!(
-                "`{key}` in {} must be {want}, found {}",
-                self.what,
-                type_name(v.get_ref())
-            ),
+            format!("`{key}` in {} must be {want}, found {}", self.what, type_name(v.get_ref())),
             v.span(),
             format!("write it like: {key} = {example}"),
         );
@@ -231,9 +222,7 @@ impl<'a, 'i> Obj<'a, 'i> {
                 let mut out = Vec::new();
                 for item in items.iter() {
                     match item.get_ref() {
-                        DeValue::String(s) => {
-                            out.push((cx.interpolate(s, &item.span()), item.span()))
-                        }
+                        DeValue::String(s) => out.push((cx.interpolate(s, &item.span()), item.span())),
                         _ => self.type_error(cx, key, item, "a list of strings", example),
                     }
                 }
@@ -282,9 +271,9 @@ impl<'a, 'i> Obj<'a, 'i> {
         let (text, span) = self.string(cx, key, example)?;
         match util::parse_duration(&text) {
             Ok(d) => Some(d),
-            Err(e) => {
+            Err(_) => {
                 cx.error(
-                    format!("`{key}` in {} is not a duration: {e}", self.what),
+                    format!("`{key}` in {} is not a duration: \"{text}\"", self.what),
                     span,
                     format!("use a number with a unit (ms, s, m, h), e.g. {key} = {example}"),
                 );
@@ -293,13 +282,7 @@ impl<'a, 'i> Obj<'a, 'i> {
         }
     }
 
-    fn table(
-        &mut self,
-        cx: &mut Cx,
-        key: &str,
-        what: String,
-        example: &str,
-    ) -> Option<Obj<'a, 'i>> {
+    fn table(&mut self, cx: &mut Cx, key: &str, what: String, example: &str) -> Option<Obj<'a, 'i>> {
         let v = self.get(key)?;
         match v.get_ref() {
             DeValue::Table(t) => Some(Obj::new(t, v.span(), what)),
@@ -321,11 +304,7 @@ impl<'a, 'i> Obj<'a, 'i> {
                 Some(s) => format!("did you mean `{s}`? allowed here: {}", allowed.join(", ")),
                 None => format!("allowed here: {}", allowed.join(", ")),
             };
-            cx.error(
-                format!("unknown key `{name}` in {}", self.what),
-                k.span(),
-                help,
-            );
+            cx.error(format!("unknown key `{name}` in {}", self.what), k.span(), help);
         }
     }
 
@@ -393,12 +372,7 @@ const PHASE_KEYS: &[&str] = &[
     "name", "stage", "once", "roles", "where", "run", "function", "builtin", "upload", "timeout",
 ];
 
-fn read_root(
-    cx: &mut Cx,
-    file: &Path,
-    source: &str,
-    root: &Spanned<DeTable<'_>>,
-) -> Option<Inventory> {
+fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>) -> Option<Inventory> {
     let mut top = Obj::new(root.get_ref(), root.span(), "the inventory");
     let app = match top.table(cx, "app", "[app]".into(), "{ name = \"myapp\" }") {
         Some(t) => read_app(cx, t),
@@ -420,12 +394,7 @@ fn read_root(
     let theme = top.string(cx, "theme", "\"dark\"").map(|(s, _)| s);
 
     let mut nodes = Vec::new();
-    if let Some(mut t) = top.table(
-        cx,
-        "nodes",
-        "[nodes]".into(),
-        "{ web-1 = { host = \"10.0.0.1\" } }",
-    ) {
+    if let Some(mut t) = top.table(cx, "nodes", "[nodes]".into(), "{ web-1 = { host = \"10.0.0.1\" } }") {
         for (k, v) in t.table.iter() {
             let name = k.get_ref().to_string();
             t.used.insert(name.clone());
@@ -433,9 +402,7 @@ fn read_root(
             match v.get_ref() {
                 DeValue::Table(nt) => {
                     let obj = Obj::new(nt, k.span(), what);
-                    if let Some(node) =
-                        read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref())
-                    {
+                    if let Some(node) = read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref()) {
                         nodes.push(node);
                     }
                 }
@@ -449,12 +416,7 @@ fn read_root(
     }
 
     let mut environments = Vec::new();
-    if let Some(mut t) = top.table(
-        cx,
-        "environments",
-        "[environments]".into(),
-        "{ production = { … } }",
-    ) {
+    if let Some(mut t) = top.table(cx, "environments", "[environments]".into(), "{ production = { … } }") {
         for (k, v) in t.table.iter() {
             let name = k.get_ref().to_string();
             t.used.insert(name.clone());
@@ -493,10 +455,7 @@ fn read_root(
                             }
                         }
                         other => cx.error(
-                            format!(
-                                "each entry of phases must be a table, found {}",
-                                type_name(other)
-                            ),
+                            format!("each entry of phases must be a table, found {}", type_name(other)),
                             item.span(),
                             "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
                         ),
@@ -504,10 +463,7 @@ fn read_root(
                 }
             }
             other => cx.error(
-                format!(
-                    "`phases` must be an array of tables, found {}",
-                    type_name(other)
-                ),
+                format!("`phases` must be an array of tables, found {}", type_name(other)),
                 v.span(),
                 "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
             ),
@@ -516,11 +472,7 @@ fn read_root(
     top.finish(cx, ROOT_KEYS);
 
     let app = app?;
-    let secrets = Secrets::new(
-        std::mem::take(&mut cx.secrets)
-            .into_iter()
-            .chain(Secrets::from_process_env()),
-    );
+    let secrets = Secrets::new(std::mem::take(&mut cx.secrets).into_iter().chain(Secrets::from_process_env()));
     Some(Inventory {
         file: file.to_path_buf(),
         source: source.to_string(),
@@ -551,12 +503,8 @@ fn read_app(cx: &mut Cx, mut t: Obj) -> Option<App> {
         check_deploy_path(cx, p, span.clone());
     }
     let keep = t.int(cx, "keep_releases", 1, 1000, "5").unwrap_or(5) as u32;
-    let shared_files = t
-        .strings(cx, "shared_files", "[\".env\"]")
-        .unwrap_or_default();
-    let shared_dirs = t
-        .strings(cx, "shared_dirs", "[\"storage\"]")
-        .unwrap_or_default();
+    let shared_files = t.strings(cx, "shared_files", "[\".env\"]").unwrap_or_default();
+    let shared_dirs = t.strings(cx, "shared_dirs", "[\"storage\"]").unwrap_or_default();
     for (p, span) in shared_files.iter().chain(shared_dirs.iter()) {
         check_relative_path(cx, p, span.clone());
     }
@@ -586,11 +534,7 @@ fn check_deploy_path(cx: &mut Cx, p: &str, span: Span) {
 }
 
 fn check_relative_path(cx: &mut Cx, p: &str, span: Span) {
-    if p.is_empty()
-        || p.starts_with('/')
-        || p.split('/').any(|c| c == ".." || c == ".")
-        || p.chars().any(|c| c.is_control())
-    {
+    if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") || p.chars().any(|c| c.is_control()) {
         cx.error(
             format!("`{p}` must be a path relative to the release, without `..`"),
             span,
@@ -637,13 +581,7 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
                 .filter_map(|i| i.get_ref().as_str().map(|s| s.to_string()))
                 .collect(),
             _ => {
-                t.type_error(
-                    cx,
-                    "jump",
-                    v,
-                    "a string or a list of hops",
-                    "\"ops@bastion:22\"",
-                );
+                t.type_error(cx, "jump", v, "a string or a list of hops", "\"ops@bastion:22\"");
                 Vec::new()
             }
         };
@@ -718,9 +656,7 @@ fn read_node(
     if let Some((h, sp)) = &host {
         let ok = !h.is_empty()
             && !h.starts_with('-')
-            && h.chars().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
-            });
+            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
         if !ok {
             cx.error(
                 format!("host `{h}` of node `{name}` is not a host name or address"),
@@ -739,11 +675,7 @@ fn read_node(
     let roles = t.strings(cx, "roles", "[\"app\"]").unwrap_or_default();
     for (r, sp) in &roles {
         if !util::valid_name(r) {
-            cx.error(
-                format!("role `{r}` is not a valid name"),
-                sp.clone(),
-                "use letters, digits, '.', '_', '+' or '-'",
-            );
+            cx.error(format!("role `{r}` is not a valid name"), sp.clone(), "use letters, digits, '.', '_', '+' or '-'");
         }
     }
     let deploy_path = t.string(cx, "deploy_path", "\"/var/www/myapp\"");
@@ -751,22 +683,12 @@ fn read_node(
         check_deploy_path(cx, p, sp.clone());
     }
     let lb_server = t.string(cx, "lb_server", "\"web1\"").map(|(s, _)| s);
-    let ssh = read_ssh(
-        cx,
-        Obj {
-            used: BTreeSet::new(),
-            ..Obj::new(t.table, t.span.clone(), t.what.clone())
-        },
-        Some(ssh_defaults),
-        NODE_KEYS,
-    );
+    let ssh = read_ssh(cx, Obj { used: BTreeSet::new(), ..Obj::new(t.table, t.span.clone(), t.what.clone()) }, Some(ssh_defaults), NODE_KEYS);
     for k in SSH_KEYS {
         t.used.insert(k.to_string());
     }
     t.finish(cx, NODE_KEYS);
-    let deploy_path = deploy_path
-        .map(|(p, _)| p)
-        .or_else(|| app.map(|a| a.deploy_path.clone()))?;
+    let deploy_path = deploy_path.map(|(p, _)| p).or_else(|| app.map(|a| a.deploy_path.clone()))?;
     Some(Node {
         name: name.to_string(),
         host: host.map(|(h, _)| h).unwrap_or_else(|| "127.0.0.1".into()),
@@ -785,8 +707,7 @@ fn parse_share(text: &str) -> Option<f64> {
 }
 
 fn read_batch_entry(cx: &mut Cx, v: &Val<'_>) -> Option<BatchSize> {
-    let help =
-        "a batch is a node count (e.g. 2) or a share of the environment (e.g. \"25%\"), above 0";
+    let help = "a batch is a node count (e.g. 2) or a share of the environment (e.g. \"25%\"), above 0";
     match v.get_ref() {
         DeValue::Integer(i) => match parse_int(i) {
             Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(BatchSize::Count(n as u32)),
@@ -798,35 +719,18 @@ fn read_batch_entry(cx: &mut Cx, v: &Val<'_>) -> Option<BatchSize> {
         DeValue::String(s) => match parse_share(s) {
             Some(p) => Some(BatchSize::Percent(p)),
             None => {
-                cx.error(
-                    format!("batch size `{s}` is not a count or a percentage"),
-                    v.span(),
-                    help,
-                );
+                cx.error(format!("batch size `{s}` is not a count or a percentage"), v.span(), help);
                 None
             }
         },
         other => {
-            cx.error(
-                format!(
-                    "batch size must be a number or a percentage, found {}",
-                    type_name(other)
-                ),
-                v.span(),
-                help,
-            );
+            cx.error(format!("batch size must be a number or a percentage, found {}", type_name(other)), v.span(), help);
             None
         }
     }
 }
 
-fn read_environment(
-    cx: &mut Cx,
-    mut t: Obj,
-    name: &str,
-    span: Span,
-    nodes: &[Node],
-) -> Option<Environment> {
+fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[Node]) -> Option<Environment> {
     if !util::valid_name(name) {
         cx.error(
             format!("environment name `{name}` is not a valid name"),
@@ -840,11 +744,7 @@ fn read_environment(
         let mut seen = BTreeSet::new();
         for (n, sp) in listed {
             if !seen.insert(n.clone()) {
-                cx.error(
-                    format!("node `{n}` is listed twice in environment `{name}`"),
-                    sp.clone(),
-                    "list each node once",
-                );
+                cx.error(format!("node `{n}` is listed twice in environment `{name}`"), sp.clone(), "list each node once");
                 continue;
             }
             if nodes.iter().any(|x| &x.name == n) {
@@ -855,11 +755,7 @@ fn read_environment(
                     Some(s) => format!("did you mean `{s}`? or define it under [nodes.{n}]"),
                     None => format!("define it under [nodes.{n}], or remove it from the list"),
                 };
-                cx.error(
-                    format!("environment `{name}` uses node `{n}`, which is not defined"),
-                    sp.clone(),
-                    help,
-                );
+                cx.error(format!("environment `{name}` uses node `{n}`, which is not defined"), sp.clone(), help);
             }
         }
     }
@@ -881,20 +777,13 @@ fn read_environment(
             }
         }
     }
-    if listed.is_none()
-        && roles.is_none()
-        && !t.table.contains_key("nodes")
-        && !t.table.contains_key("roles")
-    {
+    if listed.is_none() && roles.is_none() && !t.table.contains_key("nodes") && !t.table.contains_key("roles") {
         cx.error(
             format!("environment `{name}` has no nodes"),
             span.clone(),
             "add nodes = [\"web-1\", …] or roles = [\"app\"]",
         );
-    } else if members.is_empty()
-        && listed.as_ref().map(|l| l.is_empty()).unwrap_or(true)
-        && roles.as_ref().map(|r| r.is_empty()).unwrap_or(true)
-    {
+    } else if members.is_empty() && listed.as_ref().map(|l| l.is_empty()).unwrap_or(true) && roles.as_ref().map(|r| r.is_empty()).unwrap_or(true) {
         cx.error(
             format!("environment `{name}` has no nodes"),
             span.clone(),
@@ -921,16 +810,9 @@ fn read_environment(
     let batches = match t.get("batches") {
         None => vec![BatchSize::Count(1)],
         Some(v) => match v.get_ref() {
-            DeValue::Array(items) if !items.is_empty() => items
-                .iter()
-                .filter_map(|i| read_batch_entry(cx, i))
-                .collect(),
+            DeValue::Array(items) if !items.is_empty() => items.iter().filter_map(|i| read_batch_entry(cx, i)).collect(),
             DeValue::Array(_) => {
-                cx.error(
-                    "batches is empty",
-                    v.span(),
-                    "e.g. batches = [1, \"50%\", \"100%\"], or a single number",
-                );
+                cx.error("batches is empty", v.span(), "e.g. batches = [1, \"50%\", \"100%\"], or a single number");
                 vec![BatchSize::Count(1)]
             }
             _ => read_batch_entry(cx, v).map(|b| vec![b]).unwrap_or_default(),
@@ -958,10 +840,7 @@ fn read_environment(
             }
             other => {
                 cx.error(
-                    format!(
-                        "max_fail must be a percentage or a node count, found {}",
-                        type_name(other)
-                    ),
+                    format!("max_fail must be a percentage or a node count, found {}", type_name(other)),
                     v.span(),
                     "e.g. max_fail = \"0%\" or max_fail = 1",
                 );
@@ -976,11 +855,7 @@ fn read_environment(
             "rollback" => OnFailure::Rollback,
             "abort" => OnFailure::Abort,
             other => {
-                cx.error(
-                    format!("on_failure `{other}` is not known"),
-                    sp,
-                    "use \"pause\", \"rollback\" or \"abort\"",
-                );
+                cx.error(format!("on_failure `{other}` is not known"), sp, "use \"pause\", \"rollback\" or \"abort\"");
                 OnFailure::Pause
             }
         },
@@ -988,20 +863,10 @@ fn read_environment(
     let pause_after_first = t.bool(cx, "pause_after_first").unwrap_or(false);
     let protected = t.bool(cx, "protected").unwrap_or(false);
     let health = t
-        .table(
-            cx,
-            "health",
-            format!("the health check of `{name}`"),
-            "{ run = \"curl -fsS http://127.0.0.1/up\" }",
-        )
+        .table(cx, "health", format!("the health check of `{name}`"), "{ run = \"curl -fsS http://127.0.0.1/up\" }")
         .and_then(|h| read_health(cx, h));
     let load_balancer = t
-        .table(
-            cx,
-            "load_balancer",
-            format!("the load balancer of `{name}`"),
-            "{ drain = \"…\", enable = \"…\" }",
-        )
+        .table(cx, "load_balancer", format!("the load balancer of `{name}`"), "{ drain = \"…\", enable = \"…\" }")
         .and_then(|lb| read_command_lb(cx, lb));
     t.finish(cx, ENV_KEYS);
     Some(Environment {
@@ -1023,12 +888,8 @@ fn read_health(cx: &mut Cx, mut t: Obj) -> Option<Health> {
     let run = t.string(cx, "run", "\"curl -fsS http://127.0.0.1:8080/up\"");
     let url = t.string(cx, "url", "\"http://{host}:8080/up\"");
     let expect = t.int(cx, "expect", 100, 599, "200").unwrap_or(200) as u16;
-    let timeout = t
-        .duration(cx, "timeout", "\"5s\"")
-        .unwrap_or(Duration::from_secs(5));
-    let interval = t
-        .duration(cx, "interval", "\"1s\"")
-        .unwrap_or(Duration::from_secs(1));
+    let timeout = t.duration(cx, "timeout", "\"5s\"").unwrap_or(Duration::from_secs(5));
+    let interval = t.duration(cx, "interval", "\"1s\"").unwrap_or(Duration::from_secs(1));
     let retries = t.int(cx, "retries", 0, 100_000, "30").unwrap_or(10) as u32;
     let span = t.span.clone();
     let what = t.what.clone();
@@ -1041,28 +902,16 @@ fn read_health(cx: &mut Cx, mut t: Obj) -> Option<Health> {
         (None, Some((u, sp))) => {
             check_placeholders(cx, &u, sp.clone());
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                cx.error(
-                    format!("health url `{u}` must start with http:// or https://"),
-                    sp,
-                    "e.g. url = \"http://{host}:8080/up\"",
-                );
+                cx.error(format!("health url `{u}` must start with http:// or https://"), sp, "e.g. url = \"http://{host}:8080/up\"");
             }
             HealthProbe::Url { url: u, expect }
         }
         (Some(_), Some((_, sp))) => {
-            cx.error(
-                format!("{what} has both `run` and `url`"),
-                sp,
-                "keep one: a command (run) or an HTTP probe (url)",
-            );
+            cx.error(format!("{what} has both `run` and `url`"), sp, "keep one: a command (run) or an HTTP probe (url)");
             return None;
         }
         (None, None) => {
-            cx.error(
-                format!("{what} has neither `run` nor `url`"),
-                span,
-                "add run = \"…\" (a command on the node) or url = \"http://{host}:…\"",
-            );
+            cx.error(format!("{what} has neither `run` nor `url`"), span, "add run = \"…\" (a command on the node) or url = \"http://{host}:…\"");
             return None;
         }
     };
@@ -1080,9 +929,7 @@ fn read_command_lb(cx: &mut Cx, mut t: Obj) -> Option<CommandBalancer> {
     let enable = t.string(cx, "enable", "\"…\"");
     let enable = t.require(cx, "enable", enable, "\"my-lb enable {node}\"");
     let state = t.string(cx, "state", "\"my-lb state {node}\"");
-    let timeout = t
-        .duration(cx, "timeout", "\"30s\"")
-        .unwrap_or(Duration::from_secs(30));
+    let timeout = t.duration(cx, "timeout", "\"30s\"").unwrap_or(Duration::from_secs(30));
     t.finish(cx, LB_KEYS);
     for (cmd, sp) in [&drain, &enable, &state].into_iter().flatten() {
         check_placeholders(cx, cmd, sp.clone());
@@ -1102,20 +949,10 @@ pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnosti
         .map(|(name, offset)| {
             // Point at the placeholder when the string is a plain one-line literal.
             let start = span.start + 1 + offset;
-            let sp = if start + name.len() + 2 <= span.end {
-                start..start + name.len() + 2
-            } else {
-                span.clone()
-            };
+            let sp = if start + name.len() + 2 <= span.end { start..start + name.len() + 2 } else { span.clone() };
             let help = match did_you_mean(&name, util::PLACEHOLDERS) {
-                Some(s) => format!(
-                    "did you mean {{{s}}}? known: {}; write {{{{ for a literal brace",
-                    known()
-                ),
-                None => format!(
-                    "known placeholders: {}; write {{{{ for a literal brace",
-                    known()
-                ),
+                Some(s) => format!("did you mean {{{s}}}? known: {}; write {{{{ for a literal brace", known()),
+                None => format!("known placeholders: {}; write {{{{ for a literal brace", known()),
             };
             Diagnostic::new(format!("unknown placeholder `{{{name}}}`"), Some(sp)).help(help)
         })
@@ -1123,11 +960,7 @@ pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnosti
 }
 
 fn known() -> String {
-    util::PLACEHOLDERS
-        .iter()
-        .map(|p| format!("{{{p}}}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    util::PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")
 }
 
 fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
@@ -1139,11 +972,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
     let name = t.require(cx, "name", name, "\"install_dependencies\"");
     if let Some((n, sp)) = &name {
         if n.is_empty() || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            cx.error(
-                format!("phase name `{n}` must be one word"),
-                sp.clone(),
-                "e.g. name = \"install_dependencies\"",
-            );
+            cx.error(format!("phase name `{n}` must be one word"), sp.clone(), "e.g. name = \"install_dependencies\"");
         }
     }
     let stage = match t.string(cx, "stage", "\"node\"") {
@@ -1153,11 +982,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             "node" => Stage::Node,
             "after" => Stage::After,
             other => {
-                cx.error(
-                    format!("stage `{other}` is not known"),
-                    sp,
-                    "use \"before\", \"node\" (the default) or \"after\"",
-                );
+                cx.error(format!("stage `{other}` is not known"), sp, "use \"before\", \"node\" (the default) or \"after\"");
                 Stage::Node
             }
         },
@@ -1171,11 +996,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             "node" => Where::Node,
             "local" => Where::Local,
             other => {
-                cx.error(
-                    format!("where `{other}` is not known"),
-                    sp,
-                    "use \"node\" (the default) or \"local\" (this machine)",
-                );
+                cx.error(format!("where `{other}` is not known"), sp, "use \"node\" (the default) or \"local\" (this machine)");
                 Where::Node
             }
         },
@@ -1183,12 +1004,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
     let run = t.string(cx, "run", "\"cd {release_path} && make\"");
     let function = t.string(cx, "function", "\"install_dependencies\"");
     let builtin = t.string(cx, "builtin", "\"release\"");
-    let upload = t.table(
-        cx,
-        "upload",
-        "the upload".into(),
-        "{ from = \"dist/app.tar.gz\", to = \"{release_path}/app.tar.gz\" }",
-    );
+    let upload = t.table(cx, "upload", "the upload".into(), "{ from = \"dist/app.tar.gz\", to = \"{release_path}/app.tar.gz\" }");
     let timeout = t.duration(cx, "timeout", "\"10m\"");
     let span = t.span.clone();
     let what = t.what.clone();
@@ -1200,15 +1016,9 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         actions.push((Action::Run(r), sp));
     }
     if let Some((f, sp)) = function {
-        let ok = !f.is_empty()
-            && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !f.starts_with(|c: char| c.is_ascii_digit());
+        let ok = !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !f.starts_with(|c: char| c.is_ascii_digit());
         if !ok {
-            cx.error(
-                format!("function `{f}` is not a shell function name"),
-                sp.clone(),
-                "use letters, digits and _, e.g. function = \"pull_latest_code\"",
-            );
+            cx.error(format!("function `{f}` is not a shell function name"), sp.clone(), "use letters, digits and _, e.g. function = \"pull_latest_code\"");
         }
         actions.push((Action::Function(f), sp));
     }
@@ -1218,11 +1028,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             "switch" => Some(Builtin::Switch),
             "cleanup" => Some(Builtin::Cleanup),
             other => {
-                cx.error(
-                    format!("builtin `{other}` is not known"),
-                    sp.clone(),
-                    "use \"release\", \"switch\" or \"cleanup\"",
-                );
+                cx.error(format!("builtin `{other}` is not known"), sp.clone(), "use \"release\", \"switch\" or \"cleanup\"");
                 None
             }
         };
@@ -1255,11 +1061,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         }
         _ => {
             let sp = actions[1].1.clone();
-            cx.error(
-                format!("{what} has more than one of `run`, `function`, `builtin`, `upload`"),
-                sp,
-                "split it into one phase per action",
-            );
+            cx.error(format!("{what} has more than one of `run`, `function`, `builtin`, `upload`"), sp, "split it into one phase per action");
             None
         }
     }?;
