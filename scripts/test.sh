@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run deckhand's whole test suite. Installs what the integration tests need when it is missing
+# (OpenSSH server and client, HAProxy, socat, tmux, python3) with apt-get, then runs cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+need=()
+have sshd || need+=(openssh-server)
+have ssh || need+=(openssh-client)
+have ssh-keygen || need+=(openssh-client)
+have haproxy || need+=(haproxy)
+have socat || need+=(socat)
+have tmux || need+=(tmux)
+have python3 || need+=(python3)
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo --version
+cargo test --locked "$@"

@@ -1,0 +1,194 @@
+//! A fleet of local nodes for engine tests: directories on this machine with a real release
+//! layout, driven through the real engine. Steps can be told to fail or to hang through files in
+//! the fleet's `ctl/` directory, so a test decides per node what happens.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deckhand::engine::{self, Control, Event, EventKind, Outcome, RunHandle, RunOptions};
+use deckhand::inventory::{self, Inventory};
+use tempfile::TempDir;
+
+pub struct Fleet {
+    pub dir: TempDir,
+    pub nodes: Vec<String>,
+}
+
+pub struct FleetSpec {
+    pub nodes: usize,
+    pub batches: &'static str,
+    pub on_failure: &'static str,
+    pub max_fail: &'static str,
+    pub pause_after_first: bool,
+    pub keep_releases: u32,
+    pub extra_phases: &'static str,
+}
+
+impl Default for FleetSpec {
+    fn default() -> Self {
+        FleetSpec {
+            nodes: 4,
+            batches: "1",
+            on_failure: "rollback",
+            max_fail: "0%",
+            pause_after_first: false,
+            keep_releases: 5,
+            extra_phases: "",
+        }
+    }
+}
+
+impl Fleet {
+    pub fn new(spec: FleetSpec) -> Fleet {
+        let dir = tempfile::Builder::new().prefix("dh-fleet-").tempdir().expect("temp dir");
+        let d = dir.path().display().to_string();
+        let nodes: Vec<String> = (1..=spec.nodes).map(|i| format!("web-{i}")).collect();
+        std::fs::create_dir_all(dir.path().join("ctl")).unwrap();
+        let mut toml = format!(
+            "[app]\nname = \"shop\"\ndeploy_path = \"{d}/nodes/default\"\nkeep_releases = {}\nshared_files = [\".env\"]\nshared_dirs = [\"storage\"]\n\n",
+            spec.keep_releases
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            let roles = if i == 1 { "[\"app\", \"migrator\"]" } else { "[\"app\"]" };
+            toml.push_str(&format!(
+                "[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = {roles}\n\n"
+            ));
+        }
+        let list = nodes.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+        toml.push_str(&format!(
+            "[environments.test]\nnodes = [{list}]\nbatches = {}\nmax_fail = \"{}\"\non_failure = \"{}\"\npause_after_first = {}\n\
+             health = {{ run = \"grep -qx {{release}} {{deploy_path}}/current/REVISION\", timeout = \"2s\", interval = \"50ms\", retries = 2 }}\n\n",
+            spec.batches, spec.max_fail, spec.on_failure, spec.pause_after_first
+        ));
+        // Each node step consults ctl/: fail-<phase>-<node> makes it fail, hold-<phase>-<node>
+        // makes it write its pid and sleep, so tests can act while it runs.
+        let step = |phase: &str| {
+            format!(
+                "C='{d}/ctl'; P={phase}; N={{node}}; \
+                 if [ -e \\\"$C/fail-$P-$N\\\" ]; then echo \\\"$P failed on purpose\\\" >&2; exit 1; fi; \
+                 if [ -e \\\"$C/hold-$P-$N\\\" ]; then echo $$ > \\\"$C/pid-$P-$N\\\"; sleep \\\"$(cat \\\"$C/hold-$P-$N\\\")\\\"; fi; \
+                 echo \\\"$P done on $N\\\""
+            )
+        };
+        toml.push_str(&format!(
+            "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
+             [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/REVISION; {}\"\ntimeout = \"1m\"\n\n\
+             [[phases]]\nname = \"migrate\"\nonce = true\nroles = [\"migrator\"]\nrun = \"{}\"\n\n\
+             [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
+             [[phases]]\nname = \"restart\"\nrun = \"printf '%s\\\\n' {{release}} >> {{deploy_path}}/shared/restarts; {}\"\n\n\
+             {}\n\
+             [[phases]]\nname = \"cleanup\"\nstage = \"after\"\nbuiltin = \"cleanup\"\n",
+            step("build"),
+            step("migrate"),
+            step("restart"),
+            spec.extra_phases
+        ));
+        std::fs::write(dir.path().join("deckhand.toml"), toml).unwrap();
+        for n in &nodes {
+            std::fs::create_dir_all(dir.path().join("nodes").join(n)).unwrap();
+        }
+        Fleet { dir, nodes }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn inventory_path(&self) -> PathBuf {
+        self.path().join("deckhand.toml")
+    }
+    pub fn inventory(&self) -> Arc<Inventory> {
+        Arc::new(inventory::load(&self.inventory_path()).unwrap_or_else(|e| panic!("{e}")))
+    }
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.path().join("nodes").join(node)
+    }
+    /// The release a node's `current` link points at.
+    pub fn current(&self, node: &str) -> Option<String> {
+        std::fs::read_link(self.node_dir(node).join("current"))
+            .ok()
+            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().to_string()))
+    }
+    pub fn releases(&self, node: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.node_dir(node).join("releases"))
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+    pub fn locked(&self, node: &str) -> bool {
+        self.node_dir(node).join(".deckhand/lock").exists()
+    }
+    pub fn history(&self, node: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.node_dir(node).join(".deckhand/history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+    pub fn ctl(&self, name: &str, content: &str) {
+        std::fs::write(self.path().join("ctl").join(name), content).unwrap();
+    }
+    pub fn journal_dir(&self) -> PathBuf {
+        self.path().join("journal")
+    }
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            auto_promote: true,
+            headless: true,
+            journal_dir: Some(self.journal_dir()),
+            who: "tester".into(),
+        }
+    }
+
+    pub fn start(&self, release: &str, opts: RunOptions) -> RunHandle {
+        let inv = self.inventory();
+        let plan = deckhand::plan::build(&inv, "test", release).expect("plan");
+        engine::spawn_deploy(inv, plan, opts).expect("spawn")
+    }
+
+    /// Deploy to the end and return the outcome and every event.
+    pub async fn deploy(&self, release: &str) -> (Outcome, Vec<Event>) {
+        finish(self.start(release, self.options())).await
+    }
+}
+
+/// Collect a run's events until it ends.
+pub async fn finish(mut h: RunHandle) -> (Outcome, Vec<Event>) {
+    let mut events = Vec::new();
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), h.events.recv()).await.expect("run stalled") {
+        events.push(e);
+    }
+    (h.done.await.expect("engine task"), events)
+}
+
+/// Read events until one matches; returns everything read so far (the match last).
+pub async fn until(h: &mut RunHandle, seen: &mut Vec<Event>, pred: impl Fn(&EventKind) -> bool) {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), h.events.recv())
+            .await
+            .expect("timed out waiting for an event")
+            .expect("run ended before the awaited event");
+        let hit = pred(&e.kind);
+        seen.push(e);
+        if hit {
+            return;
+        }
+    }
+}
+
+pub fn step_started(node: &str, phase: &str) -> impl Fn(&EventKind) -> bool {
+    let (n, p) = (node.to_string(), phase.to_string());
+    move |k| matches!(k, EventKind::StepStarted { node: Some(x), phase: y, .. } if *x == n && *y == p)
+}
+
+pub fn send(h: &RunHandle, c: Control) {
+    h.controls.send(c).expect("engine listening");
+}
+
+/// Is a process with this pid still alive?
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}

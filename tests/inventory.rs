@@ -1,0 +1,99 @@
+//! Inventory loading: the shipped inventories are valid, and every invalid fixture (one per
+//! validation rule) gives an exact, snapshotted message with file, line, column, the offending
+//! line with a caret, and a fix.
+
+use std::path::Path;
+
+use deckhand::inventory::load_str;
+
+fn report(name: &str) -> String {
+    let rel = format!("tests/fixtures/invalid/{name}.toml");
+    let text = std::fs::read_to_string(&rel).unwrap();
+    let env = |_: &str| None;
+    match load_str(Path::new(&rel), &text, &env) {
+        Ok(_) => panic!("{rel} loaded, but it is invalid"),
+        Err(r) => r.to_string(),
+    }
+}
+
+macro_rules! invalid {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(stringify!($name), report(stringify!($name)));
+        }
+    )*};
+}
+
+invalid!(
+    unknown_key,
+    undefined_node,
+    undefined_role,
+    duplicate_phase,
+    duplicate_node,
+    bad_duration,
+    bad_batches,
+    phase_without_action,
+    unknown_placeholder,
+    once_role_not_in_environment,
+    environment_without_nodes,
+    unset_variable,
+    syntax_error,
+    many_errors,
+);
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let r = report("many_errors");
+    for needle in [
+        "unknown key `keep_releses`",
+        "`port` in [ssh] must be an integer",
+        "transport `telnet`",
+        "node `web-9`, which is not defined",
+        "on_failure `panic`",
+        "unknown placeholder `{target}`",
+    ] {
+        assert!(r.contains(needle), "missing {needle:?} in:\n{r}");
+    }
+    assert!(r.contains("6 errors in tests/fixtures/invalid/many_errors.toml"), "{r}");
+}
+
+#[test]
+fn shipped_inventories_are_valid() {
+    for f in ["inventory/askproai.toml", "inventory/demo.toml"] {
+        let text = std::fs::read_to_string(f).unwrap();
+        let env = |_: &str| None;
+        if let Err(r) = load_str(Path::new(f), &text, &env) {
+            panic!("{f} is invalid:\n{r}");
+        }
+    }
+}
+
+#[test]
+fn shipped_demo_inventory_is_what_the_demo_writes() {
+    let nodes = deckhand::demo::node_names(5);
+    let expected = deckhand::demo::inventory_text(Path::new("/tmp/deckhand-demo"), &nodes);
+    if std::env::var_os("DECKHAND_WRITE_DEMO_INVENTORY").is_some() {
+        std::fs::write("inventory/demo.toml", &expected).unwrap();
+    }
+    let shipped = std::fs::read_to_string("inventory/demo.toml").unwrap();
+    assert_eq!(shipped, expected, "inventory/demo.toml is stale: rerun with DECKHAND_WRITE_DEMO_INVENTORY=1");
+}
+
+#[test]
+fn environment_values_are_interpolated_and_masked() {
+    let text = std::fs::read_to_string("tests/fixtures/invalid/unset_variable.toml").unwrap();
+    let env = |k: &str| (k == "DEPLOY_WEBHOOK_URL").then(|| "https://hooks.example/T0/secret-path".to_string());
+    let inv = load_str(Path::new("x.toml"), &text, &env).expect("valid once the variable is set");
+    let deckhand::inventory::Action::Run(cmd) = &inv.phases[0].action else { panic!() };
+    assert!(cmd.contains("https://hooks.example/T0/secret-path"));
+    assert_eq!(inv.secrets.mask(cmd), "curl -fsS -X POST ****");
+}
+
+#[test]
+fn defaults_with_colon_dash_apply_when_unset() {
+    let text = "[app]\nname = \"${APP_NAME:-shop}\"\ndeploy_path = \"/srv/shop\"\n";
+    let env = |_: &str| None;
+    let inv = load_str(Path::new("x.toml"), text, &env).unwrap();
+    assert_eq!(inv.app.name, "shop");
+}
