@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget, RunHandle, RunOptions};
 use deckhand::headless::{Format, Printer};
 use deckhand::inventory::{self, Inventory};
+use deckhand::ui::UiOptions;
 use deckhand::{demo, plan, util};
 
 const EXIT_BAD_INPUT: i32 = 2;
@@ -34,6 +35,13 @@ struct Cli {
     /// Inventory file [default: ./deckhand.toml, then $DECKHAND_INVENTORY]
     #[arg(short = 'i', long = "inventory", global = true, value_name = "FILE")]
     inventory: Option<PathBuf>,
+    /// Console colours: dark, light, high-contrast, monochrome, or a theme file [default: the
+    /// inventory's `theme`, monochrome when NO_COLOR is set, else dark]
+    #[arg(long, global = true, value_name = "NAME|FILE")]
+    theme: Option<String>,
+    /// Draw the console with ASCII characters only
+    #[arg(long, global = true)]
+    ascii: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,6 +129,17 @@ Try --fail-node web-3 to watch a failing health check and the rollback.")]
         fast: bool,
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
+    },
+    /// Play a recorded deployment (a JSONL journal) through the console, for post-mortems and demos
+    #[command(long_about = "Plays a journal written by a deployment (one JSON event per line) through \
+the same console screen. Keys: p or space stops and goes on, '.' plays one event while stopped, \
++ and - change the speed, q leaves. Nothing is sent to any node.")]
+    Replay {
+        /// The journal file
+        journal: PathBuf,
+        /// Playback speed (1 = as recorded, with long quiet stretches shortened)
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
     },
 }
 
@@ -212,6 +231,11 @@ fn confirm_typed(word: &str, question: &str) -> bool {
 }
 
 async fn run(cli: Cli) -> i32 {
+    let ui = UiOptions {
+        theme: cli.theme.clone(),
+        inventory_theme: None,
+        ascii: cli.ascii,
+    };
     match cli.command {
         Command::Validate => match load(&cli.inventory) {
             Ok(inv) => {
@@ -279,7 +303,9 @@ async fn run(cli: Cli) -> i32 {
                 headless,
                 ..RunOptions::default()
             };
+            let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
             match engine::spawn_deploy(Arc::new(inv), p, opts) {
+                Ok(h) if !headless => console(h, ui, false).await,
                 Ok(h) => drive(h, output, false).await,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -339,7 +365,9 @@ async fn run(cli: Cli) -> i32 {
                 headless,
                 ..RunOptions::default()
             };
+            let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
             match engine::spawn_rollback(Arc::new(inv), p, target, opts) {
+                Ok(h) if !headless => console(h, ui, true).await,
                 Ok(h) => drive(h, output, true).await,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -434,11 +462,26 @@ async fn run(cli: Cli) -> i32 {
             fail_node,
             fast,
             output,
-        } => run_demo(headless, nodes, dir, fail_node, fast, output).await,
+        } => run_demo(headless, nodes, dir, fail_node, fast, output, ui).await,
+        Command::Replay { journal, speed } => match deckhand::ui::replay(&journal, ui, speed).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                EXIT_BAD_INPUT
+            }
+        },
     }
 }
 
-async fn run_demo(headless: bool, nodes: usize, dir: Option<PathBuf>, fail_node: Option<String>, fast: bool, output: Format) -> i32 {
+async fn run_demo(
+    headless: bool,
+    nodes: usize,
+    dir: Option<PathBuf>,
+    fail_node: Option<String>,
+    fast: bool,
+    output: Format,
+    ui: UiOptions,
+) -> i32 {
     let dir = match dir {
         Some(d) => d,
         None => match tempfile::Builder::new().prefix("deckhand-demo-").tempdir() {
@@ -481,7 +524,9 @@ async fn run_demo(headless: bool, nodes: usize, dir: Option<PathBuf>, fail_node:
         headless,
         ..RunOptions::default()
     };
+    let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
     let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) if !headless => console(h, ui, false).await,
         Ok(h) => drive(h, output, false).await,
         Err(e) => {
             eprintln!("error: {e}");
@@ -514,6 +559,23 @@ fn ask_at_gate(controls: tokio::sync::mpsc::UnboundedSender<Control>) {
         let _ = controls.send(c);
         return;
     });
+}
+
+/// Follow a run in the console until the operator leaves; the outcome becomes the exit code.
+async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool) -> i32 {
+    match deckhand::ui::run(h, ui).await {
+        Ok(outcome) => {
+            eprintln!("deckhand: {}", outcome.word());
+            match (rollback_run, outcome) {
+                (true, Outcome::RolledBack) => 0,
+                _ => outcome.exit_code(),
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
 
 /// Follow a run to its end with the line printer; Ctrl-C or SIGTERM aborts it cleanly.

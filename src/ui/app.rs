@@ -673,7 +673,13 @@ impl App {
                     Outcome::RolledBack => FlashLevel::Warn,
                     _ => FlashLevel::Error,
                 };
-                self.flash_at(level, format!("{}: {message}", outcome.word()), at);
+                let word = outcome.word();
+                let text = if message.starts_with(word) {
+                    message.clone()
+                } else {
+                    format!("{word}: {message}")
+                };
+                self.flash_at(level, text, at);
                 if self.dialog.is_some() {
                     self.dialog = None;
                 }

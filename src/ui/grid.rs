@@ -38,8 +38,11 @@ pub fn look(app: &App, n: &NodeView) -> Look {
         NodeState::Waiting => (g.in_rotation, "in rotation".into(), "node_in_rotation"),
         NodeState::Draining if n.drained() => (g.drained, "drained".into(), "node_drained"),
         NodeState::Draining => (spin, "draining".into(), "node_drained"),
+        NodeState::Updating if n.phase.is_none() && app.is_paused_or_pausing() => {
+            (g.paused, "paused".into(), "node_updating")
+        }
         NodeState::Updating => (
-            spin,
+            if n.phase.is_some() { spin } else { g.between },
             match &n.phase {
                 Some(p) => format!("updating: {p}"),
                 None => "updating".into(),

@@ -294,6 +294,9 @@ pub struct Glyphs {
     pub box_ticked: &'static str,
     pub cell: &'static str,
     pub ellipsis: &'static str,
+    /// A node mid-update with no step running (paused, or between two steps).
+    pub paused: &'static str,
+    pub between: &'static str,
     pub border: ratatui::symbols::border::Set<'static>,
 }
 
@@ -334,6 +337,8 @@ impl Glyphs {
         box_ticked: "■",
         cell: "■",
         ellipsis: "…",
+        paused: "‖",
+        between: "◐",
         border: ratatui::symbols::border::PLAIN,
     };
     pub const ASCII: Glyphs = Glyphs {
@@ -361,6 +366,8 @@ impl Glyphs {
         box_ticked: "[x]",
         cell: "#",
         ellipsis: "~",
+        paused: "=",
+        between: "~",
         border: ASCII_BORDER,
     };
 

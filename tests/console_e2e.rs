@@ -1,0 +1,222 @@
+//! End to end: the real `deckhand demo` console in a real terminal (tmux), driven by key presses
+//! the way an operator would: wait for DEPLOYING, pause and see that no new step starts, resume,
+//! roll back, and find every demo node's `current` link back on v1.0.
+//!
+//! What happened is read from the screen, the demo nodes' `current` links and the run's journal.
+//! Waits poll with a generous deadline; nothing asserts how fast anything was.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Tmux {
+        let t = Tmux {
+            socket: format!("deckhand-e2e-{}", std::process::id()),
+            session: "console".into(),
+        };
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &t.socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                &t.session,
+            ])
+            .args(["-x", "120", "-y", "36", cmd])
+            .status()
+            .expect("tmux must be installed (scripts/test.sh installs it)");
+        assert!(ok.success(), "tmux could not start");
+        t
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-t",
+                &self.session,
+            ])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", &self.session, keys])
+            .status()
+            .expect("tmux send-keys");
+    }
+
+    /// Poll the screen until `pred` holds; panics with the last screen after `secs`.
+    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("waited {secs}s for {what}; the screen shows:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+fn header(screen: &str) -> &str {
+    screen.lines().next().unwrap_or("")
+}
+
+fn journal(state: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(state.join("deckhand"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+}
+
+fn steps_started(journal: &Path) -> usize {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"type\":\"step_started\""))
+        .count()
+}
+
+fn current(dir: &Path, node: &str) -> String {
+    std::fs::read_link(dir.join("nodes").join(node).join("current"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn demo_pause_resume_and_roll_back_from_the_keyboard() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let state = tmp.path().join("state");
+    let done = tmp.path().join("exit");
+    let bin = env!("CARGO_BIN_EXE_deckhand");
+    let cmd = format!(
+        "env LANG=C.UTF-8 XDG_STATE_HOME='{}' '{bin}' demo --dir '{}' 2>'{}'; echo $? > '{}'; sleep 600",
+        state.display(),
+        dir.display(),
+        tmp.path().join("stderr").display(),
+        done.display()
+    );
+    let tmux = Tmux::start(&cmd);
+
+    // Deploying; the first batch ends at a gate, which enter promotes.
+    tmux.wait_for("DEPLOYING", 60, |s| header(s).contains("DEPLOYING"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = tmux.screen();
+        let h = header(&s);
+        if h.contains("PAUSING") || h.contains("PAUSED") {
+            break;
+        }
+        if h.contains("WAITING") {
+            tmux.keys("Enter");
+            tmux.wait_for("the promote", 30, |s| !header(s).contains("WAITING"));
+        } else if h.contains("DEPLOYING") {
+            tmux.keys("p");
+            tmux.wait_for("PAUSING or PAUSED", 10, |s| {
+                let h = header(s);
+                h.contains("PAUSING") || h.contains("PAUSED") || h.contains("WAITING")
+            });
+        }
+        assert!(Instant::now() < deadline, "could not pause:\n{s}");
+    }
+
+    // Paused: the running step ends, then nothing new starts.
+    let paused = tmux.wait_for("PAUSED", 30, |s| header(s).contains("PAUSED"));
+    assert!(
+        paused.contains("p/space resume"),
+        "the footer offers resume:\n{paused}"
+    );
+    let journal = journal(&state).expect("the run writes a journal");
+    let before = steps_started(&journal);
+    let links_before: Vec<String> = (1..=5)
+        .map(|i| current(&dir, &format!("web-{i}")))
+        .collect();
+    // Each demo step takes about a second; three seconds would show several new ones.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        steps_started(&journal),
+        before,
+        "a step started while paused"
+    );
+    let links_after: Vec<String> = (1..=5)
+        .map(|i| current(&dir, &format!("web-{i}")))
+        .collect();
+    assert_eq!(links_before, links_after, "a node switched while paused");
+    assert!(header(&tmux.screen()).contains("PAUSED"));
+
+    // Resume: steps start again.
+    tmux.keys("p");
+    tmux.wait_for("the run to go on", 30, |s| {
+        let h = header(s);
+        h.contains("DEPLOYING") || h.contains("WAITING")
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while steps_started(&journal) == before {
+        assert!(Instant::now() < deadline, "no step started after resume");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Roll back: the dialog names the nodes; confirm.
+    tmux.keys("R");
+    let dialog = tmux.wait_for("the rollback dialog", 10, |s| {
+        s.contains("Roll back demo-shop in demo?")
+    });
+    assert!(
+        dialog.contains("web-1"),
+        "the dialog names the switched node:\n{dialog}"
+    );
+    tmux.keys("y");
+    let end = tmux.wait_for("ROLLED BACK", 90, |s| header(s).contains("ROLLED BACK"));
+    for i in 1..=5 {
+        let link = current(&dir, &format!("web-{i}"));
+        assert!(
+            link.ends_with("v1.0"),
+            "web-{i} is on {link} after the rollback"
+        );
+    }
+    let grid: String = end.lines().skip(2).take(11).collect::<Vec<_>>().join("\n");
+    assert!(!grid.contains("v1.1"), "the grid still shows v1.1:\n{end}");
+
+    // Leave: the console closes and gives the terminal back.
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done.exists() {
+        assert!(Instant::now() < deadline, "the console did not close on q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
+    assert!(stderr.contains("deckhand: rolled back"), "{stderr}");
+    let after = tmux.screen();
+    assert!(
+        !after.contains("Load Balancer"),
+        "the console screen is left behind:\n{after}"
+    );
+}
