@@ -129,7 +129,8 @@ fn checklist_with_mixed_results() {
 #[test]
 fn help_overlay() {
     let s = screen("help");
-    assert!(s.contains("Roll back: put every switched node back"));
+    assert!(s.contains("Roll back the switched nodes (asks first)"));
+    assert!(s.contains("Search the output"), "every section fits");
     insta::assert_snapshot!("help", s);
 }
 

@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
 use super::app::App;
-use super::keys::{self, Scope, BINDINGS};
+use super::keys::{self, Scope, When, BINDINGS};
 
 const SECTIONS: [(Scope, &str); 5] = [
     (Scope::Main, "Console"),
@@ -20,9 +20,47 @@ const SECTIONS: [(Scope, &str); 5] = [
     (Scope::Help, "This help"),
 ];
 
+/// One help row: the keys (joined when several bindings share a sentence), the sentence, and
+/// whether it applies now.
+fn rows(app: &App, scope: Scope) -> Vec<(String, &'static str, bool)> {
+    let mut out: Vec<(String, &'static str, bool)> = Vec::new();
+    for b in BINDINGS.iter().filter(|b| b.scope == scope) {
+        // Replay keys only matter while replaying, and the live keys only while live.
+        if b.when == When::Replay && !app.replay {
+            continue;
+        }
+        let live = keys::applies(app, b.when);
+        match out.last_mut() {
+            Some(last) if last.1 == b.help => {
+                last.0 = format!("{} {}", last.0, b.shown);
+                last.2 |= live;
+            }
+            _ => out.push((b.shown.to_string(), b.help, live)),
+        }
+    }
+    out
+}
+
+fn section<'a>(app: &App, scope: Scope, heading: &'a str, key_w: usize) -> Vec<Line<'a>> {
+    let th = &app.theme;
+    let mut lines = vec![Line::from(Span::styled(heading, th.get("accent")))];
+    for (shown, help, live) in rows(app, scope) {
+        let (ks, ts) = if live {
+            (th.get("key"), th.get("text"))
+        } else {
+            (th.get("dim"), th.get("dim"))
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {shown:<key_w$}"), ks),
+            Span::styled(help, ts),
+        ]));
+    }
+    lines
+}
+
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let w = area.width.saturating_sub(8).min(96);
+    let w = area.width.saturating_sub(4);
     let h = area.height.saturating_sub(4);
     let rect = Rect {
         x: area.x + (area.width - w) / 2,
@@ -40,44 +78,43 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(rect);
     block.render(rect, buf);
 
-    let key_w = BINDINGS
-        .iter()
-        .map(|b| b.shown.chars().count())
-        .max()
-        .unwrap_or(6)
-        + 2;
-    let mut lines: Vec<Line> = Vec::new();
-    for (scope, heading) in SECTIONS {
-        if !lines.is_empty() {
-            lines.push(Line::raw(""));
+    let key_w = 12;
+    let mut columns: Vec<Vec<Line>> = vec![Vec::new()];
+    let two = inner.width >= 110;
+    for (i, (scope, heading)) in SECTIONS.iter().enumerate() {
+        if two && i == 1 {
+            columns.push(Vec::new());
         }
-        lines.push(Line::from(Span::styled(heading, th.get("accent"))));
-        let mut last_help = "";
-        for b in BINDINGS.iter().filter(|b| b.scope == scope) {
-            if b.help == last_help {
-                continue;
-            }
-            last_help = b.help;
-            let live = keys::applies(app, b.when);
-            let (ks, ts) = if live {
-                (th.get("key"), th.get("text"))
-            } else {
-                (th.get("dim"), th.get("dim"))
-            };
-            lines.push(Line::from(vec![
-                Span::styled(format!("  {:<key_w$}", b.shown), ks),
-                Span::styled(b.help, ts),
-            ]));
+        let col = columns.last_mut().expect("one column");
+        if !col.is_empty() {
+            col.push(Line::raw(""));
         }
+        col.extend(section(app, *scope, heading, key_w));
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::from(Span::styled(
-        "Dimmed keys do not apply right now. Themes: dark, light, high-contrast, monochrome (--theme).",
-        th.get("dim"),
-    )));
-    Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .render(inner, buf);
+    if let Some(col) = columns.last_mut() {
+        col.push(Line::raw(""));
+        col.push(Line::from(Span::styled(
+            "Dimmed keys do not apply right now.",
+            th.get("dim"),
+        )));
+        col.push(Line::from(Span::styled(
+            "Themes: dark, light, high-contrast, monochrome (--theme).",
+            th.get("dim"),
+        )));
+    }
+    let n = columns.len() as u16;
+    let col_w = inner.width / n;
+    for (i, col) in columns.into_iter().enumerate() {
+        let r = Rect {
+            x: inner.x + 1 + col_w * i as u16,
+            y: inner.y,
+            width: col_w.saturating_sub(1),
+            height: inner.height,
+        };
+        Paragraph::new(col)
+            .wrap(Wrap { trim: false })
+            .render(r, buf);
+    }
 }
 
 /// The footer: the keys that apply now, from the same table.

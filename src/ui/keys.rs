@@ -136,8 +136,8 @@ pub static BINDINGS: &[Binding] = &[
         "space/x",
         TickCheck,
         ManualItemSelected,
-        Some("tick"),
-        "Tick the selected manual checklist item (checklist focused)"
+        Some("Tick the selected manual checklist item"),
+        "Tick the selected manual checklist item"
     ),
     bind!(
         Main,
@@ -145,8 +145,8 @@ pub static BINDINGS: &[Binding] = &[
         "p/space",
         PauseResume,
         CanPause,
-        Some("pause"),
-        "Pause after the running step ends (PAUSING… then PAUSED); again to resume"
+        Some("Pause after the running step; again: go on"),
+        "Pause after the running step; again: go on"
     ),
     bind!(
         Main,
@@ -154,8 +154,8 @@ pub static BINDINGS: &[Binding] = &[
         "p/space",
         ReplayPause,
         Replay,
-        Some("pause replay"),
-        "Replay: stop or go on playing the journal"
+        Some("Replay: stop / go on"),
+        "Replay: stop / go on"
     ),
     bind!(
         Main,
@@ -163,17 +163,17 @@ pub static BINDINGS: &[Binding] = &[
         ".",
         ReplayStep,
         Replay,
-        Some("step"),
-        "Replay: play the next event (while stopped)"
+        Some("Replay: play the next event"),
+        "Replay: play the next event"
     ),
     bind!(
         Main,
         [ch('+'), ch('=')],
-        "+/-",
+        "+",
         ReplayFaster,
         Replay,
-        Some("speed"),
-        "Replay: play faster / slower"
+        Some("Replay: faster / slower"),
+        "Replay: faster / slower"
     ),
     bind!(
         Main,
@@ -182,7 +182,7 @@ pub static BINDINGS: &[Binding] = &[
         ReplaySlower,
         Replay,
         None,
-        "Replay: play slower"
+        "Replay: faster / slower"
     ),
     bind!(
         Main,
@@ -190,8 +190,8 @@ pub static BINDINGS: &[Binding] = &[
         "enter",
         Promote,
         AtGate,
-        Some("promote"),
-        "At a gate: promote, going on with the next batch"
+        Some("At a gate: promote the next batch"),
+        "At a gate: promote the next batch"
     ),
     bind!(
         Main,
@@ -199,8 +199,8 @@ pub static BINDINGS: &[Binding] = &[
         "enter",
         OpenOutput,
         NotAtGate,
-        Some("output"),
-        "Open the selected node's full output (scroll, / to search)"
+        Some("The selected node's full output"),
+        "The selected node's full output"
     ),
     bind!(
         Main,
@@ -208,8 +208,8 @@ pub static BINDINGS: &[Binding] = &[
         "R",
         Rollback,
         CanRollback,
-        Some("roll back"),
-        "Roll back: put every switched node back on its previous release (asks first)"
+        Some("Roll back the switched nodes (asks first)"),
+        "Roll back the switched nodes (asks first)"
     ),
     bind!(
         Main,
@@ -217,8 +217,8 @@ pub static BINDINGS: &[Binding] = &[
         "a",
         Abort,
         CanAbort,
-        Some("abort"),
-        "Abort: stop now, each node left on a whole release (asks first)"
+        Some("Abort now, every node on a whole release"),
+        "Abort now, every node on a whole release"
     ),
     bind!(
         Main,
@@ -227,7 +227,7 @@ pub static BINDINGS: &[Binding] = &[
         Prev,
         Always,
         None,
-        "Select the previous node or checklist item"
+        "Previous / next node or checklist item"
     ),
     bind!(
         Main,
@@ -236,7 +236,7 @@ pub static BINDINGS: &[Binding] = &[
         Next,
         Always,
         None,
-        "Select the next node or checklist item"
+        "Previous / next node or checklist item"
     ),
     bind!(
         Main,
@@ -245,7 +245,7 @@ pub static BINDINGS: &[Binding] = &[
         Up,
         Always,
         None,
-        "Select the node above (or the previous item)"
+        "Node above / below; item up / down"
     ),
     bind!(
         Main,
@@ -253,8 +253,8 @@ pub static BINDINGS: &[Binding] = &[
         "↓/j",
         Down,
         Always,
-        Some("select"),
-        "Select the node below (or the next item)"
+        Some("Node above / below; item up / down"),
+        "Node above / below; item up / down"
     ),
     bind!(
         Main,
@@ -262,8 +262,8 @@ pub static BINDINGS: &[Binding] = &[
         "tab",
         FocusNext,
         Always,
-        Some("focus"),
-        "Move focus: nodes → phases → checklist → log"
+        Some("Focus: nodes, phases, checklist, log"),
+        "Focus: nodes, phases, checklist, log"
     ),
     bind!(
         Main,
@@ -272,7 +272,7 @@ pub static BINDINGS: &[Binding] = &[
         FocusPrev,
         Always,
         None,
-        "Move focus back"
+        "Focus back"
     ),
     bind!(
         Main,
@@ -280,7 +280,7 @@ pub static BINDINGS: &[Binding] = &[
         "l",
         ToggleLog,
         Always,
-        Some("log"),
+        Some("Show or hide the log pane"),
         "Show or hide the log pane"
     ),
     bind!(
@@ -289,8 +289,8 @@ pub static BINDINGS: &[Binding] = &[
         "f",
         LogFilter,
         LogShown,
-        Some("filter"),
-        "Log pane: only the selected node's lines, or every line"
+        Some("Log: the selected node only, or all"),
+        "Log: the selected node only, or all"
     ),
     bind!(
         Main,
@@ -307,7 +307,7 @@ pub static BINDINGS: &[Binding] = &[
         "?",
         Help,
         Always,
-        Some("help"),
+        Some("close"),
         "Show or hide this help"
     ),
     bind!(
@@ -316,8 +316,8 @@ pub static BINDINGS: &[Binding] = &[
         "q",
         Quit,
         Always,
-        Some("quit"),
-        "Quit (while deploying, asks: pause and leave, or keep going)"
+        Some("Quit (while deploying, asks first)"),
+        "Quit (while deploying, asks first)"
     ),
     // confirm dialog (roll back, abort)
     bind!(
@@ -326,8 +326,8 @@ pub static BINDINGS: &[Binding] = &[
         "y/enter",
         Confirm,
         Always,
-        Some("confirm"),
-        "Confirm (in a protected environment, type its name first)"
+        Some("Confirm (protected: type the name first)"),
+        "Confirm (protected: type the name first)"
     ),
     bind!(
         Confirm,
@@ -335,8 +335,8 @@ pub static BINDINGS: &[Binding] = &[
         "n/esc",
         Cancel,
         Always,
-        Some("cancel"),
-        "Cancel and change nothing"
+        Some("Confirm (protected: type the name first)"),
+        "Cancel: nothing changes"
     ),
     // quit while deploying
     bind!(
@@ -345,8 +345,8 @@ pub static BINDINGS: &[Binding] = &[
         "p",
         PauseAndLeave,
         Always,
-        Some("pause and leave"),
-        "Pause after the running step, stop the run cleanly, then leave"
+        Some("Pause, stop the run cleanly, then leave"),
+        "Pause, stop the run cleanly, then leave"
     ),
     bind!(
         QuitDialog,
@@ -354,7 +354,7 @@ pub static BINDINGS: &[Binding] = &[
         "k/esc",
         KeepGoing,
         Always,
-        Some("keep going"),
+        Some("Stay: the deployment keeps going"),
         "Stay: the deployment keeps going"
     ),
     // node output
@@ -365,7 +365,7 @@ pub static BINDINGS: &[Binding] = &[
         ScrollUp,
         Always,
         None,
-        "Scroll up"
+        "Scroll up / down"
     ),
     bind!(
         Output,
@@ -373,8 +373,8 @@ pub static BINDINGS: &[Binding] = &[
         "↓/j",
         ScrollDown,
         Always,
-        Some("scroll"),
-        "Scroll down"
+        Some("Scroll up / down"),
+        "Scroll up / down"
     ),
     bind!(
         Output,
@@ -383,7 +383,7 @@ pub static BINDINGS: &[Binding] = &[
         PageUp,
         Always,
         None,
-        "Page up"
+        "Page up / down"
     ),
     bind!(
         Output,
@@ -392,7 +392,7 @@ pub static BINDINGS: &[Binding] = &[
         PageDown,
         Always,
         None,
-        "Page down"
+        "Page up / down"
     ),
     bind!(
         Output,
@@ -409,7 +409,7 @@ pub static BINDINGS: &[Binding] = &[
         "G",
         Bottom,
         Always,
-        Some("follow"),
+        Some("Last line, and follow new output"),
         "Last line, and follow new output"
     ),
     bind!(
@@ -418,7 +418,7 @@ pub static BINDINGS: &[Binding] = &[
         "/",
         Search,
         Always,
-        Some("search"),
+        Some("Search the output"),
         "Search the output"
     ),
     bind!(
@@ -427,7 +427,7 @@ pub static BINDINGS: &[Binding] = &[
         "n",
         NextMatch,
         Always,
-        Some("next match"),
+        Some("Next match"),
         "Next match"
     ),
     bind!(

@@ -154,9 +154,14 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
     let mode = app.mode();
     let pill = format!(" {} ", mode.label());
     let pill_w = pill.chars().count() as u16;
-    let sep = Span::styled(format!(" {} ", g.dot), th.get("dim"));
+    let width = area.width.saturating_sub(pill_w + 1);
+    let brand = if app.replay {
+        " deckhand replay "
+    } else {
+        " deckhand "
+    };
     let mut spans = vec![Span::styled(
-        " deckhand ",
+        brand,
         th.get("accent").add_modifier(Modifier::BOLD),
     )];
     match &app.run {
@@ -165,40 +170,55 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
             th.get("dim"),
         )),
         Some(r) => {
-            spans.push(Span::styled(r.app.clone(), th.get("title")));
-            spans.push(sep.clone());
+            // Segments in order, each with a priority: when the line is too narrow the least
+            // needed go first (lock, then clock, then strategy and batch).
             let env = if r.protected {
                 format!("{} (protected)", r.env)
             } else {
                 r.env.clone()
             };
-            spans.push(Span::styled(env, th.get("text")));
-            spans.push(sep.clone());
             let rel = match from_release(app) {
                 Some(from) if from != r.release => format!("{from} {} {}", g.arrow, r.release),
                 _ => r.release.clone(),
             };
-            spans.push(Span::styled(rel, th.get("title")));
-            spans.push(sep.clone());
             let batch = match app.batch {
                 Some(b) => format!("{}, batch {}/{}", r.strategy, b + 1, r.batches.len()),
                 None => format!("{}, {} batches", r.strategy, r.batches.len()),
             };
-            spans.push(Span::styled(batch, th.get("text")));
-            if let Some(e) = app.elapsed_ms() {
-                spans.push(sep.clone());
-                spans.push(Span::styled(clock(e), th.get("text")));
-            }
-            spans.push(sep.clone());
             let lock = if app.locked {
                 format!("lock: {}@{}", r.who, r.from_host)
             } else {
                 "no lock held".to_string()
             };
-            spans.push(Span::styled(lock, th.get("dim")));
+            let mut segs: Vec<(u8, String, &str)> = vec![
+                (9, r.app.clone(), "title"),
+                (8, env, "text"),
+                (9, rel, "title"),
+                (3, batch, "text"),
+            ];
+            if let Some(e) = app.elapsed_ms() {
+                segs.push((4, clock(e), "text"));
+            }
+            segs.push((1, lock, "dim"));
+            let sep_w = 3;
+            let fits = |segs: &Vec<(u8, String, &str)>| {
+                let w: usize = segs.iter().map(|s| s.1.chars().count() + sep_w).sum();
+                w + brand.chars().count() < width as usize
+            };
+            while !fits(&segs) && segs.len() > 3 {
+                let min = segs.iter().map(|s| s.0).min().unwrap_or(0);
+                if let Some(pos) = segs.iter().rposition(|s| s.0 == min) {
+                    segs.remove(pos);
+                }
+            }
+            for (i, (_, text, key)) in segs.into_iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::styled(format!(" {} ", g.dot), th.get("dim")));
+                }
+                spans.push(Span::styled(text, th.get(key)));
+            }
         }
     }
-    let width = area.width.saturating_sub(pill_w + 1);
     buf.set_line(area.x, area.y, &Line::from(spans), width);
     buf.set_string(
         area.right().saturating_sub(pill_w + 1),
