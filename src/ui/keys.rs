@@ -136,7 +136,7 @@ pub static BINDINGS: &[Binding] = &[
         "space/x",
         TickCheck,
         ManualItemSelected,
-        Some("Tick the selected manual checklist item"),
+        Some("tick"),
         "Tick the selected manual checklist item"
     ),
     bind!(
@@ -145,7 +145,7 @@ pub static BINDINGS: &[Binding] = &[
         "p/space",
         PauseResume,
         CanPause,
-        Some("Pause after the running step; again: go on"),
+        Some("pause"),
         "Pause after the running step; again: go on"
     ),
     bind!(
@@ -154,7 +154,7 @@ pub static BINDINGS: &[Binding] = &[
         "p/space",
         ReplayPause,
         Replay,
-        Some("Replay: stop / go on"),
+        Some("pause replay"),
         "Replay: stop / go on"
     ),
     bind!(
@@ -163,7 +163,7 @@ pub static BINDINGS: &[Binding] = &[
         ".",
         ReplayStep,
         Replay,
-        Some("Replay: play the next event"),
+        Some("step"),
         "Replay: play the next event"
     ),
     bind!(
@@ -172,7 +172,7 @@ pub static BINDINGS: &[Binding] = &[
         "+",
         ReplayFaster,
         Replay,
-        Some("Replay: faster / slower"),
+        Some("speed"),
         "Replay: faster / slower"
     ),
     bind!(
@@ -190,7 +190,7 @@ pub static BINDINGS: &[Binding] = &[
         "enter",
         Promote,
         AtGate,
-        Some("At a gate: promote the next batch"),
+        Some("promote"),
         "At a gate: promote the next batch"
     ),
     bind!(
@@ -199,7 +199,7 @@ pub static BINDINGS: &[Binding] = &[
         "enter",
         OpenOutput,
         NotAtGate,
-        Some("The selected node's full output"),
+        Some("output"),
         "The selected node's full output"
     ),
     bind!(
@@ -208,7 +208,7 @@ pub static BINDINGS: &[Binding] = &[
         "R",
         Rollback,
         CanRollback,
-        Some("Roll back the switched nodes (asks first)"),
+        Some("roll back"),
         "Roll back the switched nodes (asks first)"
     ),
     bind!(
@@ -217,7 +217,7 @@ pub static BINDINGS: &[Binding] = &[
         "a",
         Abort,
         CanAbort,
-        Some("Abort now, every node on a whole release"),
+        Some("abort"),
         "Abort now, every node on a whole release"
     ),
     bind!(
@@ -253,7 +253,7 @@ pub static BINDINGS: &[Binding] = &[
         "↓/j",
         Down,
         Always,
-        Some("Node above / below; item up / down"),
+        Some("select"),
         "Node above / below; item up / down"
     ),
     bind!(
@@ -262,7 +262,7 @@ pub static BINDINGS: &[Binding] = &[
         "tab",
         FocusNext,
         Always,
-        Some("Focus: nodes, phases, checklist, log"),
+        Some("focus"),
         "Focus: nodes, phases, checklist, log"
     ),
     bind!(
@@ -280,7 +280,7 @@ pub static BINDINGS: &[Binding] = &[
         "l",
         ToggleLog,
         Always,
-        Some("Show or hide the log pane"),
+        Some("log"),
         "Show or hide the log pane"
     ),
     bind!(
@@ -289,7 +289,7 @@ pub static BINDINGS: &[Binding] = &[
         "f",
         LogFilter,
         LogShown,
-        Some("Log: the selected node only, or all"),
+        Some("filter"),
         "Log: the selected node only, or all"
     ),
     bind!(
@@ -307,7 +307,7 @@ pub static BINDINGS: &[Binding] = &[
         "?",
         Help,
         Always,
-        Some("close"),
+        Some("help"),
         "Show or hide this help"
     ),
     bind!(
@@ -316,7 +316,7 @@ pub static BINDINGS: &[Binding] = &[
         "q",
         Quit,
         Always,
-        Some("Quit (while deploying, asks first)"),
+        Some("quit"),
         "Quit (while deploying, asks first)"
     ),
     // confirm dialog (roll back, abort)
@@ -326,7 +326,7 @@ pub static BINDINGS: &[Binding] = &[
         "y/enter",
         Confirm,
         Always,
-        Some("Confirm (protected: type the name first)"),
+        Some("confirm"),
         "Confirm (protected: type the name first)"
     ),
     bind!(
@@ -335,7 +335,7 @@ pub static BINDINGS: &[Binding] = &[
         "n/esc",
         Cancel,
         Always,
-        Some("Confirm (protected: type the name first)"),
+        Some("cancel"),
         "Cancel: nothing changes"
     ),
     // quit while deploying
@@ -345,7 +345,7 @@ pub static BINDINGS: &[Binding] = &[
         "p",
         PauseAndLeave,
         Always,
-        Some("Pause, stop the run cleanly, then leave"),
+        Some("pause and leave"),
         "Pause, stop the run cleanly, then leave"
     ),
     bind!(
@@ -354,7 +354,7 @@ pub static BINDINGS: &[Binding] = &[
         "k/esc",
         KeepGoing,
         Always,
-        Some("Stay: the deployment keeps going"),
+        Some("keep going"),
         "Stay: the deployment keeps going"
     ),
     // node output
@@ -373,7 +373,7 @@ pub static BINDINGS: &[Binding] = &[
         "↓/j",
         ScrollDown,
         Always,
-        Some("Scroll up / down"),
+        Some("scroll"),
         "Scroll up / down"
     ),
     bind!(
@@ -409,7 +409,7 @@ pub static BINDINGS: &[Binding] = &[
         "G",
         Bottom,
         Always,
-        Some("Last line, and follow new output"),
+        Some("follow"),
         "Last line, and follow new output"
     ),
     bind!(
@@ -418,7 +418,7 @@ pub static BINDINGS: &[Binding] = &[
         "/",
         Search,
         Always,
-        Some("Search the output"),
+        Some("search"),
         "Search the output"
     ),
     bind!(
@@ -427,7 +427,7 @@ pub static BINDINGS: &[Binding] = &[
         "n",
         NextMatch,
         Always,
-        Some("Next match"),
+        Some("next match"),
         "Next match"
     ),
     bind!(
