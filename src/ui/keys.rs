@@ -507,6 +507,7 @@ pub fn footer(app: &App, scope: Scope) -> Vec<(&'static str, String)> {
             _ => word.to_string(),
         };
         let shown = match b.action {
+            Action::ReplayFaster => "+/-",
             Action::Down if app.glyphs.ascii => "arrows",
             Action::Down => "↑↓←→",
             _ => b.shown,
