@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Each test gets its own tmux server.
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 struct Tmux {
     socket: String,
     session: String,
@@ -17,7 +20,11 @@ struct Tmux {
 impl Tmux {
     fn start(cmd: &str) -> Tmux {
         let t = Tmux {
-            socket: format!("deckhand-e2e-{}", std::process::id()),
+            socket: format!(
+                "deckhand-e2e-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            ),
             session: "console".into(),
         };
         let ok = Command::new("tmux")
@@ -102,6 +109,47 @@ fn steps_started(journal: &Path) -> usize {
         .lines()
         .filter(|l| l.contains("\"type\":\"step_started\""))
         .count()
+}
+
+/// The process a tmux pane's shell is running (the console).
+fn console_pid(tmux: &Tmux) -> i32 {
+    let out = Command::new("tmux")
+        .args([
+            "-L",
+            &tmux.socket,
+            "list-panes",
+            "-t",
+            &tmux.session,
+            "-F",
+            "#{pane_pid}",
+        ])
+        .output()
+        .expect("tmux list-panes");
+    let shell: i32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("pane pid");
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("the shell's children");
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the console runs under the pane's shell")
+}
+
+fn wait_file(path: &Path, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 fn current(dir: &Path, node: &str) -> String {
@@ -219,4 +267,110 @@ fn demo_pause_resume_and_roll_back_from_the_keyboard() {
         !after.contains("Load Balancer"),
         "the console screen is left behind:\n{after}"
     );
+}
+
+#[test]
+fn sigterm_stops_the_run_cleanly_and_gives_the_terminal_back() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let bin = env!("CARGO_BIN_EXE_deckhand");
+    let cmd = format!(
+        "env LANG=C.UTF-8 XDG_STATE_HOME='{state}' '{bin}' demo --dir '{dir}' 2>'{err}'; \
+         echo $? > '{exit}'; stty -a > '{stty}'; sleep 600",
+        state = tmp.path().join("state").display(),
+        dir = dir.display(),
+        err = tmp.path().join("stderr").display(),
+        exit = tmp.path().join("exit").display(),
+        stty = tmp.path().join("stty").display(),
+    );
+    let tmux = Tmux::start(&cmd);
+    tmux.wait_for("DEPLOYING", 60, |s| header(s).contains("DEPLOYING"));
+    let pid = console_pid(&tmux);
+    // SAFETY: kill(2) with a pid this test started (the console under its own tmux pane).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    wait_file(&tmp.path().join("exit"), 60);
+    let stty = wait_file(&tmp.path().join("stty"), 10);
+    assert!(
+        stty.contains(" icanon") && stty.contains(" echo "),
+        "the terminal is left in raw mode:\n{stty}"
+    );
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
+    assert!(stderr.contains("deckhand: aborted"), "{stderr}");
+    assert!(
+        !tmux.screen().contains("Load Balancer"),
+        "the console screen is left behind"
+    );
+    for i in 1..=5 {
+        let link = current(&dir, &format!("web-{i}"));
+        assert!(
+            link.ends_with("v1.0") || link.ends_with("v1.1"),
+            "web-{i} is not on a whole release: {link:?}"
+        );
+    }
+}
+
+#[test]
+fn a_theme_that_does_not_exist_stops_before_anything_runs_unseen() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let bin = env!("CARGO_BIN_EXE_deckhand");
+    let cmd = format!(
+        "env LANG=C.UTF-8 XDG_STATE_HOME='{state}' '{bin}' demo --theme no-such-theme --dir '{dir}' \
+         2>'{err}'; echo $? > '{exit}'; sleep 600",
+        state = tmp.path().join("state").display(),
+        dir = dir.display(),
+        err = tmp.path().join("stderr").display(),
+        exit = tmp.path().join("exit").display(),
+    );
+    let _tmux = Tmux::start(&cmd);
+    let code = wait_file(&tmp.path().join("exit"), 60);
+    assert_ne!(code.trim(), "0");
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
+    assert!(
+        stderr.contains("no-such-theme")
+            && stderr.contains("dark, light, high-contrast, monochrome"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("aborted"), "{stderr}");
+}
+
+#[test]
+fn replay_plays_a_recorded_journal_through_the_console() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let state = tmp.path().join("state");
+    let bin = env!("CARGO_BIN_EXE_deckhand");
+    let recorded = Command::new(bin)
+        .args(["demo", "--headless", "--fast", "--dir"])
+        .arg(tmp.path().join("demo"))
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .expect("headless demo");
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let journal = journal(&state).expect("the demo wrote a journal");
+    let cmd = format!(
+        "env LANG=C.UTF-8 '{bin}' replay '{}' --speed 64; echo $? > '{}'; sleep 600",
+        journal.display(),
+        tmp.path().join("exit").display()
+    );
+    let tmux = Tmux::start(&cmd);
+    let end = tmux.wait_for("the replay to reach DONE", 60, |s| {
+        header(s).contains("DONE")
+    });
+    assert!(header(&end).contains("deckhand replay"), "{end}");
+    let grid: String = end.lines().skip(2).take(11).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        grid.matches("v1.1").count(),
+        5,
+        "every node on v1.1:\n{end}"
+    );
+    assert!(
+        end.contains("+/- speed"),
+        "the footer offers the replay keys:\n{end}"
+    );
+    tmux.keys("q");
+    assert_eq!(wait_file(&tmp.path().join("exit"), 30).trim(), "0");
 }

@@ -775,9 +775,10 @@ impl App {
             && self.run.is_some()
             && !self.finished()
             && !self.aborting
+            && !self.rolling_back
             && matches!(
                 self.mode(),
-                Mode::Deploying | Mode::RollingBack | Mode::Paused | Mode::Pausing | Mode::Ready
+                Mode::Deploying | Mode::Paused | Mode::Pausing | Mode::Ready
             )
     }
 
@@ -1032,11 +1033,15 @@ impl App {
             Action::PauseAndLeave => {
                 self.dialog = None;
                 self.leaving = true;
-                self.pending = Some(Control::Pause);
-                self.flash(
-                    FlashLevel::Warn,
-                    "leaving: pausing after the running step, then stopping cleanly",
-                );
+                if self.rolling_back {
+                    self.flash(FlashLevel::Warn, "leaving once the rollback has finished");
+                } else {
+                    self.pending = Some(Control::Pause);
+                    self.flash(
+                        FlashLevel::Warn,
+                        "leaving: pausing after the running step, then stopping cleanly",
+                    );
+                }
                 vec![Effect::PauseAndLeave]
             }
             Action::ScrollUp => self.scroll(-1),

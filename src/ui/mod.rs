@@ -80,8 +80,6 @@ impl UiOptions {
 /// Drive a live deployment from the terminal until the operator leaves. Returns the run's
 /// outcome.
 pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> {
-    let (theme, glyphs) = opts.resolve()?;
-    let app = App::new(theme, glyphs);
     let RunHandle {
         events,
         controls,
@@ -89,15 +87,30 @@ pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> 
     } = handle;
     let source = Source::Live {
         events,
-        controls,
+        controls: controls.clone(),
         closed: false,
     };
-    let mut console = Console::start(app, source)?;
+    let started = opts
+        .resolve()
+        .and_then(|(theme, glyphs)| Console::start(App::new(theme, glyphs), source));
+    let mut console = match started {
+        Ok(c) => c,
+        Err(e) => {
+            // Nobody would watch the run: stop it cleanly before reporting why.
+            let _ = controls.send(Control::Abort);
+            let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
+            return Err(e.context("the console could not start, so the deployment was aborted"));
+        }
+    };
     let result = console.run_loop().await;
     let app = console.finish();
     let outcome_seen = app.outcome;
+    if result.is_err() && !app.finished() {
+        // The screen failed while the run was live: never leave it running unseen.
+        let _ = controls.send(Control::Abort);
+    }
     // The run task ends shortly after its last event; wait a little for its answer.
-    let outcome = match tokio::time::timeout(Duration::from_secs(30), done).await {
+    let outcome = match tokio::time::timeout(Duration::from_secs(60), done).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
             result?;
@@ -285,7 +298,8 @@ impl Console {
             match e {
                 Effect::Send(c) => self.send(c),
                 Effect::Quit => quit = true,
-                Effect::PauseAndLeave => self.send(Control::Pause),
+                Effect::PauseAndLeave if !self.app.rolling_back => self.send(Control::Pause),
+                Effect::PauseAndLeave => {}
                 Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
                 Effect::ReplayPause => {
                     if let Source::Replay { due, .. } = &mut self.source {
@@ -318,7 +332,11 @@ impl Console {
         if let Source::Live { closed: true, .. } = self.source {
             return true;
         }
-        if self.app.mode() == Mode::Paused && !self.abort_sent {
+        // Paused (or waiting at a gate, where nothing runs): stop the run cleanly. A rollback
+        // in progress is left to finish first.
+        let idle =
+            (self.app.mode() == Mode::Paused || self.app.gate.is_some()) && !self.app.rolling_back;
+        if idle && !self.abort_sent {
             self.abort_sent = true;
             self.send(Control::Abort);
         }
