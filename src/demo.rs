@@ -50,12 +50,20 @@ shared_dirs = ["storage"]
         n = nodes.len()
     );
     for (i, n) in nodes.iter().enumerate() {
-        let roles = if i == 0 { r#"["app", "migrator"]"# } else { r#"["app"]"# };
+        let roles = if i == 0 {
+            r#"["app", "migrator"]"#
+        } else {
+            r#"["app"]"#
+        };
         s.push_str(&format!(
             "[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = {roles}\n\n"
         ));
     }
-    let list = nodes.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+    let list = nodes
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sleep = format!("sleep \\\"$(cat {pace})\\\"");
     s.push_str(&format!(
         r#"[environments.demo]
@@ -118,6 +126,50 @@ timeout = "1m"
 name = "cleanup"
 stage = "after"
 builtin = "cleanup"
+
+# The post-deploy checklist: each window repeats its checks every interval, and the decision
+# tree rolls back when health or the error rate fails.
+[checklist]
+immediate = "8s"
+short = "6s"
+long = "0s"
+interval = "2s"
+
+[[checks]]
+name = "Health endpoint responding"
+window = "immediate"
+kind = "health"
+per_node = true
+run = "test -f {{deploy_path}}/current/public/up"
+
+[[checks]]
+name = "Response times < 500ms"
+window = "immediate"
+kind = "performance"
+per_node = true
+run = "s=$(date +%s%N); cat {{deploy_path}}/current/public/up > /dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))"
+max = 500
+
+[[checks]]
+name = "Queue workers processing"
+window = "immediate"
+kind = "critical"
+per_node = true
+run = "grep -qx {{release}} {{deploy_path}}/shared/running"
+
+[[checks]]
+name = "No 500 errors in logs"
+window = "short"
+kind = "errors"
+per_node = true
+run = "grep -c ' 500 ' {{deploy_path}}/shared/storage/access.log 2>/dev/null || true"
+max = 0
+
+[[checks]]
+name = "All critical paths tested"
+window = "short"
+kind = "critical"
+manual = true
 "#,
         lb_node = lb("{node}"),
         tags = q(&format!("{d}/tags.log")),
@@ -136,7 +188,8 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
             bail!("--fail-node {f}: the demo has nodes web-1 … web-{n}");
         }
     }
-    std::fs::create_dir_all(dir.join("lb")).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("lb"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     for node in &nodes {
         let dp = dir.join("nodes").join(node);
@@ -151,9 +204,11 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
 
     // v1.0 goes live through the engine itself, quickly and quietly, unless it already is.
     let inv = Arc::new(load(&inventory)?);
-    let already = nodes
-        .iter()
-        .all(|node| std::fs::read_link(dir.join("nodes").join(node).join("current")).map(|t| t.ends_with(FROM)).unwrap_or(false));
+    let already = nodes.iter().all(|node| {
+        std::fs::read_link(dir.join("nodes").join(node).join("current"))
+            .map(|t| t.ends_with(FROM))
+            .unwrap_or(false)
+    });
     if !already {
         let plan = crate::plan::build(&inv, ENV, FROM)?;
         let opts = RunOptions {
@@ -161,6 +216,7 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
             headless: true,
             journal_dir: None,
             who: crate::util::whoami(),
+            watch: Some(std::time::Duration::ZERO),
         };
         let mut h = engine::spawn_deploy(inv, plan, opts).map_err(anyhow::Error::msg)?;
         let mut last = None;
@@ -171,14 +227,24 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
         }
         let outcome = h.done.await?;
         if outcome != Outcome::Deployed {
-            bail!("could not set up {FROM} on the demo nodes: {}", last.unwrap_or_default());
+            bail!(
+                "could not set up {FROM} on the demo nodes: {}",
+                last.unwrap_or_default()
+            );
         }
     }
     if let Some(f) = fail_node {
-        std::fs::write(dir.join("nodes").join(f).join("shared/FAULT"), "health check will fail\n")?;
+        std::fs::write(
+            dir.join("nodes").join(f).join("shared/FAULT"),
+            "health check will fail\n",
+        )?;
     }
     std::fs::write(dir.join("pace"), if fast { "0\n" } else { "1\n" })?;
-    Ok(Demo { dir, inventory, nodes })
+    Ok(Demo {
+        dir,
+        inventory,
+        nodes,
+    })
 }
 
 pub fn load(path: &Path) -> Result<Inventory> {

@@ -56,7 +56,12 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-fn render_one(f: &mut fmt::Formatter<'_>, file: &Path, source: &str, d: &Diagnostic) -> fmt::Result {
+fn render_one(
+    f: &mut fmt::Formatter<'_>,
+    file: &Path,
+    source: &str,
+    d: &Diagnostic,
+) -> fmt::Result {
     writeln!(f, "error: {}", d.message)?;
     let mut gutter = 1;
     match &d.span {
@@ -140,7 +145,9 @@ mod tests {
         let r = Report {
             file: "x.toml".into(),
             source: "[app]\nnmae = \"x\"\n".into(),
-            diagnostics: vec![Diagnostic::new("unknown key `nmae`", Some(6..10)).help("did you mean `name`?")],
+            diagnostics: vec![
+                Diagnostic::new("unknown key `nmae`", Some(6..10)).help("did you mean `name`?")
+            ],
         };
         let text = r.to_string();
         assert!(text.contains("x.toml:2:1"), "{text}");

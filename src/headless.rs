@@ -20,7 +20,11 @@ pub struct Printer<W: Write> {
 
 fn clock(at_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(at_ms)
-        .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_else(|| "--:--:--".into())
 }
 
@@ -97,8 +101,15 @@ impl<W: Write> Printer<W> {
                     RunKind::Deploy => format!("deploying {app} {release} to {env}"),
                     RunKind::Rollback => format!("rolling back {app} in {env} to {release}"),
                 };
-                let shape = batches.iter().map(|b| b.join(", ")).collect::<Vec<_>>().join(" | ");
-                let j = journal.as_ref().map(|j| format!("\n         journal: {j}")).unwrap_or_default();
+                let shape = batches
+                    .iter()
+                    .map(|b| b.join(", "))
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                let j = journal
+                    .as_ref()
+                    .map(|j| format!("\n         journal: {j}"))
+                    .unwrap_or_default();
                 format!(
                     "{verb}: {} nodes in {} batches ({shape}) as {who}, deployment {deployment}{j}",
                     nodes.len(),
@@ -121,10 +132,19 @@ impl<W: Write> Printer<W> {
             EventKind::Locked { .. } => "lock taken on every node".into(),
             EventKind::Unlocked { .. } => "lock released".into(),
             EventKind::BatchStarted { index, nodes } => {
-                format!("── batch {}/{}: {}", index + 1, self.batches.max(index + 1), nodes.join(", "))
+                format!(
+                    "── batch {}/{}: {}",
+                    index + 1,
+                    self.batches.max(index + 1),
+                    nodes.join(", ")
+                )
             }
             EventKind::NodeState { node, state } => match state {
-                NodeState::Done | NodeState::Failed | NodeState::RolledBack | NodeState::RollingBack | NodeState::Skipped => {
+                NodeState::Done
+                | NodeState::Failed
+                | NodeState::RolledBack
+                | NodeState::RollingBack
+                | NodeState::Skipped => {
                     format!("{node:<12} {:<21} {}", "node", state_word(*state))
                 }
                 _ => return None,
@@ -137,10 +157,16 @@ impl<W: Write> Printer<W> {
             EventKind::Rotation { node, in_rotation } => format!(
                 "{node:<12} {:<21} {}",
                 "balancer",
-                if *in_rotation { "in rotation" } else { "out of rotation" }
+                if *in_rotation {
+                    "in rotation"
+                } else {
+                    "out of rotation"
+                }
             ),
             EventKind::StepStarted { .. } => return None,
-            EventKind::Output { node, phase, line, .. } => format!("{:<12} {phase:<21} │ {line}", who(node)),
+            EventKind::Output {
+                node, phase, line, ..
+            } => format!("{:<12} {phase:<21} │ {line}", who(node)),
             EventKind::StepFinished {
                 node,
                 phase,
@@ -148,7 +174,10 @@ impl<W: Write> Printer<W> {
                 duration_ms,
                 message,
             } => {
-                let m = message.as_ref().map(|m| format!("  {m}")).unwrap_or_default();
+                let m = message
+                    .as_ref()
+                    .map(|m| format!("  {m}"))
+                    .unwrap_or_default();
                 format!(
                     "{:<12} {phase:<21} {:<9} {}{m}",
                     who(node),
@@ -162,7 +191,14 @@ impl<W: Write> Printer<W> {
             EventKind::Paused => "paused".into(),
             EventKind::Resumed => "resumed".into(),
             EventKind::RollbackStarted { reason, nodes } => {
-                format!("ROLLING BACK ({reason}): {}", if nodes.is_empty() { "no node had changed".into() } else { nodes.join(", ") })
+                format!(
+                    "ROLLING BACK ({reason}): {}",
+                    if nodes.is_empty() {
+                        "no node had changed".into()
+                    } else {
+                        nodes.join(", ")
+                    }
+                )
             }
             EventKind::Aborting { reason } => format!("ABORTING: {reason}"),
             EventKind::Notice { level, message } => match level {
@@ -170,12 +206,36 @@ impl<W: Write> Printer<W> {
                 Level::Warn => format!("warning: {message}"),
                 Level::Error => format!("error: {message}"),
             },
-            EventKind::Check { name, node, status, value } => format!(
+            EventKind::Check {
+                name,
+                node,
+                status,
+                value,
+            } => format!(
                 "{:<12} check {name}: {status:?}{}",
                 who(node),
-                value.as_ref().map(|v| format!(" ({v})")).unwrap_or_default()
+                value
+                    .as_ref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default()
             ),
-            EventKind::Finished { outcome, message, .. } => format!("{}: {message}", outcome.word().to_uppercase()),
+            EventKind::Monitoring { window, ends_at_ms } => {
+                let left = (*ends_at_ms - e.at_ms).max(0) as u64;
+                format!(
+                    "── checklist: {window} window, {} (promote or --watch ends it sooner)",
+                    format_duration(std::time::Duration::from_millis(left))
+                )
+            }
+            EventKind::Decision { verdict, reason } => match verdict.as_str() {
+                "rollback" => format!("DECISION: roll back — {reason}"),
+                "alert" => format!("DECISION: keep, alert — {reason}"),
+                "all_normal" => format!("DECISION: all systems normal — {reason}"),
+                "unconfirmed" => format!("DECISION: keep, unconfirmed — {reason}"),
+                other => format!("DECISION: {other} — {reason}"),
+            },
+            EventKind::Finished {
+                outcome, message, ..
+            } => format!("{}: {message}", outcome.word().to_uppercase()),
         })
     }
 }

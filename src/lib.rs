@@ -5,12 +5,15 @@
 //! which reaches nodes through a `transport` and reports everything as events. The headless
 //! printer, the journal and the console screen only consume those events.
 
+pub mod checks; // post-deploy probes (http, command, prometheus, manual) and the decision tree
+pub mod config; // .env keys against .env.example: preflight and `deckhand config`
 pub mod demo; // the local demo: nodes on this machine with v1.0 live, ready for v1.1
 pub mod diag; // file:line:col diagnostics with a caret and a fix
 pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback, journal
 pub mod headless; // line and JSON output of events for CI
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
 pub mod lb; // load balancers: drain, enable, measured rotation state
+pub mod notify; // Slack, Teams and generic webhooks, in the background
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates
 pub mod secrets; // masking of secret values in everything that leaves the engine
 pub mod transport; // running scripts on nodes: local and ssh

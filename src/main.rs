@@ -16,6 +16,10 @@ use deckhand::{demo, plan, util};
 
 const EXIT_BAD_INPUT: i32 = 2;
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    util::parse_duration(s).map_err(|_| format!("{s:?} is not a duration; use e.g. 30s, 10m, 1h"))
+}
+
 #[derive(Parser)]
 #[command(
     name = "deckhand",
@@ -77,6 +81,31 @@ per event; gates such as pause_after_first need --yes to pass there.")]
         /// Pass gates without asking (needed for headless runs that have gates)
         #[arg(long)]
         yes: bool,
+        /// Watch the post-deploy checklist at most this long (e.g. 10m), then decide
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        watch: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Deploy to TO the release that FROM verified (its checklist passed there)
+    #[command(
+        long_about = "Deploy to TO the release that is live on FROM and passed FROM's post-deploy checklist on every FROM node (recorded in their history). With `requires = \"FROM\"` on TO, this is the only way a release gets there without being verified first."
+    )]
+    Promote {
+        from: String,
+        to: String,
+        #[arg(long)]
+        headless: bool,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        watch: Option<std::time::Duration>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Show, per node, where each .env key comes from (environment, .env, .env.example)
+    Config {
+        env: String,
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
@@ -108,10 +137,12 @@ per event; gates such as pause_after_first need --yes to pass there.")]
         yes: bool,
     },
     /// Deploy v1.1 over v1.0 on local demo nodes: no SSH, no setup
-    #[command(long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
+    #[command(
+        long_about = "Builds N demo nodes under a directory on this machine (default: a fresh temp dir), \
 puts v1.0 live on them, writes their inventory there, and deploys v1.1 through the normal engine: \
 real releases, atomic switches, a file-backed load balancer and real health checks.\n\n\
-Try --fail-node web-3 to watch a failing health check and the rollback.")]
+Try --fail-node web-3 to watch a failing health check and the rollback."
+    )]
     Demo {
         #[arg(long)]
         headless: bool,
@@ -124,7 +155,7 @@ Try --fail-node web-3 to watch a failing health check and the rollback.")]
         /// Make this node's health check fail (e.g. web-3)
         #[arg(long, value_name = "NAME")]
         fail_node: Option<String>,
-        /// No pauses between steps (for tests)
+        /// No pauses between steps and one round of checks (for tests)
         #[arg(long)]
         fast: bool,
         #[arg(long, value_enum, default_value = "text")]
@@ -145,7 +176,10 @@ the same console screen. Keys: p or space stops and goes on, '.' plays one event
 
 fn main() {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -245,14 +279,22 @@ async fn run(cli: Cli) -> i32 {
                     inv.app.name,
                     inv.nodes.len(),
                     inv.environments.len(),
-                    inv.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+                    inv.environments
+                        .iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     inv.phases.len()
                 );
                 0
             }
             Err(code) => code,
         },
-        Command::Plan { env, release, output } => {
+        Command::Plan {
+            env,
+            release,
+            output,
+        } => {
             let inv = match load(&cli.inventory) {
                 Ok(i) => i,
                 Err(c) => return c,
@@ -268,7 +310,9 @@ async fn run(cli: Cli) -> i32 {
             };
             match output {
                 Format::Text => print!("{}", plan::render_text(&p, &inv)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default()),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default())
+                }
             }
             0
         }
@@ -277,41 +321,125 @@ async fn run(cli: Cli) -> i32 {
             release,
             headless,
             yes,
+            watch,
+            output,
+        } => deploy(&cli.inventory, env, release, headless, yes, watch, output, ui).await,
+        Command::Promote {
+            from,
+            to,
+            headless,
+            yes,
+            watch,
             output,
         } => {
-            if let Err(c) = check_release(&release) {
-                return c;
-            }
             let inv = match load(&cli.inventory) {
                 Ok(i) => i,
                 Err(c) => return c,
             };
-            let p = match build_plan(&inv, &env, &release) {
-                Ok(p) => p,
+            let Some(src) = inv.environment(&from) else {
+                return build_plan(&inv, &from, "x").err().unwrap_or(EXIT_BAD_INPUT);
+            };
+            let statuses = engine::status::read_status(&inv, &src.nodes).await;
+            let lives: Vec<Option<String>> =
+                statuses.iter().map(|s| s.live_release.clone()).collect();
+            let release = match lives.first().cloned().flatten() {
+                Some(r) if lives.iter().all(|l| l.as_deref() == Some(r.as_str())) => r,
+                _ => {
+                    eprintln!(
+                        "error: {from} does not run one release on every node ({}); nothing to promote",
+                        statuses
+                            .iter()
+                            .map(|s| format!("{}: {}", s.node, s.live_release.as_deref().unwrap_or("none")))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    return 4;
+                }
+            };
+            let unverified: Vec<&str> = statuses
+                .iter()
+                .filter(|s| !s.verified.contains(&release))
+                .map(|s| s.node.as_str())
+                .collect();
+            if !unverified.is_empty() {
+                eprintln!(
+                    "error: {release} is live on {from} but has not passed its checklist on {}; nothing to promote\n  = help: let the checklist finish on {from} (deckhand deploy {from} --release {release})",
+                    unverified.join(", ")
+                );
+                return 4;
+            }
+            eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
+            deploy(&cli.inventory, to, release, headless, yes, watch, output, ui).await
+        }
+        Command::Config { env, output } => {
+            let inv = match load(&cli.inventory) {
+                Ok(i) => i,
                 Err(c) => return c,
             };
-            let headless = headless_wanted(headless);
-            if headless && !p.gates.is_empty() && !yes {
-                eprintln!(
-                    "error: this deployment waits for a promote after batch {} (pause_after_first), and a headless run has nobody to promote it\n  = help: add --yes to pass the gate, or run in a terminal without --headless",
-                    p.gates[0] + 1
-                );
-                return EXIT_BAD_INPUT;
-            }
-            let opts = RunOptions {
-                auto_promote: yes,
-                headless,
-                ..RunOptions::default()
+            let Some(e) = inv.environment(&env) else {
+                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
-            let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
-            match engine::spawn_deploy(Arc::new(inv), p, opts) {
-                Ok(h) if !headless => console(h, ui, false).await,
-                Ok(h) => drive(h, output, false).await,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
+            let example = match &e.config_example {
+                Some(x) => std::fs::read_to_string(inv.base_dir().join(x)).unwrap_or_default(),
+                None => String::new(),
+            };
+            let mut all = Vec::new();
+            let mut code = 0;
+            for n in &e.nodes {
+                let Some(node) = inv.node(n) else { continue };
+                let r = async {
+                    let t = deckhand::transport::for_node(node, &inv.base_dir())
+                        .map_err(|e| e.to_string())?;
+                    let o = t
+                        .exec(
+                            &deckhand::transport::ExecRequest::new(
+                                deckhand::config::node_config_script(&node.deploy_path),
+                            )
+                            .timeout(std::time::Duration::from_secs(30)),
+                            None,
+                            &tokio_util::sync::CancellationToken::new(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<String, String>(o.stdout)
+                }
+                .await;
+                match r {
+                    Ok(out) => {
+                        let (dotenv, names) = out
+                            .split_once("__deckhand_environment__\n")
+                            .unwrap_or((out.as_str(), ""));
+                        let names: Vec<String> = names.lines().map(String::from).collect();
+                        let mut resolved = deckhand::config::resolve(&example, dotenv, &names);
+                        for r in resolved.iter_mut() {
+                            r.value = inv.secrets.mask(&r.value);
+                        }
+                        all.push((n.clone(), resolved));
+                    }
+                    Err(err) => {
+                        eprintln!("error: {n}: {err}");
+                        code = 4;
+                    }
                 }
             }
+            match output {
+                Format::Json => {
+                    let v: Vec<serde_json::Value> = all
+                        .iter()
+                        .map(|(n, r)| serde_json::json!({"node": n, "keys": r}))
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                Format::Text => {
+                    for (n, r) in &all {
+                        println!("{n}:");
+                        for k in r {
+                            println!("  {:<28} {:<13} {}", k.key, k.source, k.value);
+                        }
+                    }
+                }
+            }
+            code
         }
         Command::Rollback {
             env,
@@ -344,13 +472,25 @@ async fn run(cli: Cli) -> i32 {
                 let lines: Vec<String> = statuses
                     .iter()
                     .map(|s| {
-                        let to = to.clone().or(s.previous_release.clone()).unwrap_or_else(|| "(none)".into());
-                        format!("  {}: {} → {}", s.node, s.live_release.as_deref().unwrap_or("(none)"), to)
+                        let to = to
+                            .clone()
+                            .or(s.previous_release.clone())
+                            .unwrap_or_else(|| "(none)".into());
+                        format!(
+                            "  {}: {} → {}",
+                            s.node,
+                            s.live_release.as_deref().unwrap_or("(none)"),
+                            to
+                        )
                     })
                     .collect();
                 let question = format!("Roll back {env}?\n{}", lines.join("\n"));
                 let protected = inv.environment(&env).map(|e| e.protected).unwrap_or(false);
-                let ok = if protected { confirm_typed(&env, &question) } else { confirm(&question) };
+                let ok = if protected {
+                    confirm_typed(&env, &question)
+                } else {
+                    confirm(&question)
+                };
                 if !ok {
                     eprintln!("nothing was changed");
                     return 1;
@@ -386,9 +526,15 @@ async fn run(cli: Cli) -> i32 {
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
             let unreachable = statuses.iter().any(|s| !s.reachable);
             match output {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&statuses).unwrap_or_default()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&statuses).unwrap_or_default()
+                ),
                 Format::Text => {
-                    println!("{:<14} {:<18} {:<12} {:<12} LOCK", "NODE", "HOST", "LIVE", "PREVIOUS");
+                    println!(
+                        "{:<14} {:<18} {:<12} {:<12} LOCK",
+                        "NODE", "HOST", "LIVE", "PREVIOUS"
+                    );
                     for s in &statuses {
                         let lock = match (&s.lock, s.locked, &s.error) {
                             (_, _, Some(err)) => format!("unreachable: {err}"),
@@ -422,7 +568,8 @@ async fn run(cli: Cli) -> i32 {
                 return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
-            let held: Vec<&engine::status::NodeStatus> = statuses.iter().filter(|s| s.locked).collect();
+            let held: Vec<&engine::status::NodeStatus> =
+                statuses.iter().filter(|s| s.locked).collect();
             if held.is_empty() {
                 println!("no node of {env} is locked");
                 return 0;
@@ -438,7 +585,9 @@ async fn run(cli: Cli) -> i32 {
                     eprintln!("error: removing a lock needs confirmation; add --yes once you are sure that deployment is dead");
                     return EXIT_BAD_INPUT;
                 }
-                if !confirm("Remove these locks? Only do this if that deployment is no longer running.") {
+                if !confirm(
+                    "Remove these locks? Only do this if that deployment is no longer running.",
+                ) {
                     eprintln!("nothing was changed");
                     return 1;
                 }
@@ -470,6 +619,52 @@ async fn run(cli: Cli) -> i32 {
                 EXIT_BAD_INPUT
             }
         },
+    }
+}
+
+async fn deploy(
+    inventory: &Option<PathBuf>,
+    env: String,
+    release: String,
+    headless: bool,
+    yes: bool,
+    watch: Option<std::time::Duration>,
+    output: Format,
+    ui: UiOptions,
+) -> i32 {
+    if let Err(c) = check_release(&release) {
+        return c;
+    }
+    let inv = match load(inventory) {
+        Ok(i) => i,
+        Err(c) => return c,
+    };
+    let p = match build_plan(&inv, &env, &release) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let headless = headless_wanted(headless);
+    if headless && !p.gates.is_empty() && !yes {
+        eprintln!(
+                    "error: this deployment waits for a promote after batch {} (pause_after_first), and a headless run has nobody to promote it\n  = help: add --yes to pass the gate, or run in a terminal without --headless",
+                    p.gates[0] + 1
+                );
+        return EXIT_BAD_INPUT;
+    }
+    let opts = RunOptions {
+        auto_promote: yes,
+        headless,
+        watch,
+        ..RunOptions::default()
+    };
+    let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
+    match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) if !headless => console(h, ui, false).await,
+        Ok(h) => drive(h, output, false).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
     }
 }
 
@@ -522,6 +717,7 @@ async fn run_demo(
         // Nobody promotes a headless demo: its gate passes by itself.
         auto_promote: headless,
         headless,
+        watch: fast.then_some(std::time::Duration::ZERO),
         ..RunOptions::default()
     };
     let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
@@ -533,7 +729,10 @@ async fn run_demo(
             1
         }
     };
-    eprintln!("demo: try `deckhand -i {} status demo`", shell_path(&d.inventory));
+    eprintln!(
+        "demo: try `deckhand -i {} status demo`",
+        shell_path(&d.inventory)
+    );
     code
 }
 

@@ -26,7 +26,11 @@ pub enum NodeStep {
     /// Take the node out of the load balancer.
     Drain,
     /// Run an inventory phase (index into `Inventory::phases`).
-    Phase { name: String, index: usize, target: Target },
+    Phase {
+        name: String,
+        index: usize,
+        target: Target,
+    },
     /// Wait for the environment's health check.
     Health,
     /// Put the node back into the load balancer.
@@ -102,7 +106,11 @@ pub fn batch_sizes(ramp: &[BatchSize], total: usize) -> Vec<usize> {
     let mut left = total;
     let mut i = 0;
     while left > 0 {
-        let spec = ramp.get(i).or(ramp.last()).copied().unwrap_or(BatchSize::Count(1));
+        let spec = ramp
+            .get(i)
+            .or(ramp.last())
+            .copied()
+            .unwrap_or(BatchSize::Count(1));
         let want = match spec {
             BatchSize::Count(n) => n as usize,
             BatchSize::Percent(p) => ((total as f64) * p / 100.0).floor() as usize,
@@ -141,7 +149,9 @@ fn stage_targets(inv: &Inventory, env: &Environment, phase: &Phase) -> Vec<Targe
         return vec![Target::Local];
     }
     if phase.once {
-        return once_node(inv, env, phase).map(|n| vec![Target::Node(n.clone())]).unwrap_or_default();
+        return once_node(inv, env, phase)
+            .map(|n| vec![Target::Node(n.clone())])
+            .unwrap_or_default();
     }
     env.nodes
         .iter()
@@ -160,7 +170,11 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
     let env = inv.environment(env_name).ok_or_else(|| {
         PlanError::UnknownEnvironment(
             env_name.to_string(),
-            inv.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+            inv.environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     })?;
     let mut before = Vec::new();
@@ -226,7 +240,11 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
     for size in batch_sizes(&env.batches, env.nodes.len()) {
         batches.push(rest.by_ref().take(size).cloned().collect::<Vec<_>>());
     }
-    let gates = if env.pause_after_first && batches.len() > 1 { vec![0] } else { vec![] };
+    let gates = if env.pause_after_first && batches.len() > 1 {
+        vec![0]
+    } else {
+        vec![]
+    };
 
     Ok(Plan {
         app: inv.app.name.clone(),
@@ -246,7 +264,9 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
 
 /// Index of the `switch` phase in the inventory, if any.
 pub fn switch_index(inv: &Inventory) -> Option<usize> {
-    inv.phases.iter().position(|p| matches!(p.action, Action::Builtin(Builtin::Switch)))
+    inv.phases
+        .iter()
+        .position(|p| matches!(p.action, Action::Builtin(Builtin::Switch)))
 }
 
 fn target_text(t: &Target) -> String {
@@ -277,7 +297,12 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
         let _ = writeln!(s, "\n{title}:");
         for (i, st) in steps.iter().enumerate() {
             let p = &inv.phases[st.index];
-            let mut how = st.targets.iter().map(target_text).collect::<Vec<_>>().join(", ");
+            let mut how = st
+                .targets
+                .iter()
+                .map(target_text)
+                .collect::<Vec<_>>()
+                .join(", ");
             if p.once {
                 how.push_str(" (once");
                 if !p.roles.is_empty() {
@@ -293,15 +318,27 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
     };
     stage(&mut s, "Before the batches", &plan.before);
     for (i, batch) in plan.batches.iter().enumerate() {
-        let _ = writeln!(s, "\nBatch {} of {}: {}", i + 1, plan.batches.len(), batch.join(", "));
+        let _ = writeln!(
+            s,
+            "\nBatch {} of {}: {}",
+            i + 1,
+            plan.batches.len(),
+            batch.join(", ")
+        );
         for node in batch {
             if let Some(np) = plan.node_plan(node) {
                 let steps: Vec<String> = np
                     .steps
                     .iter()
                     .map(|st| match st {
-                        NodeStep::Phase { name, target: Target::Local, .. } => format!("{name} (local)"),
-                        NodeStep::Phase { name, index, .. } if inv.phases[*index].once => format!("{name} (once)"),
+                        NodeStep::Phase {
+                            name,
+                            target: Target::Local,
+                            ..
+                        } => format!("{name} (local)"),
+                        NodeStep::Phase { name, index, .. } if inv.phases[*index].once => {
+                            format!("{name} (once)")
+                        }
                         NodeStep::Health if !plan.health => "health (none configured)".into(),
                         other => other.label().to_string(),
                     })
@@ -310,10 +347,47 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
             }
         }
         if plan.gates.contains(&i) {
-            let _ = writeln!(s, "  ── gate: waits for the operator to promote (pause_after_first) ──");
+            let _ = writeln!(
+                s,
+                "  ── gate: waits for the operator to promote (pause_after_first) ──"
+            );
         }
     }
     stage(&mut s, "After the batches", &plan.after);
+    if !inv.checks.is_empty() {
+        let cl = &inv.checklist;
+        let _ = writeln!(
+            s,
+            "\nChecklist (every {}; {}):",
+            humantime::format_duration(cl.interval),
+            if cl.auto_rollback {
+                "the decision tree rolls back by itself"
+            } else {
+                "the decision tree asks the operator"
+            }
+        );
+        for (w, d) in [
+            (crate::inventory::Window::Immediate, cl.immediate),
+            (crate::inventory::Window::Short, cl.short),
+            (crate::inventory::Window::Long, cl.long),
+        ] {
+            let names: Vec<String> = inv
+                .checks
+                .iter()
+                .filter(|c| c.window == w)
+                .map(|c| format!("{} [{}]", c.name, c.kind.word()))
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let how_long = if d.is_zero() {
+                "skipped".to_string()
+            } else {
+                humantime::format_duration(d).to_string()
+            };
+            let _ = writeln!(s, "  {} ({how_long}): {}", w.word(), names.join(", "));
+        }
+    }
     s
 }
 
@@ -323,16 +397,26 @@ mod tests {
 
     #[test]
     fn ramp_of_five_is_one_two_two() {
-        let ramp = [BatchSize::Count(1), BatchSize::Percent(50.0), BatchSize::Percent(100.0)];
+        let ramp = [
+            BatchSize::Count(1),
+            BatchSize::Percent(50.0),
+            BatchSize::Percent(100.0),
+        ];
         assert_eq!(batch_sizes(&ramp, 5), vec![1, 2, 2]);
     }
 
     #[test]
     fn last_entry_repeats_and_percent_never_below_one() {
-        assert_eq!(batch_sizes(&[BatchSize::Percent(25.0)], 10), vec![2, 2, 2, 2, 2]);
+        assert_eq!(
+            batch_sizes(&[BatchSize::Percent(25.0)], 10),
+            vec![2, 2, 2, 2, 2]
+        );
         assert_eq!(batch_sizes(&[BatchSize::Percent(10.0)], 3), vec![1, 1, 1]);
         assert_eq!(batch_sizes(&[BatchSize::Count(2)], 5), vec![2, 2, 1]);
-        assert_eq!(batch_sizes(&[BatchSize::Count(1), BatchSize::Percent(100.0)], 4), vec![1, 3]);
+        assert_eq!(
+            batch_sizes(&[BatchSize::Count(1), BatchSize::Percent(100.0)], 4),
+            vec![1, 3]
+        );
         assert_eq!(batch_sizes(&[BatchSize::Count(3)], 0), Vec::<usize>::new());
     }
 }

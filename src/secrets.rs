@@ -24,7 +24,9 @@ impl Secrets {
         // Longest first, so a secret that contains another is masked whole.
         v.sort_by_key(|s| std::cmp::Reverse(s.len()));
         v.dedup();
-        Secrets { values: Arc::new(v) }
+        Secrets {
+            values: Arc::new(v),
+        }
     }
 
     /// Secret-looking variables of this process's environment.
@@ -78,8 +80,15 @@ mod tests {
 
     #[test]
     fn masks_every_occurrence_and_longest_first() {
-        let s = Secrets::new(["hunter22".to_string(), "hunter22-extra".to_string(), "ab".to_string()]);
-        assert_eq!(s.mask("pw=hunter22-extra and hunter22, ab"), "pw=**** and ****, ab");
+        let s = Secrets::new([
+            "hunter22".to_string(),
+            "hunter22-extra".to_string(),
+            "ab".to_string(),
+        ]);
+        assert_eq!(
+            s.mask("pw=hunter22-extra and hunter22, ab"),
+            "pw=**** and ****, ab"
+        );
     }
 
     #[test]
@@ -87,6 +96,9 @@ mod tests {
         let s = Secrets::new(["s3cr3t-value".to_string()]);
         let mut v = serde_json::json!({"a": ["x s3cr3t-value y"], "b": {"c": "s3cr3t-value"}});
         s.mask_json(&mut v);
-        assert_eq!(v, serde_json::json!({"a": ["x **** y"], "b": {"c": "****"}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a": ["x **** y"], "b": {"c": "****"}})
+        );
     }
 }

@@ -128,7 +128,8 @@ pub fn valid_release(name: &str) -> bool {
         Some(c) if c.is_ascii_alphanumeric() => {}
         _ => return false,
     }
-    name.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+    name.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
 }
 
 /// Node, environment and role names: the same rule as releases, so they are safe in paths.
@@ -233,7 +234,9 @@ mod tests {
         for ok in ["v1.1", "2024-01-01", "a+b_c", "R"] {
             assert!(valid_release(ok), "{ok}");
         }
-        for bad in ["", "-x", ".hidden", "../etc", "a b", "a;b", "v1/2", "$(x)", "a\nb"] {
+        for bad in [
+            "", "-x", ".hidden", "../etc", "a b", "a;b", "v1/2", "$(x)", "a\nb",
+        ] {
             assert!(!valid_release(bad), "{bad:?}");
         }
     }

@@ -13,7 +13,11 @@ fn deckhand(args: &[&str], state: &Path) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn current(dir: &Path, node: &str) -> String {
@@ -23,7 +27,13 @@ fn current(dir: &Path, node: &str) -> String {
 }
 
 fn demo(dir: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["demo", "--headless", "--fast", "--dir", dir.to_str().unwrap()];
+    let mut args = vec![
+        "demo",
+        "--headless",
+        "--fast",
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     deckhand(&args, &dir.join("state"))
 }
@@ -35,11 +45,18 @@ fn demo_deploys_v1_1_to_every_node() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for i in 1..=5 {
         assert_eq!(current(t.path(), &format!("web-{i}")), "v1.1");
-        assert_eq!(std::fs::read_to_string(t.path().join(format!("lb/web-{i}"))).unwrap().trim(), "ready");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join(format!("lb/web-{i}")))
+                .unwrap()
+                .trim(),
+            "ready"
+        );
     }
     assert!(text(&o).contains("DEPLOYED"));
     // The journal of the run is where the first line said.
-    let journals: Vec<_> = std::fs::read_dir(t.path().join("state/deckhand")).unwrap().collect();
+    let journals: Vec<_> = std::fs::read_dir(t.path().join("state/deckhand"))
+        .unwrap()
+        .collect();
     assert_eq!(journals.len(), 1);
 }
 
@@ -53,7 +70,12 @@ fn demo_with_a_failing_node_rolls_back_and_exits_1() {
     assert!(out.contains("ROLLED BACK"), "{out}");
     for i in 1..=4 {
         assert_eq!(current(t.path(), &format!("web-{i}")), "v1.0", "web-{i}");
-        assert_eq!(std::fs::read_to_string(t.path().join(format!("lb/web-{i}"))).unwrap().trim(), "ready");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join(format!("lb/web-{i}")))
+                .unwrap()
+                .trim(),
+            "ready"
+        );
     }
 }
 
@@ -76,7 +98,11 @@ fn status_rollback_and_unlock_on_the_demo() {
     let o = deckhand(&["-i", inv, "status", "demo"], &state);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
-    assert!(out.lines().any(|l| l.starts_with("web-2") && l.contains("v1.1") && l.contains("v1.0")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web-2") && l.contains("v1.1") && l.contains("v1.0")),
+        "{out}"
+    );
 
     // A lock left behind by a dead deployment blocks the next one (exit 3, naming the holder).
     let lock = t.path().join("nodes/web-2/.deckhand/lock");
@@ -86,13 +112,34 @@ fn status_rollback_and_unlock_on_the_demo() {
         r#"{"id":"dead-1","who":"mallory","host":"jump-7","pid":4242,"at":"2026-01-01T00:00:00Z","env":"demo","release":"v9"}"#,
     )
     .unwrap();
-    let o = deckhand(&["-i", inv, "deploy", "demo", "--release", "v1.2", "--headless", "--yes"], &state);
+    let o = deckhand(
+        &[
+            "-i",
+            inv,
+            "deploy",
+            "demo",
+            "--release",
+            "v1.2",
+            "--headless",
+            "--yes",
+        ],
+        &state,
+    );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("mallory on jump-7"), "{}", text(&o));
-    assert_eq!(current(t.path(), "web-1"), "v1.1", "a locked run must change nothing");
+    assert_eq!(
+        current(t.path(), "web-1"),
+        "v1.1",
+        "a locked run must change nothing"
+    );
 
     let o = deckhand(&["-i", inv, "unlock", "demo"], &state);
-    assert_eq!(o.status.code(), Some(2), "unlock without a terminal needs --yes: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "unlock without a terminal needs --yes: {}",
+        text(&o)
+    );
     assert!(text(&o).contains("mallory"));
     let o = deckhand(&["-i", inv, "unlock", "demo", "--yes"], &state);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -100,7 +147,10 @@ fn status_rollback_and_unlock_on_the_demo() {
 
     let o = deckhand(&["-i", inv, "rollback", "demo", "--headless"], &state);
     assert_eq!(o.status.code(), Some(2), "a headless rollback needs --yes");
-    let o = deckhand(&["-i", inv, "rollback", "demo", "--headless", "--yes"], &state);
+    let o = deckhand(
+        &["-i", inv, "rollback", "demo", "--headless", "--yes"],
+        &state,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for n in ["web-1", "web-2", "web-3"] {
         assert_eq!(current(t.path(), n), "v1.0");
@@ -110,23 +160,62 @@ fn status_rollback_and_unlock_on_the_demo() {
 #[test]
 fn bad_input_exits_2_with_a_helpful_message() {
     let t = tempfile::tempdir().unwrap();
-    let o = deckhand(&["-i", "tests/fixtures/invalid/many_errors.toml", "validate"], t.path());
+    let o = deckhand(
+        &["-i", "tests/fixtures/invalid/many_errors.toml", "validate"],
+        t.path(),
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("6 errors in tests/fixtures/invalid/many_errors.toml"));
 
     for bad in ["../etc", "v1;rm -rf /", "$(id)", "-v1", "a b"] {
         let arg = format!("--release={bad}");
-        let o = deckhand(&["-i", "inventory/askproai.toml", "deploy", "production", &arg, "--headless"], t.path());
+        let o = deckhand(
+            &[
+                "-i",
+                "inventory/askproai.toml",
+                "deploy",
+                "production",
+                &arg,
+                "--headless",
+            ],
+            t.path(),
+        );
         assert_eq!(o.status.code(), Some(2), "release {bad:?} was accepted");
         assert!(text(&o).contains("is not allowed"));
     }
 
-    let o = deckhand(&["-i", "inventory/askproai.toml", "deploy", "nowhere", "--release", "v1", "--headless"], t.path());
+    let o = deckhand(
+        &[
+            "-i",
+            "inventory/askproai.toml",
+            "deploy",
+            "nowhere",
+            "--release",
+            "v1",
+            "--headless",
+        ],
+        t.path(),
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("environment `nowhere` is not defined"));
 
-    let o = deckhand(&["-i", "inventory/askproai.toml", "deploy", "production", "--release", "v1", "--headless"], t.path());
-    assert_eq!(o.status.code(), Some(2), "a gate without --yes in a headless run must refuse to start");
+    let o = deckhand(
+        &[
+            "-i",
+            "inventory/askproai.toml",
+            "deploy",
+            "production",
+            "--release",
+            "v1",
+            "--headless",
+        ],
+        t.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a gate without --yes in a headless run must refuse to start"
+    );
     assert!(text(&o).contains("--yes"));
 
     let o = deckhand(&["-i", "does/not/exist.toml", "validate"], t.path());
@@ -137,19 +226,51 @@ fn bad_input_exits_2_with_a_helpful_message() {
 #[test]
 fn plan_shows_ramp_once_steps_and_gate() {
     let t = tempfile::tempdir().unwrap();
-    let o = deckhand(&["-i", "inventory/demo.toml", "plan", "demo", "--release", "v1.1"], t.path());
+    let o = deckhand(
+        &[
+            "-i",
+            "inventory/demo.toml",
+            "plan",
+            "demo",
+            "--release",
+            "v1.1",
+        ],
+        t.path(),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     insta::assert_snapshot!("demo_plan", String::from_utf8_lossy(&o.stdout));
 
-    let o = deckhand(&["-i", "inventory/askproai.toml", "plan", "production", "--release", "v2", "--output", "json"], t.path());
+    let o = deckhand(
+        &[
+            "-i",
+            "inventory/askproai.toml",
+            "plan",
+            "production",
+            "--release",
+            "v2",
+            "--output",
+            "json",
+        ],
+        t.path(),
+    );
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // once-phase before the batches goes to the first node with role migrator
     assert_eq!(plan["before"][0]["name"], "backup_database");
-    assert_eq!(plan["before"][0]["targets"], serde_json::json!([{"on": "node", "node": "web-1"}]));
-    assert_eq!(plan["before"][1]["targets"], serde_json::json!([{"on": "local"}]));
+    assert_eq!(
+        plan["before"][0]["targets"],
+        serde_json::json!([{"on": "node", "node": "web-1"}])
+    );
+    assert_eq!(
+        plan["before"][1]["targets"],
+        serde_json::json!([{"on": "local"}])
+    );
     // run_migrations only in web-1's steps
     let has_migrations = |n: usize| {
-        plan["node_plans"][n]["steps"].as_array().unwrap().iter().any(|s| s["name"] == "run_migrations")
+        plan["node_plans"][n]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "run_migrations")
     };
     assert!(has_migrations(0) && !has_migrations(1) && !has_migrations(2));
     assert_eq!(plan["gates"], serde_json::json!([0]));
@@ -160,7 +281,114 @@ fn help_teaches_the_commands_and_exit_codes() {
     let t = tempfile::tempdir().unwrap();
     let o = deckhand(&["--help"], t.path());
     let out = text(&o);
-    for needle in ["deploy", "rollback", "status", "unlock", "demo", "Exit codes", "3 lock held"] {
+    for needle in [
+        "deploy",
+        "rollback",
+        "status",
+        "unlock",
+        "demo",
+        "Exit codes",
+        "3 lock held",
+    ] {
         assert!(out.contains(needle), "--help lacks {needle:?}");
     }
+}
+
+#[test]
+fn promote_ships_what_the_source_environment_verified() {
+    let t = tempfile::tempdir().unwrap();
+    assert_eq!(demo(t.path(), &["--nodes", "3"]).status.code(), Some(0));
+    // A second environment that requires `demo` to have verified the release.
+    let inv_path = t.path().join("deckhand.toml");
+    let mut text = std::fs::read_to_string(&inv_path).unwrap();
+    let d = t.path().display();
+    for n in ["prod-1", "prod-2"] {
+        text.push_str(&format!("\n[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = [\"app\", \"migrator\"]\n"));
+    }
+    text.push_str("\n[environments.prod]\nnodes = [\"prod-1\", \"prod-2\"]\nrequires = \"demo\"\n");
+    std::fs::write(&inv_path, text).unwrap();
+    let inv = inv_path.to_str().unwrap();
+    let state = t.path().join("state");
+
+    let o = deckhand(
+        &[
+            "-i",
+            inv,
+            "deploy",
+            "prod",
+            "--release",
+            "v9",
+            "--headless",
+            "--watch",
+            "0s",
+        ],
+        &state,
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text_of(&o));
+    assert!(text_of(&o).contains("v9 has not passed demo's checklist"));
+
+    let o = deckhand(
+        &[
+            "-i",
+            inv,
+            "promote",
+            "demo",
+            "prod",
+            "--headless",
+            "--watch",
+            "0s",
+        ],
+        &state,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    assert!(text_of(&o).contains("v1.1 passed demo's checklist"));
+    assert_eq!(current(t.path(), "prod-1"), "v1.1");
+}
+
+#[test]
+fn config_shows_where_each_key_comes_from_with_secrets_masked() {
+    let t = tempfile::tempdir().unwrap();
+    assert_eq!(demo(t.path(), &["--nodes", "2"]).status.code(), Some(0));
+    std::fs::write(
+        t.path().join(".env.example"),
+        "APP_NAME=Shop\nDB_PASSWORD=\nAPP_DEBUG=false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.path().join("nodes/web-1/shared/.env"),
+        "APP_DEBUG=true\nDB_PASSWORD=hunter2hunter2\n",
+    )
+    .unwrap();
+    let inv_path = t.path().join("deckhand.toml");
+    let text = std::fs::read_to_string(&inv_path).unwrap().replace(
+        "[environments.demo]\n",
+        "[environments.demo]\nconfig = { example = \".env.example\" }\n",
+    );
+    std::fs::write(&inv_path, text).unwrap();
+    let o = deckhand(
+        &["-i", inv_path.to_str().unwrap(), "config", "demo"],
+        &t.path().join("state"),
+    );
+    let out = text_of(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("APP_NAME") && l.contains(".env.example") && l.contains("Shop")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("APP_DEBUG") && l.contains(".env") && l.contains("true")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("DB_PASSWORD") && l.contains("****")),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2hunter2"));
+}
+
+fn text_of(o: &Output) -> String {
+    text(o)
 }

@@ -12,7 +12,11 @@ use deckhand::engine::{Control, EventKind, Outcome};
 
 fn all_on(f: &Fleet, release: &str) {
     for n in &f.nodes {
-        assert_eq!(f.current(n).as_deref(), Some(release), "{n} is not on {release}");
+        assert_eq!(
+            f.current(n).as_deref(),
+            Some(release),
+            "{n} is not on {release}"
+        );
     }
 }
 
@@ -40,8 +44,14 @@ async fn full_deploy_switches_every_node_and_writes_history() {
         assert_eq!(last["kind"], "deploy");
         // shared files and dirs are linked into the release
         let rel = f.node_dir(n).join("releases/v2");
-        assert!(std::fs::symlink_metadata(rel.join(".env")).unwrap().file_type().is_symlink());
-        assert!(std::fs::symlink_metadata(rel.join("storage")).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(rel.join(".env"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::symlink_metadata(rel.join("storage"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
     // The once-phase ran on the migrator (web-2) only.
     let migrate_nodes: Vec<_> = events
@@ -65,12 +75,18 @@ async fn pause_waits_for_the_running_step_then_nothing_starts_until_resume() {
     send(&h, Control::Pause);
     until(&mut h, &mut seen, |k| matches!(k, EventKind::Paused)).await;
     // Pausing came first, and the running build finished before Paused.
-    let pausing = seen.iter().position(|e| matches!(e.kind, EventKind::Pausing)).expect("Pausing");
+    let pausing = seen
+        .iter()
+        .position(|e| matches!(e.kind, EventKind::Pausing))
+        .expect("Pausing");
     let build_done = seen
         .iter()
         .position(|e| matches!(&e.kind, EventKind::StepFinished { node: Some(n), phase, .. } if n == "web-1" && phase == "build"))
         .expect("build finished");
-    assert!(pausing < build_done, "Pausing must be shown while the step still runs");
+    assert!(
+        pausing < build_done,
+        "Pausing must be shown while the step still runs"
+    );
     // While paused, no new step starts.
     let quiet = tokio::time::timeout(Duration::from_millis(800), async {
         loop {
@@ -106,7 +122,11 @@ async fn abort_mid_step_kills_it_and_leaves_every_node_whole() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(alive(pid));
     send(&h, Control::Abort);
     let (o, events) = finish(h).await;
@@ -143,7 +163,10 @@ async fn rollback_after_two_of_four_restores_them_and_leaves_the_others_untouche
     let order: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::NodeState { node, state: deckhand::engine::event::NodeState::RollingBack } => Some(node.clone()),
+            EventKind::NodeState {
+                node,
+                state: deckhand::engine::event::NodeState::RollingBack,
+            } => Some(node.clone()),
             _ => None,
         })
         .collect();
@@ -168,7 +191,13 @@ async fn failure_with_on_failure_rollback_restores_switched_nodes() {
     assert_eq!(o, Outcome::RolledBack);
     all_on(&f, "v1");
     let failed = events.iter().find_map(|e| match &e.kind {
-        EventKind::StepFinished { node: Some(n), phase, message, result: deckhand::engine::event::StepResult::Failed, .. } if phase == "build" => Some((n.clone(), message.clone())),
+        EventKind::StepFinished {
+            node: Some(n),
+            phase,
+            message,
+            result: deckhand::engine::event::StepResult::Failed,
+            ..
+        } if phase == "build" => Some((n.clone(), message.clone())),
         _ => None,
     });
     assert_eq!(failed.as_ref().map(|f| f.0.as_str()), Some("web-3"));
@@ -207,7 +236,10 @@ async fn failure_with_on_failure_pause_waits_for_the_operator() {
     let mut seen = Vec::new();
     until(&mut h, &mut seen, |k| matches!(k, EventKind::Gate { .. })).await;
     if let Some(EventKind::Gate { reason }) = seen.last().map(|e| &e.kind) {
-        assert!(reason.contains("web-2") && reason.contains("build failed"), "{reason}");
+        assert!(
+            reason.contains("web-2") && reason.contains("build failed"),
+            "{reason}"
+        );
     }
     // web-3 has not started while the gate waits
     assert_eq!(f.current("web-3").as_deref(), Some("v1"));
@@ -294,7 +326,10 @@ async fn a_second_deployment_refuses_while_the_lock_is_held_and_names_the_holder
         _ => None,
     });
     let msg = msg.unwrap();
-    assert!(msg.contains("tester") && msg.contains(&first_id.unwrap()), "{msg}");
+    assert!(
+        msg.contains("tester") && msg.contains(&first_id.unwrap()),
+        "{msg}"
+    );
     // the refused run changed nothing, and the first still holds its lock
     assert!(f.locked("web-1"));
     assert!(!f.releases("web-4").contains(&"v3".to_string()));
@@ -319,7 +354,13 @@ async fn cleanup_keeps_the_newest_and_never_the_live_or_previous_release() {
     // Back to v2, then v4: v2 is previous and must survive although it is not among the newest.
     let inv = f.inventory();
     let plan = deckhand::plan::build(&inv, "test", "v2").unwrap();
-    let h = deckhand::engine::spawn_rollback(inv, plan, deckhand::engine::RollbackTarget::Release("v2".into()), f.options()).unwrap();
+    let h = deckhand::engine::spawn_rollback(
+        inv,
+        plan,
+        deckhand::engine::RollbackTarget::Release("v2".into()),
+        f.options(),
+    )
+    .unwrap();
     assert_eq!(finish(h).await.0, Outcome::RolledBack);
     assert_eq!(f.deploy("v4").await.0, Outcome::Deployed);
     assert_eq!(f.releases("web-1"), vec!["v2", "v4"]);
@@ -334,7 +375,13 @@ async fn redeploying_the_live_release_leaves_it_untouched() {
     let (o, events) = f.deploy("v1").await;
     assert_eq!(o, Outcome::Deployed);
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "live data");
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::NodeState { state: deckhand::engine::event::NodeState::Skipped, .. })));
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::NodeState {
+            state: deckhand::engine::event::NodeState::Skipped,
+            ..
+        }
+    )));
     all_on(&f, "v1");
 }
 
@@ -349,7 +396,9 @@ async fn the_journal_holds_every_event_in_order() {
         .map(|e| e.path())
         .find(|p| {
             let (evs, _) = read_journal(p).unwrap();
-            evs.first().map(|e| matches!(&e.kind, EventKind::Started { release, .. } if release == "v2")).unwrap_or(false)
+            evs.first()
+                .map(|e| matches!(&e.kind, EventKind::Started { release, .. } if release == "v2"))
+                .unwrap_or(false)
         })
         .expect("journal of the v2 run");
     let (from_disk, problems) = read_journal(&journal).unwrap();
@@ -358,9 +407,15 @@ async fn the_journal_holds_every_event_in_order() {
     for (i, e) in from_disk.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1);
     }
-    assert!(matches!(from_disk.last().unwrap().kind, EventKind::Finished { .. }));
+    assert!(matches!(
+        from_disk.last().unwrap().kind,
+        EventKind::Finished { .. }
+    ));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[tokio::test]
@@ -370,7 +425,13 @@ async fn rollback_command_returns_every_node_to_its_previous_release() {
     f.deploy("v2").await;
     let inv = f.inventory();
     let plan = deckhand::plan::build(&inv, "test", "previous").unwrap();
-    let h = deckhand::engine::spawn_rollback(inv, plan, deckhand::engine::RollbackTarget::Previous, f.options()).unwrap();
+    let h = deckhand::engine::spawn_rollback(
+        inv,
+        plan,
+        deckhand::engine::RollbackTarget::Previous,
+        f.options(),
+    )
+    .unwrap();
     let (o, _) = finish(h).await;
     assert_eq!(o, Outcome::RolledBack);
     all_on(&f, "v1");
@@ -387,9 +448,53 @@ async fn secrets_never_reach_the_journal() {
     unsafe { std::env::set_var("DH_TEST_SECRET_TOKEN", "s3cr3t-hunter2") };
     let (o, events) = f.deploy("v1").await;
     assert_eq!(o, Outcome::Deployed);
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::Output { line, .. } if line == "token=****")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Output { line, .. } if line == "token=****")));
     for entry in std::fs::read_dir(f.journal_dir()).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        assert!(!text.contains("s3cr3t-hunter2"), "secret leaked into the journal");
+        assert!(
+            !text.contains("s3cr3t-hunter2"),
+            "secret leaked into the journal"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upload_and_deploy_script_phases_run_on_the_node() {
+    let f = Fleet::new(FleetSpec {
+        nodes: 2,
+        extra_phases: "[[phases]]\nname = \"upload_bundle\"\nupload = { from = \"bundle-{release}.txt\", to = \"{release_path}/bundle.txt\" }\n\n\
+                       [[phases]]\nname = \"pull_latest_code\"\nfunction = \"pull_latest_code\"\n",
+        ..Default::default()
+    });
+    // The fleet's inventory gains a deploy script.
+    let inv_path = f.inventory_path();
+    let text = std::fs::read_to_string(&inv_path).unwrap().replacen(
+        "[app]\n",
+        "[app]\nscript = \"deploy.sh\"\n",
+        1,
+    );
+    std::fs::write(&inv_path, text).unwrap();
+    std::fs::write(
+        f.path().join("deploy.sh"),
+        "#!/bin/bash\npull_latest_code() { echo \"pulling $DECKHAND_RELEASE on $DECKHAND_NODE ($DECKHAND_FUNCTION)\" > \"$DECKHAND_RELEASE_PATH/pulled\"; }\n\
+         [ -n \"${DECKHAND_FUNCTION:-}\" ] || echo 'whole script ran' > /dev/stderr\n",
+    )
+    .unwrap();
+    std::fs::write(f.path().join("bundle-v1.txt"), "bundle one\n").unwrap();
+    let (o, _) = f.deploy("v1").await;
+    assert_eq!(o, Outcome::Deployed);
+    for n in ["web-1", "web-2"] {
+        let rel = f.node_dir(n).join("releases/v1");
+        assert_eq!(
+            std::fs::read_to_string(rel.join("bundle.txt")).unwrap(),
+            "bundle one\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rel.join("pulled")).unwrap(),
+            format!("pulling v1 on {n} (pull_latest_code)\n")
+        );
+        assert!(f.node_dir(n).join(".deckhand/deploy.sh").is_file());
     }
 }

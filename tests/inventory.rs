@@ -40,6 +40,8 @@ invalid!(
     unset_variable,
     syntax_error,
     many_errors,
+    migration_without_backup,
+    bad_check,
 );
 
 #[test]
@@ -55,7 +57,10 @@ fn every_problem_is_reported_at_once() {
     ] {
         assert!(r.contains(needle), "missing {needle:?} in:\n{r}");
     }
-    assert!(r.contains("6 errors in tests/fixtures/invalid/many_errors.toml"), "{r}");
+    assert!(
+        r.contains("6 errors in tests/fixtures/invalid/many_errors.toml"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -77,15 +82,22 @@ fn shipped_demo_inventory_is_what_the_demo_writes() {
         std::fs::write("inventory/demo.toml", &expected).unwrap();
     }
     let shipped = std::fs::read_to_string("inventory/demo.toml").unwrap();
-    assert_eq!(shipped, expected, "inventory/demo.toml is stale: rerun with DECKHAND_WRITE_DEMO_INVENTORY=1");
+    assert_eq!(
+        shipped, expected,
+        "inventory/demo.toml is stale: rerun with DECKHAND_WRITE_DEMO_INVENTORY=1"
+    );
 }
 
 #[test]
 fn environment_values_are_interpolated_and_masked() {
     let text = std::fs::read_to_string("tests/fixtures/invalid/unset_variable.toml").unwrap();
-    let env = |k: &str| (k == "DEPLOY_WEBHOOK_URL").then(|| "https://hooks.example/T0/secret-path".to_string());
+    let env = |k: &str| {
+        (k == "DEPLOY_WEBHOOK_URL").then(|| "https://hooks.example/T0/secret-path".to_string())
+    };
     let inv = load_str(Path::new("x.toml"), &text, &env).expect("valid once the variable is set");
-    let deckhand::inventory::Action::Run(cmd) = &inv.phases[0].action else { panic!() };
+    let deckhand::inventory::Action::Run(cmd) = &inv.phases[0].action else {
+        panic!()
+    };
     assert!(cmd.contains("https://hooks.example/T0/secret-path"));
     assert_eq!(inv.secrets.mask(cmd), "curl -fsS -X POST ****");
 }

@@ -211,7 +211,9 @@ fn manual_checklist_item_is_ticked_with_space() {
     assert_eq!(
         effects,
         vec![deckhand::ui::app::Effect::Send(
-            deckhand::engine::event::Control::Confirm { check: 6 }
+            deckhand::engine::event::Control::Confirm {
+                check: "All critical paths tested".into()
+            }
         )]
     );
     let after = draw(&mut app, 120, 36);

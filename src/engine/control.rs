@@ -20,6 +20,11 @@ pub struct CtlState {
     pub rollback: bool,
     pub gate_open: bool,
     pub promotions: u64,
+    /// Manual checklist items the operator confirmed.
+    pub confirmed: Vec<String>,
+    /// The monitoring window is running (a promote ends it early).
+    pub monitoring: bool,
+    pub end_monitoring: bool,
     /// Why forward work stopped, in words for the operator.
     pub reason: Option<String>,
 }
@@ -51,6 +56,33 @@ impl Ctl {
             forward: all.child_token(),
             all,
         })
+    }
+
+    pub fn set_monitoring(&self, on: bool) {
+        self.state.send_modify(|s| s.monitoring = on);
+    }
+
+    /// Wait until `deadline`, or until the operator ends monitoring, aborts or rolls back.
+    pub async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
+        let mut rx = self.state.subscribe();
+        loop {
+            {
+                let s = rx.borrow_and_update();
+                if s.abort {
+                    return Err(Stop::Abort);
+                }
+                if s.rollback {
+                    return Err(Stop::Rollback);
+                }
+                if s.end_monitoring {
+                    return Ok(true);
+                }
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Err(Stop::Abort) },
+                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+            }
+        }
     }
 
     pub fn snapshot(&self) -> CtlState {
@@ -85,13 +117,31 @@ impl Ctl {
                 self.state.send_modify(|s| s.paused = false);
                 self.emitter.emit(EventKind::Resumed);
             }
+            Control::Promote if before.monitoring && !before.gate_open => {
+                self.state.send_modify(|s| s.end_monitoring = true);
+                self.emitter
+                    .notice(Level::Info, "the operator ended the monitoring window");
+            }
+            Control::Confirm { check } => {
+                if !before.confirmed.contains(&check) {
+                    self.state.send_modify(|s| s.confirmed.push(check.clone()));
+                    self.emitter.emit(EventKind::Check {
+                        name: check,
+                        node: None,
+                        status: super::event::CheckStatus::Pass,
+                        value: Some("confirmed by the operator".into()),
+                    });
+                }
+            }
             Control::Promote if before.gate_open => {
                 self.state.send_modify(|s| {
                     s.gate_open = false;
                     s.promotions += 1;
                 });
             }
-            Control::Promote => self.emitter.notice(Level::Warn, "nothing to promote: no gate is waiting"),
+            Control::Promote => self
+                .emitter
+                .notice(Level::Warn, "nothing to promote: no gate is waiting"),
             Control::Abort if !before.abort => {
                 self.state.send_modify(|s| s.abort = true);
                 self.emitter.emit(EventKind::Aborting {
@@ -99,7 +149,9 @@ impl Ctl {
                 });
                 self.all.cancel();
             }
-            Control::Rollback if !before.rollback && !before.abort => self.request_rollback("the operator asked for a rollback"),
+            Control::Rollback if !before.rollback && !before.abort => {
+                self.request_rollback("the operator asked for a rollback")
+            }
             _ => {}
         }
     }
@@ -117,7 +169,9 @@ impl Ctl {
     pub fn request_abort(&self, reason: &str) {
         if !self.snapshot().abort {
             self.state.send_modify(|s| s.abort = true);
-            self.emitter.emit(EventKind::Aborting { reason: reason.into() });
+            self.emitter.emit(EventKind::Aborting {
+                reason: reason.into(),
+            });
             self.all.cancel();
         }
     }
@@ -203,7 +257,10 @@ impl Ctl {
     }
 
     /// Feed controls from the channel into this state until the channel closes.
-    pub fn listen(self: &Arc<Self>, mut rx: mpsc::UnboundedReceiver<Control>) -> tokio::task::JoinHandle<()> {
+    pub fn listen(
+        self: &Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Control>,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {

@@ -11,11 +11,15 @@ use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use super::event::{Event, EventKind, Level};
+use crate::notify::Notifier;
 use crate::secrets::Secrets;
 
 pub struct Emitter {
     inner: Mutex<Inner>,
+    notifier: Option<Arc<Notifier>>,
     tx: mpsc::UnboundedSender<Event>,
     secrets: Secrets,
     journal_path: Option<PathBuf>,
@@ -32,21 +36,35 @@ pub fn default_journal_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("deckhand");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".local/state/deckhand")
 }
 
 /// Create a journal file readable only by its owner (mode 0600, directory 0700).
 pub fn create_journal(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let path = dir.join(name);
-    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)?;
     Ok((path, file))
 }
 
 impl Emitter {
-    pub fn new(tx: mpsc::UnboundedSender<Event>, secrets: Secrets, journal: Option<(PathBuf, File)>) -> Self {
+    pub fn new(
+        tx: mpsc::UnboundedSender<Event>,
+        secrets: Secrets,
+        journal: Option<(PathBuf, File)>,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Self {
         let (journal_path, file) = match journal {
             Some((p, f)) => (Some(p), Some(f)),
             None => (None, None),
@@ -60,7 +78,12 @@ impl Emitter {
             tx,
             secrets,
             journal_path,
+            notifier,
         }
+    }
+
+    pub fn notifier(&self) -> Option<&Arc<Notifier>> {
+        self.notifier.as_ref()
     }
 
     pub fn journal_path(&self) -> Option<&Path> {
@@ -89,6 +112,9 @@ impl Emitter {
             if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
                 failed = Some(e);
             }
+        }
+        if let Some(n) = &self.notifier {
+            n.observe(&event);
         }
         let _ = self.tx.send(event);
         if let Some(e) = failed {
@@ -136,7 +162,11 @@ pub fn read_journal(path: &Path) -> std::io::Result<(Vec<Event>, Vec<String>)> {
         }
         match serde_json::from_str::<Event>(line) {
             Ok(e) => events.push(e),
-            Err(e) => problems.push(format!("{}:{}: not a journal event ({e})", path.display(), i + 1)),
+            Err(e) => problems.push(format!(
+                "{}:{}: not a journal event ({e})",
+                path.display(),
+                i + 1
+            )),
         }
     }
     Ok((events, problems))

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What the operator (or CI) asks of a running deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Control {
     /// Stop starting new steps once the running ones end.
@@ -20,8 +20,8 @@ pub enum Control {
     Abort,
     /// Stop forward work and put every switched node back on its previous release.
     Rollback,
-    /// The operator ticked a manual checklist item: its position in `Started.checks`.
-    Confirm { check: usize },
+    /// Tick a manual checklist item: the operator confirms it by name.
+    Confirm { check: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -214,16 +214,41 @@ pub enum EventKind {
         message: Option<String>,
     },
     /// The lock is held on every node of the run.
-    Locked { deployment: String },
-    Unlocked { deployment: String },
-    BatchStarted { index: usize, nodes: Vec<String> },
-    NodeState { node: String, state: NodeState },
+    Locked {
+        deployment: String,
+    },
+    Unlocked {
+        deployment: String,
+    },
+    BatchStarted {
+        index: usize,
+        nodes: Vec<String>,
+    },
+    NodeState {
+        node: String,
+        state: NodeState,
+    },
     /// The node's `current` link, read back after a switch.
-    NodeRelease { node: String, release: Option<String> },
+    NodeRelease {
+        node: String,
+        release: Option<String>,
+    },
     /// The balancer's own answer for a node (true = in rotation).
-    Rotation { node: String, in_rotation: bool },
-    StepStarted { node: Option<String>, phase: String, command: Option<String> },
-    Output { node: Option<String>, phase: String, stream: Stream, line: String },
+    Rotation {
+        node: String,
+        in_rotation: bool,
+    },
+    StepStarted {
+        node: Option<String>,
+        phase: String,
+        command: Option<String>,
+    },
+    Output {
+        node: Option<String>,
+        phase: String,
+        stream: Stream,
+        line: String,
+    },
     StepFinished {
         node: Option<String>,
         phase: String,
@@ -232,21 +257,42 @@ pub enum EventKind {
         message: Option<String>,
     },
     /// Waiting for a promote.
-    Gate { reason: String },
+    Gate {
+        reason: String,
+    },
     Promoted,
     /// A pause was asked for; running steps are finishing.
     Pausing,
     Paused,
     Resumed,
-    RollbackStarted { reason: String, nodes: Vec<String> },
-    Aborting { reason: String },
-    Notice { level: Level, message: String },
+    RollbackStarted {
+        reason: String,
+        nodes: Vec<String>,
+    },
+    Aborting {
+        reason: String,
+    },
+    Notice {
+        level: Level,
+        message: String,
+    },
     /// A checklist item's latest result; `value` is what was measured ("182 ms", "0.02 %").
     Check {
         name: String,
         node: Option<String>,
         status: CheckStatus,
         value: Option<String>,
+    },
+    /// A checklist window opened; its checks repeat until `ends_at_ms` (or the operator ends it).
+    Monitoring {
+        window: String,
+        ends_at_ms: i64,
+    },
+    /// A decision of the rollback tree, with its reason: `keep`, `alert`, `rollback`, `all_normal`,
+    /// `unconfirmed` (manual items left open).
+    Decision {
+        verdict: String,
+        reason: String,
     },
     /// The last event of every run.
     Finished {
@@ -263,9 +309,9 @@ impl EventKind {
             | EventKind::NodeState { node, .. }
             | EventKind::NodeRelease { node, .. }
             | EventKind::Rotation { node, .. } => Some(node),
-            EventKind::StepStarted { node, .. } | EventKind::Output { node, .. } | EventKind::StepFinished { node, .. } => {
-                node.as_deref()
-            }
+            EventKind::StepStarted { node, .. }
+            | EventKind::Output { node, .. }
+            | EventKind::StepFinished { node, .. } => node.as_deref(),
             _ => None,
         }
     }

@@ -119,7 +119,9 @@ pub fn parse_state(out: &str) -> NodeSnapshot {
         ..Default::default()
     };
     for line in out.lines() {
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k {
             "missing" => s.exists = false,
             "current" => s.current = release_of_link(v),
@@ -163,7 +165,10 @@ pub fn unlock_script(dp: &str, id: &str) -> String {
 
 /// Remove a lock whoever holds it (the `unlock` command, after the operator confirmed).
 pub fn force_unlock_script(dp: &str) -> String {
-    format!("rm -rf {dp}/.deckhand/lock\n", dp = sh_quote(dp.trim_end_matches('/')))
+    format!(
+        "rm -rf {dp}/.deckhand/lock\n",
+        dp = sh_quote(dp.trim_end_matches('/'))
+    )
 }
 
 pub fn history_script(dp: &str, entry: &HistoryEntry) -> String {
@@ -177,7 +182,12 @@ pub fn history_script(dp: &str, entry: &HistoryEntry) -> String {
 
 /// Make a fresh `releases/<release>` and link the shared files and dirs into it. Refuses to
 /// touch the release `current` points at.
-pub fn release_script(dp: &str, release: &str, shared_files: &[String], shared_dirs: &[String]) -> String {
+pub fn release_script(
+    dp: &str,
+    release: &str,
+    shared_files: &[String],
+    shared_dirs: &[String],
+) -> String {
     let dp = dp.trim_end_matches('/');
     let rel = release_dir(dp, release);
     let mut s = format!(
@@ -233,7 +243,11 @@ pub fn remove_release_script(dp: &str, release: &str) -> String {
 
 /// Which releases cleanup deletes: all but the `keep` newest, and never the live, previous or
 /// new one. `newest_first` is the directory listing by modification time.
-pub fn cleanup_victims(newest_first: &[String], keep: usize, protect: &[Option<&str>]) -> Vec<String> {
+pub fn cleanup_victims(
+    newest_first: &[String],
+    keep: usize,
+    protect: &[Option<&str>],
+) -> Vec<String> {
     let protected: Vec<&str> = protect.iter().flatten().copied().collect();
     newest_first
         .iter()
@@ -302,7 +316,10 @@ mod tests {
 
     #[test]
     fn cleanup_never_removes_live_previous_or_new() {
-        let list: Vec<String> = ["v6", "v5", "v4", "v3", "v2", "v1"].iter().map(|s| s.to_string()).collect();
+        let list: Vec<String> = ["v6", "v5", "v4", "v3", "v2", "v1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         // keep 2 newest (v6, v5); live is v1 (an old rollback target), previous v3.
         let v = cleanup_victims(&list, 2, &[Some("v1"), Some("v3"), Some("v6")]);
         assert_eq!(v, vec!["v4", "v2"]);
@@ -311,7 +328,10 @@ mod tests {
     #[test]
     fn link_targets_name_their_release() {
         assert_eq!(release_of_link("releases/v1.0").as_deref(), Some("v1.0"));
-        assert_eq!(release_of_link("/srv/app/releases/v2/").as_deref(), Some("v2"));
+        assert_eq!(
+            release_of_link("/srv/app/releases/v2/").as_deref(),
+            Some("v2")
+        );
         assert_eq!(release_of_link(""), None);
     }
 }

@@ -17,12 +17,16 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod monitor;
+
 use super::control::{Ctl, Stop};
 use super::emit::{create_journal, Emitter};
 use super::event::*;
 use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot};
 use super::RunHandle;
-use crate::inventory::{Action, Builtin, Environment, HealthProbe, Inventory, OnFailure, Stage, TransportKind};
+use crate::inventory::{
+    Action, Builtin, Environment, HealthProbe, Inventory, OnFailure, Stage, TransportKind,
+};
 use crate::lb::{CommandDriver, LoadBalancer};
 use crate::plan::{NodeStep, Plan, Target};
 use crate::transport::local::LocalTransport;
@@ -45,6 +49,8 @@ pub struct RunOptions {
     /// Where the journal goes; None writes none.
     pub journal_dir: Option<PathBuf>,
     pub who: String,
+    /// Cap on the monitoring window (`--watch`); None runs the checklist's windows in full.
+    pub watch: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +60,7 @@ impl Default for RunOptions {
             headless: false,
             journal_dir: Some(super::emit::default_journal_dir()),
             who: crate::util::whoami(),
+            watch: None,
         }
     }
 }
@@ -111,7 +118,11 @@ pub fn new_deployment_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), nanos & 0xffff)
 }
 
-fn start(inv: Arc<Inventory>, plan: Plan, opts: RunOptions) -> Result<(Arc<Run>, RunHandle, mpsc::UnboundedReceiver<Control>), String> {
+fn start(
+    inv: Arc<Inventory>,
+    plan: Plan,
+    opts: RunOptions,
+) -> Result<(Arc<Run>, RunHandle, mpsc::UnboundedReceiver<Control>), String> {
     let env = inv
         .environment(&plan.env)
         .cloned()
@@ -126,12 +137,16 @@ fn start(inv: Arc<Inventory>, plan: Plan, opts: RunOptions) -> Result<(Arc<Run>,
         ),
         None => None,
     };
-    let em = Arc::new(Emitter::new(ev_tx, inv.secrets.clone(), journal));
+    let notifier = crate::notify::Notifier::start(&inv.notify).map(Arc::new);
+    let em = Arc::new(Emitter::new(ev_tx, inv.secrets.clone(), journal, notifier));
     let ctl = Ctl::new(em.clone());
     let mut transports = HashMap::new();
     for name in &plan.nodes {
-        let node = inv.node(name).ok_or_else(|| format!("node `{name}` is not defined"))?;
-        let t = transport::for_node(node, &inv.base_dir()).map_err(|e| format!("node {name}: {e}"))?;
+        let node = inv
+            .node(name)
+            .ok_or_else(|| format!("node `{name}` is not defined"))?;
+        let t =
+            transport::for_node(node, &inv.base_dir()).map_err(|e| format!("node {name}: {e}"))?;
         transports.insert(name.clone(), t);
     }
     let lb: Option<Arc<dyn LoadBalancer>> = env
@@ -165,24 +180,39 @@ fn start(inv: Arc<Inventory>, plan: Plan, opts: RunOptions) -> Result<(Arc<Run>,
 
 /// Start a deployment of `plan`. Errors here are about this machine (journal, transports), before
 /// any node is contacted.
-pub fn spawn_deploy(inv: Arc<Inventory>, plan: Plan, opts: RunOptions) -> Result<RunHandle, String> {
+pub fn spawn_deploy(
+    inv: Arc<Inventory>,
+    plan: Plan,
+    opts: RunOptions,
+) -> Result<RunHandle, String> {
     let (run, mut handle, ctl_rx) = start(inv, plan, opts)?;
     handle.done = tokio::spawn(async move {
         let listener = run.ctl.listen(ctl_rx);
         let outcome = run.clone().deploy().await;
         listener.abort();
+        if let Some(n) = run.em.notifier() {
+            n.finish().await;
+        }
         outcome
     });
     Ok(handle)
 }
 
 /// Start a rollback of every node of the plan's environment.
-pub fn spawn_rollback(inv: Arc<Inventory>, plan: Plan, target: RollbackTarget, opts: RunOptions) -> Result<RunHandle, String> {
+pub fn spawn_rollback(
+    inv: Arc<Inventory>,
+    plan: Plan,
+    target: RollbackTarget,
+    opts: RunOptions,
+) -> Result<RunHandle, String> {
     let (run, mut handle, ctl_rx) = start(inv, plan, opts)?;
     handle.done = tokio::spawn(async move {
         let listener = run.ctl.listen(ctl_rx);
         let outcome = run.clone().rollback_run(target).await;
         listener.abort();
+        if let Some(n) = run.em.notifier() {
+            n.finish().await;
+        }
         outcome
     });
     Ok(handle)
@@ -200,7 +230,11 @@ impl Run {
     fn transport(&self, target: &Target) -> Arc<dyn Transport> {
         match target {
             Target::Local => self.local.clone(),
-            Target::Node(n) => self.transports.get(n).cloned().unwrap_or_else(|| self.local.clone()),
+            Target::Node(n) => self
+                .transports
+                .get(n)
+                .cloned()
+                .unwrap_or_else(|| self.local.clone()),
         }
     }
 
@@ -212,8 +246,15 @@ impl Run {
     }
 
     /// Placeholder values for a step on `node` (None: a stage step on this machine).
-    fn vars(&self, node: Option<&str>, release: &str, previous: Option<&str>) -> BTreeMap<&'static str, String> {
-        let dp = node.map(|n| self.deploy_path(n)).unwrap_or_else(|| self.inv.app.deploy_path.clone());
+    fn vars(
+        &self,
+        node: Option<&str>,
+        release: &str,
+        previous: Option<&str>,
+    ) -> BTreeMap<&'static str, String> {
+        let dp = node
+            .map(|n| self.deploy_path(n))
+            .unwrap_or_else(|| self.inv.app.deploy_path.clone());
         let mut v = BTreeMap::new();
         v.insert("release", release.to_string());
         v.insert("release_path", remote::release_path(&dp, release));
@@ -222,7 +263,9 @@ impl Run {
         v.insert("node", node.unwrap_or("").to_string());
         v.insert(
             "host",
-            node.and_then(|n| self.inv.node(n)).map(|n| n.host.clone()).unwrap_or_default(),
+            node.and_then(|n| self.inv.node(n))
+                .map(|n| n.host.clone())
+                .unwrap_or_default(),
         );
         v.insert("env", self.env.name.clone());
         v.insert("app", self.inv.app.name.clone());
@@ -233,11 +276,18 @@ impl Run {
     fn prologue(vars: &BTreeMap<&'static str, String>, target: &Target) -> String {
         let mut s = String::from("export");
         for (k, v) in vars {
-            s.push_str(&format!(" DECKHAND_{}={}", k.to_ascii_uppercase(), sh_quote(v)));
+            s.push_str(&format!(
+                " DECKHAND_{}={}",
+                k.to_ascii_uppercase(),
+                sh_quote(v)
+            ));
         }
         s.push('\n');
         if let Target::Node(_) = target {
-            s.push_str(&format!("cd {} 2>/dev/null || cd /\n", sh_quote(&vars["deploy_path"])));
+            s.push_str(&format!(
+                "cd {} 2>/dev/null || cd /\n",
+                sh_quote(&vars["deploy_path"])
+            ));
         }
         s
     }
@@ -321,10 +371,19 @@ impl Run {
     }
 
     /// Run a script on a node for the engine's own bookkeeping (no step events).
-    async fn internal(&self, node: &str, script: String, cancel: &CancellationToken) -> Result<ExecOutcome, String> {
+    async fn internal(
+        &self,
+        node: &str,
+        script: String,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutcome, String> {
         let t = self.transport(&Target::Node(node.to_string()));
         let o = t
-            .exec(&ExecRequest::new(script).timeout(STATE_TIMEOUT), None, cancel)
+            .exec(
+                &ExecRequest::new(script).timeout(STATE_TIMEOUT),
+                None,
+                cancel,
+            )
             .await
             .map_err(|e| e.to_string())?;
         if o.success() {
@@ -363,12 +422,27 @@ impl Run {
             from_host: crate::util::hostname(),
             nodes: self.node_info(),
             batches: self.plan.batches.clone(),
-            gates: if kind == RunKind::Deploy { self.plan.gates.clone() } else { vec![] },
+            gates: if kind == RunKind::Deploy {
+                self.plan.gates.clone()
+            } else {
+                vec![]
+            },
             phases: self.plan.phase_names(),
             protected: self.env.protected,
             balancer: self.lb.is_some(),
             journal: self.em.journal_path().map(|p| p.display().to_string()),
-            checks: vec![],
+            checks: self
+                .inv
+                .checks
+                .iter()
+                .map(|c| CheckInfo {
+                    name: c.name.clone(),
+                    window: c.window.word().into(),
+                    kind: c.kind.word().into(),
+                    manual: matches!(c.probe, crate::inventory::Probe::Manual),
+                    per_node: c.per_node,
+                })
+                .collect(),
             live,
         });
     }
@@ -383,7 +457,11 @@ impl Run {
                 release: self.rec(n, |r| r.current.clone()),
             })
             .collect();
-        self.em.emit(EventKind::Finished { outcome, message, nodes });
+        self.em.emit(EventKind::Finished {
+            outcome,
+            message,
+            nodes,
+        });
         outcome
     }
 
@@ -392,37 +470,51 @@ impl Run {
     /// Connect to every node and read its state. Err: one line per node that failed.
     async fn preflight(&self) -> Result<(), Vec<String>> {
         let never = CancellationToken::new();
-        let results: Vec<(String, Result<NodeSnapshot, String>)> = stream::iter(self.plan.nodes.clone())
-            .map(|name| {
-                let t = self.transports.get(&name).cloned();
-                let dp = self.deploy_path(&name);
-                let never = never.clone();
-                async move {
-                    let Some(t) = t else {
-                        return (name, Err("no transport".to_string()));
-                    };
-                    let r = async {
-                        t.connect().await.map_err(|e| e.to_string())?;
-                        let o = t
-                            .exec(&ExecRequest::new(remote::state_script(&dp)).timeout(STATE_TIMEOUT), None, &never)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        if !o.success() {
-                            return Err(format!("cannot read {dp}: {}", o.describe_failure(Some(STATE_TIMEOUT))));
+        let results: Vec<(String, Result<NodeSnapshot, String>)> =
+            stream::iter(self.plan.nodes.clone())
+                .map(|name| {
+                    let t = self.transports.get(&name).cloned();
+                    let dp = self.deploy_path(&name);
+                    let never = never.clone();
+                    async move {
+                        let Some(t) = t else {
+                            return (name, Err("no transport".to_string()));
+                        };
+                        let r = async {
+                            t.connect().await.map_err(|e| e.to_string())?;
+                            let o = t
+                                .exec(
+                                    &ExecRequest::new(remote::state_script(&dp))
+                                        .timeout(STATE_TIMEOUT),
+                                    None,
+                                    &never,
+                                )
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            if !o.success() {
+                                return Err(format!(
+                                    "cannot read {dp}: {}",
+                                    o.describe_failure(Some(STATE_TIMEOUT))
+                                ));
+                            }
+                            Ok(remote::parse_state(&o.stdout))
                         }
-                        Ok(remote::parse_state(&o.stdout))
+                        .await;
+                        (name, r)
                     }
-                    .await;
-                    (name, r)
-                }
-            })
-            .buffer_unordered(PREFLIGHT_CONCURRENCY)
-            .collect()
-            .await;
+                })
+                .buffer_unordered(PREFLIGHT_CONCURRENCY)
+                .collect()
+                .await;
         let mut failures = Vec::new();
-        let mut by_name: HashMap<String, Result<NodeSnapshot, String>> = results.into_iter().collect();
+        let mut by_name: HashMap<String, Result<NodeSnapshot, String>> =
+            results.into_iter().collect();
         for name in &self.plan.nodes {
-            let host = self.inv.node(name).map(|n| n.host.clone()).unwrap_or_default();
+            let host = self
+                .inv
+                .node(name)
+                .map(|n| n.host.clone())
+                .unwrap_or_default();
             match by_name.remove(name) {
                 Some(Ok(snap)) => {
                     self.em.emit(EventKind::Preflight {
@@ -430,7 +522,10 @@ impl Run {
                         ok: true,
                         live_release: snap.current.clone(),
                         previous_release: snap.previous(),
-                        message: snap.lock.as_ref().map(|l| format!("locked by {}", l.describe())),
+                        message: snap
+                            .lock
+                            .as_ref()
+                            .map(|l| format!("locked by {}", l.describe())),
                     });
                     self.rec(name, |r| {
                         r.live_before = snap.current.clone();
@@ -476,7 +571,9 @@ impl Run {
         let mut taken = Vec::new();
         for name in &self.plan.nodes {
             let dp = self.deploy_path(name);
-            let out = self.internal(name, remote::lock_script(&dp, &info), &never).await;
+            let out = self
+                .internal(name, remote::lock_script(&dp, &info), &never)
+                .await;
             let held = match out {
                 Ok(o) if o.stdout.starts_with("acquired") => None,
                 Ok(o) => {
@@ -492,7 +589,13 @@ impl Run {
                 None => taken.push(name.clone()),
                 Some(msg) => {
                     for t in &taken {
-                        let _ = self.internal(t, remote::unlock_script(&self.deploy_path(t), &self.id), &never).await;
+                        let _ = self
+                            .internal(
+                                t,
+                                remote::unlock_script(&self.deploy_path(t), &self.id),
+                                &never,
+                            )
+                            .await;
                     }
                     return Err(msg);
                 }
@@ -501,28 +604,47 @@ impl Run {
         if let Ok(mut l) = self.locked.lock() {
             *l = true;
         }
-        self.em.emit(EventKind::Locked { deployment: self.id.clone() });
+        self.em.emit(EventKind::Locked {
+            deployment: self.id.clone(),
+        });
         Ok(())
     }
 
     async fn unlock_all(&self) {
-        let locked = self.locked.lock().map(|mut l| std::mem::replace(&mut *l, false)).unwrap_or(false);
+        let locked = self
+            .locked
+            .lock()
+            .map(|mut l| std::mem::replace(&mut *l, false))
+            .unwrap_or(false);
         if !locked {
             return;
         }
         let never = CancellationToken::new();
         let mut problems = Vec::new();
         for name in &self.plan.nodes {
-            if let Err(e) = self.internal(name, remote::unlock_script(&self.deploy_path(name), &self.id), &never).await {
+            if let Err(e) = self
+                .internal(
+                    name,
+                    remote::unlock_script(&self.deploy_path(name), &self.id),
+                    &never,
+                )
+                .await
+            {
                 problems.push(format!("{name}: {e}"));
             }
         }
         if problems.is_empty() {
-            self.em.emit(EventKind::Unlocked { deployment: self.id.clone() });
+            self.em.emit(EventKind::Unlocked {
+                deployment: self.id.clone(),
+            });
         } else {
             self.em.notice(
                 Level::Error,
-                format!("could not release the lock on {}; run `deckhand unlock {}` once you checked", problems.join("; "), self.env.name),
+                format!(
+                    "could not release the lock on {}; run `deckhand unlock {}` once you checked",
+                    problems.join("; "),
+                    self.env.name
+                ),
             );
         }
     }
@@ -562,9 +684,16 @@ impl Run {
             Action::Run(cmd) => {
                 let body = expand(cmd, &vars, true);
                 let script = format!("{}{}", Self::prologue(&vars, target), body);
-                self.exec_step(shown_node, &phase.name, Some(body), target, ExecRequest::new(script).timeout(timeout), cancel)
-                    .await
-                    .map(|_| ())
+                self.exec_step(
+                    shown_node,
+                    &phase.name,
+                    Some(body),
+                    target,
+                    ExecRequest::new(script).timeout(timeout),
+                    cancel,
+                )
+                .await
+                .map(|_| ())
             }
             Action::Function(f) => {
                 let path = match &script_node {
@@ -584,9 +713,16 @@ impl Run {
                     p = sh_quote(&path)
                 );
                 let script = format!("{}{}", Self::prologue(&vars, target), body);
-                self.exec_step(shown_node, &phase.name, Some(format!("deploy.sh: {f}")), target, ExecRequest::new(script).timeout(timeout), cancel)
-                    .await
-                    .map(|_| ())
+                self.exec_step(
+                    shown_node,
+                    &phase.name,
+                    Some(format!("deploy.sh: {f}")),
+                    target,
+                    ExecRequest::new(script).timeout(timeout),
+                    cancel,
+                )
+                .await
+                .map(|_| ())
             }
             Action::Upload { from, to } => {
                 let from_path = self.inv.base_dir().join(expand(from, &vars, false));
@@ -607,7 +743,11 @@ impl Run {
                 self.em.emit(EventKind::StepFinished {
                     node: shown_node.map(String::from),
                     phase: phase.name.clone(),
-                    result: if r.is_ok() { StepResult::Ok } else { StepResult::Failed },
+                    result: if r.is_ok() {
+                        StepResult::Ok
+                    } else {
+                        StepResult::Failed
+                    },
                     duration_ms: started.elapsed().as_millis() as u64,
                     message: r.as_ref().err().cloned(),
                 });
@@ -617,11 +757,23 @@ impl Run {
             Action::Builtin(Builtin::Release) => {
                 let n = script_node.ok_or("the release builtin needs a node")?;
                 let dp = self.deploy_path(&n);
-                let script = remote::release_script(&dp, release, &self.inv.app.shared_files, &self.inv.app.shared_dirs);
+                let script = remote::release_script(
+                    &dp,
+                    release,
+                    &self.inv.app.shared_files,
+                    &self.inv.app.shared_dirs,
+                );
                 self.rec(&n, |r| r.created = true);
-                self.exec_step(Some(&n), &phase.name, Some(format!("make releases/{release}, link shared")), target, ExecRequest::new(script).timeout(timeout), cancel)
-                    .await
-                    .map(|_| ())
+                self.exec_step(
+                    Some(&n),
+                    &phase.name,
+                    Some(format!("make releases/{release}, link shared")),
+                    target,
+                    ExecRequest::new(script).timeout(timeout),
+                    cancel,
+                )
+                .await
+                .map(|_| ())
             }
             Action::Builtin(Builtin::Switch) => {
                 let n = script_node.ok_or("the switch builtin needs a node")?;
@@ -642,21 +794,50 @@ impl Run {
                     self.inv.app.keep_releases as usize,
                     &[live.as_deref(), prev.as_deref(), Some(release)],
                 );
-                let shown = format!("keep {} releases; remove {}", self.inv.app.keep_releases, if victims.is_empty() { "none".to_string() } else { victims.join(", ") });
-                self.exec_step(Some(&n), &phase.name, Some(shown), target, ExecRequest::new(remote::cleanup_script(&dp, &victims)).timeout(timeout), cancel)
-                    .await
-                    .map(|_| ())
+                let shown = format!(
+                    "keep {} releases; remove {}",
+                    self.inv.app.keep_releases,
+                    if victims.is_empty() {
+                        "none".to_string()
+                    } else {
+                        victims.join(", ")
+                    }
+                );
+                self.exec_step(
+                    Some(&n),
+                    &phase.name,
+                    Some(shown),
+                    target,
+                    ExecRequest::new(remote::cleanup_script(&dp, &victims)).timeout(timeout),
+                    cancel,
+                )
+                .await
+                .map(|_| ())
             }
         }
     }
 
     /// Switch `current` to `release` and read it back.
-    async fn switch_node(&self, node: &str, release: &str, phase: &str, cancel: &CancellationToken) -> Result<(), String> {
+    async fn switch_node(
+        &self,
+        node: &str,
+        release: &str,
+        phase: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
         let dp = self.deploy_path(node);
         let tag = format!("{}-{}", self.id, node);
         let target = Target::Node(node.to_string());
         let out = self
-            .exec_step(Some(node), phase, Some(format!("current → releases/{release}")), &target, ExecRequest::new(remote::switch_script(&dp, release, &tag)).timeout(BUILTIN_TIMEOUT), cancel)
+            .exec_step(
+                Some(node),
+                phase,
+                Some(format!("current → releases/{release}")),
+                &target,
+                ExecRequest::new(remote::switch_script(&dp, release, &tag))
+                    .timeout(BUILTIN_TIMEOUT),
+                cancel,
+            )
             .await?;
         let now = out
             .stdout
@@ -675,12 +856,20 @@ impl Run {
             release: now.clone(),
         });
         if now.as_deref() != Some(release) {
-            return Err(format!("after the switch, current points at {:?}, not {release}", now));
+            return Err(format!(
+                "after the switch, current points at {:?}, not {release}",
+                now
+            ));
         }
         Ok(())
     }
 
-    async fn health(&self, node: &str, release: &str, cancel: &CancellationToken) -> Result<(), String> {
+    async fn health(
+        &self,
+        node: &str,
+        release: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
         let Some(h) = self.env.health.clone() else {
             self.em.emit(EventKind::StepFinished {
                 node: Some(node.to_string()),
@@ -697,7 +886,9 @@ impl Run {
         let attempts = h.retries + 1;
         let shown = match &h.probe {
             HealthProbe::Run(c) => expand(c, &vars, true),
-            HealthProbe::Url { url, expect } => format!("GET {} expecting {expect}", expand(url, &vars, false)),
+            HealthProbe::Url { url, expect } => {
+                format!("GET {} expecting {expect}", expand(url, &vars, false))
+            }
         };
         self.ctl.step_started();
         let started = Instant::now();
@@ -712,13 +903,28 @@ impl Run {
         for attempt in 1..=attempts {
             let r = match &h.probe {
                 HealthProbe::Run(c) => {
-                    let script = format!("{}{}", Self::prologue(&vars, &target), expand(c, &vars, true));
-                    match self.exec_quiet(Some(node), "health", &target, &ExecRequest::new(script).timeout(h.timeout), cancel).await {
+                    let script = format!(
+                        "{}{}",
+                        Self::prologue(&vars, &target),
+                        expand(c, &vars, true)
+                    );
+                    match self
+                        .exec_quiet(
+                            Some(node),
+                            "health",
+                            &target,
+                            &ExecRequest::new(script).timeout(h.timeout),
+                            cancel,
+                        )
+                        .await
+                    {
                         (Ok(o), _) if o.success() => Ok(()),
                         (_, m) => Err(m.unwrap_or_else(|| "failed".into())),
                     }
                 }
-                HealthProbe::Url { url, expect } => http_probe(&expand(url, &vars, false), *expect, h.timeout).await,
+                HealthProbe::Url { url, expect } => {
+                    http_probe(&expand(url, &vars, false), *expect, h.timeout).await
+                }
             };
             match r {
                 Ok(()) => {
@@ -773,8 +979,15 @@ impl Run {
         }
     }
 
-    async fn balancer(&self, node: &str, drain: bool, cancel: &CancellationToken) -> Result<(), String> {
-        let Some(lb) = self.lb.clone() else { return Ok(()) };
+    async fn balancer(
+        &self,
+        node: &str,
+        drain: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let Some(lb) = self.lb.clone() else {
+            return Ok(());
+        };
         let phase = if drain { "drain" } else { "enable" };
         let vars = self.vars(Some(node), &self.plan.release, None);
         self.ctl.step_started();
@@ -815,7 +1028,11 @@ impl Run {
                     if in_rotation == drain {
                         r = Err(format!(
                             "the balancer still reports {node} {} after {phase}",
-                            if in_rotation { "in rotation" } else { "out of rotation" }
+                            if in_rotation {
+                                "in rotation"
+                            } else {
+                                "out of rotation"
+                            }
                         ));
                     }
                 }
@@ -826,7 +1043,11 @@ impl Run {
         self.em.emit(EventKind::StepFinished {
             node: Some(node.to_string()),
             phase: phase.into(),
-            result: if r.is_ok() { StepResult::Ok } else { StepResult::Failed },
+            result: if r.is_ok() {
+                StepResult::Ok
+            } else {
+                StepResult::Failed
+            },
             duration_ms: started.elapsed().as_millis() as u64,
             message: r.as_ref().err().cloned(),
         });
@@ -834,7 +1055,14 @@ impl Run {
         r
     }
 
-    async fn write_history(&self, node: &str, kind: &str, release: &str, from: Option<String>, ok: bool) {
+    async fn write_history(
+        &self,
+        node: &str,
+        kind: &str,
+        release: &str,
+        from: Option<String>,
+        ok: bool,
+    ) {
         let entry = HistoryEntry {
             id: self.id.clone(),
             kind: kind.into(),
@@ -845,8 +1073,18 @@ impl Run {
             result: if ok { "ok" } else { "failed" }.into(),
         };
         let never = CancellationToken::new();
-        if let Err(e) = self.internal(node, remote::history_script(&self.deploy_path(node), &entry), &never).await {
-            self.em.notice(Level::Warn, format!("{node}: could not append to history: {e}"));
+        if let Err(e) = self
+            .internal(
+                node,
+                remote::history_script(&self.deploy_path(node), &entry),
+                &never,
+            )
+            .await
+        {
+            self.em.notice(
+                Level::Warn,
+                format!("{node}: could not append to history: {e}"),
+            );
         }
     }
 
@@ -867,10 +1105,17 @@ impl Run {
         if current.as_deref() == Some(release.as_str()) {
             self.rec(node, |r| r.skipped = true);
             self.set_state(node, NodeState::Skipped);
-            self.em.notice(Level::Info, format!("{node} is already on {release}; left as it is"));
+            self.em.notice(
+                Level::Info,
+                format!("{node} is already on {release}; left as it is"),
+            );
             return Ok(false);
         }
-        let steps = self.plan.node_plan(node).map(|p| p.steps.clone()).unwrap_or_default();
+        let steps = self
+            .plan
+            .node_plan(node)
+            .map(|p| p.steps.clone())
+            .unwrap_or_default();
         let cancel = self.ctl.forward.clone();
         let mut updating = false;
         for step in steps {
@@ -885,7 +1130,15 @@ impl Run {
                         updating = true;
                         self.set_state(node, NodeState::Updating);
                     }
-                    self.run_phase(*index, Some(node), target, &release, previous.as_deref(), &cancel).await
+                    self.run_phase(
+                        *index,
+                        Some(node),
+                        target,
+                        &release,
+                        previous.as_deref(),
+                        &cancel,
+                    )
+                    .await
                 }
                 NodeStep::Health => {
                     self.set_state(node, NodeState::Checking);
@@ -900,10 +1153,14 @@ impl Run {
                 if self.ctl.stop_reason().is_some() {
                     return Err(NodeStop::Stopped);
                 }
-                return Err(NodeStop::Failed(format!("{node}: {} failed: {e}", step.label())));
+                return Err(NodeStop::Failed(format!(
+                    "{node}: {} failed: {e}",
+                    step.label()
+                )));
             }
         }
-        self.write_history(node, "deploy", &release, previous, true).await;
+        self.write_history(node, "deploy", &release, previous, true)
+            .await;
         self.rec(node, |r| r.done = true);
         self.set_state(node, NodeState::Done);
         Ok(true)
@@ -916,8 +1173,13 @@ impl Run {
         self.set_state(node, NodeState::Failed);
         let release = self.plan.release.clone();
         let from = self.rec(node, |r| r.live_before.clone());
-        self.write_history(node, "deploy", &release, from, false).await;
-        let failed = self.recs.lock().map(|g| g.values().filter(|r| r.failed).count()).unwrap_or(1);
+        self.write_history(node, "deploy", &release, from, false)
+            .await;
+        let failed = self
+            .recs
+            .lock()
+            .map(|g| g.values().filter(|r| r.failed).count())
+            .unwrap_or(1);
         let total = self.plan.nodes.len().max(1);
         let tolerated = (failed as f64) / (total as f64) <= self.env.max_fail + 1e-9;
         if tolerated {
@@ -941,12 +1203,14 @@ impl Run {
         match policy {
             OnFailure::Rollback => {
                 if !self.opts.headless || self.env.on_failure != OnFailure::Pause {
-                    self.em.notice(Level::Error, format!("{message}; on_failure = rollback"));
+                    self.em
+                        .notice(Level::Error, format!("{message}; on_failure = rollback"));
                 }
                 self.ctl.request_rollback(message);
             }
             OnFailure::Abort => {
-                self.ctl.request_abort(&format!("{message}; on_failure = abort"));
+                self.ctl
+                    .request_abort(&format!("{message}; on_failure = abort"));
             }
             OnFailure::Pause => {
                 if let Ok(mut g) = self.failure_gate.lock() {
@@ -960,7 +1224,8 @@ impl Run {
     /// Put a failed or stopped node on a whole, known release: roll it back if it switched,
     /// else remove the release we built there and put it back into rotation.
     async fn recover_node(&self, node: &str) {
-        let (switched, created, drained) = self.rec(node, |r| (r.switched.is_some(), r.created, r.drained));
+        let (switched, created, drained) =
+            self.rec(node, |r| (r.switched.is_some(), r.created, r.drained));
         if switched {
             self.rollback_node(node, None).await;
             return;
@@ -968,8 +1233,18 @@ impl Run {
         let never = CancellationToken::new();
         if created {
             let dp = self.deploy_path(node);
-            if let Err(e) = self.internal(node, remote::remove_release_script(&dp, &self.plan.release), &never).await {
-                self.em.notice(Level::Warn, format!("{node}: could not remove the unfinished release: {e}"));
+            if let Err(e) = self
+                .internal(
+                    node,
+                    remote::remove_release_script(&dp, &self.plan.release),
+                    &never,
+                )
+                .await
+            {
+                self.em.notice(
+                    Level::Warn,
+                    format!("{node}: could not remove the unfinished release: {e}"),
+                );
             } else {
                 self.rec(node, |r| r.created = false);
             }
@@ -986,7 +1261,10 @@ impl Run {
         let Some(target) = target else {
             self.em.notice(
                 Level::Error,
-                format!("{node}: no previous release to go back to; it stays on {}", bad.clone().unwrap_or_else(|| "nothing".into())),
+                format!(
+                    "{node}: no previous release to go back to; it stays on {}",
+                    bad.clone().unwrap_or_else(|| "nothing".into())
+                ),
             );
             self.set_state(node, NodeState::Failed);
             return false;
@@ -999,12 +1277,22 @@ impl Run {
             }
             self.switch_node(node, &target, "switch", &cancel).await?;
             // The node phases after `switch` (restart and the like), now for the old release.
-            if let (Some(si), Some(np)) = (crate::plan::switch_index(&self.inv), self.plan.node_plan(node)) {
+            if let (Some(si), Some(np)) = (
+                crate::plan::switch_index(&self.inv),
+                self.plan.node_plan(node),
+            ) {
                 for step in &np.steps {
-                    if let NodeStep::Phase { index, target: t, .. } = step {
+                    if let NodeStep::Phase {
+                        index, target: t, ..
+                    } = step
+                    {
                         let p = &self.inv.phases[*index];
-                        if *index > si && p.stage == Stage::Node && !matches!(p.action, Action::Builtin(_)) {
-                            self.run_phase(*index, Some(node), t, &target, bad.as_deref(), &cancel).await?;
+                        if *index > si
+                            && p.stage == Stage::Node
+                            && !matches!(p.action, Action::Builtin(_))
+                        {
+                            self.run_phase(*index, Some(node), t, &target, bad.as_deref(), &cancel)
+                                .await?;
                         }
                     }
                 }
@@ -1022,18 +1310,29 @@ impl Run {
         if created && self.rec(node, |r| r.current.as_deref() == Some(target.as_str())) {
             let never = CancellationToken::new();
             let dp = self.deploy_path(node);
-            let _ = self.internal(node, remote::remove_release_script(&dp, &self.plan.release), &never).await;
+            let _ = self
+                .internal(
+                    node,
+                    remote::remove_release_script(&dp, &self.plan.release),
+                    &never,
+                )
+                .await;
         }
         match result {
             Ok(()) => {
-                self.write_history(node, "rollback", &target, bad, true).await;
+                self.write_history(node, "rollback", &target, bad, true)
+                    .await;
                 self.rec(node, |r| r.rolled_back = true);
                 self.set_state(node, NodeState::RolledBack);
                 true
             }
             Err(e) => {
-                self.write_history(node, "rollback", &target, bad, false).await;
-                self.em.notice(Level::Error, format!("{node}: rollback to {target} failed: {e}"));
+                self.write_history(node, "rollback", &target, bad, false)
+                    .await;
+                self.em.notice(
+                    Level::Error,
+                    format!("{node}: rollback to {target} failed: {e}"),
+                );
                 self.set_state(node, NodeState::Failed);
                 false
             }
@@ -1045,7 +1344,8 @@ impl Run {
         let mut switched: Vec<(u64, String)> = Vec::new();
         let mut midway: Vec<String> = Vec::new();
         for n in &self.plan.nodes {
-            let (s, created, drained, rolled) = self.rec(n, |r| (r.switched, r.created, r.drained, r.rolled_back));
+            let (s, created, drained, rolled) =
+                self.rec(n, |r| (r.switched, r.created, r.drained, r.rolled_back));
             if rolled {
                 continue;
             }
@@ -1056,7 +1356,11 @@ impl Run {
             }
         }
         switched.sort_by(|a, b| b.0.cmp(&a.0));
-        let nodes: Vec<String> = switched.iter().map(|(_, n)| n.clone()).chain(midway.iter().cloned()).collect();
+        let nodes: Vec<String> = switched
+            .iter()
+            .map(|(_, n)| n.clone())
+            .chain(midway.iter().cloned())
+            .collect();
         self.em.emit(EventKind::RollbackStarted {
             reason: reason.clone(),
             nodes: nodes.clone(),
@@ -1078,7 +1382,10 @@ impl Run {
             Outcome::RolledBack.tap(|_| {
                 self.em.notice(
                     Level::Info,
-                    format!("rolled back {} node(s); {untouched} never changed", nodes.len()),
+                    format!(
+                        "rolled back {} node(s); {untouched} never changed",
+                        nodes.len()
+                    ),
                 )
             })
         } else {
@@ -1092,13 +1399,18 @@ impl Run {
         let never = CancellationToken::new();
         let mut left = Vec::new();
         for n in &self.plan.nodes {
-            let (switched, created, drained, done) = self.rec(n, |r| (r.switched.is_some(), r.created, r.drained, r.done));
+            let (switched, created, drained, done) =
+                self.rec(n, |r| (r.switched.is_some(), r.created, r.drained, r.done));
             if !switched && (created || drained) {
                 self.recover_node(n).await;
                 self.set_state(n, NodeState::Waiting);
             } else if switched && !done {
                 let _ = never.is_cancelled();
-                left.push(format!("{n} on {}{}", self.plan.release, if drained { " (out of rotation)" } else { "" }));
+                left.push(format!(
+                    "{n} on {}{}",
+                    self.plan.release,
+                    if drained { " (out of rotation)" } else { "" }
+                ));
             }
         }
         if left.is_empty() {
@@ -1113,10 +1425,17 @@ impl Run {
             Stop::Abort => {
                 let detail = self.abort_cleanup().await;
                 self.unlock_all().await;
-                self.finish(Outcome::Aborted, format!("aborted; {detail}; {}", self.release_summary()))
+                self.finish(
+                    Outcome::Aborted,
+                    format!("aborted; {detail}; {}", self.release_summary()),
+                )
             }
             Stop::Rollback => {
-                let reason = self.ctl.snapshot().reason.unwrap_or_else(|| "rollback requested".into());
+                let reason = self
+                    .ctl
+                    .snapshot()
+                    .reason
+                    .unwrap_or_else(|| "rollback requested".into());
                 let outcome = self.rollback_all(reason).await;
                 self.unlock_all().await;
                 let msg = match outcome {
@@ -1131,7 +1450,9 @@ impl Run {
     fn release_summary(&self) -> String {
         let mut by_release: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for n in &self.plan.nodes {
-            let r = self.rec(n, |r| r.current.clone()).unwrap_or_else(|| "no release".into());
+            let r = self
+                .rec(n, |r| r.current.clone())
+                .unwrap_or_else(|| "no release".into());
             by_release.entry(r).or_default().push(n.clone());
         }
         by_release
@@ -1154,33 +1475,146 @@ impl Run {
                     Target::Local => None,
                 };
                 let previous = node.and_then(|n| self.rec(n, |r| r.live_before.clone()));
-                self.run_phase(index, node, t, &release, previous.as_deref(), &cancel).await
+                self.run_phase(index, node, t, &release, previous.as_deref(), &cancel)
+                    .await
             }
         });
-        let errors: Vec<String> = join_all(futs).await.into_iter().filter_map(|r| r.err()).collect();
+        let errors: Vec<String> = join_all(futs)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err())
+            .collect();
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(format!("{} failed: {}", self.inv.phases[index].name, errors.join("; ")))
+            Err(format!(
+                "{} failed: {}",
+                self.inv.phases[index].name,
+                errors.join("; ")
+            ))
+        }
+    }
+
+    /// Every node's `shared/.env` must have the keys of the environment's `.env.example`.
+    async fn config_preflight(&self) -> Result<(), Vec<String>> {
+        let Some(example) = self.env.config_example.clone() else {
+            return Ok(());
+        };
+        let path = self.inv.base_dir().join(&example);
+        let wanted = match std::fs::read_to_string(&path) {
+            Ok(t) => crate::config::keys(&t),
+            Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
+        };
+        let never = CancellationToken::new();
+        let mut problems = Vec::new();
+        for n in &self.plan.nodes {
+            let dp = self.deploy_path(n);
+            match self
+                .internal(n, crate::config::node_keys_script(&dp), &never)
+                .await
+            {
+                Ok(o) => {
+                    let (exists, have) = crate::config::parse_node_keys(&o.stdout);
+                    if !exists {
+                        problems.push(format!(
+                            "{n}: {dp}/shared/.env does not exist (it needs the keys of {example})"
+                        ));
+                        continue;
+                    }
+                    let missing: Vec<&String> =
+                        wanted.iter().filter(|k| !have.contains(k)).collect();
+                    if !missing.is_empty() {
+                        problems.push(format!(
+                            "{n}: {dp}/shared/.env lacks {} (listed in {example})",
+                            missing
+                                .iter()
+                                .map(|k| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+                Err(e) => problems.push(format!("{n}: cannot read shared/.env: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// With `requires = "staging"`, the release must have passed staging's checklist: every
+    /// staging node's history has a `verified` line for it.
+    async fn promotion_preflight(&self, release: &str) -> Result<(), String> {
+        let Some(req) = self.env.requires.clone() else {
+            return Ok(());
+        };
+        let Some(req_env) = self.inv.environment(&req) else {
+            return Err(format!(
+                "environment `{req}` (required by {}) is not defined",
+                self.env.name
+            ));
+        };
+        let statuses = super::status::read_status(&self.inv, &req_env.nodes).await;
+        let mut unverified = Vec::new();
+        for s in &statuses {
+            if !s.reachable {
+                unverified.push(format!(
+                    "{} (unreachable: {})",
+                    s.node,
+                    s.error.clone().unwrap_or_default()
+                ));
+            } else if !s.verified.contains(&release.to_string()) {
+                unverified.push(s.node.clone());
+            }
+        }
+        if unverified.is_empty() {
+            self.em.notice(
+                Level::Info,
+                format!("{release} passed {req}'s checklist on every {req} node"),
+            );
+            Ok(())
+        } else {
+            Err(format!(
+                "{release} has not passed {req}'s checklist (not verified on {}): deploy it to {req} first, or use `deckhand promote {req} {}` to ship what {req} verified",
+                unverified.join(", "),
+                self.env.name
+            ))
         }
     }
 
     async fn upload_script(&self) -> Result<(), String> {
-        let Some(script) = self.inv.app.script.clone() else { return Ok(()) };
-        if !self.inv.phases.iter().any(|p| matches!(p.action, Action::Function(_))) {
+        let Some(script) = self.inv.app.script.clone() else {
+            return Ok(());
+        };
+        if !self
+            .inv
+            .phases
+            .iter()
+            .any(|p| matches!(p.action, Action::Function(_)))
+        {
             return Ok(());
         }
         let local = self.inv.base_dir().join(&script);
         if !local.is_file() {
-            return Err(format!("deploy script {} does not exist (app.script)", local.display()));
+            return Err(format!(
+                "deploy script {} does not exist (app.script)",
+                local.display()
+            ));
         }
         for n in &self.plan.nodes {
             let to = format!("{}/.deckhand/deploy.sh", self.deploy_path(n));
             if let Some(t) = self.transports.get(n) {
-                t.upload(&local, &to).await.map_err(|e| format!("{n}: {e}"))?;
+                t.upload(&local, &to)
+                    .await
+                    .map_err(|e| format!("{n}: {e}"))?;
             }
         }
-        self.em.notice(Level::Info, format!("uploaded {script} to {} node(s)", self.plan.nodes.len()));
+        self.em.notice(
+            Level::Info,
+            format!("uploaded {script} to {} node(s)", self.plan.nodes.len()),
+        );
         Ok(())
     }
 
@@ -1196,6 +1630,21 @@ impl Run {
                 failures.join("\n  ")
             );
             return self.finish(Outcome::PreflightFailed, msg);
+        }
+        if let Err(problems) = self.config_preflight().await {
+            return self.finish(
+                Outcome::PreflightFailed,
+                format!(
+                    "configuration check failed, nothing was changed:\n  {}",
+                    problems.join("\n  ")
+                ),
+            );
+        }
+        if let Err(why) = self.promotion_preflight(&release).await {
+            return self.finish(
+                Outcome::PreflightFailed,
+                format!("{why}; nothing was changed"),
+            );
         }
         let holders: Vec<String> = self
             .plan
@@ -1213,11 +1662,17 @@ impl Run {
         if !holders.is_empty() {
             return self.finish(
                 Outcome::LockHeld,
-                format!("another deployment holds the lock; nothing was changed:\n  {}", holders.join("\n  ")),
+                format!(
+                    "another deployment holds the lock; nothing was changed:\n  {}",
+                    holders.join("\n  ")
+                ),
             );
         }
         if let Err(holder) = self.lock_all(&release).await {
-            return self.finish(Outcome::LockHeld, format!("another deployment holds the lock; nothing was changed:\n  {holder}"));
+            return self.finish(
+                Outcome::LockHeld,
+                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
+            );
         }
         if let Err(e) = self.upload_script().await {
             self.unlock_all().await;
@@ -1311,17 +1766,62 @@ impl Run {
                 if let Some(stop) = self.ctl.stop_reason() {
                     return self.stop(stop).await;
                 }
-                self.em.notice(Level::Warn, format!("{e}; the release is live, check the after-steps by hand"));
+                self.em.notice(
+                    Level::Warn,
+                    format!("{e}; the release is live, check the after-steps by hand"),
+                );
+            }
+        }
+        // The post-deploy checklist decides whether the release stays.
+        match self.monitor().await {
+            Err(stop) => return self.stop(stop).await,
+            Ok(monitor::Monitored::RollBack(reason)) => {
+                let outcome = self.rollback_all(reason.clone()).await;
+                self.unlock_all().await;
+                let msg = match outcome {
+                    Outcome::RolledBack => format!(
+                        "rolled back after the checklist: {reason}; {}",
+                        self.release_summary()
+                    ),
+                    _ => format!(
+                        "rollback after the checklist did not complete ({reason}); {}",
+                        self.release_summary()
+                    ),
+                };
+                return self.finish(outcome, msg);
+            }
+            Ok(monitor::Monitored::Kept { note }) => {
+                if tolerated == 0 {
+                    for n in self.plan.nodes.clone() {
+                        if self.rec(&n, |r| r.done || r.skipped) {
+                            self.write_history(&n, "verified", &release, None, true)
+                                .await;
+                        }
+                    }
+                }
+                if let Some(note) = note {
+                    self.em
+                        .notice(Level::Warn, format!("the release stays: {note}"));
+                }
             }
         }
         self.unlock_all().await;
         if tolerated > 0 {
             self.finish(
                 Outcome::Partial,
-                format!("{release} deployed except on {tolerated} failed node(s) (within max_fail); {}", self.release_summary()),
+                format!(
+                    "{release} deployed except on {tolerated} failed node(s) (within max_fail); {}",
+                    self.release_summary()
+                ),
             )
         } else {
-            self.finish(Outcome::Deployed, format!("{release} is live on every node; {}", self.release_summary()))
+            self.finish(
+                Outcome::Deployed,
+                format!(
+                    "{release} is live on every node; {}",
+                    self.release_summary()
+                ),
+            )
         }
     }
 
@@ -1336,7 +1836,10 @@ impl Run {
         if let Err(failures) = self.preflight().await {
             return self.finish(
                 Outcome::PreflightFailed,
-                format!("preflight failed, nothing was changed:\n  {}", failures.join("\n  ")),
+                format!(
+                    "preflight failed, nothing was changed:\n  {}",
+                    failures.join("\n  ")
+                ),
             );
         }
         // Every node must have somewhere to go before anything changes.
@@ -1347,7 +1850,10 @@ impl Run {
             let to = match &target {
                 RollbackTarget::Release(r) if snap.releases.contains(r) => Some(r.clone()),
                 RollbackTarget::Release(r) => {
-                    problems.push(format!("{n}: release {r} is not on the node (has: {})", snap.releases.join(", ")));
+                    problems.push(format!(
+                        "{n}: release {r} is not on the node (has: {})",
+                        snap.releases.join(", ")
+                    ));
                     None
                 }
                 RollbackTarget::Previous => match snap.previous_for_rollback() {
@@ -1370,14 +1876,30 @@ impl Run {
         if !problems.is_empty() {
             return self.finish(
                 Outcome::PreflightFailed,
-                format!("cannot roll back, nothing was changed:\n  {}", problems.join("\n  ")),
+                format!(
+                    "cannot roll back, nothing was changed:\n  {}",
+                    problems.join("\n  ")
+                ),
             );
         }
-        if let Some(holder) = self.plan.nodes.iter().find_map(|n| self.rec(n, |r| r.snapshot.lock.clone().map(|l| format!("{n} is locked by {}", l.describe())))) {
-            return self.finish(Outcome::LockHeld, format!("another deployment holds the lock; nothing was changed:\n  {holder}"));
+        if let Some(holder) = self.plan.nodes.iter().find_map(|n| {
+            self.rec(n, |r| {
+                r.snapshot
+                    .lock
+                    .clone()
+                    .map(|l| format!("{n} is locked by {}", l.describe()))
+            })
+        }) {
+            return self.finish(
+                Outcome::LockHeld,
+                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
+            );
         }
         if let Err(holder) = self.lock_all(&label).await {
-            return self.finish(Outcome::LockHeld, format!("another deployment holds the lock; nothing was changed:\n  {holder}"));
+            return self.finish(
+                Outcome::LockHeld,
+                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
+            );
         }
         self.em.emit(EventKind::RollbackStarted {
             reason: format!("rollback to {label} requested"),
@@ -1385,7 +1907,8 @@ impl Run {
         });
         let mut ok = true;
         for (i, batch) in self.plan.batches.iter().enumerate() {
-            let batch: Vec<&(String, String)> = plan.iter().filter(|(n, _)| batch.contains(n)).collect();
+            let batch: Vec<&(String, String)> =
+                plan.iter().filter(|(n, _)| batch.contains(n)).collect();
             if batch.is_empty() {
                 continue;
             }
@@ -1397,7 +1920,12 @@ impl Run {
                 index: i,
                 nodes: batch.iter().map(|(n, _)| n.clone()).collect(),
             });
-            let results = join_all(batch.iter().map(|(n, to)| self.rollback_node(n, Some(to.clone())))).await;
+            let results = join_all(
+                batch
+                    .iter()
+                    .map(|(n, to)| self.rollback_node(n, Some(to.clone()))),
+            )
+            .await;
             ok &= results.iter().all(|r| *r);
             if !ok {
                 break;
@@ -1405,9 +1933,15 @@ impl Run {
         }
         self.unlock_all().await;
         if ok {
-            self.finish(Outcome::RolledBack, format!("rolled back; {}", self.release_summary()))
+            self.finish(
+                Outcome::RolledBack,
+                format!("rolled back; {}", self.release_summary()),
+            )
         } else {
-            self.finish(Outcome::Failed, format!("rollback did not complete; {}", self.release_summary()))
+            self.finish(
+                Outcome::Failed,
+                format!("rollback did not complete; {}", self.release_summary()),
+            )
         }
     }
 }
@@ -1441,8 +1975,15 @@ async fn http_probe(url: &str, expect: u16, timeout: Duration) -> Result<(), Str
     let started = Instant::now();
     match client.get(url).send().await {
         Ok(r) if r.status().as_u16() == expect => Ok(()),
-        Ok(r) => Err(format!("GET {url} answered {} (expected {expect}) in {} ms", r.status().as_u16(), started.elapsed().as_millis())),
-        Err(e) if e.is_timeout() => Err(format!("GET {url} timed out after {}", crate::util::format_duration(timeout))),
+        Ok(r) => Err(format!(
+            "GET {url} answered {} (expected {expect}) in {} ms",
+            r.status().as_u16(),
+            started.elapsed().as_millis()
+        )),
+        Err(e) if e.is_timeout() => Err(format!(
+            "GET {url} timed out after {}",
+            crate::util::format_duration(timeout)
+        )),
         Err(e) => Err(format!("GET {url} failed: {e}")),
     }
 }

@@ -26,6 +26,8 @@ pub struct NodeStatus {
     pub lock: Option<LockInfo>,
     pub locked: bool,
     pub free_kb: Option<u64>,
+    /// Releases that passed this environment's checklist on this node.
+    pub verified: Vec<String>,
 }
 
 async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
@@ -42,6 +44,7 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
         lock: None,
         locked: false,
         free_kb: None,
+        verified: vec![],
     };
     let Some(node) = node else {
         st.error = Some("not defined in the inventory".into());
@@ -51,7 +54,11 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
         let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
         t.connect().await.map_err(|e| e.to_string())?;
         let o = t
-            .exec(&ExecRequest::new(remote::state_script(&node.deploy_path)).timeout(TIMEOUT), None, &CancellationToken::new())
+            .exec(
+                &ExecRequest::new(remote::state_script(&node.deploy_path)).timeout(TIMEOUT),
+                None,
+                &CancellationToken::new(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         if !o.success() {
@@ -69,6 +76,12 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
             st.lock = s.lock;
             st.locked = s.locked;
             st.free_kb = s.free_kb;
+            st.verified = s
+                .history
+                .iter()
+                .filter(|h| h.kind == "verified" && h.result == "ok")
+                .map(|h| h.release.clone())
+                .collect();
         }
         Err(e) => st.error = Some(e),
     }
@@ -77,8 +90,9 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
 
 /// Every node of the environment, read concurrently, in plan order.
 pub async fn read_status(inv: &Inventory, nodes: &[String]) -> Vec<NodeStatus> {
-    let mut out: Vec<(usize, NodeStatus)> = stream::iter(nodes.iter().enumerate())
-        .map(|(i, n)| async move { (i, read_one(inv, n).await) })
+    let owned: Vec<(usize, String)> = nodes.iter().cloned().enumerate().collect();
+    let mut out: Vec<(usize, NodeStatus)> = stream::iter(owned)
+        .map(move |(i, n)| async move { (i, read_one(inv, &n).await) })
         .buffer_unordered(32)
         .collect()
         .await;
@@ -94,7 +108,12 @@ pub async fn force_unlock(inv: &Inventory, nodes: &[String]) -> Vec<String> {
         let r: Result<(), String> = async {
             let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
             let o = t
-                .exec(&ExecRequest::new(remote::force_unlock_script(&node.deploy_path)).timeout(TIMEOUT), None, &CancellationToken::new())
+                .exec(
+                    &ExecRequest::new(remote::force_unlock_script(&node.deploy_path))
+                        .timeout(TIMEOUT),
+                    None,
+                    &CancellationToken::new(),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             if o.success() {

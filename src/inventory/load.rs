@@ -40,7 +40,11 @@ pub fn load(path: &Path) -> Result<Inventory, LoadError> {
 }
 
 /// Load from text; `env` answers `${VAR}` look-ups. Every problem found is in the report.
-pub fn load_str(file: &Path, source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Inventory, Report> {
+pub fn load_str(
+    file: &Path,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Inventory, Report> {
     let report = |diagnostics| Report {
         file: file.to_path_buf(),
         source: source.to_string(),
@@ -82,7 +86,8 @@ struct Cx<'e> {
 
 impl Cx<'_> {
     fn error(&mut self, message: impl Into<String>, span: Span, help: impl Into<String>) {
-        self.diags.push(Diagnostic::new(message, Some(span)).help(help));
+        self.diags
+            .push(Diagnostic::new(message, Some(span)).help(help));
     }
 
     /// Replace `${VAR}` and `${VAR:-default}`; `$${` stays a literal `${`.
@@ -198,7 +203,11 @@ impl<'a, 'i> Obj<'a, 'i> {
 
     fn type_error(&self, cx: &mut Cx, key: &str, v: &Val<'_>, want: &str, example: &str) {
         cx.error(
-            format!("`{key}` in {} must be {want}, found {}", self.what, type_name(v.get_ref())),
+            format!(
+                "`{key}` in {} must be {want}, found {}",
+                self.what,
+                type_name(v.get_ref())
+            ),
             v.span(),
             format!("write it like: {key} = {example}"),
         );
@@ -222,7 +231,9 @@ impl<'a, 'i> Obj<'a, 'i> {
                 let mut out = Vec::new();
                 for item in items.iter() {
                     match item.get_ref() {
-                        DeValue::String(s) => out.push((cx.interpolate(s, &item.span()), item.span())),
+                        DeValue::String(s) => {
+                            out.push((cx.interpolate(s, &item.span()), item.span()))
+                        }
                         _ => self.type_error(cx, key, item, "a list of strings", example),
                     }
                 }
@@ -282,7 +293,13 @@ impl<'a, 'i> Obj<'a, 'i> {
         }
     }
 
-    fn table(&mut self, cx: &mut Cx, key: &str, what: String, example: &str) -> Option<Obj<'a, 'i>> {
+    fn table(
+        &mut self,
+        cx: &mut Cx,
+        key: &str,
+        what: String,
+        example: &str,
+    ) -> Option<Obj<'a, 'i>> {
         let v = self.get(key)?;
         match v.get_ref() {
             DeValue::Table(t) => Some(Obj::new(t, v.span(), what)),
@@ -304,7 +321,11 @@ impl<'a, 'i> Obj<'a, 'i> {
                 Some(s) => format!("did you mean `{s}`? allowed here: {}", allowed.join(", ")),
                 None => format!("allowed here: {}", allowed.join(", ")),
             };
-            cx.error(format!("unknown key `{name}` in {}", self.what), k.span(), help);
+            cx.error(
+                format!("unknown key `{name}` in {}", self.what),
+                k.span(),
+                help,
+            );
         }
     }
 
@@ -320,7 +341,34 @@ impl<'a, 'i> Obj<'a, 'i> {
     }
 }
 
-const ROOT_KEYS: &[&str] = &["app", "ssh", "nodes", "environments", "phases", "theme"];
+const ROOT_KEYS: &[&str] = &[
+    "app",
+    "ssh",
+    "nodes",
+    "environments",
+    "phases",
+    "theme",
+    "checks",
+    "checklist",
+    "notify",
+];
+const CHECK_KEYS: &[&str] = &[
+    "name",
+    "window",
+    "kind",
+    "per_node",
+    "http",
+    "run",
+    "on",
+    "min",
+    "max",
+    "prometheus",
+    "manual",
+    "timeout",
+    "on_fail",
+];
+const CHECKLIST_KEYS: &[&str] = &["immediate", "short", "long", "interval", "auto_rollback"];
+const NOTIFY_KEYS: &[&str] = &["slack", "teams", "webhook", "timeout", "retries"];
 const APP_KEYS: &[&str] = &[
     "name",
     "deploy_path",
@@ -365,6 +413,9 @@ const ENV_KEYS: &[&str] = &[
     "protected",
     "health",
     "load_balancer",
+    "requires",
+    "config",
+    "allow_migrate_without_backup",
 ];
 const HEALTH_KEYS: &[&str] = &["run", "url", "expect", "timeout", "interval", "retries"];
 const LB_KEYS: &[&str] = &["drain", "enable", "state", "timeout"];
@@ -372,7 +423,12 @@ const PHASE_KEYS: &[&str] = &[
     "name", "stage", "once", "roles", "where", "run", "function", "builtin", "upload", "timeout",
 ];
 
-fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>) -> Option<Inventory> {
+fn read_root(
+    cx: &mut Cx,
+    file: &Path,
+    source: &str,
+    root: &Spanned<DeTable<'_>>,
+) -> Option<Inventory> {
     let mut top = Obj::new(root.get_ref(), root.span(), "the inventory");
     let app = match top.table(cx, "app", "[app]".into(), "{ name = \"myapp\" }") {
         Some(t) => read_app(cx, t),
@@ -394,7 +450,12 @@ fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>
     let theme = top.string(cx, "theme", "\"dark\"").map(|(s, _)| s);
 
     let mut nodes = Vec::new();
-    if let Some(mut t) = top.table(cx, "nodes", "[nodes]".into(), "{ web-1 = { host = \"10.0.0.1\" } }") {
+    if let Some(mut t) = top.table(
+        cx,
+        "nodes",
+        "[nodes]".into(),
+        "{ web-1 = { host = \"10.0.0.1\" } }",
+    ) {
         for (k, v) in t.table.iter() {
             let name = k.get_ref().to_string();
             t.used.insert(name.clone());
@@ -402,7 +463,9 @@ fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>
             match v.get_ref() {
                 DeValue::Table(nt) => {
                     let obj = Obj::new(nt, k.span(), what);
-                    if let Some(node) = read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref()) {
+                    if let Some(node) =
+                        read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref())
+                    {
                         nodes.push(node);
                     }
                 }
@@ -416,7 +479,12 @@ fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>
     }
 
     let mut environments = Vec::new();
-    if let Some(mut t) = top.table(cx, "environments", "[environments]".into(), "{ production = { … } }") {
+    if let Some(mut t) = top.table(
+        cx,
+        "environments",
+        "[environments]".into(),
+        "{ production = { … } }",
+    ) {
         for (k, v) in t.table.iter() {
             let name = k.get_ref().to_string();
             t.used.insert(name.clone());
@@ -455,7 +523,10 @@ fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>
                             }
                         }
                         other => cx.error(
-                            format!("each entry of phases must be a table, found {}", type_name(other)),
+                            format!(
+                                "each entry of phases must be a table, found {}",
+                                type_name(other)
+                            ),
                             item.span(),
                             "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
                         ),
@@ -463,16 +534,125 @@ fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>
                 }
             }
             other => cx.error(
-                format!("`phases` must be an array of tables, found {}", type_name(other)),
+                format!(
+                    "`phases` must be an array of tables, found {}",
+                    type_name(other)
+                ),
                 v.span(),
                 "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
             ),
         }
     }
+    let mut checks = Vec::new();
+    if let Some(v) = top.get("checks") {
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::Table(ct) => {
+                            let label = ct
+                                .get("name")
+                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
+                                .map(|n| format!("check `{n}`"))
+                                .unwrap_or_else(|| format!("check #{}", i + 1));
+                            if let Some(c) = read_check(cx, Obj::new(ct, item.span(), label)) {
+                                checks.push(c);
+                            }
+                        }
+                        other => cx.error(
+                            format!(
+                                "each entry of checks must be a table, found {}",
+                                type_name(other)
+                            ),
+                            item.span(),
+                            "write each check as [[checks]] with name, window and a probe",
+                        ),
+                    }
+                }
+            }
+            other => cx.error(
+                format!(
+                    "`checks` must be an array of tables, found {}",
+                    type_name(other)
+                ),
+                v.span(),
+                "write each check as [[checks]] with name, window and a probe",
+            ),
+        }
+    }
+    let checklist = match top.table(
+        cx,
+        "checklist",
+        "[checklist]".into(),
+        "{ immediate = \"5m\" }",
+    ) {
+        Some(mut c) => {
+            let d = Checklist::default();
+            let out = Checklist {
+                immediate: c.duration(cx, "immediate", "\"5m\"").unwrap_or(d.immediate),
+                short: c.duration(cx, "short", "\"30m\"").unwrap_or(d.short),
+                long: c.duration(cx, "long", "\"2h\"").unwrap_or(d.long),
+                interval: c.duration(cx, "interval", "\"30s\"").unwrap_or(d.interval),
+                auto_rollback: c.bool(cx, "auto_rollback").unwrap_or(true),
+            };
+            if out.interval.is_zero() {
+                cx.error(
+                    "[checklist] interval must be above zero",
+                    c.span.clone(),
+                    "e.g. interval = \"30s\"",
+                );
+            }
+            c.finish(cx, CHECKLIST_KEYS);
+            out
+        }
+        None => Checklist::default(),
+    };
+    let notify = match top.table(
+        cx,
+        "notify",
+        "[notify]".into(),
+        "{ slack = \"${SLACK_WEBHOOK_URL}\" }",
+    ) {
+        Some(mut n) => {
+            let url = |cx: &mut Cx, n: &mut Obj, key: &str| {
+                let v = n.string(cx, key, "\"${WEBHOOK_URL}\"")?;
+                if !(v.0.is_empty() || v.0.starts_with("http://") || v.0.starts_with("https://")) {
+                    cx.error(
+                        format!("[notify] {key} must be an http(s) URL"),
+                        v.1.clone(),
+                        "e.g. slack = \"${SLACK_WEBHOOK_URL}\"",
+                    );
+                }
+                // Webhook URLs carry their credentials: they are secrets wherever they came from.
+                cx.secrets.push(v.0.clone());
+                Some(v.0).filter(|u| !u.is_empty())
+            };
+            let out = Notify {
+                slack: url(cx, &mut n, "slack"),
+                teams: url(cx, &mut n, "teams"),
+                webhook: url(cx, &mut n, "webhook"),
+                timeout: n
+                    .duration(cx, "timeout", "\"5s\"")
+                    .unwrap_or(Duration::from_secs(5)),
+                retries: n.int(cx, "retries", 0, 20, "3").unwrap_or(3) as u32,
+            };
+            n.finish(cx, NOTIFY_KEYS);
+            out
+        }
+        None => Notify {
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            ..Default::default()
+        },
+    };
     top.finish(cx, ROOT_KEYS);
 
     let app = app?;
-    let secrets = Secrets::new(std::mem::take(&mut cx.secrets).into_iter().chain(Secrets::from_process_env()));
+    let secrets = Secrets::new(
+        std::mem::take(&mut cx.secrets)
+            .into_iter()
+            .chain(Secrets::from_process_env()),
+    );
     Some(Inventory {
         file: file.to_path_buf(),
         source: source.to_string(),
@@ -481,7 +661,203 @@ fn read_root(cx: &mut Cx, file: &Path, source: &str, root: &Spanned<DeTable<'_>>
         environments,
         phases,
         theme,
+        checks,
+        checklist,
+        notify,
         secrets,
+    })
+}
+
+fn read_bound(cx: &mut Cx, t: &mut Obj, key: &str) -> Option<f64> {
+    let v = t.get(key)?;
+    match v.get_ref() {
+        DeValue::Integer(i) => parse_int(i).map(|n| n as f64),
+        DeValue::Float(f) => f.as_str().replace('_', "").parse().ok(),
+        _ => {
+            t.type_error(cx, key, v, "a number", "0.001");
+            None
+        }
+    }
+}
+
+fn read_check(cx: &mut Cx, mut t: Obj) -> Option<Check> {
+    let name = t.string(cx, "name", "\"Health endpoint responding\"");
+    let name = t.require(cx, "name", name, "\"Health endpoint responding\"");
+    let window = match t.string(cx, "window", "\"immediate\"") {
+        None => Window::Immediate,
+        Some((w, sp)) => match w.as_str() {
+            "immediate" => Window::Immediate,
+            "short" => Window::Short,
+            "long" => Window::Long,
+            other => {
+                cx.error(
+                    format!("window `{other}` is not known"),
+                    sp,
+                    "use \"immediate\", \"short\" or \"long\"",
+                );
+                Window::Immediate
+            }
+        },
+    };
+    let kind = match t.string(cx, "kind", "\"health\"") {
+        None => CheckKind::Info,
+        Some((k, sp)) => match k.as_str() {
+            "health" => CheckKind::Health,
+            "errors" => CheckKind::Errors,
+            "performance" => CheckKind::Performance,
+            "critical" => CheckKind::Critical,
+            "info" => CheckKind::Info,
+            other => {
+                cx.error(
+                    format!("kind `{other}` is not known"),
+                    sp,
+                    "use \"health\", \"errors\", \"performance\", \"critical\" or \"info\" (its place in the rollback decision tree)",
+                );
+                CheckKind::Info
+            }
+        },
+    };
+    let per_node = t.bool(cx, "per_node").unwrap_or(false);
+    let timeout = t
+        .duration(cx, "timeout", "\"10s\"")
+        .unwrap_or(Duration::from_secs(10));
+    let what = t.what.clone();
+    let span = t.span.clone();
+    let mut probes: Vec<(Probe, Span)> = Vec::new();
+    if let Some(mut h) = t.table(
+        cx,
+        "http",
+        format!("the http probe of {what}"),
+        "{ url = \"http://{host}/up\" }",
+    ) {
+        let url = h.string(cx, "url", "\"http://{host}:8080/up\"");
+        let url = h.require(cx, "url", url, "\"http://{host}:8080/up\"");
+        let expect = h.int(cx, "expect", 100, 599, "200").unwrap_or(200) as u16;
+        let max_latency = h.duration(cx, "max_latency", "\"500ms\"");
+        let body = h.string(cx, "body", "\"ok\"").map(|(b, _)| b);
+        let sp = h.span.clone();
+        h.finish(cx, &["url", "expect", "max_latency", "body"]);
+        if let Some((u, usp)) = url {
+            check_placeholders(cx, &u, usp);
+            probes.push((
+                Probe::Http {
+                    url: u,
+                    expect,
+                    max_latency,
+                    body,
+                },
+                sp,
+            ));
+        }
+    }
+    let run = t.string(cx, "run", "\"php artisan queue:monitor\"");
+    let on = t.string(cx, "on", "\"migrator\"").map(|(o, _)| o);
+    let min = read_bound(cx, &mut t, "min");
+    let max = read_bound(cx, &mut t, "max");
+    if let Some((r, sp)) = run {
+        check_placeholders(cx, &r, sp.clone());
+        probes.push((
+            Probe::Command {
+                run: r,
+                on,
+                min,
+                max,
+            },
+            sp,
+        ));
+    }
+    if let Some(mut p) = t.table(
+        cx,
+        "prometheus",
+        format!("the prometheus probe of {what}"),
+        "{ url = \"http://127.0.0.1:9090\", query = \"…\" }",
+    ) {
+        let url = p.string(cx, "url", "\"http://127.0.0.1:9090\"");
+        let url = p.require(cx, "url", url, "\"http://127.0.0.1:9090\"");
+        let query = p.string(cx, "query", "\"sum(rate(errors[5m]))\"");
+        let query = p.require(cx, "query", query, "\"sum(rate(errors[5m]))\"");
+        let pmin = read_bound(cx, &mut p, "min");
+        let pmax = read_bound(cx, &mut p, "max");
+        let sp = p.span.clone();
+        p.finish(cx, &["url", "query", "min", "max"]);
+        if let (Some((u, _)), Some((q, _))) = (url, query) {
+            probes.push((
+                Probe::Prometheus {
+                    url: u,
+                    query: q,
+                    min: pmin,
+                    max: pmax,
+                },
+                sp,
+            ));
+        }
+    }
+    if t.bool(cx, "manual") == Some(true) {
+        probes.push((Probe::Manual, span.clone()));
+    }
+    let on_fail = match t.get("on_fail") {
+        None => OnFail::Tree,
+        Some(v) => match v.get_ref() {
+            DeValue::String(s) if s.as_ref() == "alert" => OnFail::Alert,
+            DeValue::String(s) if s.as_ref() == "rollback" => OnFail::Rollback,
+            DeValue::Table(tt) => {
+                let mut o = Obj::new(tt, v.span(), format!("on_fail of {what}"));
+                let r = o.string(cx, "run", "\"scale-up.sh\"");
+                o.finish(cx, &["run"]);
+                match r {
+                    Some((r, sp)) => {
+                        check_placeholders(cx, &r, sp);
+                        OnFail::Run(r)
+                    }
+                    None => {
+                        cx.error(
+                            format!("on_fail of {what} needs `run`"),
+                            v.span(),
+                            "e.g. on_fail = { run = \"./scale-up.sh\" }",
+                        );
+                        OnFail::Tree
+                    }
+                }
+            }
+            _ => {
+                cx.error(
+                    format!("on_fail of {what} is not known"),
+                    v.span(),
+                    "use \"alert\", \"rollback\" or { run = \"…\" }",
+                );
+                OnFail::Tree
+            }
+        },
+    };
+    t.finish(cx, CHECK_KEYS);
+    let probe = match probes.len() {
+        1 => probes.pop().map(|(p, _)| p),
+        0 => {
+            cx.error(
+                format!("{what} has no probe"),
+                span.clone(),
+                "give it one of: http = { url = \"…\" }, run = \"…\", prometheus = { url, query }, manual = true",
+            );
+            None
+        }
+        _ => {
+            cx.error(
+                format!("{what} has more than one probe"),
+                probes[1].1.clone(),
+                "keep one of http, run, prometheus, manual",
+            );
+            None
+        }
+    }?;
+    Some(Check {
+        name: name?.0,
+        window,
+        kind,
+        per_node,
+        probe,
+        timeout,
+        on_fail,
+        span,
     })
 }
 
@@ -503,8 +879,12 @@ fn read_app(cx: &mut Cx, mut t: Obj) -> Option<App> {
         check_deploy_path(cx, p, span.clone());
     }
     let keep = t.int(cx, "keep_releases", 1, 1000, "5").unwrap_or(5) as u32;
-    let shared_files = t.strings(cx, "shared_files", "[\".env\"]").unwrap_or_default();
-    let shared_dirs = t.strings(cx, "shared_dirs", "[\"storage\"]").unwrap_or_default();
+    let shared_files = t
+        .strings(cx, "shared_files", "[\".env\"]")
+        .unwrap_or_default();
+    let shared_dirs = t
+        .strings(cx, "shared_dirs", "[\"storage\"]")
+        .unwrap_or_default();
     for (p, span) in shared_files.iter().chain(shared_dirs.iter()) {
         check_relative_path(cx, p, span.clone());
     }
@@ -534,7 +914,11 @@ fn check_deploy_path(cx: &mut Cx, p: &str, span: Span) {
 }
 
 fn check_relative_path(cx: &mut Cx, p: &str, span: Span) {
-    if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c == ".") || p.chars().any(|c| c.is_control()) {
+    if p.is_empty()
+        || p.starts_with('/')
+        || p.split('/').any(|c| c == ".." || c == ".")
+        || p.chars().any(|c| c.is_control())
+    {
         cx.error(
             format!("`{p}` must be a path relative to the release, without `..`"),
             span,
@@ -581,7 +965,13 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
                 .filter_map(|i| i.get_ref().as_str().map(|s| s.to_string()))
                 .collect(),
             _ => {
-                t.type_error(cx, "jump", v, "a string or a list of hops", "\"ops@bastion:22\"");
+                t.type_error(
+                    cx,
+                    "jump",
+                    v,
+                    "a string or a list of hops",
+                    "\"ops@bastion:22\"",
+                );
                 Vec::new()
             }
         };
@@ -656,7 +1046,9 @@ fn read_node(
     if let Some((h, sp)) = &host {
         let ok = !h.is_empty()
             && !h.starts_with('-')
-            && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'));
+            && h.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']')
+            });
         if !ok {
             cx.error(
                 format!("host `{h}` of node `{name}` is not a host name or address"),
@@ -675,7 +1067,11 @@ fn read_node(
     let roles = t.strings(cx, "roles", "[\"app\"]").unwrap_or_default();
     for (r, sp) in &roles {
         if !util::valid_name(r) {
-            cx.error(format!("role `{r}` is not a valid name"), sp.clone(), "use letters, digits, '.', '_', '+' or '-'");
+            cx.error(
+                format!("role `{r}` is not a valid name"),
+                sp.clone(),
+                "use letters, digits, '.', '_', '+' or '-'",
+            );
         }
     }
     let deploy_path = t.string(cx, "deploy_path", "\"/var/www/myapp\"");
@@ -683,12 +1079,22 @@ fn read_node(
         check_deploy_path(cx, p, sp.clone());
     }
     let lb_server = t.string(cx, "lb_server", "\"web1\"").map(|(s, _)| s);
-    let ssh = read_ssh(cx, Obj { used: BTreeSet::new(), ..Obj::new(t.table, t.span.clone(), t.what.clone()) }, Some(ssh_defaults), NODE_KEYS);
+    let ssh = read_ssh(
+        cx,
+        Obj {
+            used: BTreeSet::new(),
+            ..Obj::new(t.table, t.span.clone(), t.what.clone())
+        },
+        Some(ssh_defaults),
+        NODE_KEYS,
+    );
     for k in SSH_KEYS {
         t.used.insert(k.to_string());
     }
     t.finish(cx, NODE_KEYS);
-    let deploy_path = deploy_path.map(|(p, _)| p).or_else(|| app.map(|a| a.deploy_path.clone()))?;
+    let deploy_path = deploy_path
+        .map(|(p, _)| p)
+        .or_else(|| app.map(|a| a.deploy_path.clone()))?;
     Some(Node {
         name: name.to_string(),
         host: host.map(|(h, _)| h).unwrap_or_else(|| "127.0.0.1".into()),
@@ -707,7 +1113,8 @@ fn parse_share(text: &str) -> Option<f64> {
 }
 
 fn read_batch_entry(cx: &mut Cx, v: &Val<'_>) -> Option<BatchSize> {
-    let help = "a batch is a node count (e.g. 2) or a share of the environment (e.g. \"25%\"), above 0";
+    let help =
+        "a batch is a node count (e.g. 2) or a share of the environment (e.g. \"25%\"), above 0";
     match v.get_ref() {
         DeValue::Integer(i) => match parse_int(i) {
             Some(n) if n >= 1 && n <= u32::MAX as i64 => Some(BatchSize::Count(n as u32)),
@@ -719,18 +1126,35 @@ fn read_batch_entry(cx: &mut Cx, v: &Val<'_>) -> Option<BatchSize> {
         DeValue::String(s) => match parse_share(s) {
             Some(p) => Some(BatchSize::Percent(p)),
             None => {
-                cx.error(format!("batch size `{s}` is not a count or a percentage"), v.span(), help);
+                cx.error(
+                    format!("batch size `{s}` is not a count or a percentage"),
+                    v.span(),
+                    help,
+                );
                 None
             }
         },
         other => {
-            cx.error(format!("batch size must be a number or a percentage, found {}", type_name(other)), v.span(), help);
+            cx.error(
+                format!(
+                    "batch size must be a number or a percentage, found {}",
+                    type_name(other)
+                ),
+                v.span(),
+                help,
+            );
             None
         }
     }
 }
 
-fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[Node]) -> Option<Environment> {
+fn read_environment(
+    cx: &mut Cx,
+    mut t: Obj,
+    name: &str,
+    span: Span,
+    nodes: &[Node],
+) -> Option<Environment> {
     if !util::valid_name(name) {
         cx.error(
             format!("environment name `{name}` is not a valid name"),
@@ -744,7 +1168,11 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
         let mut seen = BTreeSet::new();
         for (n, sp) in listed {
             if !seen.insert(n.clone()) {
-                cx.error(format!("node `{n}` is listed twice in environment `{name}`"), sp.clone(), "list each node once");
+                cx.error(
+                    format!("node `{n}` is listed twice in environment `{name}`"),
+                    sp.clone(),
+                    "list each node once",
+                );
                 continue;
             }
             if nodes.iter().any(|x| &x.name == n) {
@@ -755,7 +1183,11 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
                     Some(s) => format!("did you mean `{s}`? or define it under [nodes.{n}]"),
                     None => format!("define it under [nodes.{n}], or remove it from the list"),
                 };
-                cx.error(format!("environment `{name}` uses node `{n}`, which is not defined"), sp.clone(), help);
+                cx.error(
+                    format!("environment `{name}` uses node `{n}`, which is not defined"),
+                    sp.clone(),
+                    help,
+                );
             }
         }
     }
@@ -777,13 +1209,20 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
             }
         }
     }
-    if listed.is_none() && roles.is_none() && !t.table.contains_key("nodes") && !t.table.contains_key("roles") {
+    if listed.is_none()
+        && roles.is_none()
+        && !t.table.contains_key("nodes")
+        && !t.table.contains_key("roles")
+    {
         cx.error(
             format!("environment `{name}` has no nodes"),
             span.clone(),
             "add nodes = [\"web-1\", …] or roles = [\"app\"]",
         );
-    } else if members.is_empty() && listed.as_ref().map(|l| l.is_empty()).unwrap_or(true) && roles.as_ref().map(|r| r.is_empty()).unwrap_or(true) {
+    } else if members.is_empty()
+        && listed.as_ref().map(|l| l.is_empty()).unwrap_or(true)
+        && roles.as_ref().map(|r| r.is_empty()).unwrap_or(true)
+    {
         cx.error(
             format!("environment `{name}` has no nodes"),
             span.clone(),
@@ -810,9 +1249,16 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
     let batches = match t.get("batches") {
         None => vec![BatchSize::Count(1)],
         Some(v) => match v.get_ref() {
-            DeValue::Array(items) if !items.is_empty() => items.iter().filter_map(|i| read_batch_entry(cx, i)).collect(),
+            DeValue::Array(items) if !items.is_empty() => items
+                .iter()
+                .filter_map(|i| read_batch_entry(cx, i))
+                .collect(),
             DeValue::Array(_) => {
-                cx.error("batches is empty", v.span(), "e.g. batches = [1, \"50%\", \"100%\"], or a single number");
+                cx.error(
+                    "batches is empty",
+                    v.span(),
+                    "e.g. batches = [1, \"50%\", \"100%\"], or a single number",
+                );
                 vec![BatchSize::Count(1)]
             }
             _ => read_batch_entry(cx, v).map(|b| vec![b]).unwrap_or_default(),
@@ -840,7 +1286,10 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
             }
             other => {
                 cx.error(
-                    format!("max_fail must be a percentage or a node count, found {}", type_name(other)),
+                    format!(
+                        "max_fail must be a percentage or a node count, found {}",
+                        type_name(other)
+                    ),
                     v.span(),
                     "e.g. max_fail = \"0%\" or max_fail = 1",
                 );
@@ -855,7 +1304,11 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
             "rollback" => OnFailure::Rollback,
             "abort" => OnFailure::Abort,
             other => {
-                cx.error(format!("on_failure `{other}` is not known"), sp, "use \"pause\", \"rollback\" or \"abort\"");
+                cx.error(
+                    format!("on_failure `{other}` is not known"),
+                    sp,
+                    "use \"pause\", \"rollback\" or \"abort\"",
+                );
                 OnFailure::Pause
             }
         },
@@ -863,11 +1316,36 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
     let pause_after_first = t.bool(cx, "pause_after_first").unwrap_or(false);
     let protected = t.bool(cx, "protected").unwrap_or(false);
     let health = t
-        .table(cx, "health", format!("the health check of `{name}`"), "{ run = \"curl -fsS http://127.0.0.1/up\" }")
+        .table(
+            cx,
+            "health",
+            format!("the health check of `{name}`"),
+            "{ run = \"curl -fsS http://127.0.0.1/up\" }",
+        )
         .and_then(|h| read_health(cx, h));
     let load_balancer = t
-        .table(cx, "load_balancer", format!("the load balancer of `{name}`"), "{ drain = \"…\", enable = \"…\" }")
+        .table(
+            cx,
+            "load_balancer",
+            format!("the load balancer of `{name}`"),
+            "{ drain = \"…\", enable = \"…\" }",
+        )
         .and_then(|lb| read_command_lb(cx, lb));
+    let requires = t.string(cx, "requires", "\"staging\"").map(|(r, _)| r);
+    let config_example = t
+        .table(
+            cx,
+            "config",
+            format!("the config check of `{name}`"),
+            "{ example = \".env.example\" }",
+        )
+        .and_then(|mut c| {
+            let ex = c.string(cx, "example", "\".env.example\"");
+            let ex = c.require(cx, "example", ex, "\".env.example\"");
+            c.finish(cx, &["example"]);
+            ex.map(|(e, _)| e)
+        });
+    let allow_migrate_without_backup = t.bool(cx, "allow_migrate_without_backup").unwrap_or(false);
     t.finish(cx, ENV_KEYS);
     Some(Environment {
         name: name.to_string(),
@@ -880,6 +1358,9 @@ fn read_environment(cx: &mut Cx, mut t: Obj, name: &str, span: Span, nodes: &[No
         protected,
         health,
         load_balancer,
+        requires,
+        config_example,
+        allow_migrate_without_backup,
         span,
     })
 }
@@ -888,8 +1369,12 @@ fn read_health(cx: &mut Cx, mut t: Obj) -> Option<Health> {
     let run = t.string(cx, "run", "\"curl -fsS http://127.0.0.1:8080/up\"");
     let url = t.string(cx, "url", "\"http://{host}:8080/up\"");
     let expect = t.int(cx, "expect", 100, 599, "200").unwrap_or(200) as u16;
-    let timeout = t.duration(cx, "timeout", "\"5s\"").unwrap_or(Duration::from_secs(5));
-    let interval = t.duration(cx, "interval", "\"1s\"").unwrap_or(Duration::from_secs(1));
+    let timeout = t
+        .duration(cx, "timeout", "\"5s\"")
+        .unwrap_or(Duration::from_secs(5));
+    let interval = t
+        .duration(cx, "interval", "\"1s\"")
+        .unwrap_or(Duration::from_secs(1));
     let retries = t.int(cx, "retries", 0, 100_000, "30").unwrap_or(10) as u32;
     let span = t.span.clone();
     let what = t.what.clone();
@@ -902,16 +1387,28 @@ fn read_health(cx: &mut Cx, mut t: Obj) -> Option<Health> {
         (None, Some((u, sp))) => {
             check_placeholders(cx, &u, sp.clone());
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                cx.error(format!("health url `{u}` must start with http:// or https://"), sp, "e.g. url = \"http://{host}:8080/up\"");
+                cx.error(
+                    format!("health url `{u}` must start with http:// or https://"),
+                    sp,
+                    "e.g. url = \"http://{host}:8080/up\"",
+                );
             }
             HealthProbe::Url { url: u, expect }
         }
         (Some(_), Some((_, sp))) => {
-            cx.error(format!("{what} has both `run` and `url`"), sp, "keep one: a command (run) or an HTTP probe (url)");
+            cx.error(
+                format!("{what} has both `run` and `url`"),
+                sp,
+                "keep one: a command (run) or an HTTP probe (url)",
+            );
             return None;
         }
         (None, None) => {
-            cx.error(format!("{what} has neither `run` nor `url`"), span, "add run = \"…\" (a command on the node) or url = \"http://{host}:…\"");
+            cx.error(
+                format!("{what} has neither `run` nor `url`"),
+                span,
+                "add run = \"…\" (a command on the node) or url = \"http://{host}:…\"",
+            );
             return None;
         }
     };
@@ -929,7 +1426,9 @@ fn read_command_lb(cx: &mut Cx, mut t: Obj) -> Option<CommandBalancer> {
     let enable = t.string(cx, "enable", "\"…\"");
     let enable = t.require(cx, "enable", enable, "\"my-lb enable {node}\"");
     let state = t.string(cx, "state", "\"my-lb state {node}\"");
-    let timeout = t.duration(cx, "timeout", "\"30s\"").unwrap_or(Duration::from_secs(30));
+    let timeout = t
+        .duration(cx, "timeout", "\"30s\"")
+        .unwrap_or(Duration::from_secs(30));
     t.finish(cx, LB_KEYS);
     for (cmd, sp) in [&drain, &enable, &state].into_iter().flatten() {
         check_placeholders(cx, cmd, sp.clone());
@@ -949,10 +1448,20 @@ pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnosti
         .map(|(name, offset)| {
             // Point at the placeholder when the string is a plain one-line literal.
             let start = span.start + 1 + offset;
-            let sp = if start + name.len() + 2 <= span.end { start..start + name.len() + 2 } else { span.clone() };
+            let sp = if start + name.len() + 2 <= span.end {
+                start..start + name.len() + 2
+            } else {
+                span.clone()
+            };
             let help = match did_you_mean(&name, util::PLACEHOLDERS) {
-                Some(s) => format!("did you mean {{{s}}}? known: {}; write {{{{ for a literal brace", known()),
-                None => format!("known placeholders: {}; write {{{{ for a literal brace", known()),
+                Some(s) => format!(
+                    "did you mean {{{s}}}? known: {}; write {{{{ for a literal brace",
+                    known()
+                ),
+                None => format!(
+                    "known placeholders: {}; write {{{{ for a literal brace",
+                    known()
+                ),
             };
             Diagnostic::new(format!("unknown placeholder `{{{name}}}`"), Some(sp)).help(help)
         })
@@ -960,7 +1469,11 @@ pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnosti
 }
 
 fn known() -> String {
-    util::PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")
+    util::PLACEHOLDERS
+        .iter()
+        .map(|p| format!("{{{p}}}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
@@ -972,7 +1485,11 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
     let name = t.require(cx, "name", name, "\"install_dependencies\"");
     if let Some((n, sp)) = &name {
         if n.is_empty() || n.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            cx.error(format!("phase name `{n}` must be one word"), sp.clone(), "e.g. name = \"install_dependencies\"");
+            cx.error(
+                format!("phase name `{n}` must be one word"),
+                sp.clone(),
+                "e.g. name = \"install_dependencies\"",
+            );
         }
     }
     let stage = match t.string(cx, "stage", "\"node\"") {
@@ -982,7 +1499,11 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             "node" => Stage::Node,
             "after" => Stage::After,
             other => {
-                cx.error(format!("stage `{other}` is not known"), sp, "use \"before\", \"node\" (the default) or \"after\"");
+                cx.error(
+                    format!("stage `{other}` is not known"),
+                    sp,
+                    "use \"before\", \"node\" (the default) or \"after\"",
+                );
                 Stage::Node
             }
         },
@@ -996,7 +1517,11 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             "node" => Where::Node,
             "local" => Where::Local,
             other => {
-                cx.error(format!("where `{other}` is not known"), sp, "use \"node\" (the default) or \"local\" (this machine)");
+                cx.error(
+                    format!("where `{other}` is not known"),
+                    sp,
+                    "use \"node\" (the default) or \"local\" (this machine)",
+                );
                 Where::Node
             }
         },
@@ -1004,7 +1529,12 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
     let run = t.string(cx, "run", "\"cd {release_path} && make\"");
     let function = t.string(cx, "function", "\"install_dependencies\"");
     let builtin = t.string(cx, "builtin", "\"release\"");
-    let upload = t.table(cx, "upload", "the upload".into(), "{ from = \"dist/app.tar.gz\", to = \"{release_path}/app.tar.gz\" }");
+    let upload = t.table(
+        cx,
+        "upload",
+        "the upload".into(),
+        "{ from = \"dist/app.tar.gz\", to = \"{release_path}/app.tar.gz\" }",
+    );
     let timeout = t.duration(cx, "timeout", "\"10m\"");
     let span = t.span.clone();
     let what = t.what.clone();
@@ -1016,9 +1546,15 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         actions.push((Action::Run(r), sp));
     }
     if let Some((f, sp)) = function {
-        let ok = !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !f.starts_with(|c: char| c.is_ascii_digit());
+        let ok = !f.is_empty()
+            && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !f.starts_with(|c: char| c.is_ascii_digit());
         if !ok {
-            cx.error(format!("function `{f}` is not a shell function name"), sp.clone(), "use letters, digits and _, e.g. function = \"pull_latest_code\"");
+            cx.error(
+                format!("function `{f}` is not a shell function name"),
+                sp.clone(),
+                "use letters, digits and _, e.g. function = \"pull_latest_code\"",
+            );
         }
         actions.push((Action::Function(f), sp));
     }
@@ -1028,7 +1564,11 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             "switch" => Some(Builtin::Switch),
             "cleanup" => Some(Builtin::Cleanup),
             other => {
-                cx.error(format!("builtin `{other}` is not known"), sp.clone(), "use \"release\", \"switch\" or \"cleanup\"");
+                cx.error(
+                    format!("builtin `{other}` is not known"),
+                    sp.clone(),
+                    "use \"release\", \"switch\" or \"cleanup\"",
+                );
                 None
             }
         };
@@ -1061,7 +1601,11 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         }
         _ => {
             let sp = actions[1].1.clone();
-            cx.error(format!("{what} has more than one of `run`, `function`, `builtin`, `upload`"), sp, "split it into one phase per action");
+            cx.error(
+                format!("{what} has more than one of `run`, `function`, `builtin`, `upload`"),
+                sp,
+                "split it into one phase per action",
+            );
             None
         }
     }?;

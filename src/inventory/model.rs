@@ -25,6 +25,10 @@ pub struct Inventory {
     pub environments: Vec<Environment>,
     pub phases: Vec<Phase>,
     pub theme: Option<String>,
+    /// The post-deploy checklist, in file order.
+    pub checks: Vec<Check>,
+    pub checklist: Checklist,
+    pub notify: Notify,
     #[serde(skip)]
     pub secrets: Secrets,
 }
@@ -40,7 +44,13 @@ impl Inventory {
     pub fn base_dir(&self) -> PathBuf {
         self.file
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
             .unwrap_or_else(|| PathBuf::from("."))
     }
 }
@@ -164,8 +174,145 @@ pub struct Environment {
     pub protected: bool,
     pub health: Option<Health>,
     pub load_balancer: Option<CommandBalancer>,
+    /// Another environment a release must have passed (its checklist) before it may come here.
+    pub requires: Option<String>,
+    /// `.env.example` (relative to the inventory) whose keys every node's `shared/.env` must have.
+    pub config_example: Option<String>,
+    pub allow_migrate_without_backup: bool,
     #[serde(skip)]
     pub span: Span,
+}
+
+/// Which checklist window a check belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    Immediate,
+    Short,
+    Long,
+}
+
+impl Window {
+    pub fn word(self) -> &'static str {
+        match self {
+            Window::Immediate => "immediate",
+            Window::Short => "short",
+            Window::Long => "long",
+        }
+    }
+}
+
+/// A check's place in the rollback decision tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Health,
+    Errors,
+    Performance,
+    Critical,
+    Info,
+}
+
+impl CheckKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            CheckKind::Health => "health",
+            CheckKind::Errors => "errors",
+            CheckKind::Performance => "performance",
+            CheckKind::Critical => "critical",
+            CheckKind::Info => "info",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Http {
+        url: String,
+        expect: u16,
+        #[serde(with = "crate::util::opt_duration_serde")]
+        max_latency: Option<Duration>,
+        body: Option<String>,
+    },
+    /// A command; `on` is a node name, a role, or "local". Exit 0 passes, unless `min`/`max`
+    /// are set: then the last number it prints is compared.
+    Command {
+        run: String,
+        on: Option<String>,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Prometheus {
+        url: String,
+        query: String,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Manual,
+}
+
+/// What happens when a check fails, besides the decision tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFail {
+    /// Decide by the tree (the default).
+    Tree,
+    Alert,
+    Rollback,
+    Run(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub window: Window,
+    pub kind: CheckKind,
+    pub per_node: bool,
+    pub probe: Probe,
+    #[serde(with = "crate::util::duration_serde")]
+    pub timeout: Duration,
+    pub on_fail: OnFail,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Checklist {
+    #[serde(with = "crate::util::duration_serde")]
+    pub immediate: Duration,
+    #[serde(with = "crate::util::duration_serde")]
+    pub short: Duration,
+    #[serde(with = "crate::util::duration_serde")]
+    pub long: Duration,
+    #[serde(with = "crate::util::duration_serde")]
+    pub interval: Duration,
+    pub auto_rollback: bool,
+}
+
+impl Default for Checklist {
+    fn default() -> Self {
+        Checklist {
+            immediate: Duration::from_secs(5 * 60),
+            short: Duration::from_secs(30 * 60),
+            long: Duration::from_secs(2 * 3600),
+            interval: Duration::from_secs(30),
+            auto_rollback: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Notify {
+    #[serde(skip)]
+    pub slack: Option<String>,
+    #[serde(skip)]
+    pub teams: Option<String>,
+    #[serde(skip)]
+    pub webhook: Option<String>,
+    #[serde(with = "crate::util::duration_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

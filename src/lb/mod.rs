@@ -17,10 +17,24 @@ use crate::util::expand;
 
 #[async_trait]
 pub trait LoadBalancer: Send + Sync {
-    async fn drain(&self, vars: &BTreeMap<&str, String>, lines: Option<&LineSender>, cancel: &CancellationToken) -> Result<(), String>;
-    async fn enable(&self, vars: &BTreeMap<&str, String>, lines: Option<&LineSender>, cancel: &CancellationToken) -> Result<(), String>;
+    async fn drain(
+        &self,
+        vars: &BTreeMap<&str, String>,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<(), String>;
+    async fn enable(
+        &self,
+        vars: &BTreeMap<&str, String>,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<(), String>;
     /// The balancer's answer: Some(true) in rotation, Some(false) out, None when it cannot say.
-    async fn in_rotation(&self, vars: &BTreeMap<&str, String>, cancel: &CancellationToken) -> Result<Option<bool>, String>;
+    async fn in_rotation(
+        &self,
+        vars: &BTreeMap<&str, String>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<bool>, String>;
 }
 
 pub struct CommandDriver {
@@ -36,17 +50,31 @@ impl CommandDriver {
         }
     }
 
-    async fn run(&self, what: &str, template: &str, vars: &BTreeMap<&str, String>, lines: Option<&LineSender>, cancel: &CancellationToken) -> Result<String, String> {
+    async fn run(
+        &self,
+        what: &str,
+        template: &str,
+        vars: &BTreeMap<&str, String>,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<String, String> {
         let script = expand(template, vars, true);
         let out = self
             .local
-            .exec(&ExecRequest::new(script).timeout(self.cfg.timeout), lines, cancel)
+            .exec(
+                &ExecRequest::new(script).timeout(self.cfg.timeout),
+                lines,
+                cancel,
+            )
             .await
             .map_err(|e| e.to_string())?;
         if out.success() {
             Ok(out.stdout)
         } else {
-            Err(format!("balancer {what} command {}", out.describe_failure(Some(self.cfg.timeout))))
+            Err(format!(
+                "balancer {what} command {}",
+                out.describe_failure(Some(self.cfg.timeout))
+            ))
         }
     }
 }
@@ -55,20 +83,40 @@ impl CommandDriver {
 pub fn parse_rotation(word: &str) -> Option<bool> {
     match word.trim().to_ascii_lowercase().as_str() {
         "ready" | "up" | "enabled" | "enable" | "in" | "active" | "healthy" => Some(true),
-        "drain" | "drained" | "maint" | "down" | "disabled" | "disable" | "out" | "inactive" => Some(false),
+        "drain" | "drained" | "maint" | "down" | "disabled" | "disable" | "out" | "inactive" => {
+            Some(false)
+        }
         _ => None,
     }
 }
 
 #[async_trait]
 impl LoadBalancer for CommandDriver {
-    async fn drain(&self, vars: &BTreeMap<&str, String>, lines: Option<&LineSender>, cancel: &CancellationToken) -> Result<(), String> {
-        self.run("drain", &self.cfg.drain, vars, lines, cancel).await.map(|_| ())
+    async fn drain(
+        &self,
+        vars: &BTreeMap<&str, String>,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        self.run("drain", &self.cfg.drain, vars, lines, cancel)
+            .await
+            .map(|_| ())
     }
-    async fn enable(&self, vars: &BTreeMap<&str, String>, lines: Option<&LineSender>, cancel: &CancellationToken) -> Result<(), String> {
-        self.run("enable", &self.cfg.enable, vars, lines, cancel).await.map(|_| ())
+    async fn enable(
+        &self,
+        vars: &BTreeMap<&str, String>,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        self.run("enable", &self.cfg.enable, vars, lines, cancel)
+            .await
+            .map(|_| ())
     }
-    async fn in_rotation(&self, vars: &BTreeMap<&str, String>, cancel: &CancellationToken) -> Result<Option<bool>, String> {
+    async fn in_rotation(
+        &self,
+        vars: &BTreeMap<&str, String>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<bool>, String> {
         match &self.cfg.state {
             None => Ok(None),
             Some(t) => {

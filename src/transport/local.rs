@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::{pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport, TransportError, CAPTURE_LIMIT};
+use super::{
+    pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport, TransportError,
+    CAPTURE_LIMIT,
+};
 
 /// Time a killed script's group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -50,7 +53,11 @@ impl Transport for LocalTransport {
         lines: Option<&LineSender>,
         cancel: &CancellationToken,
     ) -> Result<ExecOutcome, TransportError> {
-        let cwd = if self.cwd.is_dir() { self.cwd.clone() } else { PathBuf::from("/") };
+        let cwd = if self.cwd.is_dir() {
+            self.cwd.clone()
+        } else {
+            PathBuf::from("/")
+        };
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(&req.script)
@@ -65,7 +72,12 @@ impl Transport for LocalTransport {
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let out_task = tokio::spawn(pump_lines_opt(stdout, Stream::Stdout, lines.cloned(), CAPTURE_LIMIT));
+        let out_task = tokio::spawn(pump_lines_opt(
+            stdout,
+            Stream::Stdout,
+            lines.cloned(),
+            CAPTURE_LIMIT,
+        ));
         let err_task = tokio::spawn(pump_lines_opt(stderr, Stream::Stderr, lines.cloned(), 0));
 
         let timeout = req.timeout.unwrap_or(Duration::from_secs(24 * 3600));
@@ -77,14 +89,21 @@ impl Transport for LocalTransport {
         if ended != Ended::Exited(Some(0)) {
             // Whatever ended the script, nothing of its group may live on.
             kill_group(pgid, libc::SIGTERM);
-            if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(KILL_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 kill_group(pgid, libc::SIGKILL);
                 let _ = child.wait().await;
             }
             kill_group(pgid, libc::SIGKILL);
         }
         // A background child that kept the pipes open must not hold us forever.
-        let grace = Duration::from_millis(if ended == Ended::Exited(Some(0)) { 2000 } else { 200 });
+        let grace = Duration::from_millis(if ended == Ended::Exited(Some(0)) {
+            2000
+        } else {
+            200
+        });
         let (stdout, _) = match tokio::time::timeout(grace, out_task).await {
             Ok(Ok(v)) => v,
             _ => (String::new(), Vec::new()),
@@ -106,9 +125,13 @@ impl Transport for LocalTransport {
             reason,
         };
         if let Some(parent) = Path::new(to).parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| err(e.to_string()))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| err(e.to_string()))?;
         }
-        tokio::fs::copy(from, to).await.map_err(|e| err(e.to_string()))?;
+        tokio::fs::copy(from, to)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         Ok(())
     }
 }
@@ -133,7 +156,11 @@ mod tests {
     async fn runs_and_captures() {
         let t = LocalTransport::new("/");
         let out = t
-            .exec(&ExecRequest::new("echo hello; echo oops >&2; exit 3"), None, &CancellationToken::new())
+            .exec(
+                &ExecRequest::new("echo hello; echo oops >&2; exit 3"),
+                None,
+                &CancellationToken::new(),
+            )
             .await
             .unwrap();
         assert_eq!(out.ended, Ended::Exited(Some(3)));
@@ -151,11 +178,18 @@ mod tests {
         );
         let t = LocalTransport::new("/");
         let out = t
-            .exec(&ExecRequest::new(script).timeout(Duration::from_millis(200)), None, &CancellationToken::new())
+            .exec(
+                &ExecRequest::new(script).timeout(Duration::from_millis(200)),
+                None,
+                &CancellationToken::new(),
+            )
             .await
             .unwrap();
         assert_eq!(out.ended, Ended::TimedOut);
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(!marker.exists(), "a child of the killed script survived and ran");
+        assert!(
+            !marker.exists(),
+            "a child of the killed script survived and ran"
+        );
     }
 }

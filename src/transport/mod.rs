@@ -73,14 +73,20 @@ impl ExecOutcome {
     }
     /// A one-line reason for a failure, for the operator.
     pub fn describe_failure(&self, timeout: Option<Duration>) -> String {
-        let tail = self.stderr_tail.last().map(|l| format!(": {l}")).unwrap_or_default();
+        let tail = self
+            .stderr_tail
+            .last()
+            .map(|l| format!(": {l}"))
+            .unwrap_or_default();
         match self.ended {
             Ended::Exited(Some(0)) => "ok".into(),
             Ended::Exited(Some(c)) => format!("exited with status {c}{tail}"),
             Ended::Exited(None) => format!("killed by a signal{tail}"),
             Ended::TimedOut => format!(
                 "timed out after {} and was killed",
-                timeout.map(crate::util::format_duration).unwrap_or_else(|| "its limit".into())
+                timeout
+                    .map(crate::util::format_duration)
+                    .unwrap_or_else(|| "its limit".into())
             ),
             Ended::Cancelled => "cancelled and killed".into(),
         }

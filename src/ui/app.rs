@@ -279,6 +279,10 @@ pub struct App {
     pub local_output: Vec<OutputLine>,
     pub batch: Option<usize>,
     pub gate: Option<String>,
+    /// The checklist window being watched and when it ends.
+    pub monitoring: Option<(String, i64)>,
+    /// The rollback tree's latest verdict and reason.
+    pub decision: Option<(String, String)>,
     pub locked: bool,
     pause: Pause,
     pub rolling_back: bool,
@@ -327,6 +331,8 @@ impl App {
             local_output: Vec::new(),
             batch: None,
             gate: None,
+            monitoring: None,
+            decision: None,
             locked: false,
             pause: Pause::Running,
             rolling_back: false,
@@ -652,6 +658,22 @@ impl App {
                     }
                 }
             }
+            EventKind::Monitoring { window, ends_at_ms } => {
+                self.monitoring = Some((window.clone(), *ends_at_ms));
+            }
+            EventKind::Decision { verdict, reason } => {
+                self.decision = Some((verdict.clone(), reason.clone()));
+                let level = match verdict.as_str() {
+                    "rollback" => FlashLevel::Error,
+                    "alert" | "unconfirmed" => FlashLevel::Warn,
+                    _ => FlashLevel::Info,
+                };
+                self.flash_at(
+                    level,
+                    format!("checklist decision: {verdict} — {reason}"),
+                    at,
+                );
+            }
             EventKind::Finished {
                 outcome,
                 message,
@@ -661,6 +683,7 @@ impl App {
                 self.finish_message = Some(message.clone());
                 self.finished_ms = Some(at);
                 self.gate = None;
+                self.monitoring = None;
                 self.pending = None;
                 self.pause = Pause::Running;
                 for nr in nodes {
@@ -1149,7 +1172,7 @@ impl App {
         let name = c.info.name.clone();
         self.ticked.push(pos);
         self.flash(FlashLevel::Info, format!("ticked: {name}"));
-        vec![Effect::Send(Control::Confirm { check: pos })]
+        vec![Effect::Send(Control::Confirm { check: name })]
     }
 
     fn rollback_dialog(&self) -> Dialog {

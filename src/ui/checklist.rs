@@ -23,7 +23,11 @@ pub const WINDOWS: [(&str, &str); 3] = [
 ];
 
 fn window_of(c: &CheckView) -> usize {
-    match c.info.window.as_str() {
+    window_index(&c.info.window)
+}
+
+fn window_index(window: &str) -> usize {
+    match window {
         "immediate" => 0,
         "short" | "short-term" | "short_term" => 1,
         "long" | "long-term" | "long_term" => 2,
@@ -62,8 +66,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         .iter()
         .filter(|c| c.status == CheckStatus::Pass)
         .count();
+    let watching = match &app.monitoring {
+        Some((window, ends)) => {
+            let left = (ends - app.now_ms.max(app.last_event_ms)).max(0);
+            format!(
+                " {} watching {window}, {} left",
+                app.glyphs.dot,
+                super::view::clock(left)
+            )
+        }
+        None => String::new(),
+    };
     let title = format!(
-        " Checklist {} {passed}/{} verified ",
+        " Checklist {} {passed}/{} verified{watching} ",
         app.glyphs.dot,
         app.checks.len()
     );
@@ -93,9 +108,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         if items.is_empty() {
             continue;
         }
+        let now = app
+            .monitoring
+            .as_ref()
+            .is_some_and(|(win, _)| window_index(win) == w);
+        let heading_style = if now {
+            th.get("accent").add_modifier(Modifier::BOLD)
+        } else {
+            th.get("accent")
+        };
+        let mark = if now { "  (now)" } else { "" };
         lines.push(Line::from(Span::styled(
-            format!(" {heading}:"),
-            th.get("accent"),
+            format!(" {heading}:{mark}"),
+            heading_style,
         )));
         for i in items {
             let c = &app.checks[i];
@@ -128,6 +153,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
                 Span::styled(value, value_style),
             ]));
         }
+    }
+    if let Some((verdict, reason)) = &app.decision {
+        let key = match verdict.as_str() {
+            "rollback" => "check_fail",
+            "alert" => "check_unknown",
+            "unconfirmed" => "check_confirm",
+            _ => "check_pass",
+        };
+        lines.push(Line::raw(""));
+        lines.push(Line::from(vec![
+            Span::styled(format!(" Decision: {verdict}"), th.get(key)),
+            Span::styled(format!(" {} {reason}", app.glyphs.dot), th.get("text")),
+        ]));
     }
     let h = inner.height as usize;
     let skip = if lines.len() > h && selected_line >= h {

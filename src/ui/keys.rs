@@ -191,7 +191,7 @@ pub static BINDINGS: &[Binding] = &[
         Promote,
         AtGate,
         Some("promote"),
-        "At a gate: promote the next batch"
+        "Promote at a gate; end a checklist watch"
     ),
     bind!(
         Main,
@@ -468,8 +468,10 @@ pub fn applies(app: &App, when: When) -> bool {
     match when {
         When::Always => true,
         When::CanPause => app.can_pause(),
-        When::AtGate => !app.replay && app.gate.is_some() && !app.finished(),
-        When::NotAtGate => app.replay || app.gate.is_none() || app.finished(),
+        When::AtGate => {
+            !app.replay && (app.gate.is_some() || app.monitoring.is_some()) && !app.finished()
+        }
+        When::NotAtGate => !applies(app, When::AtGate),
         When::ManualItemSelected => {
             app.focus == Focus::Checklist && app.selected_check_needs_tick()
         }
@@ -503,6 +505,7 @@ pub fn footer(app: &App, scope: Scope) -> Vec<(&'static str, String)> {
             Action::PauseResume if app.is_paused_or_pausing() => "resume".to_string(),
             Action::ReplayPause if app.replay_paused => "play".to_string(),
             Action::LogFilter if app.log_filter.is_some() => "all nodes".to_string(),
+            Action::Promote if app.gate.is_none() => "end watch".to_string(),
             Action::Down => "select".to_string(),
             _ => word.to_string(),
         };

@@ -263,6 +263,25 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
                     .unwrap_or_default()
             ),
         ),
+        EventKind::Monitoring { window, ends_at_ms } => (
+            run.clone(),
+            Level::Info,
+            format!(
+                "checklist: watching the {window} window for {}",
+                super::phases::duration((ends_at_ms - event.at_ms).max(0) as u64)
+            ),
+        ),
+        EventKind::Decision { verdict, reason } => (
+            run.clone(),
+            if verdict == "rollback" {
+                Level::Error
+            } else if verdict == "alert" || verdict == "unconfirmed" {
+                Level::Warn
+            } else {
+                Level::Info
+            },
+            format!("checklist decision: {verdict} ({reason})"),
+        ),
         EventKind::Finished {
             outcome, message, ..
         } => (

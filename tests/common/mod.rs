@@ -3,6 +3,9 @@
 //! the fleet's `ctl/` directory, so a test decides per node what happens.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod prometheus;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,10 @@ pub struct FleetSpec {
     pub pause_after_first: bool,
     pub keep_releases: u32,
     pub extra_phases: &'static str,
+    /// Lines added to [environments.test].
+    pub env_extra: String,
+    /// TOML appended at the end (checks, other environments, …).
+    pub extra_toml: String,
 }
 
 impl Default for FleetSpec {
@@ -36,13 +43,18 @@ impl Default for FleetSpec {
             pause_after_first: false,
             keep_releases: 5,
             extra_phases: "",
+            env_extra: String::new(),
+            extra_toml: String::new(),
         }
     }
 }
 
 impl Fleet {
     pub fn new(spec: FleetSpec) -> Fleet {
-        let dir = tempfile::Builder::new().prefix("dh-fleet-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("dh-fleet-")
+            .tempdir()
+            .expect("temp dir");
         let d = dir.path().display().to_string();
         let nodes: Vec<String> = (1..=spec.nodes).map(|i| format!("web-{i}")).collect();
         std::fs::create_dir_all(dir.path().join("ctl")).unwrap();
@@ -51,16 +63,24 @@ impl Fleet {
             spec.keep_releases
         );
         for (i, n) in nodes.iter().enumerate() {
-            let roles = if i == 1 { "[\"app\", \"migrator\"]" } else { "[\"app\"]" };
+            let roles = if i == 1 {
+                "[\"app\", \"migrator\"]"
+            } else {
+                "[\"app\"]"
+            };
             toml.push_str(&format!(
                 "[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = {roles}\n\n"
             ));
         }
-        let list = nodes.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+        let list = nodes
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         toml.push_str(&format!(
-            "[environments.test]\nnodes = [{list}]\nbatches = {}\nmax_fail = \"{}\"\non_failure = \"{}\"\npause_after_first = {}\n\
+            "[environments.test]\nnodes = [{list}]\nbatches = {}\nmax_fail = \"{}\"\non_failure = \"{}\"\npause_after_first = {}\n{}\
              health = {{ run = \"grep -qx {{release}} {{deploy_path}}/current/REVISION\", timeout = \"2s\", interval = \"50ms\", retries = 2 }}\n\n",
-            spec.batches, spec.max_fail, spec.on_failure, spec.pause_after_first
+            spec.batches, spec.max_fail, spec.on_failure, spec.pause_after_first, spec.env_extra
         ));
         // Each node step consults ctl/: fail-<phase>-<node> makes it fail, hold-<phase>-<node>
         // makes it write its pid and sleep, so tests can act while it runs.
@@ -85,6 +105,7 @@ impl Fleet {
             step("restart"),
             spec.extra_phases
         ));
+        toml.push_str(&spec.extra_toml);
         std::fs::write(dir.path().join("deckhand.toml"), toml).unwrap();
         for n in &nodes {
             std::fs::create_dir_all(dir.path().join("nodes").join(n)).unwrap();
@@ -112,7 +133,11 @@ impl Fleet {
     }
     pub fn releases(&self, node: &str) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.node_dir(node).join("releases"))
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -139,12 +164,17 @@ impl Fleet {
             headless: true,
             journal_dir: Some(self.journal_dir()),
             who: "tester".into(),
+            watch: None,
         }
     }
 
     pub fn start(&self, release: &str, opts: RunOptions) -> RunHandle {
+        self.start_env("test", release, opts)
+    }
+
+    pub fn start_env(&self, env: &str, release: &str, opts: RunOptions) -> RunHandle {
         let inv = self.inventory();
-        let plan = deckhand::plan::build(&inv, "test", release).expect("plan");
+        let plan = deckhand::plan::build(&inv, env, release).expect("plan");
         engine::spawn_deploy(inv, plan, opts).expect("spawn")
     }
 
@@ -157,7 +187,10 @@ impl Fleet {
 /// Collect a run's events until it ends.
 pub async fn finish(mut h: RunHandle) -> (Outcome, Vec<Event>) {
     let mut events = Vec::new();
-    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), h.events.recv()).await.expect("run stalled") {
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(60), h.events.recv())
+        .await
+        .expect("run stalled")
+    {
         events.push(e);
     }
     (h.done.await.expect("engine task"), events)
