@@ -526,8 +526,11 @@ impl App {
                     stderr: *stream == Stream::Stderr,
                     line: line.clone(),
                 };
-                let phase_view = self.phase_mut(node.as_deref(), phase);
-                phase_view.last_line = Some(line.clone());
+                // Output of a phase row that exists updates its last line; output that belongs
+                // to no step (a probe's complaint) is kept in the log and the full output only.
+                if let Some(p) = self.phase_find(node.as_deref(), phase) {
+                    p.last_line = Some(line.clone());
+                }
                 let buf = match node.as_deref().and_then(|n| self.index.get(n).copied()) {
                     Some(i) => &mut self.nodes[i].output,
                     None => &mut self.local_output,
@@ -719,6 +722,14 @@ impl App {
             Some(&i) => Some(&mut self.nodes[i]),
             None => None,
         }
+    }
+
+    fn phase_find(&mut self, node: Option<&str>, phase: &str) -> Option<&mut PhaseView> {
+        let list = match node.and_then(|n| self.index.get(n).copied()) {
+            Some(i) => &mut self.nodes[i].phases,
+            None => &mut self.local,
+        };
+        list.iter_mut().find(|p| p.name == phase)
     }
 
     /// The phase row for a step, created on first sight when the plan did not list it.

@@ -66,15 +66,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         .iter()
         .filter(|c| c.status == CheckStatus::Pass)
         .count();
-    let watching = match &app.monitoring {
-        Some((window, ends)) => {
-            let left = (ends - app.now_ms.max(app.last_event_ms)).max(0);
-            format!(
-                " {} watching {window}, {} left",
-                app.glyphs.dot,
-                super::view::clock(left)
-            )
-        }
+    let left = app
+        .monitoring
+        .as_ref()
+        .map(|(w, ends)| (w, (ends - app.now_ms.max(app.last_event_ms)).max(0)))
+        .filter(|(_, left)| *left > 0);
+    let watching = match left {
+        Some((window, left)) => format!(
+            " {} watching {window} {}",
+            app.glyphs.dot,
+            super::view::clock(left)
+        ),
         None => String::new(),
     };
     let title = format!(
@@ -130,8 +132,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             } else {
                 c.value.clone().unwrap_or_default()
             };
-            let value_w = 16.min(width / 3);
-            let name_w = width.saturating_sub(3 + 1 + 8 + value_w).max(10);
+            // Names take what they need (up to what leaves room for a value); values the rest.
+            let longest = app
+                .checks
+                .iter()
+                .map(|c| c.info.name.chars().count())
+                .max()
+                .unwrap_or(10);
+            let name_w = longest
+                .min(30)
+                .min(width.saturating_sub(3 + 1 + 8 + 12))
+                .max(10);
+            let value_w = width.saturating_sub(3 + 1 + 8 + name_w);
+            let value = super::grid::truncate(&value, value_w, &app.glyphs);
             let name = super::grid::truncate(&c.info.name, name_w, &app.glyphs);
             let mut name_style = th.get("text");
             if i == app.selected_check && focused {
@@ -154,6 +167,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             ]));
         }
     }
+    // The rollback tree's verdict keeps the bottom of the pane, wrapped over the lines it needs.
+    let mut verdict_lines: Vec<Line> = Vec::new();
     if let Some((verdict, reason)) = &app.decision {
         let key = match verdict.as_str() {
             "rollback" => "check_fail",
@@ -161,17 +176,45 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             "unconfirmed" => "check_confirm",
             _ => "check_pass",
         };
-        lines.push(Line::raw(""));
-        lines.push(Line::from(vec![
-            Span::styled(format!(" Decision: {verdict}"), th.get(key)),
-            Span::styled(format!(" {} {reason}", app.glyphs.dot), th.get("text")),
-        ]));
+        let text = format!("{verdict} {} {reason}", app.glyphs.dot);
+        let avail = width.saturating_sub(12).max(10);
+        let chars: Vec<char> = text.chars().collect();
+        for (i, chunk) in chars.chunks(avail).enumerate() {
+            let head = if i == 0 { " Decision: " } else { "           " };
+            verdict_lines.push(Line::from(vec![
+                Span::styled(head, th.get(key)),
+                Span::styled(chunk.iter().collect::<String>(), th.get("text")),
+            ]));
+        }
     }
-    let h = inner.height as usize;
+    let reserved = (verdict_lines.len() as u16).min(inner.height / 2);
+    let list_area = Rect {
+        height: inner.height - reserved,
+        ..inner
+    };
+    if reserved > 0 {
+        let verdict_area = Rect {
+            y: inner.bottom() - reserved,
+            height: reserved,
+            ..inner
+        };
+        Paragraph::new(verdict_lines).render(verdict_area, buf);
+    }
+    let h = list_area.height.saturating_sub(u16::from(reserved > 0)) as usize;
     let skip = if lines.len() > h && selected_line >= h {
         selected_line + 1 - h
     } else {
         0
     };
-    Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).render(inner, buf);
+    let hidden = lines.len().saturating_sub(skip + h);
+    let mut shown: Vec<Line> = lines.into_iter().skip(skip).take(h).collect();
+    if hidden > 0 {
+        if let Some(last) = shown.last_mut() {
+            *last = Line::from(Span::styled(
+                format!(" {} {} more below", app.glyphs.ellipsis, hidden + 1),
+                th.get("dim"),
+            ));
+        }
+    }
+    Paragraph::new(shown).render(list_area, buf);
 }

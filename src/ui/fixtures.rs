@@ -629,6 +629,15 @@ pub fn checklist_mixed() -> Script {
         CheckStatus::Unknown,
         Some("timeout after 5s"),
     );
+    s.push(EventKind::Monitoring {
+        window: "short".into(),
+        ends_at_ms: s.at + 25 * 60_000,
+    });
+    s.push(EventKind::Decision {
+        verdict: "alert".into(),
+        reason: "No 500 errors in logs failed (3 in 5 min): below the rollback threshold, watching"
+            .into(),
+    });
     s.wait(64_000);
     s
 }

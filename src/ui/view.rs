@@ -60,7 +60,7 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
         (panes, None)
     };
     let [left, right] =
-        Layout::horizontal([Constraint::Percentage(52), Constraint::Percentage(48)]).areas(panes);
+        Layout::horizontal([Constraint::Percentage(47), Constraint::Percentage(53)]).areas(panes);
     phases::render(app, left, buf, app.focus == Focus::Phases);
     checklist::render(app, right, buf, app.focus == Focus::Checklist);
     if let Some(l) = log_area {
@@ -254,7 +254,11 @@ fn status_sentence(app: &App, mode: Mode) -> String {
                 .filter(|n| n.in_flight())
                 .map(|n| n.name.as_str())
                 .collect();
-            if busy.is_empty() {
+            if let (true, Some((window, _))) = (busy.is_empty(), &app.monitoring) {
+                format!(
+                    "every node updated; watching the {window} checklist window (enter ends it early)"
+                )
+            } else if busy.is_empty() {
                 "deploying".into()
             } else {
                 format!("updating {}", busy.join(", "))
