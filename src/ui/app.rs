@@ -1406,3 +1406,210 @@ fn summarize(
     };
     (status, value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{Control, EventKind};
+    use crate::ui::fixtures::{self, Script};
+    use crossterm::event::KeyCode;
+
+    fn key(c: char) -> Key {
+        Key {
+            code: KeyCode::Char(c),
+            ctrl: false,
+        }
+    }
+    fn code(code: KeyCode) -> Key {
+        Key { code, ctrl: false }
+    }
+
+    fn protected_mid_rollout() -> App {
+        let mut s = fixtures::mid_rollout();
+        for e in s.events.iter_mut() {
+            if let EventKind::Started { protected, env, .. } = &mut e.kind {
+                *protected = true;
+                *env = "production".into();
+            }
+        }
+        s.into_app(6)
+    }
+
+    #[test]
+    fn a_protected_rollback_needs_the_environment_typed() {
+        let mut app = protected_mid_rollout();
+        assert!(app.handle_key(key('R')).is_empty());
+        // y is typed into the box, not taken as a confirmation
+        assert!(app.handle_key(key('y')).is_empty());
+        assert!(
+            app.handle_key(code(KeyCode::Enter)).is_empty(),
+            "wrong name confirms"
+        );
+        assert!(app.dialog.is_some());
+        app.handle_key(code(KeyCode::Backspace));
+        for c in "production".chars() {
+            app.handle_key(key(c));
+        }
+        assert_eq!(
+            app.handle_key(code(KeyCode::Enter)),
+            vec![Effect::Send(Control::Rollback)]
+        );
+        assert!(app.dialog.is_none());
+        assert_eq!(app.mode(), Mode::RollingBack);
+    }
+
+    #[test]
+    fn escape_cancels_a_rollback_and_nothing_is_sent() {
+        let mut app = fixtures::mid_rollout().into_app(6);
+        app.handle_key(key('R'));
+        assert!(app.handle_key(code(KeyCode::Esc)).is_empty());
+        assert!(app.dialog.is_none());
+        assert_eq!(app.mode(), Mode::Deploying);
+    }
+
+    #[test]
+    fn abort_asks_first() {
+        let mut app = fixtures::mid_rollout().into_app(6);
+        assert!(app.handle_key(key('a')).is_empty());
+        assert_eq!(app.handle_key(key('y')), vec![Effect::Send(Control::Abort)]);
+        assert_eq!(app.mode(), Mode::Aborting);
+    }
+
+    #[test]
+    fn quitting_while_deploying_asks_and_can_pause_and_leave() {
+        let mut app = fixtures::mid_rollout().into_app(6);
+        assert!(app.handle_key(key('q')).is_empty());
+        assert_eq!(app.dialog, Some(Dialog::Quit));
+        assert!(app.handle_key(key('k')).is_empty(), "keep going");
+        assert!(app.dialog.is_none());
+        app.handle_key(key('q'));
+        assert_eq!(app.handle_key(key('p')), vec![Effect::PauseAndLeave]);
+        assert!(app.leaving);
+        assert_eq!(app.mode(), Mode::Pausing);
+    }
+
+    #[test]
+    fn quitting_after_the_run_leaves_at_once() {
+        let mut app = fixtures::rolled_back().into_app(6);
+        assert_eq!(app.handle_key(key('q')), vec![Effect::Quit]);
+    }
+
+    #[test]
+    fn enter_promotes_at_a_gate_and_opens_output_otherwise() {
+        let mut app = fixtures::gate().into_app(6);
+        assert_eq!(
+            app.handle_key(code(KeyCode::Enter)),
+            vec![Effect::Send(Control::Promote)]
+        );
+        let mut app = fixtures::mid_rollout().into_app(6);
+        app.selected = 1;
+        assert!(app.handle_key(code(KeyCode::Enter)).is_empty());
+        assert_eq!(
+            app.output.as_ref().and_then(|o| o.node.clone()),
+            Some("web-2".into())
+        );
+        assert!(app
+            .output_lines()
+            .iter()
+            .any(|l| l.line.contains("112 packages")));
+    }
+
+    #[test]
+    fn output_search_jumps_to_the_matching_line() {
+        let mut app = fixtures::failed_node().into_app(6);
+        app.selected = 2;
+        app.perform(Action::OpenOutput);
+        app.handle_key(key('/'));
+        for c in "php-fpm".chars() {
+            app.handle_key(key(c));
+        }
+        app.handle_key(code(KeyCode::Enter));
+        let view = app.output.as_ref().expect("output open");
+        assert!(app.output_lines()[view.top]
+            .line
+            .contains("php-fpm reloaded"));
+        assert!(!view.follow);
+    }
+
+    #[test]
+    fn arrows_move_the_selection_by_box_and_by_row() {
+        let mut app = fixtures::mid_rollout().into_app(3);
+        app.handle_key(code(KeyCode::Right));
+        assert_eq!(app.selected, 1);
+        app.handle_key(key('j'));
+        assert_eq!(app.selected, 4);
+        app.handle_key(key('j'));
+        assert_eq!(app.selected, 4, "no row below: the selection stays");
+        app.handle_key(key('h'));
+        assert_eq!(app.selected, 3);
+    }
+
+    #[test]
+    fn the_footer_only_offers_keys_that_work_now() {
+        let app = fixtures::gate().into_app(6);
+        let words: Vec<String> = keys::footer(&app, app.scope())
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        assert!(words.contains(&"promote".to_string()));
+        assert!(!words.contains(&"output".to_string()));
+        assert!(!words.contains(&"pause".to_string()), "no pause at a gate");
+        let app = fixtures::rolled_back().into_app(6);
+        let words: Vec<String> = keys::footer(&app, app.scope())
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        assert!(!words
+            .iter()
+            .any(|w| w == "roll back" || w == "abort" || w == "pause"));
+    }
+
+    #[test]
+    fn every_key_in_the_footer_does_what_it_says() {
+        // For each footer entry on the main screen, pressing its first key performs its action.
+        let app = fixtures::mid_rollout().into_app(6);
+        for b in keys::BINDINGS
+            .iter()
+            .filter(|b| b.scope == Scope::Main && b.footer.is_some())
+        {
+            if !keys::applies(&app, b.when) {
+                continue;
+            }
+            let found = keys::lookup(&app, Scope::Main, b.keys[0]).map(|f| f.action);
+            assert_eq!(found, Some(b.action), "key {} in the footer", b.shown);
+        }
+    }
+
+    #[test]
+    fn measured_release_and_rotation_drive_the_grid() {
+        let mut s = Script::new();
+        s.push(fixtures::started(2, false, false));
+        s.rotation("web-1", false);
+        s.state("web-1", crate::engine::event::NodeState::Updating);
+        s.release("web-1", "v1.1");
+        let app = s.into_app(6);
+        let n = &app.nodes[0];
+        assert!(n.drained());
+        assert_eq!(n.release.as_deref(), Some("v1.1"));
+        assert_eq!(n.start_release.as_deref(), Some("v1.0"));
+        assert_eq!(app.in_rotation(), 1);
+    }
+
+    #[test]
+    fn a_per_node_check_shows_the_worst_node() {
+        let app = fixtures::failed_node().into_app(6);
+        let c = &app.checks[0];
+        assert_eq!(c.status, CheckStatus::Fail);
+        assert_eq!(c.value.as_deref(), Some("2/5 nodes, web-3 failing"));
+    }
+
+    #[test]
+    fn replay_never_sends_controls() {
+        let mut app = fixtures::mid_rollout().into_app(6);
+        app.replay = true;
+        assert_eq!(app.handle_key(key('p')), vec![Effect::ReplayPause]);
+        assert!(app.handle_key(key('R')).is_empty());
+        assert!(app.handle_key(key('a')).is_empty());
+        assert_eq!(app.handle_key(key('q')), vec![Effect::Quit]);
+    }
+}

@@ -295,6 +295,8 @@ fn status_sentence(app: &App, mode: Mode) -> String {
                 tail
             } else {
                 format!("failed {}  {tail}", failed.join("; "))
+                    .trim_end()
+                    .to_string()
             }
         }
         Mode::Done | Mode::RolledBack | Mode::Aborted | Mode::Halted => format!(
