@@ -228,6 +228,13 @@ pub struct OutputView {
     pub typing: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogScroll {
+    Older,
+    Newer,
+    Newest,
+}
+
 /// What the run loop must do after a key press.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -240,6 +247,8 @@ pub enum Effect {
     ReplaySpeed(f64),
     /// The log pane's filter changed (`None`: every line).
     LogFilter(Option<String>),
+    /// Page through the log pane's history.
+    LogScroll(LogScroll),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1038,6 +1047,9 @@ impl App {
                 self.flash(FlashLevel::Info, text);
                 vec![Effect::LogFilter(self.log_filter.clone())]
             }
+            Action::LogPageUp => vec![Effect::LogScroll(LogScroll::Older)],
+            Action::LogPageDown => vec![Effect::LogScroll(LogScroll::Newer)],
+            Action::LogFollow => vec![Effect::LogScroll(LogScroll::Newest)],
             Action::NextTheme => {
                 self.theme = self.theme.next_builtin();
                 let text = format!("theme: {}", self.theme.name);

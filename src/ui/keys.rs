@@ -25,6 +25,9 @@ pub enum Action {
     FocusPrev,
     ToggleLog,
     LogFilter,
+    LogPageUp,
+    LogPageDown,
+    LogFollow,
     NextTheme,
     Help,
     Quit,
@@ -73,6 +76,7 @@ pub enum When {
     CanRollback,
     CanAbort,
     LogShown,
+    LogFocused,
     Replay,
 }
 
@@ -294,6 +298,33 @@ pub static BINDINGS: &[Binding] = &[
     ),
     bind!(
         Main,
+        [code(KeyCode::PageUp)],
+        "pgup",
+        LogPageUp,
+        LogFocused,
+        Some("older"),
+        "Log (focused): older / newer lines"
+    ),
+    bind!(
+        Main,
+        [code(KeyCode::PageDown)],
+        "pgdn",
+        LogPageDown,
+        LogFocused,
+        None,
+        "Log (focused): older / newer lines"
+    ),
+    bind!(
+        Main,
+        [code(KeyCode::Esc)],
+        "esc",
+        LogFollow,
+        LogFocused,
+        None,
+        "Log (focused): back to the newest lines"
+    ),
+    bind!(
+        Main,
         [ch('t')],
         "t",
         NextTheme,
@@ -478,6 +509,7 @@ pub fn applies(app: &App, when: When) -> bool {
         When::CanRollback => app.can_rollback(),
         When::CanAbort => app.can_abort(),
         When::LogShown => app.show_log,
+        When::LogFocused => app.show_log && app.focus == Focus::Log,
         When::Replay => app.replay,
     }
 }

@@ -78,6 +78,16 @@ impl LogPane {
         };
     }
 
+    /// Page through the history (tui-logger's page mode), or back to the newest lines.
+    pub fn scroll(&self, dir: super::app::LogScroll) {
+        use tui_logger::TuiWidgetEvent as W;
+        self.state.transition(match dir {
+            super::app::LogScroll::Older => W::PrevPageKey,
+            super::app::LogScroll::Newer => W::NextPageKey,
+            super::app::LogScroll::Newest => W::EscapeKey,
+        });
+    }
+
     /// Write one engine event as a log line under its node.
     pub fn record(&self, event: &Event) {
         let Some((target, level, text)) = describe(event) else {

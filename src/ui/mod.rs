@@ -301,6 +301,7 @@ impl Console {
                 Effect::PauseAndLeave if !self.app.rolling_back => self.send(Control::Pause),
                 Effect::PauseAndLeave => {}
                 Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
+                Effect::LogScroll(dir) => self.log.scroll(dir),
                 Effect::ReplayPause => {
                     if let Source::Replay { due, .. } = &mut self.source {
                         *due = Instant::now();
