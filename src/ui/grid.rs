@@ -108,16 +108,18 @@ pub fn is_compact(app: &App, area: Rect) -> bool {
     3 + rows * (BOX_H + 1) > area.height
 }
 
-/// Height the grid wants in full-box form (for layout).
-pub fn wanted_height(app: &App, width: u16) -> u16 {
-    if app.nodes.len() > COMPACT_ABOVE {
-        let per_row = ((width.saturating_sub(2)) / 2).max(1) as usize;
-        let rows = app.nodes.len().div_ceil(per_row) as u16;
-        return 3 + rows + 1;
-    }
+/// Height the grid needs at this width when it may use at most `max_h` rows: the boxes when
+/// they fit, else the compact grid.
+pub fn wanted_height(app: &App, width: u16, max_h: u16) -> u16 {
     let (_, cols) = box_geometry(app, width);
     let rows = app.nodes.len().max(1).div_ceil(cols.max(1)) as u16;
-    3 + rows * (BOX_H + 1)
+    let boxes = 3 + rows * (BOX_H + 1);
+    if app.nodes.len() <= COMPACT_ABOVE && boxes <= max_h {
+        return boxes;
+    }
+    let per_row = ((width.saturating_sub(2)) / 2).max(1) as usize;
+    let rows = app.nodes.len().max(1).div_ceil(per_row) as u16;
+    (3 + rows + 1).min(max_h)
 }
 
 fn box_geometry(app: &App, width: u16) -> (usize, usize) {

@@ -117,11 +117,26 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The footer: the keys that apply now, from the same table.
-pub fn footer_line(app: &App) -> Line<'static> {
+/// Footer words dropped first when the line is too narrow (the rest stay).
+const DROP_FIRST: [&str; 6] = ["select", "focus", "older", "filter", "all nodes", "log"];
+
+/// The footer: the keys that apply now, from the same table, within `width` columns.
+pub fn footer_line(app: &App, width: usize) -> Line<'static> {
     let th = &app.theme;
+    let mut entries = keys::footer(app, app.scope());
+    let len = |e: &Vec<(&str, String)>| {
+        e.iter()
+            .map(|(k, w)| k.chars().count() + 1 + w.chars().count() + 2)
+            .sum::<usize>()
+    };
+    for word in DROP_FIRST {
+        if len(&entries) <= width {
+            break;
+        }
+        entries.retain(|(_, w)| w != word);
+    }
     let mut spans = Vec::new();
-    for (i, (shown, word)) in keys::footer(app, app.scope()).into_iter().enumerate() {
+    for (i, (shown, word)) in entries.into_iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled("  ", th.get("dim")));
         }

@@ -45,9 +45,7 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
     .areas(area);
     draw_header(app, header, buf);
 
-    let grid_h = grid::wanted_height(app, body.width)
-        .min(body.height.saturating_sub(9))
-        .max(5);
+    let grid_h = grid::wanted_height(app, body.width, body.height.saturating_sub(9).max(5));
     let [grid_area, panes] =
         Layout::vertical([Constraint::Length(grid_h), Constraint::Min(6)]).areas(body);
     grid::render(app, grid_area, buf, app.focus == Focus::Grid);
@@ -81,7 +79,7 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
     buf.set_line(
         footer.x + 1,
         footer.y,
-        &help::footer_line(app),
+        &help::footer_line(app, footer.width.saturating_sub(1) as usize),
         footer.width - 1,
     );
 
@@ -377,7 +375,7 @@ fn draw_dialog(app: &App, area: Rect, buf: &mut Buffer) {
         ),
     };
     lines.push(Line::raw(""));
-    lines.push(help::footer_line(app));
+    lines.push(help::footer_line(app, area.width as usize - 8));
     let w = (lines.iter().map(|l| l.width()).max().unwrap_or(40) as u16 + 4)
         .max(title.chars().count() as u16 + 6)
         .min(area.width - 4);
