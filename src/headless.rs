@@ -185,7 +185,23 @@ impl<W: Write> Printer<W> {
                     format_duration(std::time::Duration::from_millis(*duration_ms))
                 )
             }
-            EventKind::Gate { reason } => format!("gate: {reason}"),
+            EventKind::Gate {
+                reason,
+                until_ms: None,
+            } => format!("gate: {reason}"),
+            EventKind::Gate {
+                reason,
+                until_ms: Some(t),
+            } => format!(
+                "pause ({} left; promote to go on sooner): {reason}",
+                format_duration(std::time::Duration::from_millis(
+                    (*t - e.at_ms).max(0) as u64
+                ))
+            ),
+            EventKind::Groups { live, idle } => match live {
+                Some(l) => format!("blue-green: {l} serves; deploying to {idle}"),
+                None => format!("blue-green: deploying to {idle}"),
+            },
             EventKind::Promoted => "promoted".into(),
             EventKind::Pausing => "pausing: running steps finish first".into(),
             EventKind::Paused => "paused".into(),

@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
-use crate::inventory::{Action, BatchSize, Builtin, Environment, Inventory, Phase, Stage, Where};
+use crate::inventory::{
+    Action, BatchSize, Builtin, CanaryStep, Environment, Inventory, Phase, Stage, Strategy, Where,
+};
 
 /// Where a step runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,6 +77,12 @@ pub struct Plan {
     pub batches: Vec<Vec<String>>,
     /// Batch indexes after which the run waits for a promote.
     pub gates: Vec<usize>,
+    /// Gates that pass by themselves after this many milliseconds (canary timed pauses).
+    pub gate_waits: Vec<(usize, u64)>,
+    /// Blue-green: the two groups (the idle one is deployed; known once the balancer is read).
+    pub groups: Vec<(String, Vec<String>)>,
+    /// Adjustments the operator should know about (narrowed batches, ignored pauses).
+    pub notes: Vec<String>,
     pub node_plans: Vec<NodePlan>,
     pub after: Vec<StageStep>,
     pub balancer: bool,
@@ -164,6 +172,12 @@ fn stage_targets(inv: &Inventory, env: &Environment, phase: &Phase) -> Vec<Targe
 pub enum PlanError {
     #[error("environment `{0}` is not defined in the inventory (defined: {1})")]
     UnknownEnvironment(String, String),
+    #[error("cannot deploy `{env}`: it has {total} node(s) and min_in_rotation = {keep}, so no node may leave the balancer\n  = help: lower min_in_rotation, or add nodes")]
+    NoRoomToDrain {
+        env: String,
+        total: usize,
+        keep: usize,
+    },
 }
 
 pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, PlanError> {
@@ -192,7 +206,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
         }
     }
 
-    let balancer = env.load_balancer.is_some();
+    let balancer = !env.load_balancers.is_empty();
     let node_plans = env
         .nodes
         .iter()
@@ -235,26 +249,120 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
         })
         .collect();
 
-    let mut batches = Vec::new();
-    let mut rest = env.nodes.iter();
-    for size in batch_sizes(&env.batches, env.nodes.len()) {
-        batches.push(rest.by_ref().take(size).cloned().collect::<Vec<_>>());
+    let total = env.nodes.len();
+    let mut notes = Vec::new();
+    // (size, gate after it: None = no gate, Some(None) = manual, Some(Some(d)) = timed)
+    let mut shape: Vec<(usize, Option<Option<std::time::Duration>>)> = Vec::new();
+    let mut groups = Vec::new();
+    match &env.strategy {
+        Strategy::Rolling => {
+            for (i, size) in batch_sizes(&env.batches, total).into_iter().enumerate() {
+                let gate = (i == 0 && env.pause_after_first).then_some(None);
+                shape.push((size, gate));
+            }
+        }
+        Strategy::Canary { steps } => {
+            let mut done = 0usize;
+            for step in steps {
+                match step {
+                    CanaryStep::Nodes(b) => {
+                        let target = match b {
+                            BatchSize::Count(n) => *n as usize,
+                            BatchSize::Percent(p) => ((total as f64) * p / 100.0).floor() as usize,
+                        }
+                        .clamp(done.min(total), total);
+                        if target > done {
+                            shape.push((target - done, None));
+                            done = target;
+                        }
+                    }
+                    CanaryStep::Pause(wait) => match shape.last_mut() {
+                        Some(last) if last.1.is_none() => last.1 = Some(*wait),
+                        Some(_) => {}
+                        None => notes.push("a canary pause before any node is ignored".to_string()),
+                    },
+                }
+            }
+            if done < total {
+                notes.push(format!("the canary steps stop at {done} of {total} nodes; the last {} follow in one batch", total - done));
+                shape.push((total - done, None));
+            }
+        }
+        Strategy::BlueGreen { groups: g } => {
+            // The idle group is known only once the balancer is read; the plan lists both.
+            groups = g.clone();
+            for (_, members) in g {
+                shape.push((members.len(), None));
+            }
+        }
     }
-    let gates = if env.pause_after_first && batches.len() > 1 {
-        vec![0]
+    // min_in_rotation: a batch may not take more nodes out than the balancer can spare.
+    if balancer && !matches!(env.strategy, Strategy::BlueGreen { .. }) {
+        let keep = env
+            .load_balancers
+            .iter()
+            .map(|b| b.min_in_rotation)
+            .max()
+            .unwrap_or(0);
+        if keep >= total {
+            return Err(PlanError::NoRoomToDrain {
+                env: env.name.clone(),
+                total,
+                keep,
+            });
+        }
+        let max = total - keep;
+        let mut narrowed = Vec::new();
+        for (size, gate) in shape {
+            if size > max {
+                notes.push(format!(
+                    "a batch of {size} is narrowed to {max} so that {keep} node(s) stay in rotation (min_in_rotation = {keep})"
+                ));
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(max);
+                    left -= n;
+                    narrowed.push((n, if left == 0 { gate } else { None }));
+                }
+            } else {
+                narrowed.push((size, gate));
+            }
+        }
+        shape = narrowed;
+    }
+    let mut batches = Vec::new();
+    let mut gates = Vec::new();
+    let mut gate_waits = Vec::new();
+    if let Strategy::BlueGreen { groups: g } = &env.strategy {
+        batches = g.iter().map(|(_, m)| m.clone()).collect();
     } else {
-        vec![]
-    };
+        let mut rest = env.nodes.iter();
+        let count = shape.len();
+        for (i, (size, gate)) in shape.into_iter().enumerate() {
+            batches.push(rest.by_ref().take(size).cloned().collect::<Vec<_>>());
+            if let Some(wait) = gate {
+                if i + 1 < count {
+                    gates.push(i);
+                    if let Some(d) = wait {
+                        gate_waits.push((i, d.as_millis() as u64));
+                    }
+                }
+            }
+        }
+    }
 
     Ok(Plan {
         app: inv.app.name.clone(),
         env: env.name.clone(),
         release: release.to_string(),
-        strategy: "rolling".into(),
+        strategy: env.strategy.word().into(),
         nodes: env.nodes.clone(),
         before,
         batches,
         gates,
+        gate_waits,
+        groups,
+        notes,
         node_plans,
         after,
         balancer,
@@ -316,6 +424,16 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
             let _ = writeln!(s, "  {}. {:<24} on {}", i + 1, st.name, how);
         }
     };
+    for n in &plan.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    if !plan.groups.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nBlue-green: {}. The group the balancer does not serve is deployed in parallel, checked, then the balancer switches to it in one step; the other group stays on standby.",
+            plan.groups.iter().map(|(g, m)| format!("{g} = {}", m.join(", "))).collect::<Vec<_>>().join("; ")
+        );
+    }
     stage(&mut s, "Before the batches", &plan.before);
     for (i, batch) in plan.batches.iter().enumerate() {
         let _ = writeln!(

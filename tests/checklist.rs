@@ -215,7 +215,7 @@ async fn manual_items_block_done_until_the_operator_confirms_them() {
     until(
         &mut h,
         &mut seen,
-        |k| matches!(k, EventKind::Gate { reason } if reason.contains("All critical paths tested")),
+        |k| matches!(k, EventKind::Gate { reason, .. } if reason.contains("All critical paths tested")),
     )
     .await;
     // DONE has not come: the run waits

@@ -37,7 +37,16 @@ async fn full_deploy_switches_every_node_and_writes_history() {
     no_locks(&f);
     for n in &f.nodes {
         let h = f.history(n);
-        let last = h.last().expect("history line");
+        let last = h
+            .iter()
+            .rev()
+            .find(|l| l["kind"] == "deploy")
+            .expect("history line");
+        assert_eq!(
+            h.last().unwrap()["kind"],
+            "verified",
+            "no checklist: a deployed release counts as verified"
+        );
         assert_eq!(last["release"], "v2");
         assert_eq!(last["from"], "v1");
         assert_eq!(last["result"], "ok");
@@ -178,7 +187,14 @@ async fn rollback_after_two_of_four_restores_them_and_leaves_the_others_untouche
     assert_eq!(f.releases("web-3"), vec!["v1"]);
     assert_eq!(f.releases("web-4"), vec!["v1"]);
     assert_eq!(f.history("web-4").len(), before_web4);
-    assert_eq!(f.history("web-1").last().unwrap()["kind"], "rollback");
+    assert_eq!(
+        f.history("web-1")
+            .iter()
+            .rev()
+            .find(|l| l["kind"] != "verified")
+            .unwrap()["kind"],
+        "rollback"
+    );
     no_locks(&f);
 }
 
@@ -235,7 +251,7 @@ async fn failure_with_on_failure_pause_waits_for_the_operator() {
     let mut h = f.start("v2", opts);
     let mut seen = Vec::new();
     until(&mut h, &mut seen, |k| matches!(k, EventKind::Gate { .. })).await;
-    if let Some(EventKind::Gate { reason }) = seen.last().map(|e| &e.kind) {
+    if let Some(EventKind::Gate { reason, .. }) = seen.last().map(|e| &e.kind) {
         assert!(
             reason.contains("web-2") && reason.contains("build failed"),
             "{reason}"

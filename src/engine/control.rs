@@ -200,11 +200,23 @@ impl Ctl {
 
     /// Open a gate and wait for a promote. Err when the operator chose abort or rollback.
     pub async fn gate(&self, reason: String, auto_promote: bool) -> Result<(), Stop> {
-        self.emitter.emit(EventKind::Gate { reason });
+        self.gate_for(reason, auto_promote, None).await
+    }
+
+    /// A gate that also passes by itself after `wait` (a canary's timed pause).
+    pub async fn gate_for(
+        &self,
+        reason: String,
+        auto_promote: bool,
+        wait: Option<std::time::Duration>,
+    ) -> Result<(), Stop> {
+        let until_ms = wait.map(|w| chrono::Utc::now().timestamp_millis() + w.as_millis() as i64);
+        self.emitter.emit(EventKind::Gate { reason, until_ms });
         if auto_promote {
             self.emitter.emit(EventKind::Promoted);
             return Ok(());
         }
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let start = self.snapshot().promotions;
         self.state.send_modify(|s| s.gate_open = true);
         let mut rx = self.state.subscribe();
@@ -221,8 +233,19 @@ impl Ctl {
                     break;
                 }
             }
-            if rx.changed().await.is_err() {
-                return Err(Stop::Abort);
+            let timed_out = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Err(Stop::Abort) },
+                _ = timed_out => {
+                    self.state.send_modify(|s| s.gate_open = false);
+                    self.emitter.notice(Level::Info, "the pause is over; going on");
+                    break;
+                }
             }
         }
         self.emitter.emit(EventKind::Promoted);

@@ -256,9 +256,16 @@ pub enum EventKind {
         duration_ms: u64,
         message: Option<String>,
     },
-    /// Waiting for a promote.
+    /// Waiting for a promote. A timed pause passes by itself at `until_ms`.
     Gate {
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<i64>,
+    },
+    /// Blue-green: which group serves now, and which one this run deploys (or has switched from).
+    Groups {
+        live: Option<String>,
+        idle: String,
     },
     Promoted,
     /// A pause was asked for; running steps are finishing.

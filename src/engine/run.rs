@@ -17,6 +17,8 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod balance;
+mod bluegreen;
 mod monitor;
 
 use super::control::{Ctl, Stop};
@@ -27,7 +29,6 @@ use super::RunHandle;
 use crate::inventory::{
     Action, Builtin, Environment, HealthProbe, Inventory, OnFailure, Stage, TransportKind,
 };
-use crate::lb::{CommandDriver, LoadBalancer};
 use crate::plan::{NodeStep, Plan, Target};
 use crate::transport::local::LocalTransport;
 use crate::transport::{self, ExecOutcome, ExecRequest, Transport};
@@ -103,7 +104,9 @@ struct Run {
     ctl: Arc<Ctl>,
     transports: HashMap<String, Arc<dyn Transport>>,
     local: Arc<LocalTransport>,
-    lb: Option<Arc<dyn LoadBalancer>>,
+    lbs: Vec<crate::lb::Configured>,
+    /// Blue-green, once traffic moved: (group that served before, group that serves now).
+    switched_groups: Mutex<Option<(String, String)>>,
     recs: Mutex<HashMap<String, NodeRec>>,
     switches: AtomicU64,
     /// Set when a failure beyond `max_fail` asks for a pause gate after the batch.
@@ -149,10 +152,15 @@ fn start(
             transport::for_node(node, &inv.base_dir()).map_err(|e| format!("node {name}: {e}"))?;
         transports.insert(name.clone(), t);
     }
-    let lb: Option<Arc<dyn LoadBalancer>> = env
-        .load_balancer
-        .clone()
-        .map(|cfg| Arc::new(CommandDriver::new(cfg, inv.base_dir())) as Arc<dyn LoadBalancer>);
+    let lbs = {
+        let lookup = |name: &str| -> Option<Arc<dyn Transport>> {
+            transports.get(name).cloned().or_else(|| {
+                inv.node(name)
+                    .and_then(|n| transport::for_node(n, &inv.base_dir()).ok())
+            })
+        };
+        crate::lb::build(&inv, &env.load_balancers, &lookup)?
+    };
     let run = Arc::new(Run {
         local: Arc::new(LocalTransport::new(inv.base_dir())),
         inv,
@@ -163,7 +171,8 @@ fn start(
         em,
         ctl,
         transports,
-        lb,
+        lbs,
+        switched_groups: Mutex::new(None),
         recs: Mutex::new(HashMap::new()),
         switches: AtomicU64::new(0),
         failure_gate: Mutex::new(None),
@@ -429,7 +438,7 @@ impl Run {
             },
             phases: self.plan.phase_names(),
             protected: self.env.protected,
-            balancer: self.lb.is_some(),
+            balancer: !self.lbs.is_empty(),
             journal: self.em.journal_path().map(|p| p.display().to_string()),
             checks: self
                 .inv
@@ -448,6 +457,15 @@ impl Run {
     }
 
     fn finish(&self, outcome: Outcome, message: String) -> Outcome {
+        let out = self.out_of_rotation();
+        let message = if out.is_empty() {
+            message
+        } else {
+            format!(
+                "{message}; OUT OF ROTATION: {} (put back with the balancer, or re-run)",
+                out.join(", ")
+            )
+        };
         let nodes = self
             .plan
             .nodes
@@ -979,82 +997,6 @@ impl Run {
         }
     }
 
-    async fn balancer(
-        &self,
-        node: &str,
-        drain: bool,
-        cancel: &CancellationToken,
-    ) -> Result<(), String> {
-        let Some(lb) = self.lb.clone() else {
-            return Ok(());
-        };
-        let phase = if drain { "drain" } else { "enable" };
-        let vars = self.vars(Some(node), &self.plan.release, None);
-        self.ctl.step_started();
-        let started = Instant::now();
-        self.em.emit(EventKind::StepStarted {
-            node: Some(node.to_string()),
-            phase: phase.into(),
-            command: None,
-        });
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Stream, String)>();
-        let em = self.em.clone();
-        let n = node.to_string();
-        let fwd = tokio::spawn(async move {
-            while let Some((stream, line)) = rx.recv().await {
-                em.emit(EventKind::Output {
-                    node: Some(n.clone()),
-                    phase: phase.into(),
-                    stream,
-                    line,
-                });
-            }
-        });
-        let mut r = if drain {
-            lb.drain(&vars, Some(&tx), cancel).await
-        } else {
-            lb.enable(&vars, Some(&tx), cancel).await
-        };
-        drop(tx);
-        let _ = fwd.await;
-        if r.is_ok() {
-            self.rec(node, |rec| rec.drained = drain);
-            match lb.in_rotation(&vars, cancel).await {
-                Ok(Some(in_rotation)) => {
-                    self.em.emit(EventKind::Rotation {
-                        node: node.to_string(),
-                        in_rotation,
-                    });
-                    if in_rotation == drain {
-                        r = Err(format!(
-                            "the balancer still reports {node} {} after {phase}",
-                            if in_rotation {
-                                "in rotation"
-                            } else {
-                                "out of rotation"
-                            }
-                        ));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => r = Err(format!("cannot read the balancer's state for {node}: {e}")),
-            }
-        }
-        self.em.emit(EventKind::StepFinished {
-            node: Some(node.to_string()),
-            phase: phase.into(),
-            result: if r.is_ok() {
-                StepResult::Ok
-            } else {
-                StepResult::Failed
-            },
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: r.as_ref().err().cloned(),
-        });
-        self.ctl.step_ended();
-        r
-    }
-
     async fn write_history(
         &self,
         node: &str,
@@ -1119,6 +1061,9 @@ impl Run {
         let cancel = self.ctl.forward.clone();
         let mut updating = false;
         for step in steps {
+            if !self.plan.groups.is_empty() && matches!(step, NodeStep::Drain | NodeStep::Enable) {
+                continue;
+            }
             self.ctl.boundary().await.map_err(|_| NodeStop::Stopped)?;
             let r = match &step {
                 NodeStep::Drain => {
@@ -1249,7 +1194,8 @@ impl Run {
                 self.rec(node, |r| r.created = false);
             }
         }
-        if drained {
+        // A blue-green node stays out: its group is not the one serving.
+        if drained && self.plan.groups.is_empty() {
             let _ = self.balancer(node, false, &never).await;
         }
     }
@@ -1272,7 +1218,9 @@ impl Run {
         let cancel = self.ctl.all.clone();
         self.set_state(node, NodeState::RollingBack);
         let result = async {
-            if self.lb.is_some() {
+            // Blue-green nodes are out of rotation while they change: no balancer step.
+            let with_lb = !self.lbs.is_empty() && self.plan.groups.is_empty();
+            if with_lb {
                 self.balancer(node, true, &cancel).await?;
             }
             self.switch_node(node, &target, "switch", &cancel).await?;
@@ -1299,7 +1247,7 @@ impl Run {
             }
             self.set_state(node, NodeState::Checking);
             self.health(node, &target, &cancel).await?;
-            if self.lb.is_some() {
+            if with_lb {
                 self.balancer(node, false, &cancel).await?;
             }
             Ok::<(), String>(())
@@ -1341,6 +1289,10 @@ impl Run {
 
     /// Roll back every node that switched, newest first, then undo nodes that were mid-way.
     async fn rollback_all(&self, reason: String) -> Outcome {
+        let swapped = self.switched_groups.lock().ok().and_then(|g| g.clone());
+        if let Some((old_live, new_live)) = swapped {
+            return self.switch_back(&old_live, &new_live, reason).await;
+        }
         let mut switched: Vec<(u64, String)> = Vec::new();
         let mut midway: Vec<String> = Vec::new();
         for n in &self.plan.nodes {
@@ -1631,6 +1583,15 @@ impl Run {
             );
             return self.finish(Outcome::PreflightFailed, msg);
         }
+        if let Err(problems) = self.balancer_preflight().await {
+            return self.finish(
+                Outcome::PreflightFailed,
+                format!(
+                    "the load balancer is not ready, nothing was changed:\n  {}",
+                    problems.join("\n  ")
+                ),
+            );
+        }
         if let Err(problems) = self.config_preflight().await {
             return self.finish(
                 Outcome::PreflightFailed,
@@ -1693,6 +1654,9 @@ impl Run {
             }
         }
 
+        if !self.plan.groups.is_empty() {
+            return self.clone().blue_green().await;
+        }
         let batches = self.plan.batches.clone();
         let mut tolerated = 0usize;
         for (i, batch) in batches.iter().enumerate() {
@@ -1742,7 +1706,17 @@ impl Run {
                     batch.join(", "),
                     batches[i + 1].join(", ")
                 );
-                if let Err(stop) = self.ctl.gate(reason, self.opts.auto_promote).await {
+                let wait = self
+                    .plan
+                    .gate_waits
+                    .iter()
+                    .find(|(g, _)| *g == i)
+                    .map(|(_, ms)| Duration::from_millis(*ms));
+                if let Err(stop) = self
+                    .ctl
+                    .gate_for(reason, self.opts.auto_promote, wait)
+                    .await
+                {
                     return self.stop(stop).await;
                 }
             }

@@ -416,9 +416,32 @@ const ENV_KEYS: &[&str] = &[
     "requires",
     "config",
     "allow_migrate_without_backup",
+    "groups",
+    "steps",
 ];
 const HEALTH_KEYS: &[&str] = &["run", "url", "expect", "timeout", "interval", "retries"];
-const LB_KEYS: &[&str] = &["drain", "enable", "state", "timeout"];
+const LB_KEYS: &[&str] = &[
+    "type",
+    "drain",
+    "enable",
+    "state",
+    "timeout",
+    "drain_timeout",
+    "drain_timeout_action",
+    "min_healthy",
+    "min_in_rotation",
+];
+const LB_HAPROXY_KEYS: &[&str] = &[
+    "type",
+    "socket",
+    "backend",
+    "via",
+    "timeout",
+    "drain_timeout",
+    "drain_timeout_action",
+    "min_healthy",
+    "min_in_rotation",
+];
 const PHASE_KEYS: &[&str] = &[
     "name", "stage", "once", "roles", "where", "run", "function", "builtin", "upload", "timeout",
 ];
@@ -1232,20 +1255,49 @@ fn read_environment(
     // Plan order is the order of [nodes.*] in the file.
     members.sort_by_key(|m| nodes.iter().position(|n| &n.name == m));
 
-    let strategy = match t.string(cx, "strategy", "\"rolling\"") {
-        None => Strategy::Rolling,
-        Some((s, sp)) => match s.as_str() {
-            "rolling" => Strategy::Rolling,
-            other => {
-                cx.error(
-                    format!("strategy `{other}` is not supported"),
-                    sp,
-                    "use strategy = \"rolling\"",
-                );
-                Strategy::Rolling
-            }
-        },
+    let strategy_word = t.string(cx, "strategy", "\"rolling\"");
+    let strategy = match strategy_word
+        .as_ref()
+        .map(|(s, sp)| (s.as_str(), sp.clone()))
+    {
+        None | Some(("rolling", _)) => Strategy::Rolling,
+        Some(("blue-green", sp)) => read_groups(cx, &mut t, name, sp, nodes, &members),
+        Some(("canary", sp)) => read_canary(cx, &mut t, name, sp),
+        Some((other, sp)) => {
+            cx.error(
+                format!("strategy `{other}` is not known"),
+                sp,
+                "use \"rolling\", \"blue-green\" (with groups) or \"canary\" (with steps)",
+            );
+            Strategy::Rolling
+        }
     };
+    if !matches!(strategy, Strategy::BlueGreen { .. }) && t.table.contains_key("groups") {
+        let sp = t
+            .table
+            .get("groups")
+            .map(|v| v.span())
+            .unwrap_or(span.clone());
+        t.get("groups");
+        cx.error(
+            "`groups` only applies to strategy = \"blue-green\"",
+            sp,
+            "set strategy = \"blue-green\", or remove groups",
+        );
+    }
+    if !matches!(strategy, Strategy::Canary { .. }) && t.table.contains_key("steps") {
+        let sp = t
+            .table
+            .get("steps")
+            .map(|v| v.span())
+            .unwrap_or(span.clone());
+        t.get("steps");
+        cx.error(
+            "`steps` only applies to strategy = \"canary\"",
+            sp,
+            "set strategy = \"canary\", or remove steps",
+        );
+    }
     let batches = match t.get("batches") {
         None => vec![BatchSize::Count(1)],
         Some(v) => match v.get_ref() {
@@ -1323,14 +1375,50 @@ fn read_environment(
             "{ run = \"curl -fsS http://127.0.0.1/up\" }",
         )
         .and_then(|h| read_health(cx, h));
-    let load_balancer = t
-        .table(
-            cx,
-            "load_balancer",
-            format!("the load balancer of `{name}`"),
-            "{ drain = \"…\", enable = \"…\" }",
-        )
-        .and_then(|lb| read_command_lb(cx, lb));
+    let load_balancers = match t.get("load_balancer") {
+        None => Vec::new(),
+        Some(v) => match v.get_ref() {
+            DeValue::Table(lt) => read_balancer(
+                cx,
+                Obj::new(lt, v.span(), format!("the load balancer of `{name}`")),
+            )
+            .into_iter()
+            .collect(),
+            DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item.get_ref() {
+                    DeValue::Table(lt) => read_balancer(
+                        cx,
+                        Obj::new(
+                            lt,
+                            item.span(),
+                            format!("load balancer #{} of `{name}`", i + 1),
+                        ),
+                    ),
+                    other => {
+                        cx.error(
+                            format!(
+                                "each load balancer must be a table, found {}",
+                                type_name(other)
+                            ),
+                            item.span(),
+                            "write [[environments.NAME.load_balancer]] tables",
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            other => {
+                cx.error(
+                    format!("`load_balancer` must be a table, found {}", type_name(other)),
+                    v.span(),
+                    "write [environments.NAME.load_balancer] with socket/backend (HAProxy) or drain/enable (commands)",
+                );
+                Vec::new()
+            }
+        },
+    };
     let requires = t.string(cx, "requires", "\"staging\"").map(|(r, _)| r);
     let config_example = t
         .table(
@@ -1357,7 +1445,7 @@ fn read_environment(
         pause_after_first,
         protected,
         health,
-        load_balancer,
+        load_balancers,
         requires,
         config_example,
         allow_migrate_without_backup,
@@ -1420,25 +1508,245 @@ fn read_health(cx: &mut Cx, mut t: Obj) -> Option<Health> {
     })
 }
 
-fn read_command_lb(cx: &mut Cx, mut t: Obj) -> Option<CommandBalancer> {
-    let drain = t.string(cx, "drain", "\"…\"");
-    let drain = t.require(cx, "drain", drain, "\"my-lb drain {node}\"");
-    let enable = t.string(cx, "enable", "\"…\"");
-    let enable = t.require(cx, "enable", enable, "\"my-lb enable {node}\"");
-    let state = t.string(cx, "state", "\"my-lb state {node}\"");
+fn read_balancer(cx: &mut Cx, mut t: Obj) -> Option<Balancer> {
+    let kind_word = t.string(cx, "type", "\"haproxy\"");
+    let is_haproxy = match &kind_word {
+        Some((k, sp)) => match k.as_str() {
+            "haproxy" => true,
+            "command" => false,
+            other => {
+                cx.error(
+                    format!("load balancer type `{other}` is not known"),
+                    sp.clone(),
+                    "use \"haproxy\" or \"command\"",
+                );
+                return None;
+            }
+        },
+        None => t.table.contains_key("socket") || t.table.contains_key("backend"),
+    };
+    let kind = if is_haproxy {
+        let socket = t.string(cx, "socket", "\"/run/haproxy/admin.sock\"");
+        let socket = t.require(cx, "socket", socket, "\"/run/haproxy/admin.sock\"");
+        let backend = t.string(cx, "backend", "\"app\"");
+        let backend = t.require(cx, "backend", backend, "\"app\"");
+        let via = t
+            .string(cx, "via", "\"local\"")
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| "local".into());
+        if let Some((sock, sp)) = &socket {
+            if !sock.starts_with('/') {
+                cx.error(
+                    format!("HAProxy socket `{sock}` must be an absolute path"),
+                    sp.clone(),
+                    "e.g. socket = \"/run/haproxy/admin.sock\"",
+                );
+            }
+        }
+        BalancerKind::Haproxy(HaproxyBalancer {
+            socket: socket?.0,
+            backend: backend?.0,
+            via,
+        })
+    } else {
+        let drain = t.string(cx, "drain", "\"…\"");
+        let drain = t.require(cx, "drain", drain, "\"my-lb drain {node}\"");
+        let enable = t.string(cx, "enable", "\"…\"");
+        let enable = t.require(cx, "enable", enable, "\"my-lb enable {node}\"");
+        let state = t.string(cx, "state", "\"my-lb state {node}\"");
+        for (cmd, sp) in [&drain, &enable, &state].into_iter().flatten() {
+            check_placeholders(cx, cmd, sp.clone());
+        }
+        BalancerKind::Command(CommandBalancer {
+            drain: drain?.0,
+            enable: enable?.0,
+            state: state.map(|(s, _)| s),
+        })
+    };
     let timeout = t
         .duration(cx, "timeout", "\"30s\"")
         .unwrap_or(Duration::from_secs(30));
-    t.finish(cx, LB_KEYS);
-    for (cmd, sp) in [&drain, &enable, &state].into_iter().flatten() {
-        check_placeholders(cx, cmd, sp.clone());
-    }
-    Some(CommandBalancer {
-        drain: drain?.0,
-        enable: enable?.0,
-        state: state.map(|(s, _)| s),
+    let drain_timeout = t
+        .duration(cx, "drain_timeout", "\"30s\"")
+        .unwrap_or(Duration::from_secs(30));
+    let drain_timeout_action = match t.string(cx, "drain_timeout_action", "\"proceed\"") {
+        None => DrainTimeoutAction::Proceed,
+        Some((a, sp)) => match a.as_str() {
+            "proceed" => DrainTimeoutAction::Proceed,
+            "fail" => DrainTimeoutAction::Fail,
+            other => {
+                cx.error(
+                    format!("drain_timeout_action `{other}` is not known"),
+                    sp,
+                    "use \"proceed\" (default) or \"fail\"",
+                );
+                DrainTimeoutAction::Proceed
+            }
+        },
+    };
+    let min_healthy = t
+        .duration(cx, "min_healthy", "\"5s\"")
+        .unwrap_or(Duration::ZERO);
+    let min_in_rotation = t.int(cx, "min_in_rotation", 0, 100_000, "1").unwrap_or(1) as usize;
+    let allowed: &[&str] = if is_haproxy { LB_HAPROXY_KEYS } else { LB_KEYS };
+    t.finish(cx, allowed);
+    Some(Balancer {
+        kind,
         timeout,
+        drain_timeout,
+        drain_timeout_action,
+        min_healthy,
+        min_in_rotation,
     })
+}
+
+fn read_groups(
+    cx: &mut Cx,
+    t: &mut Obj,
+    env: &str,
+    sp: Span,
+    nodes: &[Node],
+    members: &[String],
+) -> Strategy {
+    let Some(v) = t.get("groups") else {
+        cx.error(
+            format!("environment `{env}` uses blue-green but has no `groups`"),
+            sp,
+            "add groups = { blue = [\"web-1\", \"web-2\"], green = [\"web-3\", \"web-4\"] }",
+        );
+        return Strategy::Rolling;
+    };
+    let DeValue::Table(gt) = v.get_ref() else {
+        cx.error(
+            "`groups` must be a table of two node lists",
+            v.span(),
+            "e.g. groups = { blue = [\"web-1\"], green = [\"web-2\"] }",
+        );
+        return Strategy::Rolling;
+    };
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    for (k, gv) in gt.iter() {
+        let mut list = Vec::new();
+        match gv.get_ref() {
+            DeValue::Array(items) => {
+                for item in items.iter() {
+                    match item.get_ref().as_str() {
+                        Some(n) if !nodes.iter().any(|x| x.name == n) => cx.error(
+                            format!(
+                                "group `{}` names node `{n}`, which is not defined",
+                                k.get_ref()
+                            ),
+                            item.span(),
+                            format!("define it under [nodes.{n}]"),
+                        ),
+                        Some(n) if !members.iter().any(|m| m == n) => cx.error(
+                            format!(
+                                "group `{}` names node `{n}`, which is not in environment `{env}`",
+                                k.get_ref()
+                            ),
+                            item.span(),
+                            "add it to the environment's nodes, or remove it from the group",
+                        ),
+                        Some(n) if seen.iter().any(|x| x == n) => cx.error(
+                            format!("node `{n}` is in two groups"),
+                            item.span(),
+                            "a node belongs to one group",
+                        ),
+                        Some(n) => {
+                            seen.push(n.to_string());
+                            list.push(n.to_string());
+                        }
+                        None => cx.error(
+                            "group members are node names",
+                            item.span(),
+                            "e.g. blue = [\"web-1\", \"web-2\"]",
+                        ),
+                    }
+                }
+            }
+            _ => cx.error(
+                "a group is a list of node names",
+                gv.span(),
+                "e.g. blue = [\"web-1\", \"web-2\"]",
+            ),
+        }
+        groups.push((k.get_ref().to_string(), list));
+    }
+    if groups.len() != 2 || groups.iter().any(|(_, l)| l.is_empty()) {
+        cx.error(
+            "blue-green needs exactly two non-empty groups",
+            v.span(),
+            "e.g. groups = { blue = [\"web-1\"], green = [\"web-2\"] }",
+        );
+    }
+    let missing: Vec<&String> = members.iter().filter(|m| !seen.contains(m)).collect();
+    if !missing.is_empty() {
+        cx.error(
+            format!(
+                "nodes of `{env}` in no group: {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            v.span(),
+            "put every node of the environment in one of the two groups",
+        );
+    }
+    Strategy::BlueGreen { groups }
+}
+
+fn read_canary(cx: &mut Cx, t: &mut Obj, env: &str, sp: Span) -> Strategy {
+    let help = "e.g. steps = [{ nodes = 1 }, { pause = \"manual\" }, { nodes = \"50%\" }, { pause = \"5m\" }, { nodes = \"100%\" }]";
+    let Some(v) = t.get("steps") else {
+        cx.error(
+            format!("environment `{env}` uses canary but has no `steps`"),
+            sp,
+            help,
+        );
+        return Strategy::Rolling;
+    };
+    let DeValue::Array(items) = v.get_ref() else {
+        cx.error("`steps` must be a list", v.span(), help);
+        return Strategy::Rolling;
+    };
+    let mut steps = Vec::new();
+    for item in items.iter() {
+        let DeValue::Table(st) = item.get_ref() else {
+            cx.error("each canary step is a table", item.span(), help);
+            continue;
+        };
+        let mut o = Obj::new(st, item.span(), "a canary step".to_string());
+        let nodes = o.get("nodes").and_then(|nv| read_batch_entry(cx, nv));
+        let pause = o.string(cx, "pause", "\"manual\"");
+        o.finish(cx, &["nodes", "pause"]);
+        match (nodes, pause) {
+            (Some(n), None) => steps.push(CanaryStep::Nodes(n)),
+            (None, Some((p, psp))) if p == "manual" => {
+                let _ = psp;
+                steps.push(CanaryStep::Pause(None))
+            }
+            (None, Some((p, psp))) => match util::parse_duration(&p) {
+                Ok(d) => steps.push(CanaryStep::Pause(Some(d))),
+                Err(_) => cx.error(
+                    format!("pause `{p}` is neither \"manual\" nor a duration"),
+                    psp,
+                    "e.g. pause = \"manual\" or pause = \"5m\"",
+                ),
+            },
+            _ => cx.error(
+                "a canary step has either `nodes` or `pause`",
+                item.span(),
+                help,
+            ),
+        }
+    }
+    if !steps.iter().any(|s| matches!(s, CanaryStep::Nodes(_))) {
+        cx.error("canary steps deploy no node", v.span(), help);
+    }
+    Strategy::Canary { steps }
 }
 
 /// Report `{name}` placeholders that are not known, pointing into the string when possible.

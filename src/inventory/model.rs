@@ -109,10 +109,35 @@ pub struct Node {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// How nodes take their turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Strategy {
+    /// Batch by batch along `batches`.
     Rolling,
+    /// Deploy the idle group in parallel, then switch the balancer to it in one step.
+    BlueGreen { groups: Vec<(String, Vec<String>)> },
+    /// Growing steps of nodes with pauses between them.
+    Canary { steps: Vec<CanaryStep> },
+}
+
+impl Strategy {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Strategy::Rolling => "rolling",
+            Strategy::BlueGreen { .. } => "blue-green",
+            Strategy::Canary { .. } => "canary",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryStep {
+    /// Bring the total of deployed nodes up to this (a count or a share of the environment).
+    Nodes(BatchSize),
+    /// Wait for a promote (None) or for this long (a promote ends it sooner).
+    Pause(#[serde(with = "crate::util::opt_duration_serde")] Option<Duration>),
 }
 
 /// One entry of a batch ramp: a node count or a share of the environment.
@@ -156,8 +181,46 @@ pub struct CommandBalancer {
     pub drain: String,
     pub enable: String,
     pub state: Option<String>,
+}
+
+/// HAProxy through its runtime API (`stats socket … level admin`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HaproxyBalancer {
+    pub socket: String,
+    pub backend: String,
+    /// `local` (this machine) or the node whose connection reaches the socket (with socat).
+    pub via: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BalancerKind {
+    Command(CommandBalancer),
+    Haproxy(HaproxyBalancer),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainTimeoutAction {
+    Proceed,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Balancer {
+    pub kind: BalancerKind,
+    /// Per command sent to the balancer.
     #[serde(with = "crate::util::duration_serde")]
     pub timeout: Duration,
+    /// How long a drained node may keep sessions before `drain_timeout_action`.
+    #[serde(with = "crate::util::duration_serde")]
+    pub drain_timeout: Duration,
+    pub drain_timeout_action: DrainTimeoutAction,
+    /// How long a node must stay healthy before it goes back into rotation.
+    #[serde(with = "crate::util::duration_serde")]
+    pub min_healthy: Duration,
+    /// Never drain a node if fewer than this many would stay in rotation.
+    pub min_in_rotation: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,7 +236,7 @@ pub struct Environment {
     pub pause_after_first: bool,
     pub protected: bool,
     pub health: Option<Health>,
-    pub load_balancer: Option<CommandBalancer>,
+    pub load_balancers: Vec<Balancer>,
     /// Another environment a release must have passed (its checklist) before it may come here.
     pub requires: Option<String>,
     /// `.env.example` (relative to the inventory) whose keys every node's `shared/.env` must have.

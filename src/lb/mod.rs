@@ -1,143 +1,145 @@
 //! Load balancers: take a node out of rotation before it changes and put it back when healthy,
-//! and report the balancer's own view of each node. This module holds the driver trait and the
-//! command driver (user-given shell commands run on this machine, for nginx, cloud LBs, …).
+//! and report the balancer's own view of each server (admin state, up or down, sessions).
+//! Drivers: HAProxy over its runtime API (`haproxy.rs`) and user-given commands (`command.rs`).
 //!
-//! A driver only talks to the balancer; when to drain or enable is the engine's decision.
+//! A driver only talks to its balancer; when to drain or enable, how long to wait for sessions
+//! and how many nodes must stay in rotation are the engine's decisions.
+
+pub mod command;
+pub mod haproxy;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use crate::inventory::CommandBalancer;
-use crate::transport::local::LocalTransport;
-use crate::transport::{ExecRequest, LineSender, Transport};
-use crate::util::expand;
+use crate::inventory::{Balancer, BalancerKind, Inventory};
+use crate::transport::Transport;
+
+/// What the operator sets on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Admin {
+    Ready,
+    Drain,
+    Maint,
+}
+
+/// The balancer's own answer for one server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerState {
+    pub admin: Admin,
+    /// Health as the balancer sees it (None: it does not check).
+    pub up: Option<bool>,
+    pub sessions: u64,
+    /// The balancer's own word, for the screen.
+    pub word: String,
+}
+
+impl ServerState {
+    /// In rotation: the balancer sends it new traffic.
+    pub fn in_rotation(&self) -> bool {
+        self.admin == Admin::Ready && self.up != Some(false)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LbError {
+    /// The balancer could not be reached at all (socket gone, connection refused, timeout).
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered, but refused or answered something unexpected.
+    #[error("{0}")]
+    Refused(String),
+}
 
 #[async_trait]
 pub trait LoadBalancer: Send + Sync {
-    async fn drain(
+    /// A short name for messages (`haproxy app@/run/haproxy/admin.sock via lb-1`).
+    fn describe(&self) -> String;
+    /// Set a server's admin state. `vars` are the node's placeholder values.
+    async fn set(
         &self,
+        server: &str,
         vars: &BTreeMap<&str, String>,
-        lines: Option<&LineSender>,
+        want: Admin,
         cancel: &CancellationToken,
-    ) -> Result<(), String>;
-    async fn enable(
+    ) -> Result<(), LbError>;
+    /// The state of these servers (name → vars), as the balancer reports it. A server it does
+    /// not know is missing from the answer.
+    async fn states(
         &self,
-        vars: &BTreeMap<&str, String>,
-        lines: Option<&LineSender>,
+        servers: &[(String, BTreeMap<&'static str, String>)],
         cancel: &CancellationToken,
-    ) -> Result<(), String>;
-    /// The balancer's answer: Some(true) in rotation, Some(false) out, None when it cannot say.
-    async fn in_rotation(
-        &self,
-        vars: &BTreeMap<&str, String>,
-        cancel: &CancellationToken,
-    ) -> Result<Option<bool>, String>;
+    ) -> Result<BTreeMap<String, ServerState>, LbError>;
 }
 
-pub struct CommandDriver {
-    cfg: CommandBalancer,
-    local: LocalTransport,
+/// A configured balancer with the engine's policy around it.
+pub struct Configured {
+    pub driver: Arc<dyn LoadBalancer>,
+    pub cfg: Balancer,
 }
 
-impl CommandDriver {
-    pub fn new(cfg: CommandBalancer, cwd: std::path::PathBuf) -> Self {
-        CommandDriver {
-            cfg,
-            local: LocalTransport::new(cwd),
+/// Build the drivers of an environment. `transports` reaches nodes named in `via`.
+pub fn build(
+    inv: &Inventory,
+    balancers: &[Balancer],
+    transport_for: &dyn Fn(&str) -> Option<Arc<dyn Transport>>,
+) -> Result<Vec<Configured>, String> {
+    balancers
+        .iter()
+        .map(|b| {
+            let driver: Arc<dyn LoadBalancer> = match &b.kind {
+                BalancerKind::Command(c) => Arc::new(command::CommandDriver::new(c.clone(), inv.base_dir(), b.timeout)),
+                BalancerKind::Haproxy(h) => {
+                    let via = if h.via == "local" {
+                        haproxy::Via::Local
+                    } else {
+                        let t = transport_for(&h.via).ok_or_else(|| {
+                            format!("the HAProxy balancer is reached via `{}`, which is not a node of the inventory", h.via)
+                        })?;
+                        haproxy::Via::Node(h.via.clone(), t)
+                    };
+                    Arc::new(haproxy::Haproxy::new(h.clone(), via, b.timeout))
+                }
+            };
+            Ok(Configured { driver, cfg: b.clone() })
+        })
+        .collect()
+}
+
+/// Read a balancer's word for a node's state (command driver `state` output).
+pub fn parse_word(word: &str) -> Option<ServerState> {
+    let w = word.trim().to_ascii_lowercase();
+    let (admin, up) = match w.split_whitespace().next().unwrap_or("") {
+        "ready" | "up" | "enabled" | "enable" | "in" | "active" | "healthy" => {
+            (Admin::Ready, Some(true))
         }
-    }
-
-    async fn run(
-        &self,
-        what: &str,
-        template: &str,
-        vars: &BTreeMap<&str, String>,
-        lines: Option<&LineSender>,
-        cancel: &CancellationToken,
-    ) -> Result<String, String> {
-        let script = expand(template, vars, true);
-        let out = self
-            .local
-            .exec(
-                &ExecRequest::new(script).timeout(self.cfg.timeout),
-                lines,
-                cancel,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if out.success() {
-            Ok(out.stdout)
-        } else {
-            Err(format!(
-                "balancer {what} command {}",
-                out.describe_failure(Some(self.cfg.timeout))
-            ))
+        "down" => (Admin::Ready, Some(false)),
+        "drain" | "drained" | "draining" | "out" | "disabled" | "disable" | "inactive" => {
+            (Admin::Drain, None)
         }
-    }
+        "maint" | "maintenance" => (Admin::Maint, None),
+        _ => return None,
+    };
+    Some(ServerState {
+        admin,
+        up,
+        sessions: 0,
+        word: word.trim().to_string(),
+    })
 }
-
-/// Read a balancer's word for a node's state.
-pub fn parse_rotation(word: &str) -> Option<bool> {
-    match word.trim().to_ascii_lowercase().as_str() {
-        "ready" | "up" | "enabled" | "enable" | "in" | "active" | "healthy" => Some(true),
-        "drain" | "drained" | "maint" | "down" | "disabled" | "disable" | "out" | "inactive" => {
-            Some(false)
-        }
-        _ => None,
-    }
-}
-
-#[async_trait]
-impl LoadBalancer for CommandDriver {
-    async fn drain(
-        &self,
-        vars: &BTreeMap<&str, String>,
-        lines: Option<&LineSender>,
-        cancel: &CancellationToken,
-    ) -> Result<(), String> {
-        self.run("drain", &self.cfg.drain, vars, lines, cancel)
-            .await
-            .map(|_| ())
-    }
-    async fn enable(
-        &self,
-        vars: &BTreeMap<&str, String>,
-        lines: Option<&LineSender>,
-        cancel: &CancellationToken,
-    ) -> Result<(), String> {
-        self.run("enable", &self.cfg.enable, vars, lines, cancel)
-            .await
-            .map(|_| ())
-    }
-    async fn in_rotation(
-        &self,
-        vars: &BTreeMap<&str, String>,
-        cancel: &CancellationToken,
-    ) -> Result<Option<bool>, String> {
-        match &self.cfg.state {
-            None => Ok(None),
-            Some(t) => {
-                let out = self.run("state", t, vars, None, cancel).await?;
-                Ok(parse_rotation(out.lines().last().unwrap_or("")))
-            }
-        }
-    }
-}
-
-/// Default time a balancer command may take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rotation;
+    use super::*;
 
     #[test]
     fn balancer_words() {
-        assert_eq!(parse_rotation("READY\n"), Some(true));
-        assert_eq!(parse_rotation("drain"), Some(false));
-        assert_eq!(parse_rotation("weird"), None);
+        assert!(parse_word("READY\n").unwrap().in_rotation());
+        assert_eq!(parse_word("drain").unwrap().admin, Admin::Drain);
+        assert!(!parse_word("down").unwrap().in_rotation());
+        assert_eq!(parse_word("weird"), None);
     }
 }
