@@ -288,6 +288,10 @@ pub struct App {
     pub local_output: Vec<OutputLine>,
     pub batch: Option<usize>,
     pub gate: Option<String>,
+    /// A timed gate passes by itself at this time.
+    pub gate_until: Option<i64>,
+    /// Blue-green: the group serving now and the one this run deploys.
+    pub groups: Option<(Option<String>, String)>,
     /// The checklist window being watched and when it ends.
     pub monitoring: Option<(String, i64)>,
     /// The rollback tree's latest verdict and reason.
@@ -340,6 +344,8 @@ impl App {
             local_output: Vec::new(),
             batch: None,
             gate: None,
+            gate_until: None,
+            groups: None,
             monitoring: None,
             decision: None,
             locked: false,
@@ -591,8 +597,9 @@ impl App {
                     self.flash_at(FlashLevel::Error, text, at);
                 }
             }
-            EventKind::Gate { reason } => {
+            EventKind::Gate { reason, until_ms } => {
                 self.gate = Some(reason.clone());
+                self.gate_until = *until_ms;
                 self.pending = None;
                 self.flash_at(
                     FlashLevel::Warn,
@@ -669,6 +676,9 @@ impl App {
                         }
                     }
                 }
+            }
+            EventKind::Groups { live, idle } => {
+                self.groups = Some((live.clone(), idle.clone()));
             }
             EventKind::Monitoring { window, ends_at_ms } => {
                 self.monitoring = Some((window.clone(), *ends_at_ms));

@@ -391,6 +391,7 @@ pub fn mid_rollout() -> Script {
     );
     s.push(EventKind::Gate {
         reason: "first batch done".into(),
+        until_ms: None,
     });
     s.wait(4_000);
     s.push(EventKind::Promoted);
@@ -457,6 +458,7 @@ pub fn gate() -> Script {
     );
     s.push(EventKind::Gate {
         reason: "after batch 1 of 3 (pause_after_first)".into(),
+        until_ms: None,
     });
     s.wait(2_500);
     s
@@ -575,6 +577,7 @@ pub fn failed_node() -> Script {
     );
     s.push(EventKind::Gate {
         reason: "web-3 failed its health check".into(),
+        until_ms: None,
     });
     s.wait(1_000);
     s

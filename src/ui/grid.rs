@@ -187,8 +187,20 @@ fn balancer_title(app: &App) -> String {
     if !balancer {
         return "No load balancer: nodes are updated in place".into();
     }
+    let groups = match &app.groups {
+        Some((live, idle)) => format!(
+            " {} {} serves, {idle} gets {}",
+            app.glyphs.dot,
+            live.as_deref().unwrap_or("no group"),
+            app.run
+                .as_ref()
+                .map(|r| r.release.as_str())
+                .unwrap_or("the release")
+        ),
+        None => String::new(),
+    };
     format!(
-        "Load Balancer {} {}/{} in rotation",
+        "Load Balancer {} {}/{} in rotation{groups}",
         app.glyphs.dot,
         app.in_rotation(),
         app.nodes.len()

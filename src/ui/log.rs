@@ -236,7 +236,15 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
                     .unwrap_or_default()
             ),
         ),
-        EventKind::Gate { reason } => (run.clone(), Level::Warn, format!("gate: {reason}")),
+        EventKind::Gate { reason, .. } => (run.clone(), Level::Warn, format!("gate: {reason}")),
+        EventKind::Groups { live, idle } => (
+            run.clone(),
+            Level::Info,
+            format!(
+                "groups: {} serves, {idle} gets the release",
+                live.as_deref().unwrap_or("none")
+            ),
+        ),
         EventKind::Promoted => (run.clone(), Level::Info, "promoted".into()),
         EventKind::Pausing => (run.clone(), Level::Info, "pausing".into()),
         EventKind::Paused => (run.clone(), Level::Info, "paused".into()),

@@ -264,10 +264,17 @@ fn status_sentence(app: &App, mode: Mode) -> String {
         }
         Mode::Pausing => "pausing: the running step ends first, no new step starts".into(),
         Mode::Paused => "paused: no step is running; p resumes, R rolls back".into(),
-        Mode::Waiting => format!(
-            "gate: {} — enter promotes, R rolls back",
-            app.gate.as_deref().unwrap_or("waiting")
-        ),
+        Mode::Waiting => match app.gate_until {
+            Some(until) => format!(
+                "gate: {} — passes by itself in {}; enter promotes now, R rolls back",
+                app.gate.as_deref().unwrap_or("waiting"),
+                clock((until - app.now_ms.max(app.last_event_ms)).max(0))
+            ),
+            None => format!(
+                "gate: {} — enter promotes, R rolls back",
+                app.gate.as_deref().unwrap_or("waiting")
+            ),
+        },
         Mode::RollingBack => {
             "rolling back: switched nodes go back to their previous release".into()
         }
