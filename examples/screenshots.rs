@@ -1,7 +1,11 @@
 //! Draws the console's screens into an off-screen buffer and writes each as an SVG, cell by
 //! cell with its colours, for `scripts/screenshots.sh` to turn into the PNGs in `screenshots/`.
 //!
-//! Usage: `cargo run --example screenshots -- OUT_DIR`
+//! Usage: `cargo run --example screenshots -- OUT_DIR [JOURNAL]`
+//!
+//! With a JOURNAL (recorded by `deckhand demo --headless --fail-node web-3`), it also draws the
+//! console at three moments of that real run: the node failing, the rollback under way, and the
+//! end.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -86,6 +90,69 @@ fn main() {
         }
         println!("{}", path.display());
     }
+    if let Some(journal) = std::env::args().nth(2) {
+        if let Err(e) = from_journal(&PathBuf::from(journal), &out) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The console at moments of a recorded run, replayed through the reducer.
+fn from_journal(journal: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    use deckhand::engine::event::{EventKind, NodeState};
+    let events = deckhand::ui::read_journal(journal)?;
+    type Moment = (&'static str, fn(&EventKind) -> bool, usize);
+    let moments: [Moment; 3] = [
+        (
+            "demo-failed",
+            |k| {
+                matches!(
+                    k,
+                    EventKind::NodeState {
+                        state: NodeState::Failed,
+                        ..
+                    }
+                )
+            },
+            0,
+        ),
+        (
+            "demo-rolling-back",
+            |k| matches!(k, EventKind::RollbackStarted { .. }),
+            6,
+        ),
+        (
+            "demo-rolled-back",
+            |k| matches!(k, EventKind::Finished { .. }),
+            0,
+        ),
+    ];
+    for (file, at, extra) in moments {
+        let Some(pos) = events.iter().position(|e| at(&e.kind)) else {
+            anyhow::bail!("{}: no moment for {file}", journal.display());
+        };
+        let end = (pos + 1 + extra).min(events.len());
+        let mut app = App::new(Theme::default_theme(), deckhand::ui::theme::Glyphs::UNICODE);
+        for e in &events[..end] {
+            app.apply(e);
+        }
+        app.now_ms = events[end - 1].at_ms;
+        app.frame = 3;
+        // show the node that failed
+        if let Some(i) = app
+            .nodes
+            .iter()
+            .position(|n| n.state == NodeState::Failed || n.problem.is_some())
+        {
+            app.selected = i;
+        }
+        let buf = render(&mut app, None, 120, 36);
+        let path = out.join(format!("{file}.svg"));
+        std::fs::write(&path, to_svg(&buf, &app.theme))?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn render(app: &mut App, log: Option<&LogPane>, w: u16, h: u16) -> Buffer {

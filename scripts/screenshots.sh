@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make screenshots/*.png: draw each console screen (the same reducer and drawing code the live
-# console uses, fed with the scenes in src/ui/fixtures.rs) into an off-screen buffer, write it as
-# SVG cell by cell, and convert it with rsvg-convert. Installs librsvg2-bin and the DejaVu fonts
-# with apt-get when they are missing.
+# console uses, fed with the scenes in src/ui/fixtures.rs and with a recorded demo run) into an
+# off-screen buffer, write it as SVG cell by cell, and convert it with rsvg-convert. Installs
+# librsvg2-bin and the DejaVu fonts with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,12 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p screenshots
-cargo run --quiet --example screenshots -- "$tmp" >/dev/null
+# A real run to picture as well: the demo with a failing health check on web-3, recorded.
+cargo build --quiet
+XDG_STATE_HOME="$tmp/state" target/debug/deckhand demo --headless --fast --fail-node web-3 \
+    --dir "$tmp/demo" >/dev/null 2>&1 || true
+journal=$(ls "$tmp"/state/deckhand/*.jsonl)
+cargo run --quiet --example screenshots -- "$tmp" "$journal" >/dev/null
 for svg in "$tmp"/*.svg; do
     name=$(basename "${svg%.svg}")
     rsvg-convert --zoom 1.25 --output "screenshots/$name.png" "$svg"
