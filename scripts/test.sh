@@ -14,6 +14,7 @@ have haproxy || need+=(haproxy)
 have socat || need+=(socat)
 have tmux || need+=(tmux)
 have python3 || need+=(python3)
+have curl || need+=(curl)
 have prometheus || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -1816,6 +1816,9 @@ impl Run {
                 ),
             );
         }
+        if !self.plan.groups.is_empty() {
+            return self.clone().blue_green_rollback().await;
+        }
         // Every node must have somewhere to go before anything changes.
         let mut plan: Vec<(String, String)> = Vec::new();
         let mut problems = Vec::new();

@@ -3,6 +3,7 @@
 //! the fleet's `ctl/` directory, so a test decides per node what happens.
 #![allow(dead_code)]
 
+pub mod haproxy;
 pub mod http;
 pub mod prometheus;
 

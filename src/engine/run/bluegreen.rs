@@ -258,4 +258,61 @@ impl Run {
             msg,
         )
     }
+
+    /// `deckhand rollback` on a blue-green environment: traffic goes back to the standby group.
+    pub(super) async fn blue_green_rollback(self: Arc<Self>) -> Outcome {
+        let (a, b) = (self.plan.groups[0].0.clone(), self.plan.groups[1].0.clone());
+        let serving = match self.rotation_now().await {
+            Ok(Some(s)) => s,
+            _ => {
+                return self.finish(
+                    Outcome::PreflightFailed,
+                    "cannot read which group serves; nothing was changed".into(),
+                );
+            }
+        };
+        let full = |g: &str| self.group(g).iter().all(|n| serving.contains(n));
+        let (live, standby) = if full(&a) && !full(&b) {
+            (a, b)
+        } else if full(&b) && !full(&a) {
+            (b, a)
+        } else {
+            return self.finish(
+                Outcome::PreflightFailed,
+                format!(
+                    "cannot tell which group serves (in rotation: {}); nothing was changed",
+                    serving.join(", ")
+                ),
+            );
+        };
+        if let Err(holder) = self.lock_all("rollback").await {
+            return self.finish(
+                Outcome::LockHeld,
+                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
+            );
+        }
+        self.em.emit(EventKind::Groups {
+            live: Some(live.clone()),
+            idle: standby.clone(),
+        });
+        let outcome = self
+            .switch_back(
+                &standby,
+                &live,
+                format!("rollback requested: traffic back to {standby}"),
+            )
+            .await;
+        self.unlock_all().await;
+        let msg = match outcome {
+            Outcome::RolledBack => format!(
+                "{standby} serves again; {live} is on standby; {}",
+                self.release_summary()
+            ),
+            _ => format!(
+                "the switch back to {standby} did not complete; {}",
+                self.release_summary()
+            ),
+        };
+        self.finish(outcome, msg)
+    }
 }
