@@ -79,13 +79,15 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     block.render(rect, buf);
 
     let key_w = 12;
-    let mut columns: Vec<Vec<Line>> = vec![Vec::new()];
+    // Wide enough: the console's keys on the left, the other layers on the right.
     let two = inner.width >= 110;
+    let mut columns: Vec<Vec<Line>> = vec![Vec::new()];
     for (i, (scope, heading)) in SECTIONS.iter().enumerate() {
         if two && i == 1 {
             columns.push(Vec::new());
         }
-        let col = columns.last_mut().expect("one column");
+        let last = columns.len() - 1;
+        let col = &mut columns[last];
         if !col.is_empty() {
             col.push(Line::raw(""));
         }

@@ -72,7 +72,7 @@ impl UiOptions {
             self.inventory_theme.as_deref(),
             theme::no_color_requested(),
         )?;
-        let ascii = self.ascii || !Glyphs::locale_is_utf8();
+        let ascii = self.ascii || !Glyphs::unicode_ok();
         Ok((theme, Glyphs::new(ascii)))
     }
 }

@@ -379,6 +379,19 @@ impl Glyphs {
         }
     }
 
+    /// Whether the terminal can show the Unicode glyphs: the locale must promise UTF-8, and the
+    /// bare consoles (`TERM=linux`, `vt100`, `vt220`, `dumb`) cannot, whatever the locale says.
+    pub fn unicode_ok() -> bool {
+        let term = std::env::var("TERM").unwrap_or_default();
+        if matches!(
+            term.as_str(),
+            "linux" | "vt100" | "vt102" | "vt220" | "dumb"
+        ) {
+            return false;
+        }
+        Glyphs::locale_is_utf8()
+    }
+
     /// Whether the locale promises UTF-8; without that, glyphs fall back to ASCII.
     pub fn locale_is_utf8() -> bool {
         for var in ["LC_ALL", "LC_CTYPE", "LANG"] {
