@@ -64,7 +64,10 @@ fn key_to_pausing(c: &mut Criterion) {
         b.iter_batched(
             || base.into_app(6),
             |mut app| {
-                app.handle_key(Key { code: KeyCode::Char('p'), ctrl: false });
+                app.handle_key(Key {
+                    code: KeyCode::Char('p'),
+                    ctrl: false,
+                });
                 term.draw(|f| {
                     let area = f.area();
                     view::draw(&mut app, None, area, f.buffer_mut());

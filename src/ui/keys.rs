@@ -484,13 +484,12 @@ pub static BINDINGS: &[Binding] = &[
 
 impl Key {
     pub fn from_event(ev: &KeyEvent) -> Key {
-        let ctrl = ev.modifiers.contains(KeyModifiers::CONTROL);
-        let code = match ev.code {
-            // Terminals report shift-letters as the upper-case char, sometimes with SHIFT set.
-            KeyCode::Char(c) => KeyCode::Char(c),
-            other => other,
-        };
-        Key { code, ctrl }
+        // Shift is not part of a key: terminals report shift-letters as the upper-case char
+        // (`R`), some with SHIFT set and some without.
+        Key {
+            code: ev.code,
+            ctrl: ev.modifiers.contains(KeyModifiers::CONTROL),
+        }
     }
 }
 
