@@ -171,13 +171,19 @@ pub fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let needle = view.search.to_lowercase();
     let mut lines: Vec<Line> = Vec::new();
+    let pw = all
+        .iter()
+        .map(|l| l.phase.chars().count())
+        .max()
+        .unwrap_or(8)
+        .min(20);
     let mut last_phase = "";
     for l in all.iter().skip(top).take(h) {
         let phase = if l.phase != last_phase {
             last_phase = &l.phase;
-            format!("{:>10} ", truncate(&l.phase, 10))
+            format!("{:>pw$} ", truncate(&l.phase, pw))
         } else {
-            " ".repeat(11)
+            " ".repeat(pw + 1)
         };
         let mut style = if l.stderr {
             th.get("flash_warn")
