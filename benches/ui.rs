@@ -39,6 +39,22 @@ fn frames(c: &mut Criterion) {
         });
     }
     group.finish();
+    // The console's own drawing alone, without ratatui's diff against the previous frame.
+    let mut group = c.benchmark_group("draw only");
+    for n in [10usize, 500] {
+        let mut app = fleet(n);
+        let area = ratatui::layout::Rect::new(0, 0, 160, 48);
+        let mut buf = ratatui::buffer::Buffer::empty(area);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                app.frame += 1;
+                buf.reset();
+                view::draw(&mut app, None, area, &mut buf);
+                black_box(&buf);
+            })
+        });
+    }
+    group.finish();
 }
 
 fn reducer(c: &mut Criterion) {

@@ -64,6 +64,24 @@ pub fn look(app: &App, n: &NodeView) -> Look {
     }
 }
 
+/// A node's state as the compact grid counts it: word and theme key (no allocation).
+fn class(n: &NodeView) -> (&'static str, &'static str) {
+    match n.state {
+        NodeState::Waiting if n.drained() => ("drained", "node_drained"),
+        NodeState::Waiting => ("in rotation", "node_in_rotation"),
+        NodeState::Draining if n.drained() => ("drained", "node_drained"),
+        NodeState::Draining => ("draining", "node_drained"),
+        NodeState::Updating => ("updating", "node_updating"),
+        NodeState::Checking => ("checking health", "node_updating"),
+        NodeState::Enabling => ("enabling", "node_updating"),
+        NodeState::Done => ("healthy", "node_healthy"),
+        NodeState::Failed => ("failed", "node_failed"),
+        NodeState::RollingBack => ("rolling back", "node_rolling_back"),
+        NodeState::RolledBack => ("rolled back", "node_rolled_back"),
+        NodeState::Skipped => ("skipped", "node_skipped"),
+    }
+}
+
 /// The glyph of a node in the compact grid: distinct per state so it reads without colour.
 fn cell_glyph(g: &Glyphs, n: &NodeView) -> &'static str {
     match (n.state, g.ascii) {
@@ -380,17 +398,14 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
         let rest = b.horizontal_top.repeat((width - used) as usize);
         put(buf, x0 + used, area.y, &rest, border, area);
     }
-    let mut counts: Vec<(String, &'static str, &'static str, usize)> = Vec::new();
+    // One pass, no allocation per node: a fleet of hundreds is drawn every frame.
+    let mut counts: Vec<(&'static str, &'static str, &'static str, usize)> = Vec::new();
     for n in &app.nodes {
-        let lk = look(app, n);
-        let word = match n.state {
-            NodeState::Updating => "updating".to_string(),
-            _ => lk.word.clone(),
-        };
+        let (word, key) = class(n);
         let glyph = cell_glyph(&g, n);
         match counts.iter_mut().find(|c| c.0 == word) {
             Some(c) => c.3 += 1,
-            None => counts.push((word, glyph, lk.style_key, 1)),
+            None => counts.push((word, glyph, key, 1)),
         }
     }
     let mut spans = vec![Span::raw(" ")];
@@ -409,8 +424,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
         if y >= area.bottom().saturating_sub(1) {
             break;
         }
-        let key = look(app, n).style_key;
-        let mut st = th.get(key);
+        let mut st = th.get(class(n).1);
         if i == selected {
             st = st.add_modifier(Modifier::REVERSED);
         }
