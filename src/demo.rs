@@ -217,6 +217,7 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
             journal_dir: None,
             who: crate::util::whoami(),
             watch: Some(std::time::Duration::ZERO),
+            ..RunOptions::default()
         };
         let mut h = engine::spawn_deploy(inv, plan, opts).map_err(anyhow::Error::msg)?;
         let mut last = None;

@@ -15,6 +15,7 @@ pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
 pub mod lb; // load balancers: drain, enable, measured rotation state
 pub mod notify; // Slack, Teams and generic webhooks, in the background
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates
+pub mod resume; // finding an interrupted deployment in the journals
 pub mod secrets; // masking of secret values in everything that leaves the engine
 pub mod transport; // running scripts on nodes: local and ssh
 pub mod ui; // the console: node grid, phases, checklist, log, keys, themes, replay

@@ -46,6 +46,12 @@ struct Cli {
     /// Draw the console with ASCII characters only
     #[arg(long, global = true)]
     ascii: bool,
+    /// Wait up to this long for another deployment's live lock to be released
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    lock_wait: Option<std::time::Duration>,
+    /// Take over a lock whose console stopped refreshing it (stale), after you checked it is gone
+    #[arg(long, global = true)]
+    take_over_stale: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,6 +126,31 @@ per event; gates such as pause_after_first need --yes to pass there.")]
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Continue or roll back a deployment that did not finish (the console died, a signal)
+    #[command(
+        long_about = "Finds the newest journal of this environment; if that deployment never finished, shows per node \
+what is true now (live release, the release before the run, the lock) and then continues the deployment from where it \
+stopped (--continue: nodes already on the release are checked and put back into rotation) or rolls back the nodes that \
+switched (--rollback). The lock is taken over only by the same deployment."
+    )]
+    Resume {
+        env: String,
+        /// Carry the interrupted deployment through
+        #[arg(long, conflicts_with = "rollback")]
+        r#continue: bool,
+        /// Put every node back on the release it had before the interrupted deployment
+        #[arg(long)]
+        rollback: bool,
+        #[arg(long)]
+        headless: bool,
+        #[arg(long)]
+        yes: bool,
+        /// Watch the post-deploy checklist at most this long when continuing
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        watch: Option<std::time::Duration>,
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
@@ -264,13 +295,49 @@ fn confirm_typed(word: &str, question: &str) -> bool {
     line.trim() == word
 }
 
+/// Lock options from the command line, for every run this process starts.
+static LOCK_FLAGS: std::sync::OnceLock<(Option<std::time::Duration>, bool)> =
+    std::sync::OnceLock::new();
+
+fn run_options() -> RunOptions {
+    let (lock_wait, take_over_stale) = LOCK_FLAGS.get().copied().unwrap_or((None, false));
+    RunOptions {
+        lock_wait,
+        take_over_stale,
+        ..RunOptions::default()
+    }
+}
+
 async fn run(cli: Cli) -> i32 {
     let ui = UiOptions {
         theme: cli.theme.clone(),
         inventory_theme: None,
         ascii: cli.ascii,
     };
+    let _ = LOCK_FLAGS.set((cli.lock_wait, cli.take_over_stale));
     match cli.command {
+        Command::Resume {
+            env,
+            r#continue,
+            rollback,
+            headless,
+            yes,
+            watch,
+            output,
+        } => {
+            resume(
+                &cli.inventory,
+                env,
+                r#continue,
+                rollback,
+                headless,
+                yes,
+                watch,
+                output,
+                ui,
+            )
+            .await
+        }
         Command::Validate => match load(&cli.inventory) {
             Ok(inv) => {
                 println!(
@@ -503,12 +570,14 @@ async fn run(cli: Cli) -> i32 {
             let opts = RunOptions {
                 auto_promote: true,
                 headless,
-                ..RunOptions::default()
+                ..run_options()
             };
             let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
             match engine::spawn_rollback(Arc::new(inv), p, target, opts) {
-                Ok(h) if !headless => console(h, ui, true).await,
-                Ok(h) => drive(h, output, true).await,
+                Ok(h) if !headless => {
+                    console(h, ui, true, &resume_hint(&cli.inventory, &env)).await
+                }
+                Ok(h) => drive(h, output, true, &resume_hint(&cli.inventory, &env)).await,
                 Err(e) => {
                     eprintln!("error: {e}");
                     1
@@ -538,7 +607,9 @@ async fn run(cli: Cli) -> i32 {
                     for s in &statuses {
                         let lock = match (&s.lock, s.locked, &s.error) {
                             (_, _, Some(err)) => format!("unreachable: {err}"),
-                            (Some(l), _, _) => format!("held by {}", l.describe()),
+                            (Some(l), _, _) => {
+                                format!("held by {}{}", l.describe(), age_note(s.lock_age_s))
+                            }
                             (None, true, _) => "held (holder unreadable)".into(),
                             _ => "-".into(),
                         };
@@ -576,7 +647,12 @@ async fn run(cli: Cli) -> i32 {
             }
             for s in &held {
                 match &s.lock {
-                    Some(l) => println!("{}: locked by {}", s.node, l.describe()),
+                    Some(l) => println!(
+                        "{}: locked by {}{}",
+                        s.node,
+                        l.describe(),
+                        age_note(s.lock_age_s)
+                    ),
                     None => println!("{}: locked (holder unreadable)", s.node),
                 }
             }
@@ -655,12 +731,12 @@ async fn deploy(
         auto_promote: yes,
         headless,
         watch,
-        ..RunOptions::default()
+        ..run_options()
     };
     let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
     match engine::spawn_deploy(Arc::new(inv), p, opts) {
-        Ok(h) if !headless => console(h, ui, false).await,
-        Ok(h) => drive(h, output, false).await,
+        Ok(h) if !headless => console(h, ui, false, &resume_hint(inventory, &env)).await,
+        Ok(h) => drive(h, output, false, &resume_hint(inventory, &env)).await,
         Err(e) => {
             eprintln!("error: {e}");
             1
@@ -718,12 +794,28 @@ async fn run_demo(
         auto_promote: headless,
         headless,
         watch: fast.then_some(std::time::Duration::ZERO),
-        ..RunOptions::default()
+        ..run_options()
     };
     let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
     let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
-        Ok(h) if !headless => console(h, ui, false).await,
-        Ok(h) => drive(h, output, false).await,
+        Ok(h) if !headless => {
+            console(
+                h,
+                ui,
+                false,
+                &resume_hint(&Some(d.inventory.clone()), demo::ENV),
+            )
+            .await
+        }
+        Ok(h) => {
+            drive(
+                h,
+                output,
+                false,
+                &resume_hint(&Some(d.inventory.clone()), demo::ENV),
+            )
+            .await
+        }
         Err(e) => {
             eprintln!("error: {e}");
             1
@@ -734,6 +826,190 @@ async fn run_demo(
         shell_path(&d.inventory)
     );
     code
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resume(
+    inventory: &Option<PathBuf>,
+    env: String,
+    cont: bool,
+    rollback: bool,
+    headless: bool,
+    yes: bool,
+    watch: Option<std::time::Duration>,
+    output: Format,
+    ui: UiOptions,
+) -> i32 {
+    let inv = match load(inventory) {
+        Ok(i) => i,
+        Err(c) => return c,
+    };
+    let Some(e) = inv.environment(&env).cloned() else {
+        return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
+    };
+    let dir = engine::emit::default_journal_dir();
+    let found = match deckhand::resume::find(&dir, &inv.app.name, &env) {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return 1;
+        }
+    };
+    let int = match found {
+        deckhand::resume::Found::Nothing => {
+            println!(
+                "nothing to resume: no journal of {} in {env} under {}",
+                inv.app.name,
+                dir.display()
+            );
+            return 0;
+        }
+        deckhand::resume::Found::Finished { journal, outcome } => {
+            println!(
+                "nothing to resume: the last deployment of {env} finished ({outcome}); journal {}",
+                journal.display()
+            );
+            return 0;
+        }
+        deckhand::resume::Found::Interrupted(i) => i,
+    };
+    if int.kind != engine::event::RunKind::Deploy {
+        eprintln!(
+            "error: the interrupted run was a rollback; run `deckhand rollback {env}` again to finish it (journal {})",
+            int.journal.display()
+        );
+        return 1;
+    }
+    for p in &int.problems {
+        eprintln!("warning: {p} (not trusted)");
+    }
+    println!(
+        "interrupted: deployment {} of {} to {env}; last recorded: {}\njournal: {}",
+        int.deployment,
+        int.release,
+        int.last,
+        int.journal.display()
+    );
+    let statuses = engine::status::read_status(&inv, &e.nodes).await;
+    println!("{:<14} {:<12} {:<12} LOCK", "NODE", "BEFORE", "NOW");
+    for s in &statuses {
+        let before = int
+            .before
+            .get(&s.node)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "-".into());
+        let now = match (&s.live_release, &s.error) {
+            (_, Some(err)) => format!("unreachable: {err}"),
+            (Some(r), _) => r.clone(),
+            (None, _) => "-".into(),
+        };
+        let lock = match &s.lock {
+            Some(l) if l.id == int.deployment => "held by the interrupted run".to_string(),
+            Some(l) => format!("held by another deployment: {}", l.describe()),
+            None if s.locked => "held (holder unreadable)".into(),
+            None => "-".into(),
+        };
+        println!("{:<14} {:<12} {:<12} {lock}", s.node, before, now);
+    }
+    if statuses.iter().any(|s| !s.reachable) {
+        eprintln!("error: some nodes cannot be reached; resume once they answer");
+        return 4;
+    }
+    let choice = if cont {
+        'c'
+    } else if rollback {
+        'r'
+    } else if headless || !std::io::stdin().is_terminal() {
+        eprintln!("error: choose --continue (carry {} through) or --rollback (back to the releases before it)", int.release);
+        return EXIT_BAD_INPUT;
+    } else {
+        eprint!(
+            "[c]ontinue the deployment of {}, [r]oll back, or [q]uit? ",
+            int.release
+        );
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        match line.trim() {
+            "c" | "continue" => 'c',
+            "r" | "rollback" => 'r',
+            _ => {
+                eprintln!("nothing was changed");
+                return 1;
+            }
+        }
+    };
+    let headless = headless_wanted(headless);
+    let mut opts = run_options();
+    opts.resume_id = Some(int.deployment.clone());
+    opts.watch = watch;
+    opts.headless = headless;
+    opts.auto_promote = yes || choice == 'r';
+    let ui = UiOptions {
+        inventory_theme: inv.theme.clone(),
+        ..ui
+    };
+    let inv = Arc::new(inv);
+    let hint = resume_hint(inventory, &env);
+    if choice == 'c' {
+        let p = match build_plan(&inv, &env, &int.release) {
+            Ok(p) => p,
+            Err(c) => return c,
+        };
+        if headless && !p.gates.is_empty() && !yes {
+            eprintln!("error: this deployment has a gate; add --yes to pass it headless");
+            return EXIT_BAD_INPUT;
+        }
+        match engine::spawn_deploy(inv, p, opts) {
+            Ok(h) if !headless => console(h, ui, false, &hint).await,
+            Ok(h) => drive(h, output, false, &hint).await,
+            Err(err) => {
+                eprintln!("error: {err}");
+                1
+            }
+        }
+    } else {
+        let p = match build_plan(&inv, &env, "previous") {
+            Ok(p) => p,
+            Err(c) => return c,
+        };
+        let to = int
+            .before
+            .iter()
+            .filter_map(|(n, r)| r.clone().map(|r| (n.clone(), r)))
+            .collect();
+        let target = RollbackTarget::Resume {
+            to,
+            abandon: int.release.clone(),
+        };
+        match engine::spawn_rollback(inv, p, target, opts) {
+            Ok(h) if !headless => console(h, ui, true, &hint).await,
+            Ok(h) => drive(h, output, true, &hint).await,
+            Err(err) => {
+                eprintln!("error: {err}");
+                1
+            }
+        }
+    }
+}
+
+/// How alive a lock is, from its heartbeat's age.
+fn age_note(age: Option<u64>) -> String {
+    let stale = engine::run::DEFAULT_STALE_AFTER.as_secs();
+    match age {
+        Some(a) if a >= stale => format!(" — STALE: no heartbeat for {a}s"),
+        Some(a) => format!(" — alive: heartbeat {a}s ago"),
+        None => String::new(),
+    }
+}
+
+/// The command that resumes this environment, as the operator would type it.
+fn resume_hint(inventory: &Option<PathBuf>, env: &str) -> String {
+    match inventory {
+        Some(p) => format!("deckhand -i {} resume {env}", shell_path(p)),
+        None => format!("deckhand resume {env}"),
+    }
 }
 
 fn shell_path(p: &Path) -> String {
@@ -761,14 +1037,21 @@ fn ask_at_gate(controls: tokio::sync::mpsc::UnboundedSender<Control>) {
 }
 
 /// Follow a run in the console until the operator leaves; the outcome becomes the exit code.
-async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool) -> i32 {
-    match deckhand::ui::run(h, ui).await {
-        Ok(outcome) => {
+/// A console left while the run is paused (quit, or a signal) keeps the lock for `resume`.
+async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool, resume_hint: &str) -> i32 {
+    match deckhand::ui::run_until_left(h, ui).await {
+        Ok(deckhand::ui::Ending::Finished(outcome)) => {
             eprintln!("deckhand: {}", outcome.word());
             match (rollback_run, outcome) {
                 (true, Outcome::RolledBack) => 0,
                 _ => outcome.exit_code(),
             }
+        }
+        Ok(deckhand::ui::Ending::LeftPaused) => {
+            eprintln!(
+                "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
+            );
+            1
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -777,21 +1060,43 @@ async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool) -> i32 {
     }
 }
 
-/// Follow a run to its end with the line printer; Ctrl-C or SIGTERM aborts it cleanly.
-async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
+/// How long a signalled console waits for the running step to end before it aborts the run.
+const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Follow a run to its end with the line printer. SIGINT, SIGTERM or SIGHUP pause it at the
+/// next step boundary and leave with the lock held, saying how to resume; a second signal aborts.
+async fn drive(mut h: RunHandle, output: Format, rollback_run: bool, resume_hint: &str) -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
     let mut printer = Printer::new(std::io::stdout(), output);
     let controls = h.controls.clone();
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let mut interrupts = 0u32;
     let mut finished_msg = None;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut sigs: Vec<(&str, Option<tokio::signal::unix::Signal>)> = vec![
+        ("SIGINT", signal(SignalKind::interrupt()).ok()),
+        ("SIGTERM", signal(SignalKind::terminate()).ok()),
+        ("SIGHUP", signal(SignalKind::hangup()).ok()),
+    ];
+    let mut leaving: Option<tokio::time::Instant> = None;
+    let mut aborted = false;
     loop {
-        let sigterm = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
+        let any_signal = async {
+            let futs = sigs.iter_mut().map(|(name, s)| {
+                Box::pin(async move {
+                    match s.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                            *name
+                        }
+                        None => std::future::pending::<&str>().await,
+                    }
+                })
+            });
+            futures::future::select_all(futs).await.0
+        };
+        let grace = async {
+            match leaving {
+                Some(t) if !aborted => tokio::time::sleep_until(t + SIGNAL_GRACE).await,
+                _ => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
@@ -801,25 +1106,33 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool) -> i32 {
                         finished_msg = Some((*outcome, message.clone()));
                     }
                     printer.print(&e);
-                    if interactive && matches!(e.kind, EventKind::Gate { .. }) {
+                    if leaving.is_some() && !aborted && matches!(e.kind, EventKind::Paused) {
+                        eprintln!(
+                            "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
+                        );
+                        return 1;
+                    }
+                    if interactive && leaving.is_none() && matches!(e.kind, EventKind::Gate { .. }) {
                         ask_at_gate(controls.clone());
                     }
                 }
                 None => break,
             },
-            _ = sigterm => {
-                eprintln!("terminated: aborting — running steps are killed, unfinished releases removed, the lock released");
-                let _ = controls.send(Control::Abort);
-            }
-            _ = tokio::signal::ctrl_c() => {
-                interrupts += 1;
-                if interrupts == 1 {
-                    eprintln!("interrupted: aborting — running steps are killed, unfinished releases removed, the lock released (Ctrl-C again to leave at once)");
+            name = any_signal => {
+                if leaving.is_none() {
+                    leaving = Some(tokio::time::Instant::now());
+                    eprintln!("{name}: pausing at the next step boundary, then leaving (send it again to abort now)");
+                    let _ = controls.send(Control::Interrupt { reason: format!("{name} received") });
+                } else if !aborted {
+                    aborted = true;
+                    eprintln!("{name} again: aborting — running steps are killed, unfinished releases removed, the lock released");
                     let _ = controls.send(Control::Abort);
-                } else {
-                    eprintln!("leaving now; check the nodes with `deckhand status` and `deckhand unlock` if needed");
-                    return 1;
                 }
+            }
+            _ = grace => {
+                aborted = true;
+                eprintln!("the running step did not end within {}; aborting it", util::format_duration(SIGNAL_GRACE));
+                let _ = controls.send(Control::Abort);
             }
         }
     }

@@ -270,7 +270,7 @@ fn demo_pause_resume_and_roll_back_from_the_keyboard() {
 }
 
 #[test]
-fn sigterm_stops_the_run_cleanly_and_gives_the_terminal_back() {
+fn sigterm_pauses_leaves_with_the_lock_held_and_gives_the_terminal_back() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("demo");
     let bin = env!("CARGO_BIN_EXE_deckhand");
@@ -288,14 +288,27 @@ fn sigterm_stops_the_run_cleanly_and_gives_the_terminal_back() {
     let pid = console_pid(&tmux);
     // SAFETY: kill(2) with a pid this test started (the console under its own tmux pane).
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    wait_file(&tmp.path().join("exit"), 60);
+    let code = wait_file(&tmp.path().join("exit"), 90);
+    assert_eq!(code.trim(), "1", "left paused: not deployed");
     let stty = wait_file(&tmp.path().join("stty"), 10);
     assert!(
         stty.contains(" icanon") && stty.contains(" echo "),
         "the terminal is left in raw mode:\n{stty}"
     );
     let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
-    assert!(stderr.contains("deckhand: aborted"), "{stderr}");
+    assert!(stderr.contains("paused and leaving"), "{stderr}");
+    assert!(stderr.contains("resume demo --continue"), "{stderr}");
+    let status = Command::new(bin)
+        .arg("-i")
+        .arg(dir.join("deckhand.toml"))
+        .args(["status", "demo"])
+        .output()
+        .expect("deckhand status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("held by"),
+        "the lock is kept for resume:\n{status}"
+    );
     assert!(
         !tmux.screen().contains("Load Balancer"),
         "the console screen is left behind"

@@ -64,6 +64,15 @@ impl Ctl {
 
     /// Wait until `deadline`, or until the operator ends monitoring, aborts or rolls back.
     pub async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
+        Ok(self.wait_until(Some(deadline), |s| s.end_monitoring.then_some(())).await?.is_some())
+    }
+
+    /// Wait until `done` answers (Some), or `deadline` passes (None); Err when the run must stop.
+    async fn wait_until<T>(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        done: impl Fn(&CtlState) -> Option<T>,
+    ) -> Result<Option<T>, Stop> {
         let mut rx = self.state.subscribe();
         loop {
             {
@@ -74,13 +83,19 @@ impl Ctl {
                 if s.rollback {
                     return Err(Stop::Rollback);
                 }
-                if s.end_monitoring {
-                    return Ok(true);
+                if let Some(t) = done(&s) {
+                    return Ok(Some(t));
                 }
             }
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return Err(Stop::Abort) },
-                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+                _ = timer => return Ok(None),
             }
         }
     }
@@ -121,6 +136,17 @@ impl Ctl {
                 self.state.send_modify(|s| s.end_monitoring = true);
                 self.emitter
                     .notice(Level::Info, "the operator ended the monitoring window");
+            }
+            Control::Interrupt { reason } => {
+                self.emitter.notice(
+                    Level::Warn,
+                    format!("{reason}: pausing at the next step boundary; the lock stays held so that `deckhand resume` can continue or roll back"),
+                );
+                if !before.paused && !before.abort && !before.rollback {
+                    self.state.send_modify(|s| s.paused = true);
+                    self.emitter.emit(EventKind::Pausing);
+                    self.announce_paused_if_idle();
+                }
             }
             Control::Confirm { check } => {
                 if !before.confirmed.contains(&check) {
@@ -178,24 +204,7 @@ impl Ctl {
 
     /// Wait here until the run may start a new step. Err when forward work must stop.
     pub async fn boundary(&self) -> Result<(), Stop> {
-        let mut rx = self.state.subscribe();
-        loop {
-            {
-                let s = rx.borrow_and_update();
-                if s.abort {
-                    return Err(Stop::Abort);
-                }
-                if s.rollback {
-                    return Err(Stop::Rollback);
-                }
-                if !s.paused {
-                    return Ok(());
-                }
-            }
-            if rx.changed().await.is_err() {
-                return Err(Stop::Abort);
-            }
-        }
+        self.wait_until(None, |s| (!s.paused).then_some(())).await.map(|_| ())
     }
 
     /// Open a gate and wait for a promote. Err when the operator chose abort or rollback.
@@ -219,34 +228,10 @@ impl Ctl {
         let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let start = self.snapshot().promotions;
         self.state.send_modify(|s| s.gate_open = true);
-        let mut rx = self.state.subscribe();
-        loop {
-            {
-                let s = rx.borrow_and_update();
-                if s.abort {
-                    return Err(Stop::Abort);
-                }
-                if s.rollback {
-                    return Err(Stop::Rollback);
-                }
-                if s.promotions > start {
-                    break;
-                }
-            }
-            let timed_out = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { return Err(Stop::Abort) },
-                _ = timed_out => {
-                    self.state.send_modify(|s| s.gate_open = false);
-                    self.emitter.notice(Level::Info, "the pause is over; going on");
-                    break;
-                }
-            }
+        let waited = self.wait_until(deadline, |s| (s.promotions > start).then_some(())).await;
+        self.state.send_modify(|s| s.gate_open = false);
+        if waited?.is_none() {
+            self.emitter.notice(Level::Info, "the pause is over; going on");
         }
         self.emitter.emit(EventKind::Promoted);
         Ok(())

@@ -22,6 +22,9 @@ pub enum Control {
     Rollback,
     /// Tick a manual checklist item: the operator confirms it by name.
     Confirm { check: String },
+    /// The console is going away (a signal): pause at the next step boundary and record why;
+    /// the lock stays held for `deckhand resume`.
+    Interrupt { reason: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -57,6 +57,8 @@ pub struct NodeSnapshot {
     /// Lock held: parsed holder, or None with `locked` set when the info is unreadable.
     pub locked: bool,
     pub lock: Option<LockInfo>,
+    /// Seconds since the lock's heartbeat was last refreshed.
+    pub lock_age_s: Option<u64>,
     pub history: Vec<HistoryEntry>,
     /// Release directories, newest first.
     pub releases: Vec<String>,
@@ -95,7 +97,8 @@ pub fn state_script(dp: &str) -> String {
     format!(
         "cd {dp} 2>/dev/null || {{ echo missing=1; exit 0; }}\n\
          printf 'current=%s\\n' \"$(readlink current 2>/dev/null)\"\n\
-         if [ -d .deckhand/lock ]; then printf 'lock=%s\\n' \"$(tr -d '\\n' < .deckhand/lock/info.json 2>/dev/null)\"; fi\n\
+         if [ -d .deckhand/lock ]; then printf 'lock=%s\\n' \"$(tr -d '\\n' < .deckhand/lock/info.json 2>/dev/null)\"; \
+         hb=$(stat -c %Y .deckhand/lock/heartbeat 2>/dev/null || stat -c %Y .deckhand/lock); printf 'lock_age=%s\\n' $(( $(date +%s) - hb )); fi\n\
          if [ -f .deckhand/history.jsonl ]; then tail -n 200 .deckhand/history.jsonl | sed 's/^/history=/'; fi\n\
          if [ -d releases ]; then ls -1t releases | sed 's/^/release=/'; fi\n\
          df -Pk . 2>/dev/null | awk 'NR==2 {{print \"free_kb=\" $4}}'\n",
@@ -136,6 +139,7 @@ pub fn parse_state(out: &str) -> NodeSnapshot {
             }
             "release" if valid_release(v) => s.releases.push(v.to_string()),
             "free_kb" => s.free_kb = v.trim().parse().ok(),
+            "lock_age" => s.lock_age_s = v.trim().parse::<i64>().ok().map(|a| a.max(0) as u64),
             _ => {}
         }
     }
@@ -143,14 +147,35 @@ pub fn parse_state(out: &str) -> NodeSnapshot {
 }
 
 /// Take the lock with an atomic `mkdir`; prints `acquired`, or `held` and the holder's info.
-pub fn lock_script(dp: &str, info: &LockInfo) -> String {
+/// With `replace_id`, a lock held by exactly that deployment is taken over (resume, or a stale
+/// lock the operator chose to take): its info is rewritten in place, never removed first.
+pub fn lock_script(dp: &str, info: &LockInfo, replace_id: Option<&str>) -> String {
     let json = serde_json::to_string(info).unwrap_or_default();
+    let takeover = match replace_id {
+        Some(id) => format!(
+            "elif grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then printf '%s\\n' {json} > {dp}/.deckhand/lock/info.json && touch {dp}/.deckhand/lock/heartbeat && echo acquired; ",
+            id = sh_quote(&format!("\"id\":\"{id}\"")),
+            dp = sh_quote(dp.trim_end_matches('/')),
+            json = sh_quote(&json)
+        ),
+        None => String::new(),
+    };
     format!(
-        "mkdir -p {dp}/.deckhand || exit 1\n\
-         if mkdir {dp}/.deckhand/lock 2>/dev/null; then printf '%s\\n' {json} > {dp}/.deckhand/lock/info.json && echo acquired; \
-         else echo held; tr -d '\\n' < {dp}/.deckhand/lock/info.json 2>/dev/null; echo; fi\n",
+        "umask 077\nmkdir -p {dp}/.deckhand || exit 1\n\
+         if mkdir {dp}/.deckhand/lock 2>/dev/null; then printf '%s\\n' {json} > {dp}/.deckhand/lock/info.json && touch {dp}/.deckhand/lock/heartbeat && echo acquired; \
+         {takeover}else echo held; for i in 1 2 3 4 5 6 7 8 9 10; do [ -s {dp}/.deckhand/lock/info.json ] && break; sleep 0.1; done; \
+         tr -d '\\n' < {dp}/.deckhand/lock/info.json 2>/dev/null; echo; fi\n",
         dp = sh_quote(dp.trim_end_matches('/')),
         json = sh_quote(&json)
+    )
+}
+
+/// Refresh the lock's heartbeat, if the lock is still ours.
+pub fn heartbeat_script(dp: &str, id: &str) -> String {
+    format!(
+        "if grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then touch {dp}/.deckhand/lock/heartbeat; fi\n",
+        dp = sh_quote(dp.trim_end_matches('/')),
+        id = sh_quote(&format!("\"id\":\"{id}\""))
     )
 }
 
@@ -174,7 +199,7 @@ pub fn force_unlock_script(dp: &str) -> String {
 pub fn history_script(dp: &str, entry: &HistoryEntry) -> String {
     let json = serde_json::to_string(entry).unwrap_or_default();
     format!(
-        "mkdir -p {dp}/.deckhand && printf '%s\\n' {json} >> {dp}/.deckhand/history.jsonl\n",
+        "umask 077\nmkdir -p {dp}/.deckhand && printf '%s\\n' {json} >> {dp}/.deckhand/history.jsonl\n",
         dp = sh_quote(dp.trim_end_matches('/')),
         json = sh_quote(&json)
     )

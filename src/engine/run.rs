@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 mod balance;
 mod bluegreen;
+mod lock;
 mod monitor;
 
 use super::control::{Ctl, Stop};
@@ -52,6 +53,14 @@ pub struct RunOptions {
     pub who: String,
     /// Cap on the monitoring window (`--watch`); None runs the checklist's windows in full.
     pub watch: Option<Duration>,
+    /// Wait this long for a live lock to be released (`--lock-wait`).
+    pub lock_wait: Option<Duration>,
+    /// Take over locks whose heartbeat is older than `stale_after` (the operator confirmed).
+    pub take_over_stale: bool,
+    /// A lock whose heartbeat is older than this is stale.
+    pub stale_after: Duration,
+    /// Resume: run under this deployment id and take over its own lock.
+    pub resume_id: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -62,9 +71,17 @@ impl Default for RunOptions {
             journal_dir: Some(super::emit::default_journal_dir()),
             who: crate::util::whoami(),
             watch: None,
+            lock_wait: None,
+            take_over_stale: false,
+            stale_after: DEFAULT_STALE_AFTER,
+            resume_id: None,
         }
     }
 }
+
+/// How often a running console refreshes its locks' heartbeat, and when a lock counts as stale.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// What a rollback run puts each node back on.
 #[derive(Debug, Clone)]
@@ -73,6 +90,12 @@ pub enum RollbackTarget {
     Previous,
     /// This release, on every node.
     Release(String),
+    /// After a crash: each node back to the release it had before the interrupted run; the
+    /// release that run was deploying is removed where it is not live.
+    Resume {
+        to: BTreeMap<String, String>,
+        abandon: String,
+    },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -112,6 +135,7 @@ struct Run {
     /// Set when a failure beyond `max_fail` asks for a pause gate after the batch.
     failure_gate: Mutex<Option<String>>,
     locked: Mutex<bool>,
+    heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A new deployment id: time plus a few random-ish hex digits.
@@ -130,7 +154,7 @@ fn start(
         .environment(&plan.env)
         .cloned()
         .ok_or_else(|| format!("environment `{}` is not defined", plan.env))?;
-    let id = new_deployment_id();
+    let id = opts.resume_id.clone().unwrap_or_else(new_deployment_id);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let journal = match &opts.journal_dir {
@@ -177,6 +201,7 @@ fn start(
         switches: AtomicU64::new(0),
         failure_gate: Mutex::new(None),
         locked: Mutex::new(false),
+        heartbeat: Mutex::new(None),
     });
     // The join handle is filled in by the caller.
     let handle = RunHandle {
@@ -576,6 +601,16 @@ impl Run {
 
     /// Take the lock on every node, in plan order. Err: the holder, after releasing what we took.
     async fn lock_all(&self, release: &str) -> Result<(), String> {
+        self.lock_all_replacing(release, &HashMap::new()).await
+    }
+
+    /// Take the lock on every node; where `replace` names a deployment id for a node, a lock
+    /// held by exactly that deployment is taken over.
+    async fn lock_all_replacing(
+        &self,
+        release: &str,
+        replace: &HashMap<String, String>,
+    ) -> Result<(), String> {
         let info = LockInfo {
             id: self.id.clone(),
             who: self.opts.who.clone(),
@@ -590,7 +625,11 @@ impl Run {
         for name in &self.plan.nodes {
             let dp = self.deploy_path(name);
             let out = self
-                .internal(name, remote::lock_script(&dp, &info), &never)
+                .internal(
+                    name,
+                    remote::lock_script(&dp, &info, replace.get(name).map(|s| s.as_str())),
+                    &never,
+                )
                 .await;
             let held = match out {
                 Ok(o) if o.stdout.starts_with("acquired") => None,
@@ -625,10 +664,12 @@ impl Run {
         self.em.emit(EventKind::Locked {
             deployment: self.id.clone(),
         });
+        self.start_heartbeat();
         Ok(())
     }
 
     async fn unlock_all(&self) {
+        self.stop_heartbeat();
         let locked = self
             .locked
             .lock()
@@ -1046,6 +1087,10 @@ impl Run {
         let (current, previous) = self.rec(node, |r| (r.current.clone(), r.live_before.clone()));
         if current.as_deref() == Some(release.as_str()) {
             self.rec(node, |r| r.skipped = true);
+            // A node a crashed run left switched but drained goes back in, once healthy.
+            if let Err(e) = self.ensure_in_rotation(node, &release).await {
+                return Err(NodeStop::Failed(format!("{node}: {e}")));
+            }
             self.set_state(node, NodeState::Skipped);
             self.em.notice(
                 Level::Info,
@@ -1607,33 +1652,8 @@ impl Run {
                 format!("{why}; nothing was changed"),
             );
         }
-        let holders: Vec<String> = self
-            .plan
-            .nodes
-            .iter()
-            .filter_map(|n| {
-                self.rec(n, |r| {
-                    r.snapshot.locked.then(|| match &r.snapshot.lock {
-                        Some(l) => format!("{n} is locked by {}", l.describe()),
-                        None => format!("{n} is locked (holder unreadable)"),
-                    })
-                })
-            })
-            .collect();
-        if !holders.is_empty() {
-            return self.finish(
-                Outcome::LockHeld,
-                format!(
-                    "another deployment holds the lock; nothing was changed:\n  {}",
-                    holders.join("\n  ")
-                ),
-            );
-        }
-        if let Err(holder) = self.lock_all(&release).await {
-            return self.finish(
-                Outcome::LockHeld,
-                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
-            );
+        if let Err(m) = self.acquire(&release).await {
+            return self.finish(Outcome::LockHeld, m);
         }
         if let Err(e) = self.upload_script().await {
             self.unlock_all().await;
@@ -1805,6 +1825,9 @@ impl Run {
         let label = match &target {
             RollbackTarget::Previous => "previous".to_string(),
             RollbackTarget::Release(r) => r.clone(),
+            RollbackTarget::Resume { .. } => {
+                "the releases live before the interrupted run".to_string()
+            }
         };
         self.emit_started(RunKind::Rollback, &label, vec![]);
         if let Err(failures) = self.preflight().await {
@@ -1822,6 +1845,7 @@ impl Run {
         // Every node must have somewhere to go before anything changes.
         let mut plan: Vec<(String, String)> = Vec::new();
         let mut problems = Vec::new();
+        let mut skipped: Vec<(String, String)> = Vec::new();
         for n in &self.plan.nodes {
             let snap = self.rec(n, |r| r.snapshot.clone());
             let to = match &target {
@@ -1840,11 +1864,19 @@ impl Run {
                         None
                     }
                 },
+                RollbackTarget::Resume { to, .. } => match to.get(n) {
+                    Some(r) if snap.releases.contains(r) => Some(r.clone()),
+                    Some(r) => {
+                        problems.push(format!("{n}: release {r}, live before the interrupted run, is gone from the node"));
+                        None
+                    }
+                    None => None,
+                },
             };
             if let Some(to) = to {
                 if snap.current.as_deref() == Some(to.as_str()) {
                     self.rec(n, |r| r.skipped = true);
-                    self.set_state(n, NodeState::Skipped);
+                    skipped.push((n.clone(), to));
                 } else {
                     plan.push((n.clone(), to));
                 }
@@ -1859,24 +1891,15 @@ impl Run {
                 ),
             );
         }
-        if let Some(holder) = self.plan.nodes.iter().find_map(|n| {
-            self.rec(n, |r| {
-                r.snapshot
-                    .lock
-                    .clone()
-                    .map(|l| format!("{n} is locked by {}", l.describe()))
-            })
-        }) {
-            return self.finish(
-                Outcome::LockHeld,
-                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
-            );
+        if let Err(m) = self.acquire(&label).await {
+            return self.finish(Outcome::LockHeld, m);
         }
-        if let Err(holder) = self.lock_all(&label).await {
-            return self.finish(
-                Outcome::LockHeld,
-                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
-            );
+        // Nodes already where they should be: back into rotation if a crash left them out.
+        for (n, to) in &skipped {
+            if let Err(e) = self.ensure_in_rotation(n, to).await {
+                self.em.notice(Level::Error, format!("{n}: {e}"));
+            }
+            self.set_state(n, NodeState::Skipped);
         }
         self.em.emit(EventKind::RollbackStarted {
             reason: format!("rollback to {label} requested"),
@@ -1906,6 +1929,18 @@ impl Run {
             ok &= results.iter().all(|r| *r);
             if !ok {
                 break;
+            }
+        }
+        if let RollbackTarget::Resume { abandon, .. } = &target {
+            let never = CancellationToken::new();
+            for n in self.plan.nodes.clone() {
+                let _ = self
+                    .internal(
+                        &n,
+                        remote::remove_release_script(&self.deploy_path(&n), abandon),
+                        &never,
+                    )
+                    .await;
             }
         }
         self.unlock_all().await;

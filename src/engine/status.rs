@@ -25,6 +25,8 @@ pub struct NodeStatus {
     pub releases: Vec<String>,
     pub lock: Option<LockInfo>,
     pub locked: bool,
+    /// Seconds since the lock's heartbeat was refreshed.
+    pub lock_age_s: Option<u64>,
     pub free_kb: Option<u64>,
     /// Releases that passed this environment's checklist on this node.
     pub verified: Vec<String>,
@@ -43,6 +45,7 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
         releases: vec![],
         lock: None,
         locked: false,
+        lock_age_s: None,
         free_kb: None,
         verified: vec![],
     };
@@ -75,6 +78,7 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
             st.releases = s.releases;
             st.lock = s.lock;
             st.locked = s.locked;
+            st.lock_age_s = s.lock_age_s;
             st.free_kb = s.free_kb;
             st.verified = s
                 .history

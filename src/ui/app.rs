@@ -1095,7 +1095,7 @@ impl App {
                     self.pending = Some(Control::Pause);
                     self.flash(
                         FlashLevel::Warn,
-                        "leaving: pausing after the running step, then stopping cleanly",
+                        "leaving: pausing after the running step; the lock stays held for resume",
                     );
                 }
                 vec![Effect::PauseAndLeave]

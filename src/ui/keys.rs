@@ -377,7 +377,7 @@ pub static BINDINGS: &[Binding] = &[
         PauseAndLeave,
         Always,
         Some("pause and leave"),
-        "Pause, stop the run cleanly, then leave"
+        "Pause at the next step, leave; resume later"
     ),
     bind!(
         QuitDialog,

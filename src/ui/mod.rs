@@ -52,6 +52,8 @@ const SPIN_MS: u64 = 100;
 const CLOCK_MS: u64 = 1000;
 /// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
 const REPLAY_MAX_GAP_MS: u64 = 1500;
+/// How long leaving waits for the running step to end before it aborts the run.
+const SIGNAL_GRACE: Duration = Duration::from_secs(60);
 
 /// How the console looks.
 #[derive(Debug, Clone, Default)]
@@ -77,9 +79,28 @@ impl UiOptions {
     }
 }
 
+/// How the console was left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The run finished (or ended) with this outcome.
+    Finished(Outcome),
+    /// The operator left (or a signal came) while the run was paused at a step boundary: nothing
+    /// runs, every node is on a whole release, and the lock stays held for `deckhand resume`.
+    LeftPaused,
+}
+
 /// Drive a live deployment from the terminal until the operator leaves. Returns the run's
-/// outcome.
+/// outcome; a console left while the run is paused reports [`Outcome::Halted`] (see
+/// [`run_until_left`] to tell the two apart).
 pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> {
+    Ok(match run_until_left(handle, opts).await? {
+        Ending::Finished(o) => o,
+        Ending::LeftPaused => Outcome::Halted,
+    })
+}
+
+/// Like [`run`], and says whether the run finished or was left paused.
+pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Ending> {
     let RunHandle {
         events,
         controls,
@@ -103,7 +124,12 @@ pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> 
         }
     };
     let result = console.run_loop().await;
+    let left_paused = console.left_paused;
     let app = console.finish();
+    if left_paused && result.is_ok() {
+        // The engine waits, paused, holding the lock; the process may end.
+        return Ok(Ending::LeftPaused);
+    }
     let outcome_seen = app.outcome;
     if result.is_err() && !app.finished() {
         // The screen failed while the run was live: never leave it running unseen.
@@ -121,7 +147,7 @@ pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> 
         Err(_) => outcome_seen.unwrap_or(Outcome::Aborted),
     };
     result?;
-    Ok(outcome)
+    Ok(Ending::Finished(outcome))
 }
 
 /// Play a journal (JSONL of events) through the same screen: `p` stops and goes on, `.` steps,
@@ -188,6 +214,10 @@ struct Console {
     dirty: bool,
     last_draw: Option<Instant>,
     abort_sent: bool,
+    /// When leaving began (quit with pause-and-leave, or a signal).
+    leaving_since: Option<Instant>,
+    /// Left once the run had paused: the lock stays held for `deckhand resume`.
+    left_paused: bool,
 }
 
 /// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
@@ -238,6 +268,8 @@ impl Console {
             dirty: true,
             last_draw: None,
             abort_sent: false,
+            leaving_since: None,
+            left_paused: false,
         })
     }
 
@@ -260,12 +292,18 @@ impl Console {
         };
         let app = &mut self.app;
         let log = &self.log;
-        terminal
-            .draw(|f| {
-                let area = f.area();
-                view::draw(app, Some(log), area, f.buffer_mut());
-            })
-            .context("drawing the console")?;
+        let drawn = terminal.draw(|f| {
+            let area = f.area();
+            view::draw(app, Some(log), area, f.buffer_mut());
+        });
+        if let Err(e) = drawn {
+            if self.leaving_since.is_some() {
+                // The terminal may be gone (SIGHUP): go on leaving without a screen.
+                self.terminal = None;
+            } else {
+                return Err(e).context("drawing the console");
+            }
+        }
         self.dirty = false;
         self.last_draw = Some(Instant::now());
         Ok(())
@@ -298,8 +336,7 @@ impl Console {
             match e {
                 Effect::Send(c) => self.send(c),
                 Effect::Quit => quit = true,
-                Effect::PauseAndLeave if !self.app.rolling_back => self.send(Control::Pause),
-                Effect::PauseAndLeave => {}
+                Effect::PauseAndLeave => self.start_leaving("the operator left the console"),
                 Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
                 Effect::LogScroll(dir) => self.log.scroll(dir),
                 Effect::ReplayPause => {
@@ -322,23 +359,44 @@ impl Console {
         quit
     }
 
-    /// After pause-and-leave: once paused, stop the run cleanly; once finished, leave.
-    fn leave_progress(&mut self) -> bool {
-        if !self.app.leaving {
-            return false;
+    /// Leave at the next step boundary: the engine pauses there and keeps the lock, so the
+    /// run can be continued or rolled back later with `deckhand resume`. A rollback under way is
+    /// left to finish first (the engine does not pause a rollback).
+    fn start_leaving(&mut self, reason: &str) {
+        if self.leaving_since.is_some() {
+            return;
         }
+        self.leaving_since = Some(Instant::now());
+        self.app.leaving = true;
+        if !self.app.rolling_back && !self.app.finished() {
+            self.send(Control::Interrupt {
+                reason: reason.to_string(),
+            });
+        }
+        self.dirty = true;
+    }
+
+    /// While leaving: go once the run is paused or over; abort a step that will not end.
+    fn leave_progress(&mut self) -> bool {
+        let Some(since) = self.leaving_since else {
+            return false;
+        };
         if self.app.finished() {
             return true;
         }
         if let Source::Live { closed: true, .. } = self.source {
             return true;
         }
-        // Paused (or waiting at a gate, where nothing runs): stop the run cleanly. A rollback
-        // in progress is left to finish first.
-        let idle =
-            (self.app.mode() == Mode::Paused || self.app.gate.is_some()) && !self.app.rolling_back;
-        if idle && !self.abort_sent {
+        if self.app.mode() == Mode::Paused {
+            self.left_paused = true;
+            return true;
+        }
+        if since.elapsed() > SIGNAL_GRACE && !self.abort_sent {
             self.abort_sent = true;
+            self.app.flash(
+                FlashLevel::Error,
+                "the running step did not end in time: aborting it",
+            );
             self.send(Control::Abort);
         }
         false
@@ -454,12 +512,14 @@ impl Console {
                     }
                 }
                 _ = sigterm.recv() => {
-                    self.on_signal().await;
-                    return Ok(());
+                    if self.on_signal("SIGTERM") {
+                        return Ok(());
+                    }
                 }
                 _ = sighup.recv() => {
-                    self.on_signal().await;
-                    return Ok(());
+                    if self.on_signal("SIGHUP") {
+                        return Ok(());
+                    }
                 }
             }
             if self.leave_progress() {
@@ -486,25 +546,25 @@ impl Console {
         self.apply(&ev);
     }
 
-    /// SIGTERM or SIGHUP: stop the run cleanly (nothing left running unseen), then leave.
-    async fn on_signal(&mut self) {
+    /// SIGTERM or SIGHUP: leave at the next step boundary with the lock held (as the line
+    /// printer does); the same signal again aborts the run now. True: leave at once (nothing
+    /// is running: a replay, or a run that has finished).
+    fn on_signal(&mut self, name: &str) -> bool {
         if self.app.finished() || self.app.replay {
-            return;
+            return true;
         }
-        self.send(Control::Abort);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && !self.app.finished() {
-            let ev = match &mut self.source {
-                Source::Live { events, .. } => {
-                    tokio::time::timeout(Duration::from_millis(200), events.recv()).await
-                }
-                _ => break,
-            };
-            match ev {
-                Ok(Some(ev)) => self.apply(&ev),
-                Ok(None) => break,
-                Err(_) => {}
-            }
+        if self.leaving_since.is_none() {
+            self.app.flash(
+                FlashLevel::Warn,
+                format!("{name}: pausing at the next step boundary, then leaving (again: abort)"),
+            );
+            self.start_leaving(&format!("{name} received"));
+        } else if !self.abort_sent {
+            self.abort_sent = true;
+            self.app
+                .flash(FlashLevel::Error, format!("{name} again: aborting the run"));
+            self.send(Control::Abort);
         }
+        false
     }
 }

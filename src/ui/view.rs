@@ -365,20 +365,15 @@ fn draw_dialog(app: &App, area: Rect, buf: &mut Buffer) {
         }
         Dialog::Quit => (
             "Leave while the deployment runs?".to_string(),
-            vec![
-                Line::from(Span::styled(
-                    "The deployment is still running. A quit never leaves a step running unseen:",
-                    th.get("text"),
-                )),
-                Line::from(Span::styled(
-                    "pause and leave waits for the running step to end, then stops the run",
-                    th.get("text"),
-                )),
-                Line::from(Span::styled(
-                    "cleanly (each node on a whole release, the lock released).",
-                    th.get("text"),
-                )),
-            ],
+            [
+                "The deployment is still running, and a quit never leaves a step running unseen.",
+                "Pause and leave waits for the running step to end, then leaves the run paused:",
+                "every node on a whole release, the lock held, so that `deckhand resume` can",
+                "continue it or roll it back. (To stop it for good, abort with a first.)",
+            ]
+            .iter()
+            .map(|l| Line::from(Span::styled(*l, th.get("text"))))
+            .collect(),
         ),
     };
     lines.push(Line::raw(""));

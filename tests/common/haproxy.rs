@@ -219,7 +219,7 @@ impl LbFleet {
         let app = app_script().display().to_string();
         toml.push_str(&format!(
             "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
-             [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/VERSION\"\n\n\
+             [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/VERSION; C='{d}/ctl'; if [ -e \\\"$C/hold-build-\\\"{{node}} ]; then echo $$ > \\\"$C/pid-build-\\\"{{node}}; sleep 30; fi\"\n\n\
              [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
              [[phases]]\nname = \"restart\"\ntimeout = \"20s\"\nrun = \"\"\"\n\
              D={{deploy_path}}; P=$(cat \"$D/shared/port\")\n\
@@ -230,6 +230,7 @@ impl LbFleet {
              echo 'the app did not come back' >&2; exit 1\n\"\"\"\n"
         ));
         std::fs::write(dir.path().join("deckhand.toml"), toml).unwrap();
+        std::fs::create_dir_all(dir.path().join("ctl")).unwrap();
         let f = LbFleet {
             dir,
             nodes,
@@ -267,6 +268,7 @@ impl LbFleet {
             journal_dir: None,
             who: "tester".into(),
             watch: None,
+            ..Default::default()
         }
     }
 }

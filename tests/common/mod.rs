@@ -166,6 +166,7 @@ impl Fleet {
             journal_dir: Some(self.journal_dir()),
             who: "tester".into(),
             watch: None,
+            ..Default::default()
         }
     }
 

@@ -121,6 +121,7 @@ impl Run {
         // Let running sessions end.
         let started = Instant::now();
         let mut last_told = None;
+        let mut zero_seen = false;
         loop {
             let Some(s) = self.server_state(lb, node, cancel).await? else {
                 if lb.driver.describe().starts_with("HAProxy") {
@@ -132,8 +133,15 @@ impl Run {
                 break;
             };
             if s.sessions == 0 {
-                break;
+                // Twice in a row: a request being handed over at the moment of the drain counts.
+                if zero_seen {
+                    break;
+                }
+                zero_seen = true;
+                self.pause(POLL, cancel).await?;
+                continue;
             }
+            zero_seen = false;
             if started.elapsed() >= lb.cfg.drain_timeout {
                 let msg = format!(
                     "{} session(s) still open on {node} after {}",
@@ -417,5 +425,30 @@ impl Run {
             });
         }
         Ok(serving)
+    }
+
+    /// If a balancer has this node out of rotation, check its health and put it back.
+    pub(super) async fn ensure_in_rotation(&self, node: &str, release: &str) -> Result<(), String> {
+        if self.lbs.is_empty() || !self.plan.groups.is_empty() {
+            return Ok(());
+        }
+        let never = CancellationToken::new();
+        let mut out = false;
+        for lb in &self.lbs {
+            if let Ok(Some(s)) = self.server_state(lb, node, &never).await {
+                out |= !s.in_rotation();
+            }
+        }
+        if !out {
+            return Ok(());
+        }
+        self.em.notice(
+            Level::Warn,
+            format!("{node} is on {release} but out of rotation; checking it and putting it back"),
+        );
+        self.rec(node, |r| r.drained = true);
+        let cancel = self.ctl.forward.clone();
+        self.health(node, release, &cancel).await?;
+        self.balancer(node, false, &cancel).await
     }
 }

@@ -1,0 +1,423 @@
+//! The bad day, with real processes: the console SIGKILLed mid-node and resumed (continue and
+//! roll back), SIGTERM during a step, two consoles racing, stale and live locks, hostile input.
+//! Every case ends by checking each node's `current`, HAProxy's view and the lock against what
+//! the operator was told.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::haproxy::{LbFleet, LbSpec};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_deckhand")
+}
+
+fn cmd(f: &LbFleet, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("-i").arg(f.path().join("deckhand.toml")).args(args);
+    c.env("XDG_STATE_HOME", f.path().join("state"))
+        .env("DECKHAND_USER", "ops");
+    c.stdin(Stdio::null());
+    c
+}
+
+fn run(f: &LbFleet, args: &[&str]) -> Output {
+    cmd(f, args).output().expect("run deckhand")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn spawn(f: &LbFleet, args: &[&str]) -> Child {
+    cmd(f, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn deckhand")
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill_pid_file(path: &Path) {
+    if let Ok(p) = std::fs::read_to_string(path) {
+        if let Ok(pid) = p.trim().parse::<i32>() {
+            // SAFETY: plain kill of a test process.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn fleet() -> LbFleet {
+    LbFleet::new(LbSpec {
+        nodes: 3,
+        env: "batches = 1",
+        balancer: true,
+        balancer_extra: "",
+    })
+}
+
+/// What HAProxy says about each server: (name, status word).
+fn lb_states(f: &LbFleet) -> Vec<(String, String)> {
+    f.haproxy
+        .command("show stat")
+        .lines()
+        .filter(|l| l.starts_with("app,web-"))
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[1].to_string(), c[17].to_string())
+        })
+        .collect()
+}
+
+/// Every node on `release`, in rotation, and no lock left: consistent with a finished run.
+fn consistent(f: &LbFleet, release: &str) {
+    for (n, _) in &f.nodes {
+        assert_eq!(f.current(n).as_deref(), Some(release), "{n} current");
+        assert!(
+            !f.node_dir(n).join(".deckhand/lock").exists(),
+            "{n} still locked"
+        );
+    }
+    let names: Vec<&str> = f.nodes.iter().map(|(n, _)| n.as_str()).collect();
+    f.haproxy.wait_up(&names);
+    for (n, s) in lb_states(f) {
+        assert!(s.starts_with("UP"), "{n} is {s} in HAProxy");
+    }
+}
+
+/// Start a deploy of v2 that hangs in web-2's build, and SIGKILL the console there.
+fn crash_mid_node(f: &LbFleet) {
+    std::fs::write(f.path().join("ctl/hold-build-web-2"), "").unwrap();
+    let mut child = spawn(
+        f,
+        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
+    );
+    wait_for(
+        &f.path().join("ctl/pid-build-web-2"),
+        "web-2's build to start",
+    );
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    let _ = child.wait();
+    // The remote step dies with the session that ran it (on a real node: sshd or our kill).
+    kill_pid_file(&f.path().join("ctl/pid-build-web-2"));
+    std::fs::remove_file(f.path().join("ctl/hold-build-web-2")).unwrap();
+    // What the operator finds: web-1 switched, web-2 half-built and drained, lock held.
+    assert_eq!(f.current("web-1").as_deref(), Some("v2"));
+    assert_eq!(f.current("web-2").as_deref(), Some("v1"));
+    assert!(f.node_dir("web-2").join(".deckhand/lock").exists());
+    assert!(
+        lb_states(f)
+            .iter()
+            .any(|(n, s)| n == "web-2" && s.starts_with("DRAIN")),
+        "{:?}",
+        lb_states(f)
+    );
+}
+
+#[test]
+fn console_killed_mid_node_then_resume_rollback() {
+    let f = fleet();
+    crash_mid_node(&f);
+    // Another console cannot take the lock meanwhile.
+    let o = run(
+        &f,
+        &["deploy", "test", "--release", "v3", "--headless", "--yes"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = run(&f, &["resume", "test", "--rollback", "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("interrupted: deployment") && out.contains("v2"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web-1") && l.contains("v1") && l.contains("v2")),
+        "{out}"
+    );
+    consistent(&f, "v1");
+    for (n, _) in &f.nodes {
+        assert!(
+            !f.node_dir(n).join("releases/v2").exists(),
+            "{n} keeps the abandoned release"
+        );
+    }
+}
+
+#[test]
+fn console_killed_mid_node_then_resume_continue() {
+    let f = fleet();
+    crash_mid_node(&f);
+    let o = run(
+        &f,
+        &[
+            "resume",
+            "test",
+            "--continue",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    consistent(&f, "v2");
+    // Nothing left to resume now.
+    let o = run(&f, &["resume", "test", "--continue", "--headless"]);
+    assert!(text(&o).contains("nothing to resume"), "{}", text(&o));
+}
+
+#[test]
+fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
+    let f = fleet();
+    std::fs::write(f.path().join("ctl/hold-build-web-2"), "").unwrap();
+    let child = spawn(
+        &f,
+        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
+    );
+    let pid = child.id() as i32;
+    wait_for(
+        &f.path().join("ctl/pid-build-web-2"),
+        "web-2's build to start",
+    );
+    // SAFETY: signalling the child we started.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    // The step finishes (policy: let it end), then the console leaves.
+    std::thread::sleep(Duration::from_millis(300));
+    kill_pid_file(&f.path().join("ctl/pid-build-web-2"));
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("SIGTERM: pausing") && out.contains("resume test --continue"),
+        "{out}"
+    );
+    assert!(
+        f.node_dir("web-1").join(".deckhand/lock").exists(),
+        "the lock stays for resume"
+    );
+    std::fs::remove_file(f.path().join("ctl/hold-build-web-2")).unwrap();
+    let o = run(
+        &f,
+        &[
+            "resume",
+            "test",
+            "--continue",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    consistent(&f, "v2");
+}
+
+#[test]
+fn two_consoles_race_and_exactly_one_runs() {
+    let f = fleet();
+    let a = spawn(
+        &f,
+        &[
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    let b = spawn(
+        &f,
+        &[
+            "deploy",
+            "test",
+            "--release",
+            "v3",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(3)),
+        "{codes:?}\n{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    let winner = if a.status.code() == Some(0) {
+        "v2"
+    } else {
+        "v3"
+    };
+    let loser = if winner == "v2" { &b } else { &a };
+    assert!(text(loser).contains("is locked by ops"), "{}", text(loser));
+    consistent(&f, winner);
+}
+
+fn plant_lock(f: &LbFleet, node: &str, id: &str, age: &str) {
+    let lock = f.node_dir(node).join(".deckhand/lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    std::fs::write(
+        lock.join("info.json"),
+        format!(r#"{{"id":"{id}","who":"mallory","host":"jump-9","pid":4242,"at":"2026-01-01T00:00:00Z","env":"test","release":"v9"}}"#),
+    )
+    .unwrap();
+    let hb = lock.join("heartbeat");
+    std::fs::write(&hb, "").unwrap();
+    let st = Command::new("touch")
+        .arg("-d")
+        .arg(age)
+        .arg(&hb)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_stale_lock_is_reported_and_taken_only_when_asked() {
+    let f = fleet();
+    plant_lock(&f, "web-2", "dead-1", "10 minutes ago");
+    let o = run(&f, &["status", "test"]);
+    assert!(text(&o).contains("STALE: no heartbeat for"), "{}", text(&o));
+    let o = run(
+        &f,
+        &[
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o).contains("STALE") && text(&o).contains("--take-over-stale"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        &f,
+        &[
+            "--take-over-stale",
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("taking over the stale lock"),
+        "{}",
+        text(&o)
+    );
+    consistent(&f, "v2");
+}
+
+#[test]
+fn a_live_lock_is_never_taken_and_lock_wait_queues_behind_it() {
+    let f = fleet();
+    plant_lock(&f, "web-1", "live-1", "now");
+    let o = run(
+        &f,
+        &[
+            "--take-over-stale",
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a live lock must not be taken: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("alive: heartbeat"), "{}", text(&o));
+    // The holder finishes 2 s later; a queued console then runs.
+    let lock = f.node_dir("web-1").join(".deckhand/lock");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::remove_dir_all(lock).unwrap();
+    });
+    let o = run(
+        &f,
+        &[
+            "--lock-wait",
+            "30s",
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    releaser.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("waiting up to 30.0s for the lock"),
+        "{}",
+        text(&o)
+    );
+    consistent(&f, "v2");
+}
+
+#[test]
+fn the_heartbeat_keeps_a_running_lock_alive() {
+    let f = fleet();
+    std::fs::write(f.path().join("ctl/hold-build-web-1"), "").unwrap();
+    let mut child = spawn(
+        &f,
+        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
+    );
+    wait_for(&f.path().join("ctl/pid-build-web-1"), "web-1's build");
+    let hb = f.node_dir("web-3").join(".deckhand/lock/heartbeat");
+    let first = std::fs::metadata(&hb).unwrap().modified().unwrap();
+    std::thread::sleep(deckhand::engine::run::HEARTBEAT_EVERY + Duration::from_secs(2));
+    let later = std::fs::metadata(&hb).unwrap().modified().unwrap();
+    assert!(later > first, "the heartbeat was not refreshed");
+    child.kill().unwrap();
+    let _ = child.wait();
+    kill_pid_file(&f.path().join("ctl/pid-build-web-1"));
+}
