@@ -1274,7 +1274,8 @@ impl App {
                 None => "Abort?".into(),
             },
             lines,
-            typed_needed: run.filter(|r| r.protected).map(|r| r.env.clone()),
+            // An abort is the emergency stop: one key to confirm, even when protected.
+            typed_needed: None,
             typed: String::new(),
         }
     }
@@ -1487,6 +1488,13 @@ mod tests {
         assert!(app.handle_key(code(KeyCode::Esc)).is_empty());
         assert!(app.dialog.is_none());
         assert_eq!(app.mode(), Mode::Deploying);
+    }
+
+    #[test]
+    fn abort_is_one_key_to_confirm_even_when_protected() {
+        let mut app = protected_mid_rollout();
+        app.handle_key(key('a'));
+        assert_eq!(app.handle_key(key('y')), vec![Effect::Send(Control::Abort)]);
     }
 
     #[test]
