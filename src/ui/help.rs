@@ -60,13 +60,12 @@ fn section<'a>(app: &App, scope: Scope, heading: &'a str, key_w: usize) -> Vec<L
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
-    let w = area.width.saturating_sub(4);
-    let h = area.height.saturating_sub(4);
+    // Over the whole body, between the header and the footer.
     let rect = Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
+        x: area.x,
+        y: area.y + 2,
+        width: area.width,
+        height: area.height.saturating_sub(4),
     };
     Clear.render(rect, buf);
     let block = Block::default()
@@ -100,7 +99,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             th.get("dim"),
         )));
         col.push(Line::from(Span::styled(
-            "Themes: dark, light, high-contrast, monochrome (--theme).",
+            "Themes: t, or --theme NAME|FILE.",
             th.get("dim"),
         )));
     }

@@ -358,7 +358,7 @@ pub static BINDINGS: &[Binding] = &[
         Confirm,
         Always,
         Some("confirm"),
-        "Confirm (protected: type the name first)"
+        "Confirm (protected rollback: type name)"
     ),
     bind!(
         Confirm,
@@ -377,7 +377,7 @@ pub static BINDINGS: &[Binding] = &[
         PauseAndLeave,
         Always,
         Some("pause and leave"),
-        "Pause at the next step, leave; resume later"
+        "Pause, then leave; resume it later"
     ),
     bind!(
         QuitDialog,
