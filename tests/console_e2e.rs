@@ -238,8 +238,9 @@ fn demo_pause_resume_and_roll_back_from_the_keyboard() {
         s.contains("Roll back demo-shop in demo?")
     });
     assert!(
-        dialog.contains("web-1"),
-        "the dialog names the switched node:\n{dialog}"
+        dialog.contains("web-1")
+            && (dialog.contains("v1.1 → v1.0") || dialog.contains("stays on v1.0")),
+        "the dialog names the node it touches and the release it ends on:\n{dialog}"
     );
     tmux.keys("y");
     let end = tmux.wait_for("ROLLED BACK", 90, |s| header(s).contains("ROLLED BACK"));
@@ -384,6 +385,56 @@ fn replay_plays_a_recorded_journal_through_the_console() {
         end.contains("+/- speed"),
         "the footer offers the replay keys:\n{end}"
     );
+    tmux.keys("q");
+    assert_eq!(wait_file(&tmp.path().join("exit"), 30).trim(), "0");
+}
+
+#[test]
+fn deploy_to_done_ticking_the_manual_checklist_item() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let bin = env!("CARGO_BIN_EXE_deckhand");
+    let cmd = format!(
+        "env LANG=C.UTF-8 XDG_STATE_HOME='{state}' '{bin}' demo --dir '{dir}' 2>'{err}'; \
+         echo $? > '{exit}'; sleep 600",
+        state = tmp.path().join("state").display(),
+        dir = dir.display(),
+        err = tmp.path().join("stderr").display(),
+        exit = tmp.path().join("exit").display(),
+    );
+    let tmux = Tmux::start(&cmd);
+    // The gate after the first batch: promote.
+    tmux.wait_for("the first gate", 60, |s| header(s).contains("WAITING"));
+    tmux.keys("Enter");
+    // The run ends at a gate that waits for the manual checklist item.
+    let s = tmux.wait_for("the checklist gate", 240, |s| {
+        header(s).contains("WAITING") && s.contains("confirm the manual checklist")
+    });
+    assert!(s.contains("space to tick"), "{s}");
+    // Focus the checklist, select its last item (the manual one) and tick it.
+    tmux.keys("Tab");
+    tmux.keys("Tab");
+    for _ in 0..10 {
+        tmux.keys("Down");
+    }
+    tmux.keys("Space");
+    let ticked = tmux.wait_for("the tick", 30, |s| {
+        s.contains("ticked: All critical paths tested")
+    });
+    let line = ticked
+        .lines()
+        .find(|l| l.contains("All critical paths tested") && l.starts_with('│'))
+        .unwrap_or("");
+    assert!(
+        line.contains("pass"),
+        "the item passes once ticked:\n{ticked}"
+    );
+    tmux.keys("Enter");
+    let done = tmux.wait_for("DONE", 60, |s| header(s).contains("DONE"));
+    for i in 1..=5 {
+        let link = current(&dir, &format!("web-{i}"));
+        assert!(link.ends_with("v1.1"), "web-{i} is on {link}:\n{done}");
+    }
     tmux.keys("q");
     assert_eq!(wait_file(&tmp.path().join("exit"), 30).trim(), "0");
 }
