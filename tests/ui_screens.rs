@@ -240,3 +240,15 @@ fn every_scene_draws_in_every_theme_and_size() {
         }
     }
 }
+
+#[test]
+fn a_journal_that_is_not_one_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("run.jsonl");
+    let good = serde_json::to_string(&fixtures::mid_rollout().events[0]).expect("event");
+    std::fs::write(&path, format!("{good}\n{{\"seq\": 2}}\n")).expect("write");
+    let err = format!("{:#}", deckhand::ui::read_journal(&path).unwrap_err());
+    assert!(err.contains("run.jsonl:2: not a deckhand event"), "{err}");
+    std::fs::write(&path, format!("{good}\n")).expect("write");
+    assert_eq!(deckhand::ui::read_journal(&path).expect("journal").len(), 1);
+}
