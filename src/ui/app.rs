@@ -36,6 +36,10 @@ pub enum Mode {
     RolledBack,
     Aborted,
     Halted,
+    /// Deployed except the failed nodes (within the inventory's `max_fail`).
+    Partial,
+    /// Another deployment holds the lock; nothing changed.
+    LockHeld,
 }
 
 impl Mode {
@@ -53,6 +57,8 @@ impl Mode {
             Mode::RolledBack => "ROLLED BACK",
             Mode::Aborted => "ABORTED",
             Mode::Halted => "HALTED",
+            Mode::Partial => "PARTIAL",
+            Mode::LockHeld => "LOCK HELD",
         }
     }
     /// The theme key of the pill's colour.
@@ -64,7 +70,12 @@ impl Mode {
             Mode::Paused => "mode_paused",
             Mode::Waiting => "mode_waiting",
             Mode::RollingBack | Mode::RolledBack => "mode_rolling_back",
-            Mode::Aborting | Mode::Failed | Mode::Aborted | Mode::Halted => "mode_failed",
+            Mode::Aborting
+            | Mode::Failed
+            | Mode::Aborted
+            | Mode::Halted
+            | Mode::Partial
+            | Mode::LockHeld => "mode_failed",
             Mode::Done => "mode_done",
         }
     }
@@ -780,10 +791,9 @@ impl App {
                 Outcome::RolledBack => Mode::RolledBack,
                 Outcome::Aborted => Mode::Aborted,
                 Outcome::Halted => Mode::Halted,
-                Outcome::Partial
-                | Outcome::Failed
-                | Outcome::LockHeld
-                | Outcome::PreflightFailed => Mode::Failed,
+                Outcome::Partial => Mode::Partial,
+                Outcome::LockHeld => Mode::LockHeld,
+                Outcome::Failed | Outcome::PreflightFailed => Mode::Failed,
             };
         }
         if self.run.is_none() {

@@ -304,7 +304,12 @@ fn status_sentence(app: &App, mode: Mode) -> String {
                     .to_string()
             }
         }
-        Mode::Done | Mode::RolledBack | Mode::Aborted | Mode::Halted => format!(
+        Mode::Done
+        | Mode::RolledBack
+        | Mode::Aborted
+        | Mode::Halted
+        | Mode::Partial
+        | Mode::LockHeld => format!(
             "{} — q to leave",
             app.finish_message.clone().unwrap_or_default()
         ),
