@@ -76,8 +76,8 @@ pause_after_first = true
 health = {{ run = "test -f {{release_path}}/public/up && grep -qx {{release}} {{deploy_path}}/current/REVISION", timeout = "2s", interval = "300ms", retries = 3 }}
 
 [environments.demo.load_balancer]
-drain = "printf 'drain\\n' > {lb_node}"
-enable = "printf 'ready\\n' > {lb_node}"
+drain = "printf 'drain\\n' > {lb_node}.new && mv -f {lb_node}.new {lb_node}"
+enable = "printf 'ready\\n' > {lb_node}.new && mv -f {lb_node}.new {lb_node}"
 state = "cat {lb_node}"
 timeout = "5s"
 

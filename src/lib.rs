@@ -18,4 +18,5 @@ pub mod plan; // inventory + environment + release -> ordered steps, batches and
 pub mod resume; // finding an interrupted deployment in the journals
 pub mod secrets; // masking of secret values in everything that leaves the engine
 pub mod transport; // running scripts on nodes: local and ssh
+pub mod ui; // the console: node grid, phases, checklist, log, keys, themes, replay
 pub mod util; // quoting, placeholders, names, durations

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget, RunHandle, RunOptions};
 use deckhand::headless::{Format, Printer};
 use deckhand::inventory::{self, Inventory};
+use deckhand::ui::UiOptions;
 use deckhand::{demo, plan, util};
 
 const EXIT_BAD_INPUT: i32 = 2;
@@ -38,6 +39,13 @@ struct Cli {
     /// Inventory file [default: ./deckhand.toml, then $DECKHAND_INVENTORY]
     #[arg(short = 'i', long = "inventory", global = true, value_name = "FILE")]
     inventory: Option<PathBuf>,
+    /// Console colours: dark, light, high-contrast, monochrome, or a theme file [default: the
+    /// inventory's `theme`, monochrome when NO_COLOR is set, else dark]
+    #[arg(long, global = true, value_name = "NAME|FILE")]
+    theme: Option<String>,
+    /// Draw the console with ASCII characters only
+    #[arg(long, global = true)]
+    ascii: bool,
     /// Wait up to this long for another deployment's live lock to be released
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     lock_wait: Option<std::time::Duration>,
@@ -184,6 +192,17 @@ Try --fail-node web-3 to watch a failing health check and the rollback."
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// Play a recorded deployment (a JSONL journal) through the console, for post-mortems and demos
+    #[command(long_about = "Plays a journal written by a deployment (one JSON event per line) through \
+the same console screen. Keys: p or space stops and goes on, '.' plays one event while stopped, \
++ and - change the speed, q leaves. Nothing is sent to any node.")]
+    Replay {
+        /// The journal file
+        journal: PathBuf,
+        /// Playback speed (1 = as recorded, with long quiet stretches shortened)
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
 }
 
 fn main() {
@@ -290,6 +309,11 @@ fn run_options() -> RunOptions {
 }
 
 async fn run(cli: Cli) -> i32 {
+    let ui = UiOptions {
+        theme: cli.theme.clone(),
+        inventory_theme: None,
+        ascii: cli.ascii,
+    };
     let _ = LOCK_FLAGS.set((cli.lock_wait, cli.take_over_stale));
     match cli.command {
         Command::Resume {
@@ -310,6 +334,7 @@ async fn run(cli: Cli) -> i32 {
                 yes,
                 watch,
                 output,
+                ui,
             )
             .await
         }
@@ -365,7 +390,7 @@ async fn run(cli: Cli) -> i32 {
             yes,
             watch,
             output,
-        } => deploy(&cli.inventory, env, release, headless, yes, watch, output).await,
+        } => deploy(&cli.inventory, env, release, headless, yes, watch, output, ui).await,
         Command::Promote {
             from,
             to,
@@ -411,7 +436,7 @@ async fn run(cli: Cli) -> i32 {
                 return 4;
             }
             eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
-            deploy(&cli.inventory, to, release, headless, yes, watch, output).await
+            deploy(&cli.inventory, to, release, headless, yes, watch, output, ui).await
         }
         Command::Config { env, output } => {
             let inv = match load(&cli.inventory) {
@@ -547,7 +572,11 @@ async fn run(cli: Cli) -> i32 {
                 headless,
                 ..run_options()
             };
+            let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
             match engine::spawn_rollback(Arc::new(inv), p, target, opts) {
+                Ok(h) if !headless => {
+                    console(h, ui, true, &resume_hint(&cli.inventory, &env)).await
+                }
                 Ok(h) => drive(h, output, true, &resume_hint(&cli.inventory, &env)).await,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -658,7 +687,14 @@ async fn run(cli: Cli) -> i32 {
             fail_node,
             fast,
             output,
-        } => run_demo(headless, nodes, dir, fail_node, fast, output).await,
+        } => run_demo(headless, nodes, dir, fail_node, fast, output, ui).await,
+        Command::Replay { journal, speed } => match deckhand::ui::replay(&journal, ui, speed).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                EXIT_BAD_INPUT
+            }
+        },
     }
 }
 
@@ -670,6 +706,7 @@ async fn deploy(
     yes: bool,
     watch: Option<std::time::Duration>,
     output: Format,
+    ui: UiOptions,
 ) -> i32 {
     if let Err(c) = check_release(&release) {
         return c;
@@ -696,7 +733,9 @@ async fn deploy(
         watch,
         ..run_options()
     };
+    let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
     match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) if !headless => console(h, ui, false, &resume_hint(inventory, &env)).await,
         Ok(h) => drive(h, output, false, &resume_hint(inventory, &env)).await,
         Err(e) => {
             eprintln!("error: {e}");
@@ -712,6 +751,7 @@ async fn run_demo(
     fail_node: Option<String>,
     fast: bool,
     output: Format,
+    ui: UiOptions,
 ) -> i32 {
     let dir = match dir {
         Some(d) => d,
@@ -756,7 +796,17 @@ async fn run_demo(
         watch: fast.then_some(std::time::Duration::ZERO),
         ..run_options()
     };
+    let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
     let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) if !headless => {
+            console(
+                h,
+                ui,
+                false,
+                &resume_hint(&Some(d.inventory.clone()), demo::ENV),
+            )
+            .await
+        }
         Ok(h) => {
             drive(
                 h,
@@ -788,6 +838,7 @@ async fn resume(
     yes: bool,
     watch: Option<std::time::Duration>,
     output: Format,
+    ui: UiOptions,
 ) -> i32 {
     let inv = match load(inventory) {
         Ok(i) => i,
@@ -895,6 +946,10 @@ async fn resume(
     opts.watch = watch;
     opts.headless = headless;
     opts.auto_promote = yes || choice == 'r';
+    let ui = UiOptions {
+        inventory_theme: inv.theme.clone(),
+        ..ui
+    };
     let inv = Arc::new(inv);
     let hint = resume_hint(inventory, &env);
     if choice == 'c' {
@@ -907,6 +962,7 @@ async fn resume(
             return EXIT_BAD_INPUT;
         }
         match engine::spawn_deploy(inv, p, opts) {
+            Ok(h) if !headless => console(h, ui, false, &hint).await,
             Ok(h) => drive(h, output, false, &hint).await,
             Err(err) => {
                 eprintln!("error: {err}");
@@ -928,6 +984,7 @@ async fn resume(
             abandon: int.release.clone(),
         };
         match engine::spawn_rollback(inv, p, target, opts) {
+            Ok(h) if !headless => console(h, ui, true, &hint).await,
             Ok(h) => drive(h, output, true, &hint).await,
             Err(err) => {
                 eprintln!("error: {err}");
@@ -977,6 +1034,30 @@ fn ask_at_gate(controls: tokio::sync::mpsc::UnboundedSender<Control>) {
         let _ = controls.send(c);
         return;
     });
+}
+
+/// Follow a run in the console until the operator leaves; the outcome becomes the exit code.
+/// A console left while the run is paused (quit, or a signal) keeps the lock for `resume`.
+async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool, resume_hint: &str) -> i32 {
+    match deckhand::ui::run_until_left(h, ui).await {
+        Ok(deckhand::ui::Ending::Finished(outcome)) => {
+            eprintln!("deckhand: {}", outcome.word());
+            match (rollback_run, outcome) {
+                (true, Outcome::RolledBack) => 0,
+                _ => outcome.exit_code(),
+            }
+        }
+        Ok(deckhand::ui::Ending::LeftPaused) => {
+            eprintln!(
+                "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
 }
 
 /// How long a signalled console waits for the running step to end before it aborts the run.

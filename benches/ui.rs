@@ -1,0 +1,104 @@
+//! Console benchmarks: one full frame for fleets of 10, 100 and 500 nodes, a burst of engine
+//! events folded into the state, and the path from the `p` key to a frame that shows PAUSING.
+//!
+//! Run with `cargo bench --bench ui`; figures are kept in docs/benchmarks.md.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use crossterm::event::KeyCode;
+use deckhand::ui::app::App;
+use deckhand::ui::fixtures;
+use deckhand::ui::keys::Key;
+use deckhand::ui::view;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn fleet(n: usize) -> App {
+    let mut app = fixtures::large_fleet(n).into_app(6);
+    app.selected = n / 3;
+    app
+}
+
+fn frames(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame");
+    for n in [10usize, 100, 500] {
+        let mut app = fleet(n);
+        let mut term = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                // A new spinner frame each time, so every frame really changes.
+                app.frame += 1;
+                term.draw(|f| {
+                    let area = f.area();
+                    view::draw(&mut app, None, area, f.buffer_mut());
+                })
+                .expect("draw");
+                black_box(term.backend().buffer().area);
+            })
+        });
+    }
+    group.finish();
+    // The console's own drawing alone, without ratatui's diff against the previous frame.
+    let mut group = c.benchmark_group("draw only");
+    for n in [10usize, 500] {
+        let mut app = fleet(n);
+        let area = ratatui::layout::Rect::new(0, 0, 160, 48);
+        let mut buf = ratatui::buffer::Buffer::empty(area);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                app.frame += 1;
+                buf.reset();
+                view::draw(&mut app, None, area, &mut buf);
+                black_box(&buf);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn reducer(c: &mut Criterion) {
+    let script = fixtures::large_fleet(500);
+    c.bench_function("apply/500-node burst", |b| {
+        b.iter(|| {
+            let mut app = App::new(
+                deckhand::ui::theme::Theme::default_theme(),
+                deckhand::ui::theme::Glyphs::UNICODE,
+            );
+            for e in &script.events {
+                app.apply(e);
+            }
+            black_box(app.events_seen)
+        })
+    });
+}
+
+fn key_to_pausing(c: &mut Criterion) {
+    let base = fixtures::mid_rollout();
+    let mut term = Terminal::new(TestBackend::new(120, 36)).expect("terminal");
+    c.bench_function("key p to PAUSING on screen", |b| {
+        b.iter_batched(
+            || base.into_app(6),
+            |mut app| {
+                app.handle_key(Key {
+                    code: KeyCode::Char('p'),
+                    ctrl: false,
+                });
+                term.draw(|f| {
+                    let area = f.area();
+                    view::draw(&mut app, None, area, f.buffer_mut());
+                })
+                .expect("draw");
+                let top = term.backend().buffer().content[100..120]
+                    .iter()
+                    .map(|c| c.symbol())
+                    .collect::<String>();
+                assert!(top.contains("PAUSING"), "{top}");
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, frames, reducer, key_to_pausing);
+criterion_main!(benches);

@@ -1,0 +1,220 @@
+//! The post-deploy checklist pane, in the seed's three windows: immediate (0-5 minutes),
+//! short-term (5-30 minutes) and long-term (30+ minutes). Items come from the run's declared
+//! checks; their state and measured value from the engine's check results; manual items wait
+//! for the operator's tick.
+//!
+//! Reads [`App`] only. It runs no probe and judges no result.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget};
+
+use crate::engine::event::CheckStatus;
+
+use super::app::{App, CheckView};
+
+/// The three windows, in order: key as the inventory writes it, and the heading shown.
+pub const WINDOWS: [(&str, &str); 3] = [
+    ("immediate", "Immediate (0-5 minutes)"),
+    ("short", "Short-term (5-30 minutes)"),
+    ("long", "Long-term (30+ minutes)"),
+];
+
+fn window_of(c: &CheckView) -> usize {
+    window_index(&c.info.window)
+}
+
+fn window_index(window: &str) -> usize {
+    match window {
+        "immediate" => 0,
+        "short" | "short-term" | "short_term" => 1,
+        "long" | "long-term" | "long_term" => 2,
+        _ => 0,
+    }
+}
+
+pub fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'static str) {
+    let g = &app.glyphs;
+    match s {
+        CheckStatus::Pending => (g.box_empty, "pending", "check_pending"),
+        CheckStatus::Running => (g.spinner_frame(app.frame), "running", "check_running"),
+        CheckStatus::Pass => (g.ok, "pass", "check_pass"),
+        CheckStatus::Fail => (g.fail, "fail", "check_fail"),
+        CheckStatus::Unknown => (g.unknown, "unknown", "check_unknown"),
+        CheckStatus::NeedsConfirmation => (g.confirm, "confirm", "check_confirm"),
+    }
+}
+
+/// The checklist's items in display order (by window), as positions into `app.checks`.
+pub fn display_order(app: &App) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..app.checks.len()).collect();
+    order.sort_by_key(|&i| window_of(&app.checks[i]));
+    order
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
+    let th = &app.theme;
+    let border = if focused {
+        th.get("border_focus")
+    } else {
+        th.get("border")
+    };
+    let passed = app
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Pass)
+        .count();
+    let left = app
+        .monitoring
+        .as_ref()
+        .map(|(w, ends)| (w, (ends - app.now_ms.max(app.last_event_ms)).max(0)))
+        .filter(|(_, left)| *left > 0);
+    let watching = match left {
+        Some((window, left)) => format!(
+            " {} watching {window} {}",
+            app.glyphs.dot,
+            super::view::clock(left)
+        ),
+        None => String::new(),
+    };
+    let title = format!(
+        " Checklist {} {passed}/{} verified{watching} ",
+        app.glyphs.dot,
+        app.checks.len()
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_set(app.glyphs.border)
+        .border_style(border)
+        .title(Span::styled(title, th.get("title")));
+    let inner = block.inner(area);
+    block.render(area, buf);
+
+    if app.checks.is_empty() {
+        Paragraph::new(Line::from(Span::styled(
+            " no [[checks]] declared for this environment",
+            th.get("dim"),
+        )))
+        .render(inner, buf);
+        return;
+    }
+    let width = inner.width as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let mut selected_line = 0;
+    for (w, (_, heading)) in WINDOWS.iter().enumerate() {
+        let items: Vec<usize> = (0..app.checks.len())
+            .filter(|&i| window_of(&app.checks[i]) == w)
+            .collect();
+        if items.is_empty() {
+            continue;
+        }
+        let now = app
+            .monitoring
+            .as_ref()
+            .is_some_and(|(win, _)| window_index(win) == w);
+        let heading_style = if now {
+            th.get("accent").add_modifier(Modifier::BOLD)
+        } else {
+            th.get("accent")
+        };
+        let mark = if now { "  (now)" } else { "" };
+        lines.push(Line::from(Span::styled(
+            format!(" {heading}:{mark}"),
+            heading_style,
+        )));
+        for i in items {
+            let c = &app.checks[i];
+            let (glyph, word, key) = status_look(app, c.status);
+            let value = if c.info.manual && c.status == CheckStatus::NeedsConfirmation {
+                "space to tick".to_string()
+            } else {
+                c.value.clone().unwrap_or_default()
+            };
+            // Names take what they need (up to what leaves room for a value); values the rest.
+            let longest = app
+                .checks
+                .iter()
+                .map(|c| c.info.name.chars().count())
+                .max()
+                .unwrap_or(10);
+            let name_w = longest
+                .min(30)
+                .min(width.saturating_sub(3 + 1 + 8 + 12))
+                .max(10);
+            let value_w = width.saturating_sub(3 + 1 + 8 + name_w);
+            let value = super::grid::truncate(&value, value_w, &app.glyphs);
+            let name = super::grid::truncate(&c.info.name, name_w, &app.glyphs);
+            let mut name_style = th.get("text");
+            if i == app.selected_check && focused {
+                name_style = th.get("selection");
+                selected_line = lines.len();
+            } else if i == app.selected_check {
+                name_style = name_style.add_modifier(Modifier::UNDERLINED);
+                selected_line = lines.len();
+            }
+            let value_style = if c.info.manual && c.status == CheckStatus::NeedsConfirmation {
+                th.get("dim")
+            } else {
+                th.get("text")
+            };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {glyph} "), th.get(key)),
+                Span::styled(format!("{name:<name_w$} "), name_style),
+                Span::styled(format!("{word:<8}"), th.get(key)),
+                Span::styled(value, value_style),
+            ]));
+        }
+    }
+    // The rollback tree's verdict keeps the bottom of the pane, wrapped over the lines it needs.
+    let mut verdict_lines: Vec<Line> = Vec::new();
+    if let Some((verdict, reason)) = &app.decision {
+        let key = match verdict.as_str() {
+            "rollback" => "check_fail",
+            "alert" => "check_unknown",
+            "unconfirmed" => "check_confirm",
+            _ => "check_pass",
+        };
+        let text = format!("{verdict} {} {reason}", app.glyphs.dot);
+        let avail = width.saturating_sub(12).max(10);
+        let chars: Vec<char> = text.chars().collect();
+        for (i, chunk) in chars.chunks(avail).enumerate() {
+            let head = if i == 0 { " Decision: " } else { "           " };
+            verdict_lines.push(Line::from(vec![
+                Span::styled(head, th.get(key)),
+                Span::styled(chunk.iter().collect::<String>(), th.get("text")),
+            ]));
+        }
+    }
+    let reserved = (verdict_lines.len() as u16).min(inner.height / 2);
+    let list_area = Rect {
+        height: inner.height - reserved,
+        ..inner
+    };
+    if reserved > 0 {
+        let verdict_area = Rect {
+            y: inner.bottom() - reserved,
+            height: reserved,
+            ..inner
+        };
+        Paragraph::new(verdict_lines).render(verdict_area, buf);
+    }
+    let h = list_area.height.saturating_sub(u16::from(reserved > 0)) as usize;
+    let skip = if lines.len() > h && selected_line >= h {
+        selected_line + 1 - h
+    } else {
+        0
+    };
+    let hidden = lines.len().saturating_sub(skip + h);
+    let mut shown: Vec<Line> = lines.into_iter().skip(skip).take(h).collect();
+    if hidden > 0 {
+        if let Some(last) = shown.last_mut() {
+            *last = Line::from(Span::styled(
+                format!(" {} {} more below", app.glyphs.ellipsis, hidden + 1),
+                th.get("dim"),
+            ));
+        }
+    }
+    Paragraph::new(shown).render(list_area, buf);
+}

@@ -1,0 +1,315 @@
+//! The log pane: engine and node events as timestamped lines (tui-logger), filterable to one
+//! node, shown or hidden with `l`.
+//!
+//! Each event is written under the node it concerns (or `deckhand` when it concerns the run),
+//! so the per-node filter is tui-logger's own target filter. While the console runs it is also
+//! the process's `log` logger, so nothing the program logs scribbles over the screen. It never
+//! writes to the terminal itself.
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Borders, Widget};
+use tui_logger::{TuiLoggerWidget, TuiWidgetState};
+
+use crate::engine::event::{Event, EventKind, Level as EventLevel};
+
+use super::app::App;
+
+const RUN_TARGET: &str = "deckhand";
+
+/// Forwards every `log` record to tui-logger's buffer (no background thread: the pane moves
+/// records into view when it draws).
+struct PaneLogger {
+    drain: tui_logger::Drain,
+}
+
+impl Log for PaneLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= Level::Info
+    }
+    fn log(&self, record: &Record) {
+        if self.enabled(record.metadata()) {
+            self.drain.log(record);
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Make the log pane the process's logger. Harmless when a logger is already installed: the
+/// pane still receives every event through [`LogPane::record`].
+pub fn install() {
+    tui_logger::set_default_level(LevelFilter::Info);
+    let logger = PaneLogger {
+        drain: tui_logger::Drain::new(),
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(LevelFilter::Info);
+    }
+}
+
+pub struct LogPane {
+    drain: tui_logger::Drain,
+    state: TuiWidgetState,
+}
+
+impl Default for LogPane {
+    fn default() -> Self {
+        LogPane::new()
+    }
+}
+
+impl LogPane {
+    pub fn new() -> LogPane {
+        LogPane {
+            drain: tui_logger::Drain::new(),
+            state: TuiWidgetState::new().set_default_display_level(LevelFilter::Info),
+        }
+    }
+
+    /// Show only one node's lines (`None`: every line).
+    pub fn set_filter(&mut self, node: Option<&str>) {
+        self.state = match node {
+            Some(n) => TuiWidgetState::new()
+                .set_default_display_level(LevelFilter::Off)
+                .set_level_for_target(n, LevelFilter::Info),
+            None => TuiWidgetState::new().set_default_display_level(LevelFilter::Info),
+        };
+    }
+
+    /// Page through the history (tui-logger's page mode), or back to the newest lines.
+    pub fn scroll(&self, dir: super::app::LogScroll) {
+        use tui_logger::TuiWidgetEvent as W;
+        self.state.transition(match dir {
+            super::app::LogScroll::Older => W::PrevPageKey,
+            super::app::LogScroll::Newer => W::NextPageKey,
+            super::app::LogScroll::Newest => W::EscapeKey,
+        });
+    }
+
+    /// Write one engine event as a log line under its node.
+    pub fn record(&self, event: &Event) {
+        let Some((target, level, text)) = describe(event) else {
+            return;
+        };
+        self.drain.log(
+            &Record::builder()
+                .target(&target)
+                .level(level)
+                .args(format_args!("{text}"))
+                .build(),
+        );
+    }
+
+    pub fn render(&self, app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
+        tui_logger::move_events();
+        let th = &app.theme;
+        let border = if focused {
+            th.get("border_focus")
+        } else {
+            th.get("border")
+        };
+        let title = match &app.log_filter {
+            Some(n) => format!(" Log {} {n} only (f: all) ", app.glyphs.dot),
+            None => format!(" Log {} every node (f: selected only) ", app.glyphs.dot),
+        };
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_set(app.glyphs.border)
+            .border_style(border)
+            .title(Span::styled(title, th.get("title")));
+        TuiLoggerWidget::default()
+            .block(block)
+            .output_separator(' ')
+            .output_timestamp(Some("%H:%M:%S".into()))
+            .output_level(None)
+            .output_target(true)
+            .output_file(false)
+            .output_line(false)
+            .style(th.get("text"))
+            .style_warn(th.get("flash_warn"))
+            .style_error(th.get("flash_error"))
+            .state(&self.state)
+            .render(area, buf);
+    }
+}
+
+/// The log line for an event: target (node or run), level and text. `None` for events that
+/// add nothing a reader of the log needs.
+pub fn describe(event: &Event) -> Option<(String, Level, String)> {
+    let run = RUN_TARGET.to_string();
+    let at_node = |n: &Option<String>| n.clone().unwrap_or_else(|| run.clone());
+    Some(match &event.kind {
+        EventKind::Started {
+            app,
+            env,
+            release,
+            strategy,
+            who,
+            from_host,
+            nodes,
+            ..
+        } => (
+            run.clone(),
+            Level::Info,
+            format!(
+                "started: {app} {release} to {env} ({strategy}, {} nodes) by {who}@{from_host}",
+                nodes.len()
+            ),
+        ),
+        EventKind::Preflight {
+            node,
+            ok,
+            live_release,
+            message,
+            ..
+        } => (
+            node.clone(),
+            if *ok { Level::Info } else { Level::Error },
+            format!(
+                "preflight {}: live {}{}",
+                if *ok { "ok" } else { "failed" },
+                live_release.as_deref().unwrap_or("none"),
+                message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        EventKind::Locked { .. } => (run.clone(), Level::Info, "lock taken".into()),
+        EventKind::Unlocked { .. } => (run.clone(), Level::Info, "lock released".into()),
+        EventKind::BatchStarted { index, nodes } => (
+            run.clone(),
+            Level::Info,
+            format!("batch {}: {}", index + 1, nodes.join(", ")),
+        ),
+        EventKind::NodeState { node, state } => (
+            node.clone(),
+            Level::Info,
+            format!("state: {}", format!("{state:?}").to_lowercase()),
+        ),
+        EventKind::NodeRelease { node, release } => (
+            node.clone(),
+            Level::Info,
+            format!("current -> {}", release.as_deref().unwrap_or("none")),
+        ),
+        EventKind::Rotation { node, in_rotation } => (
+            node.clone(),
+            Level::Info,
+            if *in_rotation {
+                "in rotation"
+            } else {
+                "drained"
+            }
+            .into(),
+        ),
+        EventKind::StepStarted { node, phase, .. } => {
+            (at_node(node), Level::Info, format!("{phase}: started"))
+        }
+        EventKind::Output {
+            node, phase, line, ..
+        } => (at_node(node), Level::Info, format!("{phase} | {line}")),
+        EventKind::StepFinished {
+            node,
+            phase,
+            result,
+            duration_ms,
+            message,
+        } => (
+            at_node(node),
+            if matches!(
+                result,
+                crate::engine::event::StepResult::Ok | crate::engine::event::StepResult::Skipped
+            ) {
+                Level::Info
+            } else {
+                Level::Error
+            },
+            format!(
+                "{phase}: {} in {}{}",
+                format!("{result:?}").to_lowercase(),
+                super::phases::duration(*duration_ms),
+                message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        EventKind::Gate { reason, .. } => (run.clone(), Level::Warn, format!("gate: {reason}")),
+        EventKind::Groups { live, idle } => (
+            run.clone(),
+            Level::Info,
+            format!(
+                "groups: {} serves, {idle} gets the release",
+                live.as_deref().unwrap_or("none")
+            ),
+        ),
+        EventKind::Promoted => (run.clone(), Level::Info, "promoted".into()),
+        EventKind::Pausing => (run.clone(), Level::Info, "pausing".into()),
+        EventKind::Paused => (run.clone(), Level::Info, "paused".into()),
+        EventKind::Resumed => (run.clone(), Level::Info, "resumed".into()),
+        EventKind::RollbackStarted { reason, nodes } => (
+            run.clone(),
+            Level::Warn,
+            format!("rollback: {reason} ({})", nodes.join(", ")),
+        ),
+        EventKind::Aborting { reason } => (run.clone(), Level::Warn, format!("aborting: {reason}")),
+        EventKind::Notice { level, message } => (
+            run.clone(),
+            match level {
+                EventLevel::Info => Level::Info,
+                EventLevel::Warn => Level::Warn,
+                EventLevel::Error => Level::Error,
+            },
+            message.clone(),
+        ),
+        EventKind::Check {
+            name,
+            node,
+            status,
+            value,
+        } => (
+            at_node(node),
+            Level::Info,
+            format!(
+                "check {name}: {}{}",
+                format!("{status:?}").to_lowercase(),
+                value
+                    .as_deref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        EventKind::Monitoring { window, ends_at_ms } => (
+            run.clone(),
+            Level::Info,
+            format!(
+                "checklist: watching the {window} window for {}",
+                super::phases::duration((ends_at_ms - event.at_ms).max(0) as u64)
+            ),
+        ),
+        EventKind::Decision { verdict, reason } => (
+            run.clone(),
+            if verdict == "rollback" {
+                Level::Error
+            } else if verdict == "alert" || verdict == "unconfirmed" {
+                Level::Warn
+            } else {
+                Level::Info
+            },
+            format!("checklist decision: {verdict} ({reason})"),
+        ),
+        EventKind::Finished {
+            outcome, message, ..
+        } => (
+            run,
+            if *outcome == crate::engine::event::Outcome::Deployed {
+                Level::Info
+            } else {
+                Level::Warn
+            },
+            format!("finished: {}: {message}", outcome.word()),
+        ),
+    })
+}

@@ -1,0 +1,570 @@
+//! The console: a live terminal screen over one deployment's event stream, with every decision
+//! one key away. [`run`] drives a live run; [`replay`] plays a recorded journal through the very
+//! same reducer and screen.
+//!
+//! The console only consumes [`Event`]s and sends [`Control`]s; it never touches the network or
+//! a node. It owns the terminal while it runs and gives it back as it found it on every way
+//! out: a normal quit, an error, a panic, SIGTERM or SIGHUP.
+//!
+//! Rendering is event-driven: a frame is drawn after engine events or a key, bursts of events
+//! are folded into one frame (at most one every [`FRAME_MS`]), and a slow tick moves spinners
+//! and the clock only while something is running.
+
+pub mod app;
+pub mod checklist;
+#[doc(hidden)]
+pub mod fixtures;
+pub mod grid;
+pub mod help;
+pub mod keys;
+pub mod log;
+pub mod phases;
+pub mod theme;
+pub mod view;
+
+use std::io::{self, Stdout};
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use crossterm::execute;
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use futures::StreamExt;
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+
+use crate::engine::event::{Control, Event, Outcome};
+use crate::engine::RunHandle;
+
+use app::{App, Effect, FlashLevel, Mode};
+use theme::{Glyphs, Theme};
+
+/// Shortest time between two frames: bursts of events inside it become one frame.
+pub const FRAME_MS: u64 = 16;
+/// Spinner speed while a step runs.
+const SPIN_MS: u64 = 100;
+/// Clock tick while a run is live but nothing spins (paused, waiting at a gate).
+const CLOCK_MS: u64 = 1000;
+/// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
+const REPLAY_MAX_GAP_MS: u64 = 1500;
+/// How long leaving waits for the running step to end before it aborts the run.
+const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+
+/// How the console looks.
+#[derive(Debug, Clone, Default)]
+pub struct UiOptions {
+    /// `--theme NAME|FILE`.
+    pub theme: Option<String>,
+    /// The inventory's `theme` key (used when there is no `--theme` and no `NO_COLOR`).
+    pub inventory_theme: Option<String>,
+    /// `--ascii`: draw with ASCII only.
+    pub ascii: bool,
+}
+
+impl UiOptions {
+    /// The starting theme and glyphs for these options and this environment.
+    pub fn resolve(&self) -> anyhow::Result<(Theme, Glyphs)> {
+        let theme = Theme::choose(
+            self.theme.as_deref(),
+            self.inventory_theme.as_deref(),
+            theme::no_color_requested(),
+        )?;
+        let ascii = self.ascii || !Glyphs::unicode_ok();
+        Ok((theme, Glyphs::new(ascii)))
+    }
+}
+
+/// How the console was left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The run finished (or ended) with this outcome.
+    Finished(Outcome),
+    /// The operator left (or a signal came) while the run was paused at a step boundary: nothing
+    /// runs, every node is on a whole release, and the lock stays held for `deckhand resume`.
+    LeftPaused,
+}
+
+/// Drive a live deployment from the terminal until the operator leaves. Returns the run's
+/// outcome; a console left while the run is paused reports [`Outcome::Halted`] (see
+/// [`run_until_left`] to tell the two apart).
+pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> {
+    Ok(match run_until_left(handle, opts).await? {
+        Ending::Finished(o) => o,
+        Ending::LeftPaused => Outcome::Halted,
+    })
+}
+
+/// Like [`run`], and says whether the run finished or was left paused.
+pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Ending> {
+    let RunHandle {
+        events,
+        controls,
+        done,
+    } = handle;
+    let source = Source::Live {
+        events,
+        controls: controls.clone(),
+        closed: false,
+    };
+    let started = opts
+        .resolve()
+        .and_then(|(theme, glyphs)| Console::start(App::new(theme, glyphs), source));
+    let mut console = match started {
+        Ok(c) => c,
+        Err(e) => {
+            // Nobody would watch the run: stop it cleanly before reporting why.
+            let _ = controls.send(Control::Abort);
+            let _ = tokio::time::timeout(Duration::from_secs(60), done).await;
+            return Err(e.context("the console could not start, so the deployment was aborted"));
+        }
+    };
+    let result = console.run_loop().await;
+    let left_paused = console.left_paused;
+    let app = console.finish();
+    if left_paused && result.is_ok() {
+        // The engine waits, paused, holding the lock; the process may end.
+        return Ok(Ending::LeftPaused);
+    }
+    let outcome_seen = app.outcome;
+    if result.is_err() && !app.finished() {
+        // The screen failed while the run was live: never leave it running unseen.
+        let _ = controls.send(Control::Abort);
+    }
+    // The run task ends shortly after its last event; wait a little for its answer.
+    let outcome = match tokio::time::timeout(Duration::from_secs(60), done).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            result?;
+            return Err(anyhow::anyhow!(
+                "the deployment task stopped unexpectedly: {e}"
+            ));
+        }
+        Err(_) => outcome_seen.unwrap_or(Outcome::Aborted),
+    };
+    result?;
+    Ok(Ending::Finished(outcome))
+}
+
+/// Play a journal (JSONL of events) through the same screen: `p` stops and goes on, `.` steps,
+/// `+`/`-` change the speed. Nothing is sent anywhere.
+pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<()> {
+    let events = read_journal(path)?;
+    let (theme, glyphs) = opts.resolve()?;
+    let mut app = App::new(theme, glyphs);
+    app.replay = true;
+    app.replay_speed = speed.clamp(0.25, 64.0);
+    let source = Source::Replay {
+        events,
+        next: 0,
+        due: Instant::now(),
+    };
+    let mut console = Console::start(app, source)?;
+    let result = console.run_loop().await;
+    console.finish();
+    result
+}
+
+/// Read a journal: one serialized [`Event`] per line. Errors name the file and the line.
+pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading journal {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ev: Event = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}:{}: not a deckhand event (is this a journal file?)",
+                path.display(),
+                i + 1
+            )
+        })?;
+        out.push(ev);
+    }
+    if out.is_empty() {
+        anyhow::bail!("{}: the journal holds no events", path.display());
+    }
+    Ok(out)
+}
+
+enum Source {
+    Live {
+        events: mpsc::UnboundedReceiver<Event>,
+        controls: mpsc::UnboundedSender<Control>,
+        closed: bool,
+    },
+    Replay {
+        events: Vec<Event>,
+        next: usize,
+        due: Instant,
+    },
+}
+
+struct Console {
+    app: App,
+    source: Source,
+    log: log::LogPane,
+    terminal: Option<Terminal<CrosstermBackend<Stdout>>>,
+    dirty: bool,
+    last_draw: Option<Instant>,
+    abort_sent: bool,
+    /// When leaving began (quit with pause-and-leave, or a signal).
+    leaving_since: Option<Instant>,
+    /// Left once the run had paused: the lock stays held for `deckhand resume`.
+    left_paused: bool,
+}
+
+/// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
+pub fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+    });
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Console {
+    fn start(app: App, source: Source) -> anyhow::Result<Console> {
+        log::install();
+        install_panic_hook();
+        enable_raw_mode().context("switching the terminal to raw mode (is stdout a terminal?)")?;
+        if let Err(e) = execute!(io::stdout(), EnterAlternateScreen, crossterm::cursor::Hide) {
+            restore_terminal();
+            return Err(e).context("entering the alternate screen");
+        }
+        let terminal = match Terminal::new(CrosstermBackend::new(io::stdout())) {
+            Ok(t) => t,
+            Err(e) => {
+                restore_terminal();
+                return Err(e).context("opening the terminal");
+            }
+        };
+        Ok(Console {
+            app,
+            source,
+            log: log::LogPane::new(),
+            terminal: Some(terminal),
+            dirty: true,
+            last_draw: None,
+            abort_sent: false,
+            leaving_since: None,
+            left_paused: false,
+        })
+    }
+
+    fn finish(mut self) -> App {
+        self.terminal = None;
+        restore_terminal();
+        std::mem::replace(
+            &mut self.app,
+            App::new(Theme::default_theme(), Glyphs::ASCII),
+        )
+    }
+
+    fn draw(&mut self) -> anyhow::Result<()> {
+        if !self.app.replay {
+            self.app.now_ms = now_ms();
+            self.app.frame = (self.app.now_ms as u64 / SPIN_MS) as usize;
+        }
+        let Some(terminal) = self.terminal.as_mut() else {
+            return Ok(());
+        };
+        let app = &mut self.app;
+        let log = &self.log;
+        let drawn = terminal.draw(|f| {
+            let area = f.area();
+            view::draw(app, Some(log), area, f.buffer_mut());
+        });
+        if let Err(e) = drawn {
+            if self.leaving_since.is_some() {
+                // The terminal may be gone (SIGHUP): go on leaving without a screen.
+                self.terminal = None;
+            } else {
+                return Err(e).context("drawing the console");
+            }
+        }
+        self.dirty = false;
+        self.last_draw = Some(Instant::now());
+        Ok(())
+    }
+
+    fn apply(&mut self, ev: &Event) {
+        self.log.record(ev);
+        self.app.apply(ev);
+        if self.app.replay {
+            self.app.now_ms = ev.at_ms;
+        }
+        self.dirty = true;
+    }
+
+    fn send(&mut self, control: Control) {
+        if let Source::Live { controls, .. } = &self.source {
+            if controls.send(control).is_err() {
+                self.app.flash(
+                    FlashLevel::Error,
+                    "the deployment has already ended: nothing to send to",
+                );
+            }
+        }
+    }
+
+    /// Carry out what a key asked for. Returns true when the console should close.
+    fn effects(&mut self, effects: Vec<Effect>) -> bool {
+        let mut quit = false;
+        for e in effects {
+            match e {
+                Effect::Send(c) => self.send(c),
+                Effect::Quit => quit = true,
+                Effect::PauseAndLeave => self.start_leaving("the operator left the console"),
+                Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
+                Effect::LogScroll(dir) => self.log.scroll(dir),
+                Effect::ReplayPause => {
+                    if let Source::Replay { due, .. } = &mut self.source {
+                        *due = Instant::now();
+                    }
+                }
+                Effect::ReplayStep => {
+                    if let Source::Replay { events, next, .. } = &mut self.source {
+                        if let Some(ev) = events.get(*next).cloned() {
+                            *next += 1;
+                            self.apply(&ev);
+                        }
+                    }
+                }
+                Effect::ReplaySpeed(_) => {}
+            }
+        }
+        self.dirty = true;
+        quit
+    }
+
+    /// Leave at the next step boundary: the engine pauses there and keeps the lock, so the
+    /// run can be continued or rolled back later with `deckhand resume`. A rollback under way is
+    /// left to finish first (the engine does not pause a rollback).
+    fn start_leaving(&mut self, reason: &str) {
+        if self.leaving_since.is_some() {
+            return;
+        }
+        self.leaving_since = Some(Instant::now());
+        self.app.leaving = true;
+        if !self.app.rolling_back && !self.app.finished() {
+            self.send(Control::Interrupt {
+                reason: reason.to_string(),
+            });
+        }
+        self.dirty = true;
+    }
+
+    /// While leaving: go once the run is paused or over; abort a step that will not end.
+    fn leave_progress(&mut self) -> bool {
+        let Some(since) = self.leaving_since else {
+            return false;
+        };
+        if self.app.finished() {
+            return true;
+        }
+        if let Source::Live { closed: true, .. } = self.source {
+            return true;
+        }
+        if self.app.mode() == Mode::Paused {
+            self.left_paused = true;
+            return true;
+        }
+        if since.elapsed() > SIGNAL_GRACE && !self.abort_sent {
+            self.abort_sent = true;
+            self.app.flash(
+                FlashLevel::Error,
+                "the running step did not end in time: aborting it",
+            );
+            self.send(Control::Abort);
+        }
+        false
+    }
+
+    async fn run_loop(&mut self) -> anyhow::Result<()> {
+        let mut input = EventStream::new();
+        #[cfg(unix)]
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        #[cfg(unix)]
+        let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            if self.dirty {
+                let wait = self
+                    .last_draw
+                    .map(|t| Duration::from_millis(FRAME_MS).saturating_sub(t.elapsed()))
+                    .unwrap_or_default();
+                if wait.is_zero() {
+                    self.draw()?;
+                }
+            }
+            let tick = if self.app.animating() {
+                Duration::from_millis(SPIN_MS)
+            } else if self.app.run.is_some() && !self.app.finished() {
+                Duration::from_millis(CLOCK_MS)
+            } else {
+                Duration::from_secs(3600)
+            };
+            let frame_wait = match (self.dirty, self.last_draw) {
+                (true, Some(t)) => Duration::from_millis(FRAME_MS).saturating_sub(t.elapsed()),
+                _ => tick,
+            };
+            let replay_due = match &self.source {
+                Source::Replay { events, next, due }
+                    if !self.app.replay_paused && *next < events.len() =>
+                {
+                    Some(*due)
+                }
+                _ => None,
+            };
+            let live_open = matches!(self.source, Source::Live { closed: false, .. });
+
+            tokio::select! {
+                ev = async {
+                    match &mut self.source {
+                        Source::Live { events, .. } => events.recv().await,
+                        _ => std::future::pending().await,
+                    }
+                }, if live_open => {
+                    match ev {
+                        Some(ev) => {
+                            self.apply(&ev);
+                            // Fold the rest of a burst into the same frame.
+                            let mut more = Vec::new();
+                            if let Source::Live { events, .. } = &mut self.source {
+                                while more.len() < 4096 {
+                                    match events.try_recv() {
+                                        Ok(e) => more.push(e),
+                                        Err(_) => break,
+                                    }
+                                }
+                            }
+                            for e in &more {
+                                self.apply(e);
+                            }
+                        }
+                        None => {
+                            if let Source::Live { closed, .. } = &mut self.source {
+                                *closed = true;
+                            }
+                            if !self.app.finished() {
+                                self.app.flash(FlashLevel::Error,
+                                    "the deployment stopped without a last word; see the log (l)");
+                            }
+                            self.dirty = true;
+                        }
+                    }
+                }
+                _ = async {
+                    match replay_due {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.replay_next();
+                }
+                term = input.next() => {
+                    match term {
+                        Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => {
+                            let effects = self.app.handle_key(keys::Key::from_event(&k));
+                            if self.effects(effects) {
+                                return Ok(());
+                            }
+                        }
+                        Some(Ok(TermEvent::Resize(_, _))) => {
+                            if let Some(t) = self.terminal.as_mut() {
+                                let _ = t.autoresize();
+                            }
+                            self.dirty = true;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(e).context("reading the keyboard"),
+                        None => return Ok(()),
+                    }
+                }
+                _ = tokio::time::sleep(frame_wait.min(tick)) => {
+                    if !self.app.replay {
+                        self.dirty = self.dirty || self.app.run.is_some() && !self.app.finished();
+                    } else {
+                        self.app.frame += 1;
+                        self.dirty = self.dirty || self.app.animating();
+                    }
+                }
+                _ = sigterm.recv() => {
+                    if self.on_signal("SIGTERM") {
+                        return Ok(());
+                    }
+                }
+                _ = sighup.recv() => {
+                    if self.on_signal("SIGHUP") {
+                        return Ok(());
+                    }
+                }
+            }
+            if self.leave_progress() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn replay_next(&mut self) {
+        let Source::Replay { events, next, due } = &mut self.source else {
+            return;
+        };
+        let Some(ev) = events.get(*next).cloned() else {
+            return;
+        };
+        *next += 1;
+        let gap = events
+            .get(*next)
+            .map(|n| (n.at_ms - ev.at_ms).max(0) as u64)
+            .unwrap_or(0)
+            .min(REPLAY_MAX_GAP_MS);
+        let speed = self.app.replay_speed.max(0.01);
+        *due = Instant::now() + Duration::from_millis((gap as f64 / speed) as u64);
+        self.apply(&ev);
+    }
+
+    /// SIGTERM or SIGHUP: leave at the next step boundary with the lock held (as the line
+    /// printer does); the same signal again aborts the run now. True: leave at once (nothing
+    /// is running: a replay, or a run that has finished).
+    fn on_signal(&mut self, name: &str) -> bool {
+        if self.app.finished() || self.app.replay {
+            return true;
+        }
+        if self.leaving_since.is_none() {
+            self.app.flash(
+                FlashLevel::Warn,
+                format!("{name}: pausing at the next step boundary, then leaving (again: abort)"),
+            );
+            self.start_leaving(&format!("{name} received"));
+        } else if !self.abort_sent {
+            self.abort_sent = true;
+            self.app
+                .flash(FlashLevel::Error, format!("{name} again: aborting the run"));
+            self.send(Control::Abort);
+        }
+        false
+    }
+}

@@ -1,0 +1,254 @@
+//! Snapshot tests of every console screen, each built from a synthetic event sequence fed
+//! through the same reducer a live run uses, drawn into a ratatui TestBackend.
+//!
+//! Besides the snapshot, each test asserts the few things an operator must be able to read on
+//! that screen.
+
+use deckhand::ui::app::App;
+use deckhand::ui::fixtures::{self, scene};
+use deckhand::ui::keys::Key;
+use deckhand::ui::theme::Glyphs;
+use deckhand::ui::view;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn draw(app: &mut App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| {
+        let area = f.area();
+        view::draw(app, None, area, f.buffer_mut());
+    })
+    .expect("draw");
+    t.backend().to_string()
+}
+
+fn screen(name: &str) -> String {
+    let mut app = scene(name).expect("scene exists");
+    draw(&mut app, 120, 36)
+}
+
+fn key(c: char) -> Key {
+    Key {
+        code: crossterm::event::KeyCode::Char(c),
+        ctrl: false,
+    }
+}
+
+#[test]
+fn before_start() {
+    let s = screen("before-start");
+    assert!(s.contains(" READY "));
+    assert!(s.contains("Load Balancer · 5/5 in rotation"));
+    assert!(s.contains("Immediate (0-5 minutes)"));
+    insta::assert_snapshot!("before_start", s);
+}
+
+#[test]
+fn mid_rollout() {
+    let s = screen("mid-rollout");
+    assert!(s.contains(" DEPLOYING "));
+    assert!(s.contains("Load Balancer · 4/5 in rotation"));
+    // node 1 done on the new release, node 2 drained (cut) and moving from v1.0 to v1.1
+    assert!(s.contains("● healthy"));
+    assert!(s.contains("v1.0 → v1.1"));
+    assert!(s.contains("✕"), "the drained node's connector is cut");
+    assert!(s.contains("updating:") && s.contains("install_depende"));
+    assert!(s.contains("batch 2/3"));
+    insta::assert_snapshot!("mid_rollout", s);
+}
+
+#[test]
+fn paused() {
+    let s = screen("paused");
+    assert!(s.contains(" PAUSED "));
+    assert!(s.contains("no step is running"));
+    assert!(s.contains("p/space resume"), "the footer offers resume");
+    insta::assert_snapshot!("paused", s);
+}
+
+#[test]
+fn gate_waiting_for_promote() {
+    let s = screen("gate");
+    assert!(s.contains(" WAITING "));
+    assert!(s.contains("enter promote"));
+    assert!(s.contains("after batch 1 of 3"));
+    insta::assert_snapshot!("gate", s);
+}
+
+#[test]
+fn rollback_confirm_dialog_names_nodes_and_asks_for_the_environment() {
+    let s = screen("rollback-confirm");
+    assert!(s.contains("Roll back askproai in production?"));
+    assert!(s.contains("web-1          v1.1 → v1.0"));
+    assert!(s.contains("web-2          stopped, stays on v1.0"));
+    assert!(s.contains("Type production to confirm"));
+    insta::assert_snapshot!("rollback_confirm", s);
+}
+
+#[test]
+fn rolling_back() {
+    let s = screen("rolling-back");
+    assert!(s.contains(" ROLLING BACK "));
+    assert!(s.contains("↺ rolled back"));
+    assert!(s.contains("v1.1 → v1.0"));
+    insta::assert_snapshot!("rolling_back", s);
+}
+
+#[test]
+fn rolled_back() {
+    let s = screen("rolled-back");
+    assert!(s.contains(" ROLLED BACK "));
+    let grid: String = s.lines().skip(2).take(10).collect();
+    assert!(!grid.contains("v1.1"), "no node is left on v1.1");
+    assert_eq!(grid.matches("rolled back").count(), 2);
+    insta::assert_snapshot!("rolled_back", s);
+}
+
+#[test]
+fn failed_node() {
+    let s = screen("failed-node");
+    assert!(s.contains(" FAILED "));
+    assert!(s.contains("✗ failed"));
+    assert!(s.contains("GET /health answered 503 for 30s"));
+    insta::assert_snapshot!("failed_node", s);
+}
+
+#[test]
+fn checklist_with_mixed_results() {
+    let s = screen("checklist");
+    for word in ["pass", "fail", "running", "unknown", "confirm", "pending"] {
+        assert!(s.contains(word), "checklist shows {word}");
+    }
+    assert!(s.contains("0.02 %"));
+    assert!(s.contains("5/5 nodes"));
+    assert!(s.contains("Short-term (5-30 minutes)"));
+    assert!(s.contains("Long-term (30+ minutes)"));
+    insta::assert_snapshot!("checklist", s);
+}
+
+#[test]
+fn help_overlay() {
+    let s = screen("help");
+    assert!(s.contains("Roll back the switched nodes (asks first)"));
+    assert!(s.contains("Search the output"), "every section fits");
+    insta::assert_snapshot!("help", s);
+}
+
+#[test]
+fn node_output() {
+    let s = screen("output");
+    assert!(s.contains("Output · web-3"));
+    assert!(s.contains("GET /health 503 Service Unavailable"));
+    insta::assert_snapshot!("output", s);
+}
+
+#[test]
+fn compact_grid_for_120_nodes() {
+    let s = screen("large-fleet");
+    assert!(s.contains("Load Balancer · 116/120 in rotation"));
+    assert!(s.contains("healthy 40"));
+    assert!(s.contains("failed 1"));
+    assert!(s.contains("web-042"), "the selected node is named");
+    insta::assert_snapshot!("large_fleet", s);
+}
+
+#[test]
+fn too_small_terminal() {
+    let mut app = scene("mid-rollout").expect("scene");
+    let s = draw(&mut app, 70, 20);
+    assert!(s.contains("at least 80×24; this one is 70×20"));
+    assert!(s.contains("DEPLOYING"));
+    insta::assert_snapshot!("too_small", s);
+}
+
+#[test]
+fn ascii_fallback_draws_no_unicode() {
+    let mut app = scene("mid-rollout").expect("scene");
+    app.glyphs = Glyphs::ASCII;
+    let s = draw(&mut app, 120, 36);
+    assert!(s.is_ascii(), "ASCII mode leaks Unicode:\n{s}");
+    assert!(s.contains("v1.0 -> v1.1"));
+    insta::assert_snapshot!("ascii", s);
+}
+
+#[test]
+fn resizing_reflows_the_grid() {
+    let mut app = scene("mid-rollout").expect("scene");
+    let wide = draw(&mut app, 160, 40);
+    let narrow = draw(&mut app, 80, 40);
+    // five boxes in one row when wide; web-5 wraps to a second row when narrow
+    let same_row = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains("web-1") && l.contains("web-5"))
+            .count()
+    };
+    assert_eq!(same_row(&wide), 1);
+    assert_eq!(same_row(&narrow), 0);
+    let grid: Vec<&str> = narrow
+        .lines()
+        .take_while(|l| !l.contains("Phases"))
+        .collect();
+    assert!(
+        grid.iter().any(|l| l.contains("web-5")),
+        "web-5 is still drawn"
+    );
+}
+
+#[test]
+fn pressing_p_shows_pausing_at_once() {
+    let mut app = scene("mid-rollout").expect("scene");
+    app.handle_key(key('p'));
+    let s = draw(&mut app, 120, 36);
+    assert!(s.contains(" PAUSING… "));
+}
+
+#[test]
+fn manual_checklist_item_is_ticked_with_space() {
+    let mut app = scene("checklist").expect("scene");
+    let before = draw(&mut app, 120, 36);
+    assert!(before.contains("All critical paths tested"));
+    let effects = app.handle_key(key(' '));
+    assert_eq!(
+        effects,
+        vec![deckhand::ui::app::Effect::Send(
+            deckhand::engine::event::Control::Confirm {
+                check: "All critical paths tested".into()
+            }
+        )]
+    );
+    let after = draw(&mut app, 120, 36);
+    assert!(after.contains("ticked: All critical paths tested"));
+    let line = after
+        .lines()
+        .find(|l| l.contains("All critical paths tested"))
+        .unwrap_or("");
+    assert!(
+        line.contains("pass") && line.contains("confirmed"),
+        "{line}"
+    );
+}
+
+#[test]
+fn every_scene_draws_in_every_theme_and_size() {
+    for name in fixtures::SCENES {
+        for theme in ["dark", "light", "high-contrast", "monochrome"] {
+            let mut app = scene(name).expect("scene");
+            app.theme = deckhand::ui::theme::Theme::builtin(theme).expect("theme");
+            for (w, h) in [(80, 24), (120, 36), (200, 60), (40, 10)] {
+                let _ = draw(&mut app, w, h);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_journal_that_is_not_one_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("run.jsonl");
+    let good = serde_json::to_string(&fixtures::mid_rollout().events[0]).expect("event");
+    std::fs::write(&path, format!("{good}\n{{\"seq\": 2}}\n")).expect("write");
+    let err = format!("{:#}", deckhand::ui::read_journal(&path).unwrap_err());
+    assert!(err.contains("run.jsonl:2: not a deckhand event"), "{err}");
+    std::fs::write(&path, format!("{good}\n")).expect("write");
+    assert_eq!(deckhand::ui::read_journal(&path).expect("journal").len(), 1);
+}
