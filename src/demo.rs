@@ -149,6 +149,7 @@ kind = "performance"
 per_node = true
 run = "s=$(date +%s%N); cat {{deploy_path}}/current/public/up > /dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))"
 max = 500
+unit = "ms"
 
 [[checks]]
 name = "Queue workers processing"
@@ -162,7 +163,7 @@ name = "No 500 errors in logs"
 window = "short"
 kind = "errors"
 per_node = true
-run = "grep -c ' 500 ' {{deploy_path}}/shared/storage/access.log 2>/dev/null || true"
+run = "cat {{deploy_path}}/shared/storage/access.log 2>/dev/null | grep -c ' 500 ' || true"
 max = 0
 
 [[checks]]

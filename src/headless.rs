@@ -229,7 +229,7 @@ impl<W: Write> Printer<W> {
                 value,
             } => format!(
                 "{:<12} check {name}: {status:?}{}",
-                who(node),
+                node.clone().unwrap_or_else(|| "checklist".into()),
                 value
                     .as_ref()
                     .map(|v| format!(" ({v})"))

@@ -193,9 +193,11 @@ Try --fail-node web-3 to watch a failing health check and the rollback."
         output: Format,
     },
     /// Play a recorded deployment (a JSONL journal) through the console, for post-mortems and demos
-    #[command(long_about = "Plays a journal written by a deployment (one JSON event per line) through \
+    #[command(
+        long_about = "Plays a journal written by a deployment (one JSON event per line) through \
 the same console screen. Keys: p or space stops and goes on, '.' plays one event while stopped, \
-+ and - change the speed, q leaves. Nothing is sent to any node.")]
++ and - change the speed, q leaves. Nothing is sent to any node."
+    )]
     Replay {
         /// The journal file
         journal: PathBuf,
@@ -390,7 +392,19 @@ async fn run(cli: Cli) -> i32 {
             yes,
             watch,
             output,
-        } => deploy(&cli.inventory, env, release, headless, yes, watch, output, ui).await,
+        } => {
+            deploy(
+                &cli.inventory,
+                env,
+                release,
+                headless,
+                yes,
+                watch,
+                output,
+                ui,
+            )
+            .await
+        }
         Command::Promote {
             from,
             to,
@@ -436,7 +450,17 @@ async fn run(cli: Cli) -> i32 {
                 return 4;
             }
             eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
-            deploy(&cli.inventory, to, release, headless, yes, watch, output, ui).await
+            deploy(
+                &cli.inventory,
+                to,
+                release,
+                headless,
+                yes,
+                watch,
+                output,
+                ui,
+            )
+            .await
         }
         Command::Config { env, output } => {
             let inv = match load(&cli.inventory) {
@@ -572,7 +596,10 @@ async fn run(cli: Cli) -> i32 {
                 headless,
                 ..run_options()
             };
-            let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
+            let ui = UiOptions {
+                inventory_theme: inv.theme.clone(),
+                ..ui
+            };
             match engine::spawn_rollback(Arc::new(inv), p, target, opts) {
                 Ok(h) if !headless => {
                     console(h, ui, true, &resume_hint(&cli.inventory, &env)).await
@@ -688,7 +715,8 @@ async fn run(cli: Cli) -> i32 {
             fast,
             output,
         } => run_demo(headless, nodes, dir, fail_node, fast, output, ui).await,
-        Command::Replay { journal, speed } => match deckhand::ui::replay(&journal, ui, speed).await {
+        Command::Replay { journal, speed } => match deckhand::ui::replay(&journal, ui, speed).await
+        {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -733,7 +761,10 @@ async fn deploy(
         watch,
         ..run_options()
     };
-    let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
+    let ui = UiOptions {
+        inventory_theme: inv.theme.clone(),
+        ..ui
+    };
     match engine::spawn_deploy(Arc::new(inv), p, opts) {
         Ok(h) if !headless => console(h, ui, false, &resume_hint(inventory, &env)).await,
         Ok(h) => drive(h, output, false, &resume_hint(inventory, &env)).await,
@@ -796,7 +827,10 @@ async fn run_demo(
         watch: fast.then_some(std::time::Duration::ZERO),
         ..run_options()
     };
-    let ui = UiOptions { inventory_theme: inv.theme.clone(), ..ui };
+    let ui = UiOptions {
+        inventory_theme: inv.theme.clone(),
+        ..ui
+    };
     let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
         Ok(h) if !headless => {
             console(

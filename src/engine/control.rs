@@ -64,7 +64,10 @@ impl Ctl {
 
     /// Wait until `deadline`, or until the operator ends monitoring, aborts or rolls back.
     pub async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
-        Ok(self.wait_until(Some(deadline), |s| s.end_monitoring.then_some(())).await?.is_some())
+        Ok(self
+            .wait_until(Some(deadline), |s| s.end_monitoring.then_some(()))
+            .await?
+            .is_some())
     }
 
     /// Wait until `done` answers (Some), or `deadline` passes (None); Err when the run must stop.
@@ -204,7 +207,9 @@ impl Ctl {
 
     /// Wait here until the run may start a new step. Err when forward work must stop.
     pub async fn boundary(&self) -> Result<(), Stop> {
-        self.wait_until(None, |s| (!s.paused).then_some(())).await.map(|_| ())
+        self.wait_until(None, |s| (!s.paused).then_some(()))
+            .await
+            .map(|_| ())
     }
 
     /// Open a gate and wait for a promote. Err when the operator chose abort or rollback.
@@ -228,10 +233,13 @@ impl Ctl {
         let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let start = self.snapshot().promotions;
         self.state.send_modify(|s| s.gate_open = true);
-        let waited = self.wait_until(deadline, |s| (s.promotions > start).then_some(())).await;
+        let waited = self
+            .wait_until(deadline, |s| (s.promotions > start).then_some(()))
+            .await;
         self.state.send_modify(|s| s.gate_open = false);
         if waited?.is_none() {
-            self.emitter.notice(Level::Info, "the pause is over; going on");
+            self.emitter
+                .notice(Level::Info, "the pause is over; going on");
         }
         self.emitter.emit(EventKind::Promoted);
         Ok(())

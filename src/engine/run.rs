@@ -1103,6 +1103,28 @@ impl Run {
             .node_plan(node)
             .map(|p| p.steps.clone())
             .unwrap_or_default();
+        // Phases of the run that do not apply here are shown as skipped, with the reason.
+        let here: Vec<&str> = steps.iter().map(|st| st.label()).collect();
+        for p in self.inv.phases.iter().filter(|p| p.stage == Stage::Node) {
+            if here.contains(&p.name.as_str()) || !self.plan.phase_names().contains(&p.name) {
+                continue;
+            }
+            let why = if p.once {
+                match crate::plan::once_node(&self.inv, &self.env, p) {
+                    Some(n) => format!("runs once, on {n}"),
+                    None => "runs once, on no node of this environment".into(),
+                }
+            } else {
+                format!("only for nodes with role {}", p.roles.join(" or "))
+            };
+            self.em.emit(EventKind::StepFinished {
+                node: Some(node.to_string()),
+                phase: p.name.clone(),
+                result: StepResult::Skipped,
+                duration_ms: 0,
+                message: Some(why),
+            });
+        }
         let cancel = self.ctl.forward.clone();
         let mut updating = false;
         for step in steps {

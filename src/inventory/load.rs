@@ -740,6 +740,7 @@ fn read_check(cx: &mut Cx, mut t: Obj) -> Option<Check> {
             }
         },
     };
+    let unit = t.string(cx, "unit", "\"ms\"").map(|(u, _)| u);
     let per_node = t.bool(cx, "per_node").unwrap_or(false);
     let timeout = t
         .duration(cx, "timeout", "\"10s\"")
@@ -874,6 +875,7 @@ fn read_check(cx: &mut Cx, mut t: Obj) -> Option<Check> {
     }?;
     Some(Check {
         name: name?.0,
+        unit,
         window,
         kind,
         per_node,

@@ -329,6 +329,8 @@ pub enum OnFail {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: String,
+    /// Shown after a measured number ("ms", "%").
+    pub unit: Option<String>,
     pub window: Window,
     pub kind: CheckKind,
     pub per_node: bool,

@@ -153,6 +153,11 @@ impl Run {
             return (r.status, r.detail);
         }
         let results = futures::future::join_all(targets.iter().map(|t| self.probe(c, t))).await;
+        // Measured numbers carry the check's unit ("7 ms").
+        let with_unit = |v: Option<String>| match (&c.unit, v) {
+            (Some(u), Some(v)) if v.parse::<f64>().is_ok() => Some(format!("{v} {u}")),
+            (_, v) => v,
+        };
         let mut statuses = Vec::new();
         let mut detail = None;
         for (t, r) in targets.iter().zip(results.iter()) {
@@ -165,13 +170,13 @@ impl Run {
                     name: c.name.clone(),
                     node: Some(n.clone()),
                     status: r.status,
-                    value: r.value.clone().or(r.detail.clone()),
+                    value: with_unit(r.value.clone()).or(r.detail.clone()),
                 });
             }
         }
         let folded = fold(&statuses);
         let shown = if folded == CheckStatus::Pass {
-            results.iter().find_map(|r| r.value.clone())
+            with_unit(results.iter().find_map(|r| r.value.clone()))
         } else {
             results
                 .iter()
