@@ -62,15 +62,30 @@ async fn full_deploy_switches_every_node_and_writes_history() {
             .file_type()
             .is_symlink());
     }
-    // The once-phase ran on the migrator (web-2) only.
-    let migrate_nodes: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::StepFinished { node, phase, .. } if phase == "migrate" => node.clone(),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(migrate_nodes, vec!["web-2".to_string()]);
+    // The once-phase ran on the migrator (web-2) only; the others show why they skipped it.
+    let migrate = |want: deckhand::engine::event::StepResult| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::StepFinished {
+                    node,
+                    phase,
+                    result,
+                    ..
+                } if phase == "migrate" && *result == want => node.clone(),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        migrate(deckhand::engine::event::StepResult::Ok),
+        vec!["web-2".to_string()]
+    );
+    assert_eq!(
+        migrate(deckhand::engine::event::StepResult::Skipped),
+        vec!["web-1", "web-3", "web-4"]
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::StepFinished { message: Some(m), .. } if m == "runs once, on web-2")));
 }
 
 #[tokio::test]

@@ -126,7 +126,11 @@ pub trait Transport: Send + Sync {
 pub fn for_node(node: &Node, base_dir: &Path) -> Result<Arc<dyn Transport>, TransportError> {
     match node.transport {
         TransportKind::Local => {
-            let dir = if Path::new(&node.deploy_path).is_dir() { Path::new(&node.deploy_path) } else { base_dir };
+            let dir = if Path::new(&node.deploy_path).is_dir() {
+                Path::new(&node.deploy_path)
+            } else {
+                base_dir
+            };
             Ok(Arc::new(local::LocalTransport::new(dir)))
         }
         TransportKind::Ssh => Ok(Arc::new(ssh::SshTransport::for_node(node, base_dir)?)),
