@@ -1,0 +1,282 @@
+//! Over the real sshd fleet: HAProxy driven through a node (`via = "web-1"`, socat there) with
+//! zero failed requests under load, a node that stops answering mid-step (its sshd frozen with
+//! SIGSTOP), and a health check that flaps once.
+
+mod common;
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::haproxy::{Haproxy, Load};
+use support::{FleetSpec, InventorySpec};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_through_a_node_keeps_a_rolling_deploy_and_its_rollback_at_zero_failures() {
+    let fleet = FleetSpec::nodes(4).with_apps().start();
+    let inv = fleet.write_inventory(&InventorySpec::default());
+    let o = fleet.deckhand(&[
+        "deploy",
+        "production",
+        "--release",
+        "v1",
+        "--headless",
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // HAProxy in front of the nodes' apps; its admin socket reachable by the fleet's login user.
+    let hdir = tempfile::Builder::new().prefix("dh-hp-").tempdir().unwrap();
+    chmod(hdir.path(), 0o755);
+    let servers: Vec<(String, u16)> = fleet
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.http_port))
+        .collect();
+    let hp = Haproxy::start(hdir.path(), &servers);
+    chmod(&hp.socket, 0o666);
+    let names: Vec<&str> = servers.iter().map(|(n, _)| n.as_str()).collect();
+    hp.wait_up(&names);
+    let mut toml = std::fs::read_to_string(&inv).unwrap();
+    toml.push_str(&format!(
+        "\n[environments.production.load_balancer]\nsocket = \"{}\"\nbackend = \"app\"\nvia = \"{}\"\ndrain_timeout = \"5s\"\ntimeout = \"10s\"\n",
+        hp.socket.display(),
+        fleet.nodes[0].name
+    ));
+    std::fs::write(&inv, toml).unwrap();
+
+    let url = format!("http://127.0.0.1:{}/version", hp.port);
+    let load = Load::start(url.clone(), 30_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = {
+        let cmd = fleet.deckhand_command(&[
+            "deploy",
+            "production",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+        ]);
+        tokio::task::spawn_blocking(move || {
+            let mut c = cmd;
+            c.output().unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.finish().await;
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "on {}: {} is DRAIN",
+            fleet.nodes[0].name, fleet.nodes[1].name
+        )),
+        "the balancer was driven through the node:\n{out}"
+    );
+    assert_eq!(
+        r.failed, 0,
+        "failed requests over SSH + HAProxy: {:?}",
+        r.errors
+    );
+    assert_eq!(r.sequence.first().map(|s| s.as_str()), Some("v1"));
+    assert_eq!(r.sequence.last().map(|s| s.as_str()), Some("v2"));
+
+    let load = Load::start(url, 30_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = {
+        let cmd = fleet.deckhand_command(&["rollback", "production", "--headless", "--yes"]);
+        tokio::task::spawn_blocking(move || {
+            let mut c = cmd;
+            c.output().unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.finish().await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        r.failed, 0,
+        "failed requests during the rollback: {:?}",
+        r.errors
+    );
+    assert_eq!(r.sequence.last().map(|s| s.as_str()), Some("v1"));
+    for i in 0..4 {
+        assert_eq!(fleet.current_release(i).as_deref(), Some("v1"));
+    }
+}
+
+/// Every process of a server (the listener and the sessions it forked).
+fn tree(pid: i32) -> Vec<i32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .and_then(|x| x.parse::<i32>().ok());
+                if ppid == Some(parent) && !all.contains(&p) {
+                    all.push(p);
+                }
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+#[test]
+fn a_node_that_stops_answering_times_out_and_the_run_rolls_back() {
+    let fleet = FleetSpec::nodes(3).with_apps().start();
+    let stall = fleet.root.join("stall");
+    std::fs::write(&stall, "").unwrap();
+    chmod(&fleet.root, 0o755);
+    fleet.write_inventory(&InventorySpec {
+        extra_phases: format!(
+            "[[phases]]\nname = \"migrate\"\ntimeout = \"4s\"\nrun = \"if [ {{node}} = {} ] && [ -e '{}' ]; then echo waiting; sleep 20; fi; echo migrated\"\n",
+            fleet.nodes[1].name,
+            stall.display()
+        ),
+        ..Default::default()
+    });
+    let o = fleet.deckhand(&[
+        "deploy",
+        "production",
+        "--release",
+        "v1",
+        "--headless",
+        "--yes",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "web-2 stalls even without a fault: {}",
+        text(&o)
+    );
+    std::fs::remove_file(&stall).unwrap();
+    let o = fleet.deckhand(&[
+        "deploy",
+        "production",
+        "--release",
+        "v1",
+        "--headless",
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // v2: web-2's sshd (listener and sessions) is frozen while its migrate step runs.
+    std::fs::write(&stall, "").unwrap();
+    let child = fleet
+        .deckhand_command(&[
+            "deploy",
+            "production",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = fleet.nodes[1].deploy_path.join("releases/v2/VERSION");
+    let t = std::time::Instant::now();
+    while !log.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "web-2 never started v2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let frozen = tree(fleet.nodes[1].sshd.pid().unwrap() as i32);
+    for p in &frozen {
+        // SAFETY: signalling the fleet's own sshd processes.
+        unsafe {
+            libc::kill(*p, libc::SIGSTOP);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    for p in &frozen {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(*p, libc::SIGCONT);
+        }
+    }
+    std::fs::remove_file(&stall).unwrap();
+    let t = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert!(
+        t.elapsed() < Duration::from_secs(90),
+        "the run hung on the frozen node"
+    );
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&fleet.nodes[1].name) && out.contains("TIMED OUT"),
+        "{out}"
+    );
+    assert!(out.contains("ROLLED BACK"), "{out}");
+    // Consistent: every node on v1, no lock left.
+    for i in 0..3 {
+        assert_eq!(fleet.current_release(i).as_deref(), Some("v1"), "node {i}");
+        assert!(!fleet.nodes[i].deploy_path.join(".deckhand/lock").exists());
+    }
+}
+
+#[test]
+fn a_flapping_health_check_is_absorbed_by_its_retries() {
+    let fleet = FleetSpec::nodes(2).with_apps().start();
+    chmod(&fleet.root, 0o755);
+    let flaps = fleet.root.join("flaps");
+    std::fs::create_dir_all(&flaps).unwrap();
+    chmod(&flaps, 0o777);
+    let flap = flaps.join("flap");
+    fleet.write_inventory(&InventorySpec::default());
+    // The health check fails exactly once per node, then passes.
+    let inv = fleet.root.join("deckhand.toml");
+    let toml = std::fs::read_to_string(&inv).unwrap();
+    let flapping = toml.replace(
+        "health = { run = \"",
+        &format!("health = {{ run = \"if mkdir '{}'-{{node}} 2>/dev/null; then echo 'flap: first answer is an error' >&2; exit 1; fi; ", flap.display()),
+    );
+    assert_ne!(toml, flapping);
+    std::fs::write(&inv, flapping).unwrap();
+    let o = fleet.deckhand(&[
+        "deploy",
+        "production",
+        "--release",
+        "v1",
+        "--headless",
+        "--yes",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("attempt 1/6: exited with status 1"), "{out}");
+    for i in 0..2 {
+        assert_eq!(fleet.version(i).as_deref(), Some("v1"));
+    }
+}
