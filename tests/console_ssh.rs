@@ -1,0 +1,112 @@
+//! The console over SSH: a real deployment to the sshd fleet, driven in a real terminal (tmux).
+//! SSH must never touch the terminal: the screen stays intact, keys reach the console, and the
+//! run ends DONE with every node serving the new release.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{FleetSpec, InventorySpec};
+
+struct Tmux(String);
+
+impl Tmux {
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.0, "capture-pane", "-p", "-t", "console"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn keys(&self, k: &str) {
+        Command::new("tmux")
+            .args(["-L", &self.0, "send-keys", "-t", "console", k])
+            .status()
+            .unwrap();
+    }
+    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {secs}s for {what}; the screen shows:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.0, "kill-server"])
+            .status();
+    }
+}
+
+#[test]
+fn the_console_deploys_over_ssh_without_ssh_touching_the_terminal() {
+    let fleet = FleetSpec::nodes(3).with_apps().start();
+    let inv = fleet.write_inventory(&InventorySpec::default());
+    // A gate after the first node, so a key must reach the console mid-run.
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "batches = [1]\n",
+        "batches = [1]\npause_after_first = true\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let cmd = format!(
+        "XDG_STATE_HOME={} {} -i {} deploy production --release v2; echo EXITED $?; sleep 60",
+        fleet.root.join("state").display(),
+        env!("CARGO_BIN_EXE_deckhand"),
+        inv.display()
+    );
+    let t = Tmux(format!("deckhand-ssh-{}", std::process::id()));
+    let ok = Command::new("tmux")
+        .args([
+            "-L",
+            &t.0,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "console",
+            "-x",
+            "120",
+            "-y",
+            "36",
+            &cmd,
+        ])
+        .status()
+        .expect("tmux must be installed (scripts/test.sh installs it)");
+    assert!(ok.success());
+    let s = t.wait_for("the gate after the first node", 60, |s| {
+        s.contains("WAITING")
+    });
+    assert!(s.contains("production · v2"), "{s}");
+    assert!(
+        !s.contains("password") && !s.contains("Warning: Permanently added"),
+        "ssh wrote to the terminal:\n{s}"
+    );
+    t.keys("Enter");
+    let s = t.wait_for("DONE", 90, |s| s.contains("DONE"));
+    assert!(
+        s.contains(&fleet.nodes[0].name) && s.contains(&fleet.nodes[2].name),
+        "{s}"
+    );
+    t.keys("q");
+    let s = t.wait_for("the console to leave", 30, |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+    for i in 0..3 {
+        assert_eq!(
+            fleet.version(i).as_deref(),
+            Some("v2"),
+            "node {i} serves v2"
+        );
+    }
+}
