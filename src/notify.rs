@@ -389,3 +389,50 @@ async fn deliver(cfg: Notify, mut rx: mpsc::UnboundedReceiver<Message>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg() -> Message {
+        Message {
+            topic: Topic::RollingBack,
+            text: "Rolling back shop v2 in production: health check failing (3 nodes)".into(),
+            app: "shop".into(),
+            env: "production".into(),
+            release: "v2".into(),
+            who: "ann".into(),
+            deployment: "d1".into(),
+            duration_s: 42,
+            node: None,
+            check: Some("Health endpoint responding".into()),
+        }
+    }
+
+    #[test]
+    fn slack_gets_one_text_with_the_seed_icon() {
+        let p = slack_payload(&msg());
+        assert_eq!(
+            p["text"],
+            "🔄 Rolling back shop v2 in production: health check failing (3 nodes)"
+        );
+        assert_eq!(p.as_object().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn teams_gets_a_message_card() {
+        let p = teams_payload(&msg());
+        assert_eq!(p["@type"], "MessageCard");
+        assert_eq!(p["title"], "🔄 shop · production · v2");
+        assert!(p["text"].as_str().unwrap().starts_with("Rolling back"));
+    }
+
+    #[test]
+    fn the_generic_webhook_gets_every_field() {
+        let p = webhook_payload(&msg());
+        assert_eq!(p["event"], "rolling_back");
+        assert_eq!(p["who"], "ann");
+        assert_eq!(p["duration_s"], 42);
+        assert_eq!(p["check"], "Health endpoint responding");
+    }
+}
