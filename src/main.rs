@@ -56,6 +56,22 @@ struct Cli {
     command: Command,
 }
 
+/// How a run is shown and how far it may go without asking.
+#[derive(clap::Args, Clone, Copy)]
+struct RunArgs {
+    /// Print events instead of drawing the console
+    #[arg(long)]
+    headless: bool,
+    /// Pass gates without asking (needed for headless runs that have gates)
+    #[arg(long)]
+    yes: bool,
+    /// Watch the post-deploy checklist at most this long (e.g. 10m), then decide
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    watch: Option<std::time::Duration>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Format,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check the inventory and report every problem with file, line and column
@@ -77,46 +93,36 @@ any failure stops the run (exit 4). The lock is then taken on every node (exit 3
 deployment holds it). Headless runs (--headless, or when stdout is not a terminal) print one line \
 per event; gates such as pause_after_first need --yes to pass there.")]
     Deploy {
+        /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         /// Release name: letters, digits, '.', '_', '+', '-' (it becomes a directory name)
         #[arg(long)]
         release: String,
-        /// Print events instead of drawing the console
-        #[arg(long)]
-        headless: bool,
-        /// Pass gates without asking (needed for headless runs that have gates)
-        #[arg(long)]
-        yes: bool,
-        /// Watch the post-deploy checklist at most this long (e.g. 10m), then decide
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        watch: Option<std::time::Duration>,
-        #[arg(long, value_enum, default_value = "text")]
-        output: Format,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Deploy to TO the release that FROM verified (its checklist passed there)
     #[command(
         long_about = "Deploy to TO the release that is live on FROM and passed FROM's post-deploy checklist on every FROM node (recorded in their history). With `requires = \"FROM\"` on TO, this is the only way a release gets there without being verified first."
     )]
     Promote {
+        /// The environment whose verified release is shipped
         from: String,
+        /// The environment that receives it
         to: String,
-        #[arg(long)]
-        headless: bool,
-        #[arg(long)]
-        yes: bool,
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        watch: Option<std::time::Duration>,
-        #[arg(long, value_enum, default_value = "text")]
-        output: Format,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Show, per node, where each .env key comes from (environment, .env, .env.example)
     Config {
+        /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
     /// Put every node of an environment back on its previous release (or --to a given one)
     Rollback {
+        /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         /// Release to go back to (it must still be on every node); default: each node's previous
         #[arg(long)]
@@ -137,6 +143,7 @@ stopped (--continue: nodes already on the release are checked and put back into 
 switched (--rollback). The lock is taken over only by the same deployment."
     )]
     Resume {
+        /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         /// Carry the interrupted deployment through
         #[arg(long, conflicts_with = "rollback")]
@@ -144,24 +151,19 @@ switched (--rollback). The lock is taken over only by the same deployment."
         /// Put every node back on the release it had before the interrupted deployment
         #[arg(long)]
         rollback: bool,
-        #[arg(long)]
-        headless: bool,
-        #[arg(long)]
-        yes: bool,
-        /// Watch the post-deploy checklist at most this long when continuing
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        watch: Option<std::time::Duration>,
-        #[arg(long, value_enum, default_value = "text")]
-        output: Format,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Show each node's live release, previous release and lock holder
     Status {
+        /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
     /// Remove a lock left by a deployment that died (shows the holder and asks first)
     Unlock {
+        /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         /// Do not ask for confirmation
         #[arg(long)]
@@ -322,24 +324,8 @@ async fn run(cli: Cli) -> i32 {
             env,
             r#continue,
             rollback,
-            headless,
-            yes,
-            watch,
-            output,
-        } => {
-            resume(
-                &cli.inventory,
-                env,
-                r#continue,
-                rollback,
-                headless,
-                yes,
-                watch,
-                output,
-                ui,
-            )
-            .await
-        }
+            run,
+        } => resume(&cli.inventory, env, r#continue, rollback, run, ui).await,
         Command::Validate => match load(&cli.inventory) {
             Ok(inv) => {
                 println!(
@@ -385,34 +371,10 @@ async fn run(cli: Cli) -> i32 {
             }
             0
         }
-        Command::Deploy {
-            env,
-            release,
-            headless,
-            yes,
-            watch,
-            output,
-        } => {
-            deploy(
-                &cli.inventory,
-                env,
-                release,
-                headless,
-                yes,
-                watch,
-                output,
-                ui,
-            )
-            .await
+        Command::Deploy { env, release, run } => {
+            deploy(&cli.inventory, env, release, run, ui).await
         }
-        Command::Promote {
-            from,
-            to,
-            headless,
-            yes,
-            watch,
-            output,
-        } => {
+        Command::Promote { from, to, run } => {
             let inv = match load(&cli.inventory) {
                 Ok(i) => i,
                 Err(c) => return c,
@@ -450,17 +412,7 @@ async fn run(cli: Cli) -> i32 {
                 return 4;
             }
             eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
-            deploy(
-                &cli.inventory,
-                to,
-                release,
-                headless,
-                yes,
-                watch,
-                output,
-                ui,
-            )
-            .await
+            deploy(&cli.inventory, to, release, run, ui).await
         }
         Command::Config { env, output } => {
             let inv = match load(&cli.inventory) {
@@ -730,12 +682,15 @@ async fn deploy(
     inventory: &Option<PathBuf>,
     env: String,
     release: String,
-    headless: bool,
-    yes: bool,
-    watch: Option<std::time::Duration>,
-    output: Format,
+    run: RunArgs,
     ui: UiOptions,
 ) -> i32 {
+    let RunArgs {
+        headless,
+        yes,
+        watch,
+        output,
+    } = run;
     if let Err(c) = check_release(&release) {
         return c;
     }
@@ -862,18 +817,20 @@ async fn run_demo(
     code
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn resume(
     inventory: &Option<PathBuf>,
     env: String,
     cont: bool,
     rollback: bool,
-    headless: bool,
-    yes: bool,
-    watch: Option<std::time::Duration>,
-    output: Format,
+    run: RunArgs,
     ui: UiOptions,
 ) -> i32 {
+    let RunArgs {
+        headless,
+        yes,
+        watch,
+        output,
+    } = run;
     let inv = match load(inventory) {
         Ok(i) => i,
         Err(c) => return c,

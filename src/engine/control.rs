@@ -151,16 +151,14 @@ impl Ctl {
                     self.announce_paused_if_idle();
                 }
             }
-            Control::Confirm { check } => {
-                if !before.confirmed.contains(&check) {
-                    self.state.send_modify(|s| s.confirmed.push(check.clone()));
-                    self.emitter.emit(EventKind::Check {
-                        name: check,
-                        node: None,
-                        status: super::event::CheckStatus::Pass,
-                        value: Some("confirmed by the operator".into()),
-                    });
-                }
+            Control::Confirm { check } if !before.confirmed.contains(&check) => {
+                self.state.send_modify(|s| s.confirmed.push(check.clone()));
+                self.emitter.emit(EventKind::Check {
+                    name: check,
+                    node: None,
+                    status: super::event::CheckStatus::Pass,
+                    value: Some("confirmed by the operator".into()),
+                });
             }
             Control::Promote if before.gate_open => {
                 self.state.send_modify(|s| {

@@ -179,6 +179,9 @@ pub struct NodeRelease {
     pub release: Option<String>,
 }
 
+// `Started` is much larger than the rest, but it is sent once per run: boxing it would buy
+// nothing and cost every reader a deref.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {

@@ -1374,7 +1374,7 @@ impl Run {
                 None => {}
             }
         }
-        switched.sort_by(|a, b| b.0.cmp(&a.0));
+        switched.sort_by_key(|(order, _)| std::cmp::Reverse(*order));
         let nodes: Vec<String> = switched
             .iter()
             .map(|(_, n)| n.clone())

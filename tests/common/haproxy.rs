@@ -181,6 +181,8 @@ impl LbFleet {
             std::fs::write(dp.join("releases/v1/VERSION"), "v1\n").unwrap();
             std::os::unix::fs::symlink("releases/v1", dp.join("current")).unwrap();
             std::fs::write(dp.join("shared/port"), port.to_string()).unwrap();
+            // Detached on purpose: restarts replace it, and Drop kills whatever app.pid names.
+            #[allow(clippy::zombie_processes)]
             Command::new("setsid")
                 .arg("python3")
                 .arg(app_script())
