@@ -252,3 +252,30 @@ fn a_journal_that_is_not_one_is_refused_with_its_line() {
     std::fs::write(&path, format!("{good}\n")).expect("write");
     assert_eq!(deckhand::ui::read_journal(&path).expect("journal").len(), 1);
 }
+
+#[test]
+fn checklist_headings_follow_the_inventory_windows_and_no_balancer_means_serving() {
+    let mut s = fixtures::Script::new();
+    let mut started = fixtures::started(3, false, true);
+    if let deckhand::engine::EventKind::Started {
+        windows, balancer, ..
+    } = &mut started
+    {
+        *windows = vec![
+            ("immediate".into(), 8_000),
+            ("short".into(), 360_000),
+            ("long".into(), 0),
+        ];
+        *balancer = false;
+    }
+    s.push(started);
+    let mut app = s.into_app(120);
+    let screen = draw(&mut app, 120, 36);
+    assert!(screen.contains("Immediate (8s)"), "{screen}");
+    assert!(screen.contains("Short-term (6m)"), "{screen}");
+    assert!(screen.contains("No load balancer"), "{screen}");
+    assert!(
+        screen.contains("● serving") && !screen.contains("in rotation"),
+        "{screen}"
+    );
+}

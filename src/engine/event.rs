@@ -210,6 +210,9 @@ pub enum EventKind {
         /// Each node's live release when the run started (measured).
         #[serde(default)]
         live: Vec<NodeRelease>,
+        /// How long each checklist window watches, in milliseconds (0: skipped).
+        #[serde(default)]
+        windows: Vec<(String, u64)>,
     },
     /// One node's state read before anything changes.
     Preflight {

@@ -478,6 +478,16 @@ impl Run {
                 })
                 .collect(),
             live,
+            windows: if self.inv.checks.is_empty() {
+                vec![]
+            } else {
+                let cl = &self.inv.checklist;
+                vec![
+                    ("immediate".into(), cl.immediate.as_millis() as u64),
+                    ("short".into(), cl.short.as_millis() as u64),
+                    ("long".into(), cl.long.as_millis() as u64),
+                ]
+            },
         });
     }
 

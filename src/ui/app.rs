@@ -278,6 +278,8 @@ pub struct RunInfo {
     pub protected: bool,
     pub balancer: bool,
     pub started_ms: i64,
+    /// Checklist window lengths from the inventory (ms; empty: the seed's headings).
+    pub windows: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +418,7 @@ impl App {
                 balancer,
                 checks,
                 live,
+                windows,
                 ..
             } => {
                 self.run = Some(RunInfo {
@@ -433,6 +436,7 @@ impl App {
                     protected: *protected,
                     balancer: *balancer,
                     started_ms: at,
+                    windows: windows.clone(),
                 });
                 self.nodes = nodes
                     .iter()

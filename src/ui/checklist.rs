@@ -103,7 +103,25 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let width = inner.width as usize;
     let mut lines: Vec<Line> = Vec::new();
     let mut selected_line = 0;
-    for (w, (_, heading)) in WINDOWS.iter().enumerate() {
+    for (w, (key, seed_heading)) in WINDOWS.iter().enumerate() {
+        // The inventory's own window lengths when the run declared them, else the seed's.
+        let declared = app
+            .run
+            .as_ref()
+            .and_then(|r| r.windows.iter().find(|(k, _)| k == key).map(|(_, ms)| *ms));
+        let heading_owned = match declared {
+            Some(0) => format!(
+                "{} (skipped)",
+                seed_heading.split(" (").next().unwrap_or(seed_heading)
+            ),
+            Some(ms) => format!(
+                "{} ({})",
+                seed_heading.split(" (").next().unwrap_or(seed_heading),
+                humantime::format_duration(std::time::Duration::from_millis(ms))
+            ),
+            None => seed_heading.to_string(),
+        };
+        let heading = &heading_owned;
         let items: Vec<usize> = (0..app.checks.len())
             .filter(|&i| window_of(&app.checks[i]) == w)
             .collect();

@@ -352,6 +352,7 @@ pub fn started(nodes: usize, protected: bool, with_checks: bool) -> EventKind {
                 release: Some(FROM.into()),
             })
             .collect(),
+        windows: vec![],
     }
 }
 

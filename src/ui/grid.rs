@@ -35,6 +35,10 @@ pub fn look(app: &App, n: &NodeView) -> Look {
     let spin = g.spinner_frame(app.frame);
     let (glyph, word, key): (&'static str, String, &'static str) = match n.state {
         NodeState::Waiting if n.drained() => (g.drained, "drained".into(), "node_drained"),
+        // Without a balancer nothing measures rotation: the node just serves its release.
+        NodeState::Waiting if !has_balancer(app) => {
+            (g.in_rotation, "serving".into(), "node_in_rotation")
+        }
         NodeState::Waiting => (g.in_rotation, "in rotation".into(), "node_in_rotation"),
         NodeState::Draining if n.drained() => (g.drained, "drained".into(), "node_drained"),
         NodeState::Draining => (spin, "draining".into(), "node_drained"),
@@ -65,9 +69,14 @@ pub fn look(app: &App, n: &NodeView) -> Look {
 }
 
 /// A node's state as the compact grid counts it: word and theme key (no allocation).
-fn class(n: &NodeView) -> (&'static str, &'static str) {
+fn has_balancer(app: &App) -> bool {
+    app.run.as_ref().map(|r| r.balancer).unwrap_or(true)
+}
+
+fn class(n: &NodeView, balancer: bool) -> (&'static str, &'static str) {
     match n.state {
         NodeState::Waiting if n.drained() => ("drained", "node_drained"),
+        NodeState::Waiting if !balancer => ("serving", "node_in_rotation"),
         NodeState::Waiting => ("in rotation", "node_in_rotation"),
         NodeState::Draining if n.drained() => ("drained", "node_drained"),
         NodeState::Draining => ("draining", "node_drained"),
@@ -401,7 +410,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
     // One pass, no allocation per node: a fleet of hundreds is drawn every frame.
     let mut counts: Vec<(&'static str, &'static str, &'static str, usize)> = Vec::new();
     for n in &app.nodes {
-        let (word, key) = class(n);
+        let (word, key) = class(n, has_balancer(app));
         let glyph = cell_glyph(&g, n);
         match counts.iter_mut().find(|c| c.0 == word) {
             Some(c) => c.3 += 1,
@@ -424,7 +433,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
         if y >= area.bottom().saturating_sub(1) {
             break;
         }
-        let mut st = th.get(class(n).1);
+        let mut st = th.get(class(n, has_balancer(app)).1);
         if i == selected {
             st = st.add_modifier(Modifier::REVERSED);
         }
