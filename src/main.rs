@@ -255,6 +255,32 @@ fn load(cli: &Option<PathBuf>) -> Result<Inventory, i32> {
     })
 }
 
+/// Load the inventory and find an environment in it; errors are printed, the exit code returned.
+fn load_env(
+    inventory: &Option<PathBuf>,
+    env: &str,
+) -> Result<(Inventory, deckhand::inventory::Environment), i32> {
+    let inv = load(inventory)?;
+    match inv.environment(env).cloned() {
+        Some(e) => Ok((inv, e)),
+        None => {
+            eprintln!(
+                "error: {}",
+                plan::PlanError::UnknownEnvironment(env.to_string(), defined_envs(&inv))
+            );
+            Err(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn defined_envs(inv: &Inventory) -> String {
+    inv.environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn check_release(release: &str) -> Result<(), i32> {
     if util::valid_release(release) {
         Ok(())
@@ -375,12 +401,9 @@ async fn run(cli: Cli) -> i32 {
             deploy(&cli.inventory, env, release, run, ui).await
         }
         Command::Promote { from, to, run } => {
-            let inv = match load(&cli.inventory) {
-                Ok(i) => i,
+            let (inv, src) = match load_env(&cli.inventory, &from) {
+                Ok(pair) => pair,
                 Err(c) => return c,
-            };
-            let Some(src) = inv.environment(&from) else {
-                return build_plan(&inv, &from, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let statuses = engine::status::read_status(&inv, &src.nodes).await;
             let lives: Vec<Option<String>> =
@@ -415,12 +438,9 @@ async fn run(cli: Cli) -> i32 {
             deploy(&cli.inventory, to, release, run, ui).await
         }
         Command::Config { env, output } => {
-            let inv = match load(&cli.inventory) {
-                Ok(i) => i,
+            let (inv, e) = match load_env(&cli.inventory, &env) {
+                Ok(pair) => pair,
                 Err(c) => return c,
-            };
-            let Some(e) = inv.environment(&env) else {
-                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let example = match &e.config_example {
                 Some(x) => std::fs::read_to_string(inv.base_dir().join(x)).unwrap_or_default(),
@@ -564,12 +584,9 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Status { env, output } => {
-            let inv = match load(&cli.inventory) {
-                Ok(i) => i,
+            let (inv, e) = match load_env(&cli.inventory, &env) {
+                Ok(pair) => pair,
                 Err(c) => return c,
-            };
-            let Some(e) = inv.environment(&env) else {
-                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
             let unreachable = statuses.iter().any(|s| !s.reachable);
@@ -610,12 +627,9 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Unlock { env, yes } => {
-            let inv = match load(&cli.inventory) {
-                Ok(i) => i,
+            let (inv, e) = match load_env(&cli.inventory, &env) {
+                Ok(pair) => pair,
                 Err(c) => return c,
-            };
-            let Some(e) = inv.environment(&env) else {
-                return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
             };
             let statuses = engine::status::read_status(&inv, &e.nodes).await;
             let held: Vec<&engine::status::NodeStatus> =
@@ -831,12 +845,9 @@ async fn resume(
         watch,
         output,
     } = run;
-    let inv = match load(inventory) {
-        Ok(i) => i,
+    let (inv, e) = match load_env(inventory, &env) {
+        Ok(pair) => pair,
         Err(c) => return c,
-    };
-    let Some(e) = inv.environment(&env).cloned() else {
-        return build_plan(&inv, &env, "x").err().unwrap_or(EXIT_BAD_INPUT);
     };
     let dir = engine::emit::default_journal_dir();
     let found = match deckhand::resume::find(&dir, &inv.app.name, &env) {

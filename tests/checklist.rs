@@ -464,3 +464,36 @@ async fn prometheus_error_rate_rolls_back_when_errors_climb_and_passes_while_low
         }
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_health_check_gates_each_node() {
+    let app = App::start().await;
+    let f = Fleet::new(FleetSpec {
+        nodes: 2,
+        ..Default::default()
+    });
+    let inv = f.inventory_path();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    let start = text.find("health = {").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let http = format!("health = {{ url = \"{}\", expect = 200, timeout = \"1s\", interval = \"50ms\", retries = 1 }}", app.url("/up"));
+    std::fs::write(&inv, format!("{}{}{}", &text[..start], http, &text[end..])).unwrap();
+    assert_eq!(f.deploy("v1").await.0, Outcome::Deployed);
+    app.set(|s| s.up_fails = true);
+    let mut h = f.start("v2", f.options());
+    let mut events = Vec::new();
+    until(&mut h, &mut events, |k| {
+        matches!(k, EventKind::RollbackStarted { .. })
+    })
+    .await;
+    // v1 is healthy again: the rollback's own check passes.
+    app.set(|s| s.up_fails = false);
+    let (o, rest) = finish(h).await;
+    events.extend(rest);
+    assert_eq!(o, Outcome::RolledBack);
+    all_on(&f, "v1");
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, EventKind::StepFinished { phase, message: Some(m), .. }
+        if phase == "health" && m.contains("answered 500, expected 200"))
+    ));
+}

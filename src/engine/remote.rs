@@ -84,12 +84,8 @@ impl NodeSnapshot {
     }
 }
 
-fn release_dir(dp: &str, release: &str) -> String {
-    format!("{}/releases/{}", dp.trim_end_matches('/'), release)
-}
-
 pub fn release_path(dp: &str, release: &str) -> String {
-    release_dir(dp, release)
+    format!("{}/releases/{}", dp.trim_end_matches('/'), release)
 }
 
 /// Read the node's state: `key=value` lines, parsed by [`parse_state`].
@@ -214,7 +210,7 @@ pub fn release_script(
     shared_dirs: &[String],
 ) -> String {
     let dp = dp.trim_end_matches('/');
-    let rel = release_dir(dp, release);
+    let rel = release_path(dp, release);
     let mut s = format!(
         "set -e\nmkdir -p {dpq}/releases {dpq}/shared\n\
          if [ \"$(readlink {dpq}/current 2>/dev/null)\" = {relname} ]; then echo 'refusing to rebuild the live release' >&2; exit 3; fi\n\
@@ -262,7 +258,7 @@ pub fn remove_release_script(dp: &str, release: &str) -> String {
         "if [ \"$(readlink {dpq}/current 2>/dev/null)\" != {relname} ]; then rm -rf {relq}; fi\n",
         dpq = sh_quote(dp.trim_end_matches('/')),
         relname = sh_quote(&format!("releases/{release}")),
-        relq = sh_quote(&release_dir(dp.trim_end_matches('/'), release)),
+        relq = sh_quote(&release_path(dp.trim_end_matches('/'), release)),
     )
 }
 
@@ -288,7 +284,7 @@ pub fn cleanup_script(dp: &str, victims: &[String]) -> String {
     for v in victims {
         s.push_str(&format!(
             "rm -rf {}\necho removed old release {}\n",
-            sh_quote(&release_dir(dp.trim_end_matches('/'), v)),
+            sh_quote(&release_path(dp.trim_end_matches('/'), v)),
             sh_quote(v)
         ));
     }

@@ -444,7 +444,7 @@ impl Run {
             .collect()
     }
 
-    fn emit_started(&self, kind: RunKind, release: &str, live: Vec<NodeRelease>) {
+    fn emit_started(&self, kind: RunKind, release: &str) {
         self.em.emit(EventKind::Started {
             deployment: self.id.clone(),
             kind,
@@ -477,7 +477,8 @@ impl Run {
                     per_node: c.per_node,
                 })
                 .collect(),
-            live,
+            // Measured live releases follow in the Preflight events.
+            live: vec![],
             windows: if self.inv.checks.is_empty() {
                 vec![]
             } else {
@@ -992,7 +993,21 @@ impl Run {
                     }
                 }
                 HealthProbe::Url { url, expect } => {
-                    http_probe(&expand(url, &vars, false), *expect, h.timeout).await
+                    {
+                        // The checklist's HTTP probe, with only the status to meet.
+                        let r = crate::checks::http(
+                            &expand(url, &vars, false),
+                            *expect,
+                            None,
+                            None,
+                            h.timeout,
+                        )
+                        .await;
+                        match r.status {
+                            crate::engine::event::CheckStatus::Pass => Ok(()),
+                            _ => Err(r.detail.unwrap_or_else(|| "failed".into())),
+                        }
+                    }
                 }
             };
             match r {
@@ -1407,25 +1422,22 @@ impl Run {
             self.set_state(n, NodeState::RolledBack);
         }
         let untouched = self.plan.nodes.len() - nodes.len();
-        if ok {
-            Outcome::RolledBack.tap(|_| {
-                self.em.notice(
-                    Level::Info,
-                    format!(
-                        "rolled back {} node(s); {untouched} never changed",
-                        nodes.len()
-                    ),
-                )
-            })
-        } else {
-            Outcome::Failed
+        if !ok {
+            return Outcome::Failed;
         }
+        self.em.notice(
+            Level::Info,
+            format!(
+                "rolled back {} node(s); {untouched} never changed",
+                nodes.len()
+            ),
+        );
+        Outcome::RolledBack
     }
 
     /// Abort: nothing more runs; releases built but not switched to are removed; nodes drained
     /// but never switched go back into rotation. Switched nodes stay on the new release.
     async fn abort_cleanup(&self) -> String {
-        let never = CancellationToken::new();
         let mut left = Vec::new();
         for n in &self.plan.nodes {
             let (switched, created, drained, done) =
@@ -1434,7 +1446,6 @@ impl Run {
                 self.recover_node(n).await;
                 self.set_state(n, NodeState::Waiting);
             } else if switched && !done {
-                let _ = never.is_cancelled();
                 left.push(format!(
                     "{n} on {}{}",
                     self.plan.release,
@@ -1651,7 +1662,7 @@ impl Run {
 
     async fn deploy(self: Arc<Self>) -> Outcome {
         let release = self.plan.release.clone();
-        self.emit_started(RunKind::Deploy, &release, vec![]);
+        self.emit_started(RunKind::Deploy, &release);
         if let Err(failures) = self.preflight().await {
             let msg = format!(
                 "preflight failed on {} node(s), nothing was changed:\n  {}",
@@ -1861,7 +1872,7 @@ impl Run {
                 "the releases live before the interrupted run".to_string()
             }
         };
-        self.emit_started(RunKind::Rollback, &label, vec![]);
+        self.emit_started(RunKind::Rollback, &label);
         if let Err(failures) = self.preflight().await {
             return self.finish(
                 Outcome::PreflightFailed,
@@ -1889,7 +1900,7 @@ impl Run {
                     ));
                     None
                 }
-                RollbackTarget::Previous => match snap.previous_for_rollback() {
+                RollbackTarget::Previous => match snap.previous() {
                     Some(p) => Some(p),
                     None => {
                         problems.push(format!("{n}: no previous release to go back to"));
@@ -1994,40 +2005,4 @@ impl Run {
 enum NodeStop {
     Failed(String),
     Stopped,
-}
-
-impl NodeSnapshot {
-    /// Where a rollback of this node goes: the release live before the current one.
-    pub fn previous_for_rollback(&self) -> Option<String> {
-        self.previous()
-    }
-}
-
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(&Self)) -> Self {
-        f(&self);
-        self
-    }
-}
-impl Tap for Outcome {}
-
-async fn http_probe(url: &str, expect: u16, timeout: Duration) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let started = Instant::now();
-    match client.get(url).send().await {
-        Ok(r) if r.status().as_u16() == expect => Ok(()),
-        Ok(r) => Err(format!(
-            "GET {url} answered {} (expected {expect}) in {} ms",
-            r.status().as_u16(),
-            started.elapsed().as_millis()
-        )),
-        Err(e) if e.is_timeout() => Err(format!(
-            "GET {url} timed out after {}",
-            crate::util::format_duration(timeout)
-        )),
-        Err(e) => Err(format!("GET {url} failed: {e}")),
-    }
 }
