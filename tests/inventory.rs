@@ -42,6 +42,7 @@ invalid!(
     many_errors,
     migration_without_backup,
     bad_check,
+    bad_ssh_setting,
 );
 
 #[test]

@@ -6,10 +6,10 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use deckhand::inventory::HostKeyChecking;
+use deckhand::inventory::{HostKeyChecking, KeyExchange};
 use deckhand::transport::ssh::SshTransport;
 use deckhand::transport::{ExecRequest, Transport};
-use support::FleetSpec;
+use support::{Fleet, FleetSpec, Server};
 use tokio_util::sync::CancellationToken;
 
 async fn connect_error(t: &SshTransport) -> String {
@@ -163,6 +163,149 @@ async fn a_missing_identity_file_is_named() {
     assert!(
         msg.contains("no_such_key") && msg.contains("does not exist"),
         "{msg}"
+    );
+}
+
+/// Node `i`'s sshd logs at DEBUG1 from now on, which records the key exchange of each login;
+/// `extra` is appended to its config.
+fn log_key_exchanges(fleet: &mut Fleet, i: usize, extra: &str) {
+    fleet.reconfigure_sshd(i, |t| {
+        format!(
+            "{}{extra}",
+            t.replace("LogLevel VERBOSE", "LogLevel DEBUG1")
+        )
+    });
+}
+
+/// The key exchanges a server (logging at DEBUG1) agreed to, one per login; an attempt with
+/// nothing in common logs `(no match)` and is left out.
+fn negotiated(server: &Server) -> Vec<String> {
+    server
+        .log_text()
+        .lines()
+        .filter_map(|l| l.split_once("kex: algorithm: "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        .filter(|k| !k.starts_with('('))
+        .collect()
+}
+
+/// The key exchanges the local ssh client knows (`ssh -Q kex`).
+fn client_knows(algorithm: &str) -> bool {
+    let out = std::process::Command::new("ssh")
+        .args(["-Q", "kex"])
+        .output()
+        .expect("ssh -Q kex");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == algorithm)
+}
+
+/// The key exchange OpenSSH itself would prefer here (the first of `ssh -G`'s list).
+fn openssh_first_choice(port: u16) -> String {
+    let out = std::process::Command::new("ssh")
+        .args(["-G", "-p", &port.to_string(), "127.0.0.1"])
+        .output()
+        .expect("ssh -G");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("kexalgorithms "))
+        .and_then(|list| list.split(',').next())
+        .expect("ssh -G lists kexalgorithms")
+        .to_string()
+}
+
+#[tokio::test]
+async fn auto_key_exchange_is_the_cheap_one_on_every_hop_and_still_reaches_an_sntrup_only_server() {
+    let mut fleet = FleetSpec::nodes(2).with_bastion().start();
+    log_key_exchanges(&mut fleet, 0, "");
+    log_key_exchanges(
+        &mut fleet,
+        1,
+        "KexAlgorithms sntrup761x25519-sha512@openssh.com\n",
+    );
+    // ML-KEM where this OpenSSH has it (post-quantum and cheap), else classic curve25519: the
+    // only other post-quantum exchange, sntrup761, costs ~0.2 s of CPU per connection.
+    let expected = if client_knows("mlkem768x25519-sha256") {
+        "mlkem768x25519-sha256"
+    } else {
+        "curve25519-sha256"
+    };
+
+    let t = SshTransport::new(fleet.target_via_bastion(0));
+    t.connect().await.expect("connects through the bastion");
+    t.close().await;
+    assert_eq!(negotiated(&fleet.nodes[0].sshd), vec![expected]);
+    let hops = negotiated(fleet.bastion.as_ref().expect("bastion"));
+    assert!(!hops.is_empty(), "the bastion logs at DEBUG1");
+    assert!(hops.iter().all(|k| k == expected), "bastion: {hops:?}");
+
+    // A server that offers only sntrup761 is still reached: OpenSSH's list stays behind ours.
+    let t = SshTransport::new(fleet.target(1));
+    t.connect().await.expect("falls back to sntrup761");
+    t.close().await;
+    assert_eq!(
+        negotiated(&fleet.nodes[1].sshd),
+        vec!["sntrup761x25519-sha512@openssh.com"]
+    );
+}
+
+#[tokio::test]
+async fn post_quantum_key_exchange_is_insisted_on_when_the_inventory_says_so() {
+    let mut fleet = FleetSpec::nodes(2).start();
+    log_key_exchanges(&mut fleet, 0, "");
+    log_key_exchanges(&mut fleet, 1, "KexAlgorithms curve25519-sha256\n");
+
+    let mut target = fleet.target(0);
+    target.key_exchange = KeyExchange::PostQuantum;
+    let t = SshTransport::new(target);
+    t.connect()
+        .await
+        .expect("a default sshd offers post-quantum");
+    t.close().await;
+    let got = negotiated(&fleet.nodes[0].sshd);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("mlkem768x25519") || got[0].starts_with("sntrup761x25519"),
+        "{got:?}"
+    );
+
+    // A server with classic exchanges only is refused before login, in one plain line.
+    let mut target = fleet.target(1);
+    target.key_exchange = KeyExchange::PostQuantum;
+    let msg = connect_error(&SshTransport::new(target.clone())).await;
+    let port = fleet.nodes[1].sshd.port;
+    assert!(
+        msg.starts_with(&format!("no key exchange in common with 127.0.0.1:{port}")),
+        "{msg}"
+    );
+    assert!(msg.contains("it offers curve25519-sha256"), "{msg}");
+    assert!(msg.contains("post-quantum"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(!fleet.nodes[1]
+        .sshd
+        .log_text()
+        .contains("Accepted publickey"));
+
+    // The same server under `auto` is reached with what it offers.
+    target.key_exchange = KeyExchange::Auto;
+    let t = SshTransport::new(target);
+    t.connect().await.expect("auto accepts curve25519");
+    t.close().await;
+    assert_eq!(negotiated(&fleet.nodes[1].sshd), vec!["curve25519-sha256"]);
+}
+
+#[tokio::test]
+async fn openssh_key_exchange_leaves_the_choice_to_openssh() {
+    let mut fleet = FleetSpec::nodes(1).start();
+    log_key_exchanges(&mut fleet, 0, "");
+    let mut target = fleet.target(0);
+    target.key_exchange = KeyExchange::Openssh;
+    let t = SshTransport::new(target);
+    t.connect().await.expect("connects");
+    t.close().await;
+    assert_eq!(
+        negotiated(&fleet.nodes[0].sshd),
+        vec![openssh_first_choice(fleet.nodes[0].sshd.port)]
     );
 }
 

@@ -386,6 +386,7 @@ const SSH_KEYS: &[&str] = &[
     "host_key_checking",
     "connect_timeout",
     "ssh_config",
+    "key_exchange",
 ];
 const NODE_KEYS: &[&str] = &[
     "host",
@@ -401,6 +402,7 @@ const NODE_KEYS: &[&str] = &[
     "host_key_checking",
     "connect_timeout",
     "ssh_config",
+    "key_exchange",
 ];
 const ENV_KEYS: &[&str] = &[
     "nodes",
@@ -962,6 +964,7 @@ fn default_ssh() -> SshSettings {
         host_key_checking: HostKeyChecking::Strict,
         connect_timeout: Duration::from_secs(10),
         ssh_config: None,
+        key_exchange: KeyExchange::Auto,
     }
 }
 
@@ -1030,6 +1033,18 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
     }
     if let Some((c, _)) = t.string(cx, "ssh_config", "\"~/.ssh/config\"") {
         s.ssh_config = Some(c);
+    }
+    if let Some((k, span)) = t.string(cx, "key_exchange", "\"auto\"") {
+        match k.as_str() {
+            "auto" => s.key_exchange = KeyExchange::Auto,
+            "openssh" => s.key_exchange = KeyExchange::Openssh,
+            "post-quantum" => s.key_exchange = KeyExchange::PostQuantum,
+            other => cx.error(
+                format!("key_exchange `{other}` is not known"),
+                span,
+                "use \"auto\" (the default), \"openssh\" or \"post-quantum\"",
+            ),
+        }
     }
     if allowed == SSH_KEYS {
         t.finish(cx, allowed);

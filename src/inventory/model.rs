@@ -72,6 +72,20 @@ pub enum HostKeyChecking {
     AcceptNew,
 }
 
+/// Which key exchange deckhand asks OpenSSH to prefer (`ssh.key_exchange`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyExchange {
+    /// Post-quantum ML-KEM where the local OpenSSH has it (9.9+); where its only post-quantum
+    /// exchange is the slow sntrup761, classic curve25519 first (sntrup761 stays as a
+    /// fallback). A `KexAlgorithms` in the user's own ssh_config wins.
+    Auto,
+    /// Whatever OpenSSH and the user's ssh_config choose; deckhand says nothing.
+    Openssh,
+    /// Post-quantum hybrids only; a server without one is refused.
+    PostQuantum,
+}
+
 /// SSH settings of one node: the `[ssh]` defaults with the node's own keys laid over them.
 #[derive(Debug, Clone, Serialize)]
 pub struct SshSettings {
@@ -85,6 +99,7 @@ pub struct SshSettings {
     #[serde(with = "crate::util::duration_serde")]
     pub connect_timeout: Duration,
     pub ssh_config: Option<String>,
+    pub key_exchange: KeyExchange,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,6 +6,7 @@
 //! values shell-quoted) and a transport only carries it. Remote text is sanitised here, before
 //! anyone can print it.
 
+pub mod kex;
 pub mod local;
 pub mod ssh;
 

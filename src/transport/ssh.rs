@@ -24,11 +24,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::kex::KexLine;
 use super::{
     pump_lines, sanitize, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport,
     TransportError, CAPTURE_LIMIT,
 };
-use crate::inventory::{HostKeyChecking, Node, SshSettings};
+use crate::inventory::{HostKeyChecking, KeyExchange, Node, SshSettings};
 use crate::util::{format_duration, sh_quote};
 
 /// The master connection exits after this long without any channel open; the next step then
@@ -57,6 +58,7 @@ pub struct SshTarget {
     pub host_key_checking: HostKeyChecking,
     pub connect_timeout: Duration,
     pub ssh_config: Option<PathBuf>,
+    pub key_exchange: KeyExchange,
 }
 
 impl SshTarget {
@@ -75,6 +77,7 @@ impl SshTarget {
             host_key_checking: s.host_key_checking,
             connect_timeout: s.connect_timeout,
             ssh_config: path(&s.ssh_config),
+            key_exchange: s.key_exchange,
         };
         target.check()?;
         Ok(target)
@@ -159,8 +162,9 @@ impl SshTarget {
     }
 
     /// Options every hop shares (the node and each jump host): what the inventory says first, then
-    /// the user's own ssh configuration for everything it does not say.
-    fn common_config(&self) -> String {
+    /// the user's own ssh configuration for everything it does not say, then deckhand's own
+    /// preferences (`kex`, unless the inventory insists on it) for what neither says.
+    fn common_config(&self, kex: Option<&KexLine>) -> String {
         let mut c = String::from(
             "# Written by deckhand for one node's connection; removed when it closes.\n",
         );
@@ -187,6 +191,9 @@ impl SshTarget {
         );
         let _ = writeln!(c, "ServerAliveInterval {}", SERVER_ALIVE_INTERVAL.as_secs());
         c.push_str("ServerAliveCountMax 3\n");
+        if let Some(k) = kex.filter(|k| k.overrides_user_config) {
+            let _ = writeln!(c, "KexAlgorithms {}", k.value);
+        }
         match &self.ssh_config {
             Some(f) => {
                 let _ = writeln!(c, "Include {}", config_path(f));
@@ -201,6 +208,11 @@ impl SshTarget {
                     c.push_str("Include /etc/ssh/ssh_config\n");
                 }
             }
+        }
+        if let Some(k) = kex.filter(|k| !k.overrides_user_config) {
+            // ssh keeps the first value it reads, so this applies only where the files
+            // included above say nothing about the key exchange.
+            let _ = writeln!(c, "KexAlgorithms {}", k.value);
         }
         c
     }
@@ -431,6 +443,25 @@ fn classify(target: &SshTarget, log: &str, hop: Option<&str>) -> Option<String> 
             "authentication failed: {dest} refused user {user} with {key}; check that its public key is in ~{user}/.ssh/authorized_keys there"
         ));
     }
+    if let Some(l) = log
+        .lines()
+        .find(|l| l.contains("no matching key exchange method found"))
+    {
+        let offer = l
+            .split_once("Their offer:")
+            .map(|(_, o)| o.trim().to_string())
+            .unwrap_or_else(|| "not shown".into());
+        let hint = match target.key_exchange {
+            KeyExchange::PostQuantum => {
+                "key_exchange = \"post-quantum\" accepts only mlkem768x25519 or sntrup761x25519; \
+                 upgrade OpenSSH on that server (9.0 or newer), or set key_exchange = \"auto\" for it"
+            }
+            _ => "allow a common key exchange in the server's sshd_config (KexAlgorithms), or in the ssh_config the inventory names",
+        };
+        return Some(sanitize(&format!(
+            "no key exchange in common with {dest}: it offers {offer}; {hint}"
+        )));
+    }
     if log.contains("Connection refused") {
         return Some(format!(
             "connection refused by {dest}: is sshd running and listening on that port?"
@@ -576,7 +607,13 @@ impl SshTransport {
         let common = dir.join("common.cfg");
         let node_cfg = dir.join("node.cfg");
         let jump_log = dir.join("jump.log");
-        std::fs::write(&common, t.common_config())
+        let kex = super::kex::local()
+            .await
+            .line(t.key_exchange)
+            .map_err(|e| {
+                TransportError::Connect(format!("cannot connect to {}: {e}", t.destination()))
+            })?;
+        std::fs::write(&common, t.common_config(kex.as_ref()))
             .map_err(|e| io_fail("cannot write its ssh config", e))?;
         std::fs::write(&node_cfg, t.node_config(&common, &jump_log))
             .map_err(|e| io_fail("cannot write its ssh config", e))?;
@@ -1015,12 +1052,13 @@ mod tests {
             host_key_checking: HostKeyChecking::Strict,
             connect_timeout: Duration::from_secs(7),
             ssh_config: None,
+            key_exchange: KeyExchange::Auto,
         }
     }
 
     #[test]
     fn the_inventory_settings_come_first_in_the_generated_config() {
-        let c = target().common_config();
+        let c = target().common_config(None);
         let pos = |needle: &str| {
             c.find(needle)
                 .unwrap_or_else(|| panic!("{needle} missing in\n{c}"))

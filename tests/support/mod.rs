@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use deckhand::inventory::HostKeyChecking;
+use deckhand::inventory::{HostKeyChecking, KeyExchange};
 use deckhand::transport::ssh::SshTarget;
 
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -518,6 +518,7 @@ impl Fleet {
             host_key_checking: HostKeyChecking::Strict,
             connect_timeout: Duration::from_secs(5),
             ssh_config: None,
+            key_exchange: KeyExchange::Auto,
         }
     }
 
@@ -722,6 +723,28 @@ impl Fleet {
         let _ = std::fs::remove_file(&key);
         let _ = std::fs::remove_file(dir.join("host_key.pub"));
         keygen(&key, &format!("{name}-rebuilt"));
+        self.restart_sshd(i);
+        let host_key_pub = std::fs::read_to_string(dir.join("host_key.pub")).expect("host key");
+        self.nodes[i].sshd.host_key = host_key_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+
+    /// Node `i`'s sshd with its config edited by `edit` (which gets and returns the whole text),
+    /// restarted on the same port. sshd keeps the first value it reads for a keyword, so an
+    /// edit that changes a setting should replace its line.
+    pub fn reconfigure_sshd(&mut self, i: usize, edit: impl FnOnce(String) -> String) {
+        let config = self.nodes[i].sshd.config.clone();
+        let text = std::fs::read_to_string(&config).expect("sshd_config");
+        std::fs::write(&config, edit(text)).expect("sshd_config");
+        self.restart_sshd(i);
+    }
+
+    /// Stop node `i`'s sshd and start it again on the same port with its config as it is now.
+    pub fn restart_sshd(&mut self, i: usize) {
+        let name = self.nodes[i].name.clone();
         stop_server(&mut self.nodes[i].sshd);
         let port = self.nodes[i].sshd.port;
         let log_file = std::fs::File::create(&self.nodes[i].sshd.log).expect("sshd log");
@@ -748,12 +771,6 @@ impl Fleet {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        let host_key_pub = std::fs::read_to_string(dir.join("host_key.pub")).expect("host key");
-        self.nodes[i].sshd.host_key = host_key_pub
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
     }
 
     fn teardown(&mut self) {
