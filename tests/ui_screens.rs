@@ -114,6 +114,36 @@ fn failed_node() {
 }
 
 #[test]
+fn a_rolled_back_node_says_what_its_rollback_followed() {
+    use deckhand::engine::event::{NodeState, StepResult};
+    let mut s = fixtures::failed_node();
+    s.state("web-3", NodeState::RollingBack);
+    for p in ["switch", "restart_services", "health"] {
+        s.step("web-3", p, StepResult::Ok, 400, None);
+    }
+    s.state("web-3", NodeState::RolledBack);
+    let mut app = s.into_app(6);
+    app.selected = 2;
+    let screen = draw(&mut app, 120, 36);
+    let rows: Vec<&str> = screen.lines().collect();
+    let at = |needle: &str| {
+        rows.iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{screen}"))
+    };
+    // The health row now reads ok (the rollback's check), and the failure it followed is
+    // named as such, after the rows, instead of reading like a fresh failure.
+    let health = rows[at("│ ✓ health")];
+    assert!(health.contains("ok"), "{screen}");
+    assert!(
+        !health.contains("503"),
+        "a re-run row shows its own output, not the failed run's: {screen}"
+    );
+    let why = at("rolled back after: health timed out");
+    assert!(why > at("│ ✓ health"), "{screen}");
+}
+
+#[test]
 fn checklist_with_mixed_results() {
     let s = screen("checklist");
     for word in ["pass", "fail", "running", "unknown", "confirm", "pending"] {

@@ -541,6 +541,8 @@ impl App {
                 phase_view.started_ms = Some(at);
                 phase_view.duration_ms = None;
                 phase_view.message = None;
+                // A re-run (a rollback's switch or health) must not show the last run's output.
+                phase_view.last_line = None;
                 if let Some(n) = node.as_deref().and_then(|n| self.node_mut(n)) {
                     n.phase = Some(phase.clone());
                 }

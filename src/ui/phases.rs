@@ -11,6 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use super::app::{App, PhaseStatus, PhaseView};
+use crate::engine::event::NodeState;
 
 /// `1.2s`, `42s`, `3m05s`.
 pub fn duration(ms: u64) -> String {
@@ -112,15 +113,35 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             th.get("dim"),
         )));
     }
-    for p in node_phases {
-        lines.push(phase_line(app, p, name_w));
-    }
-    if let Some(problem) = app.selected_node().and_then(|n| n.problem.as_ref()) {
-        lines.push(Line::from(Span::styled(
-            format!(" {} {problem}", app.glyphs.fail),
+    // The node's problem in full goes under the row that failed, so that rows added after it
+    // (a rollback's) read below it in the order they happened; with no failed row (preflight),
+    // at the end.
+    let failed_row = node_phases.iter().rposition(|p| {
+        matches!(
+            p.status,
+            PhaseStatus::Failed | PhaseStatus::TimedOut | PhaseStatus::Killed
+        )
+    });
+    // A rollback re-runs rows that had failed; then the line says what the rollback followed.
+    let mut problem = app.selected_node().and_then(|n| {
+        let problem = n.problem.as_ref()?;
+        let after = match (failed_row, n.state) {
+            (None, NodeState::RollingBack) => "rolling back after: ",
+            (None, NodeState::RolledBack) => "rolled back after: ",
+            _ => "",
+        };
+        Some(Line::from(Span::styled(
+            format!(" {} {after}{problem}", app.glyphs.fail),
             th.get("phase_failed"),
-        )));
+        )))
+    });
+    for (i, p) in node_phases.iter().enumerate() {
+        lines.push(phase_line(app, p, name_w));
+        if Some(i) == failed_row {
+            lines.extend(problem.take());
+        }
     }
+    lines.extend(problem);
     if lines.is_empty() {
         lines.push(Line::from(Span::styled(
             " waiting for the engine to report the plan…",
