@@ -747,6 +747,9 @@ impl Fleet {
         let name = self.nodes[i].name.clone();
         stop_server(&mut self.nodes[i].sshd);
         let port = self.nodes[i].sshd.port;
+        // A new file, not the old one truncated: a child of the old server that was still
+        // finishing (a probe connection) must not write over the new server's lines.
+        let _ = std::fs::remove_file(&self.nodes[i].sshd.log);
         let log_file = std::fs::File::create(&self.nodes[i].sshd.log).expect("sshd log");
         let child = Command::new(SSHD)
             .arg("-D")
@@ -870,6 +873,12 @@ fn stop_server(s: &mut Server) {
         unsafe {
             libc::kill(p, libc::SIGKILL);
         }
+    }
+    // The server leads its own process group (`process_group(0)`), which also holds a child
+    // it forked after the listing above.
+    // SAFETY: plain syscall on the process group of our own sshd.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
     }
     let _ = child.kill();
     let _ = child.wait();
