@@ -354,18 +354,21 @@ async fn run(cli: Cli) -> i32 {
         } => resume(&cli.inventory, env, r#continue, rollback, run, ui).await,
         Command::Validate => match load(&cli.inventory) {
             Ok(inv) => {
+                let count = |n: usize, one: &str, many: &str| {
+                    format!("{n} {}", if n == 1 { one } else { many })
+                };
                 println!(
-                    "{}: ok — app {}, {} nodes, {} environments ({}), {} phases",
+                    "{}: ok — app {}, {}, {} ({}), {}",
                     inv.file.display(),
                     inv.app.name,
-                    inv.nodes.len(),
-                    inv.environments.len(),
+                    count(inv.nodes.len(), "node", "nodes"),
+                    count(inv.environments.len(), "environment", "environments"),
                     inv.environments
                         .iter()
                         .map(|e| e.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    inv.phases.len()
+                    count(inv.phases.len(), "phase", "phases")
                 );
                 0
             }

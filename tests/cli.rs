@@ -224,6 +224,27 @@ fn bad_input_exits_2_with_a_helpful_message() {
 }
 
 #[test]
+fn validate_summarises_a_good_inventory_in_words() {
+    let t = tempfile::tempdir().unwrap();
+    let inv = t.path().join("one.toml");
+    std::fs::write(
+        &inv,
+        "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\n\n\
+         [ssh]\nkey_exchange = \"post-quantum\"\n\n\
+         [nodes.web-1]\nhost = \"10.0.0.1\"\nkey_exchange = \"openssh\"\n\n\
+         [environments.prod]\nnodes = [\"web-1\"]\n",
+    )
+    .unwrap();
+    let o = deckhand(&["-i", inv.to_str().unwrap(), "validate"], t.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("ok — app shop, 1 node, 1 environment (prod), 0 phases"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn plan_shows_ramp_once_steps_and_gate() {
     let t = tempfile::tempdir().unwrap();
     let o = deckhand(
