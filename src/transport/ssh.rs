@@ -1077,6 +1077,25 @@ mod tests {
     }
 
     #[test]
+    fn a_key_exchange_preference_yields_to_the_user_config_and_a_requirement_does_not() {
+        let mut t = target();
+        t.ssh_config = Some(PathBuf::from("/etc/deckhand/ssh_config"));
+        let line = |value: &str, overrides_user_config| KexLine {
+            value: value.into(),
+            overrides_user_config,
+        };
+        let c = t.common_config(Some(&line("^curve25519-sha256", false)));
+        let include = c.find("Include").expect("include");
+        let kex = c.find("KexAlgorithms ^curve25519-sha256").expect("kex");
+        assert!(include < kex, "ssh keeps the first value: {c}");
+        let c = t.common_config(Some(&line("mlkem768x25519-sha256", true)));
+        let include = c.find("Include").expect("include");
+        let kex = c.find("KexAlgorithms mlkem768x25519-sha256").expect("kex");
+        assert!(kex < include, "{c}");
+        assert!(!t.common_config(None).contains("KexAlgorithms"));
+    }
+
+    #[test]
     fn jump_hosts_become_a_proxy_command_whose_errors_are_kept() {
         let c = target().node_config(
             Path::new("/tmp/dh-0/nX/common.cfg"),
