@@ -13,7 +13,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport, TransportError,
+    gathered, pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport, TransportError,
     CAPTURE_LIMIT,
 };
 
@@ -72,13 +72,20 @@ impl Transport for LocalTransport {
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let out_task = tokio::spawn(pump_lines_opt(
+        let out_task = tokio::spawn(pump_lines(
             stdout,
             Stream::Stdout,
             lines.cloned(),
             CAPTURE_LIMIT,
+            |_| false,
         ));
-        let err_task = tokio::spawn(pump_lines_opt(stderr, Stream::Stderr, lines.cloned(), 0));
+        let err_task = tokio::spawn(pump_lines(
+            stderr,
+            Stream::Stderr,
+            lines.cloned(),
+            0,
+            |_| false,
+        ));
 
         let timeout = req.timeout.unwrap_or(Duration::from_secs(24 * 3600));
         let ended = tokio::select! {
@@ -104,14 +111,7 @@ impl Transport for LocalTransport {
         } else {
             200
         });
-        let (stdout, _) = match tokio::time::timeout(grace, out_task).await {
-            Ok(Ok(v)) => v,
-            _ => (String::new(), Vec::new()),
-        };
-        let (_, stderr_tail) = match tokio::time::timeout(grace, err_task).await {
-            Ok(Ok(v)) => v,
-            _ => (String::new(), Vec::new()),
-        };
+        let (stdout, stderr_tail) = gathered(out_task, err_task, grace).await;
         Ok(ExecOutcome {
             ended,
             stdout,
@@ -133,18 +133,6 @@ impl Transport for LocalTransport {
             .await
             .map_err(|e| err(e.to_string()))?;
         Ok(())
-    }
-}
-
-async fn pump_lines_opt<R: tokio::io::AsyncRead + Unpin>(
-    reader: Option<R>,
-    stream: Stream,
-    lines: Option<LineSender>,
-    capture: usize,
-) -> (String, Vec<String>) {
-    match reader {
-        Some(r) => pump_lines(r, stream, lines, capture).await,
-        None => (String::new(), Vec::new()),
     }
 }
 

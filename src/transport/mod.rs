@@ -189,13 +189,18 @@ pub fn sanitize(line: &str) -> String {
 }
 
 /// Read `reader` line by line (lossy UTF-8, sanitised), send each line, and keep what the caller
-/// wants: the whole text up to `capture` bytes, and the last few lines.
+/// wants: the whole text up to `capture` bytes, and the last few lines. `take` sees each raw
+/// line first; a line it takes (returns true for) is neither sent nor kept. No reader: nothing.
 pub async fn pump_lines<R: AsyncRead + Unpin>(
-    reader: R,
+    reader: Option<R>,
     stream: Stream,
     lines: Option<LineSender>,
     capture: usize,
+    mut take: impl FnMut(&str) -> bool,
 ) -> (String, Vec<String>) {
+    let Some(reader) = reader else {
+        return (String::new(), Vec::new());
+    };
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
     let mut captured = String::new();
@@ -208,7 +213,11 @@ pub async fn pump_lines<R: AsyncRead + Unpin>(
                 while buf.last() == Some(&b'\n') || buf.last() == Some(&b'\r') {
                     buf.pop();
                 }
-                let text = sanitize(&String::from_utf8_lossy(&buf));
+                let raw = String::from_utf8_lossy(&buf);
+                if take(&raw) {
+                    continue;
+                }
+                let text = sanitize(&raw);
                 if captured.len() + text.len() < capture {
                     captured.push_str(&text);
                     captured.push('\n');
@@ -224,6 +233,25 @@ pub async fn pump_lines<R: AsyncRead + Unpin>(
         }
     }
     (captured, tail.into_iter().collect())
+}
+
+/// What a step's two pumps gathered once it ended: stdout's capture and stderr's last lines.
+/// Each pump gets at most `grace` to finish, so a background child that kept the pipes open
+/// cannot hold the step forever.
+pub async fn gathered(
+    out: tokio::task::JoinHandle<(String, Vec<String>)>,
+    err: tokio::task::JoinHandle<(String, Vec<String>)>,
+    grace: Duration,
+) -> (String, Vec<String>) {
+    let (stdout, _) = match tokio::time::timeout(grace, out).await {
+        Ok(Ok(v)) => v,
+        _ => (String::new(), Vec::new()),
+    };
+    let (_, stderr_tail) = match tokio::time::timeout(grace, err).await {
+        Ok(Ok(v)) => v,
+        _ => (String::new(), Vec::new()),
+    };
+    (stdout, stderr_tail)
 }
 
 #[cfg(test)]

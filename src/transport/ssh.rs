@@ -20,13 +20,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::kex::KexLine;
 use super::{
-    pump_lines, sanitize, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport,
+    gathered, pump_lines, sanitize, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport,
     TransportError, CAPTURE_LIMIT,
 };
 use crate::inventory::{HostKeyChecking, KeyExchange, Node, SshSettings};
@@ -783,11 +783,33 @@ impl Transport for SshTransport {
         // Held open while the step runs: closing it tells the node's watcher to kill the step.
         let mut stdin = child.stdin().take();
         let (pgid_tx, mut pgid_rx) = tokio::sync::watch::channel(None::<i32>);
-        let out_task = tokio::spawn(pump_stdout(child.stdout().take(), lines.cloned(), pgid_tx));
-        let err_task = tokio::spawn(pump_opt(
+        // The wrapper's first line is the step's process group id, taken here, not shown.
+        let mut found = false;
+        let out_task = tokio::spawn(pump_lines(
+            child.stdout().take(),
+            Stream::Stdout,
+            lines.cloned(),
+            CAPTURE_LIMIT,
+            move |raw| {
+                let Some(rest) = raw.strip_prefix(PGID_MARKER).filter(|_| !found) else {
+                    return false;
+                };
+                found = true;
+                // A group id of 1 or less would mean "everything": never kill that.
+                if let Ok(pg) = rest.trim().parse::<i32>() {
+                    if pg > 1 {
+                        let _ = pgid_tx.send(Some(pg));
+                    }
+                }
+                true
+            },
+        ));
+        let err_task = tokio::spawn(pump_lines(
             child.stderr().take(),
             Stream::Stderr,
             lines.cloned(),
+            0,
+            |_| false,
         ));
 
         enum First {
@@ -854,14 +876,7 @@ impl Transport for SshTransport {
         } else {
             300
         });
-        let (stdout, _) = match tokio::time::timeout(grace, out_task).await {
-            Ok(Ok(v)) => v,
-            _ => (String::new(), Vec::new()),
-        };
-        let (_, mut stderr_tail) = match tokio::time::timeout(grace, err_task).await {
-            Ok(Ok(v)) => v,
-            _ => (String::new(), Vec::new()),
-        };
+        let (stdout, mut stderr_tail) = gathered(out_task, err_task, grace).await;
         if lost {
             return Err(self.lost("while the step ran"));
         }
@@ -969,71 +984,6 @@ impl Transport for SshTransport {
             }
         }
     }
-}
-
-async fn pump_opt<R: AsyncRead + Unpin>(
-    reader: Option<R>,
-    stream: Stream,
-    lines: Option<LineSender>,
-) -> (String, Vec<String>) {
-    match reader {
-        Some(r) => pump_lines(r, stream, lines, 0).await,
-        None => (String::new(), Vec::new()),
-    }
-}
-
-/// Like [`pump_lines`] for stdout, but the wrapper's first marker line is taken for the step's
-/// process group id instead of being shown.
-async fn pump_stdout<R: AsyncRead + Unpin>(
-    reader: Option<R>,
-    lines: Option<LineSender>,
-    pgid: tokio::sync::watch::Sender<Option<i32>>,
-) -> (String, Vec<String>) {
-    let Some(reader) = reader else {
-        return (String::new(), Vec::new());
-    };
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
-    let mut captured = String::new();
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    let mut found = false;
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last() == Some(&b'\n') || buf.last() == Some(&b'\r') {
-                    buf.pop();
-                }
-                let raw = String::from_utf8_lossy(&buf);
-                if !found {
-                    if let Some(rest) = raw.strip_prefix(PGID_MARKER) {
-                        found = true;
-                        if let Ok(pg) = rest.trim().parse::<i32>() {
-                            // A group id of 1 or less would mean "everything": never kill that.
-                            if pg > 1 {
-                                let _ = pgid.send(Some(pg));
-                            }
-                        }
-                        continue;
-                    }
-                }
-                let text = sanitize(&raw);
-                if captured.len() + text.len() < CAPTURE_LIMIT {
-                    captured.push_str(&text);
-                    captured.push('\n');
-                }
-                if tail.len() == 5 {
-                    tail.pop_front();
-                }
-                tail.push_back(text.clone());
-                if let Some(tx) = &lines {
-                    let _ = tx.send((Stream::Stdout, text));
-                }
-            }
-        }
-    }
-    (captured, tail.into_iter().collect())
 }
 
 #[cfg(test)]
