@@ -533,10 +533,6 @@ impl SshTransport {
         Ok(Self::new(SshTarget::from_node(node, base_dir)?))
     }
 
-    pub fn target(&self) -> &SshTarget {
-        &self.target
-    }
-
     /// The master's control socket, while a connection is open (for `ssh -S … -O check`).
     pub async fn control_socket(&self) -> Option<PathBuf> {
         let conn = self.conn.lock().await;
@@ -714,19 +710,11 @@ impl SshTransport {
         }
     }
 
-    /// Run a short command of the console's own (not a step) and return its status and output.
-    async fn run_plain(
-        &self,
-        command: &str,
-        limit: Duration,
-    ) -> Result<(Option<i32>, String, String), TransportError> {
-        let (_, child) = self.spawn(command, false).await?;
-        match tokio::time::timeout(limit, child.wait_with_output()).await {
-            Ok(Ok(out)) => Ok((
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )),
+    /// Kill a step's process group on the node and wait until it is gone (or the grace ran out).
+    async fn kill_group(&self, pgid: i32) -> Result<(), TransportError> {
+        let (_, child) = self.spawn(&kill_script(pgid), false).await?;
+        match tokio::time::timeout(KILL_TIMEOUT, child.wait_with_output()).await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(TransportError::Exec(format!(
                 "on {}: {e}",
                 self.target.destination()
@@ -734,16 +722,9 @@ impl SshTransport {
             Err(_) => Err(TransportError::Exec(format!(
                 "on {}: no answer within {}",
                 self.target.destination(),
-                format_duration(limit)
+                format_duration(KILL_TIMEOUT)
             ))),
         }
-    }
-
-    /// Kill a step's process group on the node and wait until it is gone (or the grace ran out).
-    async fn kill_group(&self, pgid: i32) -> Result<(), TransportError> {
-        self.run_plain(&kill_script(pgid), KILL_TIMEOUT)
-            .await
-            .map(|_| ())
     }
 
     /// Whether the master still answers.
@@ -830,14 +811,12 @@ impl Transport for SshTransport {
             First::Waited(Ok(status)) => Ended::Exited(status.code()),
             First::Waited(Err(e)) => {
                 // The multiplex protocol reports "killed by a signal" and "connection gone" alike.
-                if self.alive(&session).await {
-                    Ended::Exited(None)
-                } else {
+                lost = !self.alive(&session).await;
+                if lost {
                     log::debug!("step on {} ended with {e}", self.target.destination());
                     self.forget(&session).await;
-                    lost = true;
-                    Ended::Exited(None)
                 }
+                Ended::Exited(None)
             }
             First::Stop(ended) => {
                 let known = match tokio::time::timeout(
