@@ -38,6 +38,25 @@ async fn a_known_host_connects_under_strict_checking() {
 }
 
 #[tokio::test]
+async fn paths_with_spaces_reach_ssh_whole() {
+    let fleet = FleetSpec::nodes(1).start();
+    let dir = fleet.root.join("keys and hosts");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let known = dir.join("known hosts");
+    let key = dir.join("client key");
+    std::fs::copy(&fleet.known_hosts, &known).expect("copy known_hosts");
+    std::fs::copy(&fleet.client_key, &key).expect("copy key");
+    let mut target = fleet.target(0);
+    target.known_hosts = Some(known);
+    target.identity_file = Some(key);
+    let t = SshTransport::new(target);
+    t.connect()
+        .await
+        .expect("a known_hosts file and key whose paths hold spaces work under strict checking");
+    t.close().await;
+}
+
+#[tokio::test]
 async fn a_changed_host_key_is_refused_with_the_fingerprint_and_the_file_to_fix() {
     let mut fleet = FleetSpec::nodes(1).start();
     fleet.change_host_key(0);

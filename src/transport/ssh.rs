@@ -625,20 +625,14 @@ impl SshTransport {
             std::num::NonZeroUsize::new(MASTER_IDLE.as_secs() as usize)
                 .unwrap_or(std::num::NonZeroUsize::MIN),
         ))
-        .connect_timeout(t.connect_timeout.max(Duration::from_secs(1)))
-        .server_alive_interval(SERVER_ALIVE_INTERVAL)
+        // Everything else (key, known_hosts, timeouts) is in the generated config: the builder's
+        // own options would become `-o` arguments, which ssh splits at spaces in paths.
         .config_file(&node_cfg);
         if let Some(u) = &t.user {
             b.user(u.clone());
         }
         if let Some(p) = t.port {
             b.port(p);
-        }
-        if let Some(k) = &t.identity_file {
-            b.keyfile(k);
-        }
-        if let Some(k) = &t.known_hosts {
-            b.user_known_hosts_file(k);
         }
         // ssh's ConnectTimeout covers each hop's TCP connect and banner; this bounds the rest
         // (key exchange and login on a busy machine, a hop that hangs) so preflight always ends.
