@@ -330,6 +330,40 @@ async fn upload_copies_a_file_to_the_node() {
 }
 
 #[tokio::test]
+async fn an_upload_cut_short_leaves_nothing_under_its_name() {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    let local = tempfile::tempdir().expect("tempdir");
+    let from = local.path().join("big.tar.gz");
+    // Sparse: instant to make, and still 256 MiB to send.
+    std::fs::File::create(&from)
+        .and_then(|f| f.set_len(256 << 20))
+        .expect("big file");
+    let to = fleet.nodes[0].deploy_path.join("releases/v9/app.tar.gz");
+    let partial = format!("{}.deckhand-partial", to.display());
+    // What the engine does on a phase timeout or an abort: stop waiting, drop the upload.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(150),
+        t.upload(&from, &to.display().to_string()),
+    )
+    .await;
+    assert!(cut.is_err(), "256 MiB should take longer than 150 ms");
+    // Give the node time to see the end of the stream and finish its script.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&partial).exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !to.exists(),
+        "a truncated upload must not be installed under its final name ({} bytes there)",
+        std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0)
+    );
+    assert!(!std::path::Path::new(&partial).exists(), "the partial file is removed");
+}
+
+#[tokio::test]
 async fn a_node_whose_sshd_dies_mid_step_fails_the_step_with_a_clear_error() {
     let mut fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));

@@ -129,9 +129,16 @@ impl Transport for LocalTransport {
                 .await
                 .map_err(|e| err(e.to_string()))?;
         }
-        tokio::fs::copy(from, to)
-            .await
-            .map_err(|e| err(e.to_string()))?;
+        // Copied beside its final name and renamed, so nobody sees half a file.
+        let partial = format!("{to}.deckhand-partial");
+        let copied = match tokio::fs::copy(from, &partial).await {
+            Ok(_) => tokio::fs::rename(&partial, to).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = copied {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(err(e.to_string()));
+        }
         Ok(())
     }
 }

@@ -886,14 +886,19 @@ impl Transport for SshTransport {
             None => ".".to_string(),
         };
         let partial = format!("{to}.deckhand-partial");
-        // Written beside its final name and renamed, so nobody sees half a file.
+        // Written beside its final name and renamed, so nobody sees half a file; and renamed only
+        // when every byte arrived: a copy cut short (timeout, abort) ends in an EOF like a
+        // finished one.
         let script = format!(
             "exec sh -c {}",
             sh_quote(&format!(
-                "mkdir -p {dir} && cat > {partial} && chmod {mode:o} {partial} && mv -f {partial} {to} || {{ rc=$?; rm -f {partial}; exit $rc; }}",
+                "mkdir -p {dir} && cat > {partial} && n=$(wc -c < {partial} | tr -d ' ') && \
+                 {{ [ \"$n\" -eq {len} ] || {{ echo \"received $n of {len} bytes\" >&2; false; }}; }} && \
+                 chmod {mode:o} {partial} && mv -f {partial} {to} || {{ rc=$?; rm -f {partial}; exit $rc; }}",
                 dir = sh_quote(&dir),
                 partial = sh_quote(&partial),
                 to = sh_quote(to),
+                len = meta.len(),
             ))
         );
         let (_, mut child) = self
