@@ -90,11 +90,20 @@ pub fn last_number(text: &str) -> Option<f64> {
     .next_back()
 }
 
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+/// One HTTP client for every probe (building one loads the TLS roots). It keeps no idle
+/// connections, so each probe still measures a fresh connection, as a user's browser would.
+fn client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .map_err(|e| format!("cannot build an HTTP client: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// GET `url`: the status must be `expect`, the answer must come within `max_latency`, and the
@@ -106,12 +115,12 @@ pub async fn http(
     body: Option<&str>,
     timeout: Duration,
 ) -> ProbeResult {
-    let c = match client(timeout) {
+    let c = match client() {
         Ok(c) => c,
         Err(e) => return ProbeResult::unknown(e),
     };
     let started = Instant::now();
-    let resp = match c.get(url).send().await {
+    let resp = match c.get(url).timeout(timeout).send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
             return ProbeResult::fail(
@@ -126,7 +135,8 @@ pub async fn http(
     };
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    let ms = started.elapsed().as_millis();
+    let took = started.elapsed();
+    let ms = took.as_millis();
     let value = Some(format!("{ms} ms"));
     if status != expect {
         return ProbeResult::fail(
@@ -135,7 +145,7 @@ pub async fn http(
         );
     }
     if let Some(limit) = max_latency {
-        if started.elapsed() > limit {
+        if took > limit {
             return ProbeResult::fail(
                 value,
                 format!("GET {url} took {ms} ms, above {} ms", limit.as_millis()),
@@ -161,12 +171,18 @@ pub async fn prometheus(
     max: Option<f64>,
     timeout: Duration,
 ) -> ProbeResult {
-    let c = match client(timeout) {
+    let c = match client() {
         Ok(c) => c,
         Err(e) => return ProbeResult::unknown(e),
     };
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let resp = match c.get(&url).query(&[("query", query)]).send().await {
+    let resp = match c
+        .get(&url)
+        .query(&[("query", query)])
+        .timeout(timeout)
+        .send()
+        .await
+    {
         Ok(r) => r,
         Err(e) => return ProbeResult::unknown(format!("Prometheus at {base} did not answer: {e}")),
     };
