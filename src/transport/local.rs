@@ -87,7 +87,7 @@ impl Transport for LocalTransport {
             |_| false,
         ));
 
-        let timeout = req.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+        let timeout = req.limit();
         let ended = tokio::select! {
             status = child.wait() => Ended::Exited(status.ok().and_then(|s| s.code())),
             _ = tokio::time::sleep(timeout) => Ended::TimedOut,

@@ -48,6 +48,10 @@ impl ExecRequest {
         self.timeout = Some(t);
         self
     }
+    /// How long the script may run: its timeout, else a day (a step always ends).
+    pub fn limit(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(24 * 3600))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

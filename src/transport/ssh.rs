@@ -793,7 +793,7 @@ impl Transport for SshTransport {
         }
         let wait = child.wait();
         tokio::pin!(wait);
-        let limit = req.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+        let limit = req.limit();
         let first = tokio::select! {
             r = &mut wait => First::Waited(r),
             _ = tokio::time::sleep(limit) => First::Stop(Ended::TimedOut),
