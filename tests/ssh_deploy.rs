@@ -109,14 +109,23 @@ fn a_rolling_deploy_over_ssh_puts_every_node_on_the_new_release() {
         "{}",
         text(&out)
     );
-    // The console closed its connections when it finished: no ssh master lingers.
-    let key = fleet.client_key.display().to_string();
-    let masters: Vec<String> = support::processes()
-        .into_iter()
-        .filter(|p| p.state != 'Z' && p.cmdline.starts_with("ssh ") && p.cmdline.contains(&key))
-        .map(|p| p.cmdline)
-        .collect();
-    assert!(masters.is_empty(), "ssh masters left running: {masters:?}");
+    // The console closed its connections when it finished: no node still serves one (an ssh
+    // master left behind would keep its sshd session alive).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while (0..4).any(|i| fleet.connections(i) > 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let open: Vec<usize> = (0..4).map(|i| fleet.connections(i)).collect();
+    assert_eq!(open, vec![0; 4], "connections still open per node");
+    // The count does see a connection that is open.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let probe = deckhand::transport::ssh::SshTransport::new(fleet.target(0));
+    rt.block_on(async {
+        use deckhand::transport::Transport;
+        probe.connect().await.expect("connects");
+        assert!(fleet.connections(0) >= 1, "an open connection is counted");
+        probe.close().await;
+    });
 
     // `status` reads the same from the nodes.
     let status = fleet.deckhand(&["status", "production"]);

@@ -698,6 +698,17 @@ impl Fleet {
         link.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
+    /// How many connections node `i`'s sshd is serving now (its live child processes).
+    pub fn connections(&self, i: usize) -> usize {
+        let Some(pid) = self.nodes[i].sshd.pid() else {
+            return 0;
+        };
+        processes()
+            .iter()
+            .filter(|p| p.ppid == pid as i32 && p.state != 'Z')
+            .count()
+    }
+
     /// Kill node `i`'s sshd and every connection it serves, as if the server went down.
     pub fn kill_sshd(&mut self, i: usize) {
         stop_server(&mut self.nodes[i].sshd);
