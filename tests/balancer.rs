@@ -129,10 +129,26 @@ async fn min_in_rotation_narrows_batches_and_says_so() {
         "{text}"
     );
     let load = Load::start(f.url(), 20_000);
-    let (o, _) = finish(deploy(&f, "v2", f.options())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (o, events) = finish(deploy(&f, "v2", f.options())).await;
     let r = load.finish().await;
     assert_eq!(o, Outcome::Deployed);
     assert_eq!(r.failed, 0, "{:?}", r.errors);
+    assert!(r.ok > 20, "the load ran through the deploy: {} answers", r.ok);
+    // Never more than one node out of rotation at a time.
+    let mut out = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for e in &events {
+        if let EventKind::Rotation { node, in_rotation } = &e.kind {
+            if *in_rotation {
+                out.remove(node);
+            } else {
+                out.insert(node.clone());
+            }
+            most = most.max(out.len());
+        }
+    }
+    assert_eq!(most, 1, "nodes out of rotation at once");
 
     // With min_in_rotation = 2 over 2 nodes there is no room at all: refused before anything.
     let text = std::fs::read_to_string(f.path().join("deckhand.toml"))
@@ -181,6 +197,10 @@ async fn blue_green_switches_and_switches_back_under_load() {
     assert!(events
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Groups { live: Some(l), .. } if l == "green")));
+    // The balancer itself says so: green serves, blue takes no new traffic.
+    let serving = |s: &str| f.haproxy.status(s) == "UP";
+    assert!(serving("web-3") && serving("web-4"), "green serves");
+    assert!(!serving("web-1") && !serving("web-2"), "blue is out of rotation");
 
     let load = Load::start(f.url(), 20_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -196,6 +216,8 @@ async fn blue_green_switches_and_switches_back_under_load() {
         Some("v2"),
         "green keeps v2 on standby"
     );
+    assert!(serving("web-1") && serving("web-2"), "blue serves again");
+    assert!(!serving("web-3") && !serving("web-4"), "green is out of rotation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,12 +246,12 @@ async fn canary_steps_wait_for_promote_and_timed_pauses_pass_by_themselves() {
         matches!(k, EventKind::Gate { until_ms: None, .. })
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        f.current("web-2").as_deref(),
-        Some("v1"),
-        "the manual pause holds"
-    );
+    let started = next_within(&mut h, Duration::from_millis(800), |k| {
+        matches!(k, EventKind::StepStarted { .. })
+    })
+    .await;
+    assert!(started.is_none(), "the manual pause holds: {started:?}");
+    assert_eq!(f.current("web-2").as_deref(), Some("v1"));
     send(&h, Control::Promote);
     until(&mut h, &mut seen, |k| {
         matches!(
@@ -241,9 +263,19 @@ async fn canary_steps_wait_for_promote_and_timed_pauses_pass_by_themselves() {
         )
     })
     .await;
-    // nobody promotes: the timed pause ends by itself
+    // nobody promotes: the timed pause ends by itself, after its second
+    let paused_at = seen.last().expect("the timed gate").at_ms;
     let (o, rest) = finish(h).await;
     assert_eq!(o, Outcome::Deployed);
+    let next_step = rest
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::StepStarted { .. }))
+        .expect("the last batch ran");
+    assert!(
+        next_step.at_ms - paused_at >= 950,
+        "the 1s pause lasted {} ms",
+        next_step.at_ms - paused_at
+    );
     assert!(rest.iter().any(|e| matches!(&e.kind, EventKind::Notice { message, .. } if message.contains("the pause is over"))));
     for n in nodes(&f) {
         assert_eq!(f.current(&n).as_deref(), Some("v2"));

@@ -112,17 +112,11 @@ async fn pause_waits_for_the_running_step_then_nothing_starts_until_resume() {
         "Pausing must be shown while the step still runs"
     );
     // While paused, no new step starts.
-    let quiet = tokio::time::timeout(Duration::from_millis(800), async {
-        loop {
-            match h.events.recv().await {
-                Some(e) if matches!(e.kind, EventKind::StepStarted { .. }) => return e,
-                Some(_) => continue,
-                None => std::future::pending::<()>().await,
-            }
-        }
+    let started = next_within(&mut h, Duration::from_millis(800), |k| {
+        matches!(k, EventKind::StepStarted { .. })
     })
     .await;
-    assert!(quiet.is_err(), "a step started while paused: {:?}", quiet);
+    assert!(started.is_none(), "a step started while paused: {started:?}");
     send(&h, Control::Resume);
     let (o, rest) = finish(h).await;
     assert_eq!(o, Outcome::Deployed);
@@ -272,7 +266,12 @@ async fn failure_with_on_failure_pause_waits_for_the_operator() {
             "{reason}"
         );
     }
-    // web-3 has not started while the gate waits
+    // Nothing starts while the gate waits.
+    let started = next_within(&mut h, Duration::from_millis(800), |k| {
+        matches!(k, EventKind::StepStarted { .. })
+    })
+    .await;
+    assert!(started.is_none(), "a step started at the gate: {started:?}");
     assert_eq!(f.current("web-3").as_deref(), Some("v1"));
     send(&h, Control::Promote);
     let (o, _) = finish(h).await;

@@ -108,6 +108,16 @@ impl Haproxy {
         out
     }
 
+    /// A server's status as HAProxy reports it (`UP`, `DRAIN`, `MAINT`, …).
+    pub fn status(&self, server: &str) -> String {
+        let stat = self.command("show stat");
+        stat.lines()
+            .find(|l| l.starts_with(&format!("app,{server},")))
+            .and_then(|l| l.split(',').nth(17))
+            .unwrap_or_else(|| panic!("no server {server} in:\n{stat}"))
+            .to_string()
+    }
+
     /// Wait until every listed server is UP as HAProxy sees it.
     pub fn wait_up(&self, servers: &[&str]) {
         let t = Instant::now();

@@ -213,6 +213,26 @@ pub async fn until(h: &mut RunHandle, seen: &mut Vec<Event>, pred: impl Fn(&Even
     }
 }
 
+/// Read events for `within` and return the first that matches, if any: `None` proves that
+/// nothing of the kind happened in that time (a gate or a pause holds).
+pub async fn next_within(
+    h: &mut RunHandle,
+    within: Duration,
+    pred: impl Fn(&EventKind) -> bool,
+) -> Option<Event> {
+    tokio::time::timeout(within, async {
+        loop {
+            match h.events.recv().await {
+                Some(e) if pred(&e.kind) => return e,
+                Some(_) => continue,
+                None => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
 pub fn step_started(node: &str, phase: &str) -> impl Fn(&EventKind) -> bool {
     let (n, p) = (node.to_string(), phase.to_string());
     move |k| matches!(k, EventKind::StepStarted { node: Some(x), phase: y, .. } if *x == n && *y == p)
