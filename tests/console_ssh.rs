@@ -52,7 +52,21 @@ impl Drop for Tmux {
 #[test]
 fn the_console_deploys_over_ssh_without_ssh_touching_the_terminal() {
     let fleet = FleetSpec::nodes(3).with_apps().start();
-    let inv = fleet.write_inventory(&InventorySpec::default());
+    // node2 is unknown and accepted on first sight, which makes ssh say "Permanently added":
+    // that must land in ssh's log, not on the operator's screen.
+    let inv = fleet.write_inventory(&InventorySpec {
+        ssh_extra: "host_key_checking = \"accept-new\"\n".into(),
+        ..Default::default()
+    });
+    let node2 = format!("[127.0.0.1]:{} ", fleet.nodes[1].sshd.port);
+    let known = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    let without: String = known
+        .lines()
+        .filter(|l| !l.starts_with(&node2))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, known, "node2 was listed");
+    std::fs::write(&fleet.known_hosts, &without).unwrap();
     // A gate after the first node, so a key must reach the console mid-run.
     let text = std::fs::read_to_string(&inv).unwrap().replace(
         "batches = [1]\n",
@@ -89,8 +103,13 @@ fn the_console_deploys_over_ssh_without_ssh_touching_the_terminal() {
         s.contains("WAITING")
     });
     assert!(s.contains("production · v2"), "{s}");
+    let learned = std::fs::read_to_string(&fleet.known_hosts).unwrap();
     assert!(
-        !s.contains("password") && !s.contains("Warning: Permanently added"),
+        learned.lines().count() > without.lines().count(),
+        "preflight connected to node2 and recorded its key: {learned}"
+    );
+    assert!(
+        !s.contains("Permanently added") && !s.contains("known hosts"),
         "ssh wrote to the terminal:\n{s}"
     );
     t.keys("Enter");

@@ -58,6 +58,17 @@ async fn haproxy_through_a_node_keeps_a_rolling_deploy_and_its_rollback_at_zero_
     ));
     std::fs::write(&inv, toml).unwrap();
 
+    // socat on the nodes records who ran it, the proof that the balancer was driven from there.
+    chmod(&fleet.root, 0o755);
+    let socat_dir = fleet.root.join("socat");
+    std::fs::create_dir_all(&socat_dir).unwrap();
+    chmod(&socat_dir, 0o777);
+    let socat_log = socat_dir.join("log");
+    fleet.stub(
+        "socat",
+        "echo \"$DECKHAND_FLEET_NODE $*\" >> \"$DECKHAND_FLEET/socat/log\"\nexec /usr/bin/socat \"$@\"",
+    );
+
     let url = format!("http://127.0.0.1:{}/version", hp.port);
     let load = Load::start(url.clone(), 30_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -87,6 +98,15 @@ async fn haproxy_through_a_node_keeps_a_rolling_deploy_and_its_rollback_at_zero_
             fleet.nodes[0].name, fleet.nodes[1].name
         )),
         "the balancer was driven through the node:\n{out}"
+    );
+    let via = std::fs::read_to_string(&socat_log).unwrap_or_default();
+    assert!(
+        !via.is_empty()
+            && via
+                .lines()
+                .all(|l| l.starts_with(&format!("{} ", fleet.nodes[0].name))),
+        "every balancer command ran on {} through socat: {via:?}",
+        fleet.nodes[0].name
     );
     assert_eq!(
         r.failed, 0,
