@@ -134,7 +134,11 @@ async fn min_in_rotation_narrows_batches_and_says_so() {
     let r = load.finish().await;
     assert_eq!(o, Outcome::Deployed);
     assert_eq!(r.failed, 0, "{:?}", r.errors);
-    assert!(r.ok > 20, "the load ran through the deploy: {} answers", r.ok);
+    assert!(
+        r.ok > 20,
+        "the load ran through the deploy: {} answers",
+        r.ok
+    );
     // Never more than one node out of rotation at a time.
     let mut out = std::collections::BTreeSet::new();
     let mut most = 0;
@@ -200,7 +204,10 @@ async fn blue_green_switches_and_switches_back_under_load() {
     // The balancer itself says so: green serves, blue takes no new traffic.
     let serving = |s: &str| f.haproxy.status(s) == "UP";
     assert!(serving("web-3") && serving("web-4"), "green serves");
-    assert!(!serving("web-1") && !serving("web-2"), "blue is out of rotation");
+    assert!(
+        !serving("web-1") && !serving("web-2"),
+        "blue is out of rotation"
+    );
 
     let load = Load::start(f.url(), 20_000);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -217,7 +224,10 @@ async fn blue_green_switches_and_switches_back_under_load() {
         "green keeps v2 on standby"
     );
     assert!(serving("web-1") && serving("web-2"), "blue serves again");
-    assert!(!serving("web-3") && !serving("web-4"), "green is out of rotation");
+    assert!(
+        !serving("web-3") && !serving("web-4"),
+        "green is out of rotation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

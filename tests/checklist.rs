@@ -223,7 +223,10 @@ async fn manual_items_block_done_until_the_operator_confirms_them() {
         matches!(k, EventKind::Finished { .. })
     })
     .await;
-    assert!(finished.is_none(), "the run ended unconfirmed: {finished:?}");
+    assert!(
+        finished.is_none(),
+        "the run ended unconfirmed: {finished:?}"
+    );
     send(
         &h,
         Control::Confirm {

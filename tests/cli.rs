@@ -53,11 +53,17 @@ fn demo_deploys_v1_1_to_every_node() {
         );
     }
     assert!(text(&o).contains("DEPLOYED"));
-    // The journal of the run is where the first line said.
-    let journals: Vec<_> = std::fs::read_dir(t.path().join("state/deckhand"))
+    // One journal, named after the deployment id the run announced.
+    let journals: Vec<String> = std::fs::read_dir(t.path().join("state/deckhand"))
         .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(journals.len(), 1);
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let id = text(&o)
+        .split_once("deployment ")
+        .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        .expect("the run names its deployment");
+    assert_eq!(journals[0], format!("demo-shop-demo-{id}.jsonl"));
 }
 
 #[test]

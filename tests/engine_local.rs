@@ -116,7 +116,10 @@ async fn pause_waits_for_the_running_step_then_nothing_starts_until_resume() {
         matches!(k, EventKind::StepStarted { .. })
     })
     .await;
-    assert!(started.is_none(), "a step started while paused: {started:?}");
+    assert!(
+        started.is_none(),
+        "a step started while paused: {started:?}"
+    );
     send(&h, Control::Resume);
     let (o, rest) = finish(h).await;
     assert_eq!(o, Outcome::Deployed);
@@ -145,11 +148,17 @@ async fn abort_mid_step_kills_it_and_leaves_every_node_whole() {
         .trim()
         .parse()
         .unwrap();
-    assert!(alive(pid));
+    // The step's shell leads its own group, with its `sleep` in it.
+    assert!(group_members(pid).len() >= 2, "{:?}", group_members(pid));
     send(&h, Control::Abort);
     let (o, events) = finish(h).await;
     assert_eq!(o, Outcome::Aborted);
     assert!(!alive(pid), "the aborted step's process survived");
+    assert_eq!(
+        group_members(pid),
+        Vec::<i32>::new(),
+        "a process of the aborted step survived"
+    );
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::StepFinished { node: Some(n), result: deckhand::engine::event::StepResult::Killed, .. } if n == "web-2")));
     // web-1 finished before the abort; web-2 is back on v1 with the half-built v2 removed.
     assert_eq!(f.current("web-1").as_deref(), Some("v2"));
@@ -513,8 +522,13 @@ async fn upload_and_deploy_script_phases_run_on_the_node() {
     )
     .unwrap();
     std::fs::write(f.path().join("bundle-v1.txt"), "bundle one\n").unwrap();
-    let (o, _) = f.deploy("v1").await;
+    let (o, events) = f.deploy("v1").await;
     assert_eq!(o, Outcome::Deployed);
+    // A phase runs its one function: the script's top-level code is not run as a program.
+    assert!(
+        !events.iter().any(|e| matches!(&e.kind, EventKind::Output { line, .. } if line.contains("whole script ran"))),
+        "the whole deploy script ran"
+    );
     for n in ["web-1", "web-2"] {
         let rel = f.node_dir(n).join("releases/v1");
         assert_eq!(

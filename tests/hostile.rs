@@ -47,6 +47,27 @@ proptest! {
 #[test]
 fn hostile_names_are_refused_before_anything_runs() {
     let t = tempfile::tempdir().unwrap();
+    let plan = |release: &str| {
+        Command::new(env!("CARGO_BIN_EXE_deckhand"))
+            .args([
+                "-i",
+                "inventory/demo.toml",
+                "plan",
+                "demo",
+                &format!("--release={release}"),
+            ])
+            .env("XDG_STATE_HOME", t.path())
+            .output()
+            .unwrap()
+    };
+    // The control: the same command with a plain release is accepted.
+    let ok = plan("v1.2");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     for bad in [
         "v1;touch /tmp/pwned",
         "$(id)",
@@ -72,6 +93,17 @@ fn hostile_names_are_refused_before_anything_runs() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2), "release {bad:?} was not refused");
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            said.contains("is not allowed"),
+            "release {bad:?} refused for another reason: {said}"
+        );
+        // `plan` refuses it the same way.
+        assert_eq!(
+            plan(bad).status.code(),
+            Some(2),
+            "plan took release {bad:?}"
+        );
     }
     let inv = "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\nshared_dirs = [\"../../etc\"]\n\n[nodes.\"web;rm -rf\"]\nhost = \"10.0.0.1; id\"\n\n[environments.\"prod$(id)\"]\nnodes = [\"web;rm -rf\"]\n";
     let env = |_: &str| None;

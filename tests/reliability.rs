@@ -204,8 +204,22 @@ fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    // The step finishes (policy: let it end), then the console leaves.
+    // The step finishes (policy: let it end), then the console leaves: until then both wait.
     std::thread::sleep(Duration::from_millis(300));
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the console left before its running step ended"
+    );
+    let step_pid: i32 = std::fs::read_to_string(f.path().join("ctl/pid-build-web-2"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        common::alive(step_pid),
+        "SIGTERM must not kill the running step"
+    );
     kill_pid_file(&f.path().join("ctl/pid-build-web-2"));
     let o = child.wait_with_output().unwrap();
     let out = text(&o);
@@ -376,7 +390,10 @@ fn a_live_lock_is_never_taken_and_lock_wait_queues_behind_it() {
     let lock = f.node_dir("web-1").join(".deckhand/lock");
     let releaser = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(2));
+        // Still the holder's lock: the queued console waited instead of taking it.
+        let holder = std::fs::read_to_string(lock.join("info.json")).unwrap_or_default();
         std::fs::remove_dir_all(lock).unwrap();
+        holder
     });
     let o = run(
         &f,
@@ -393,7 +410,11 @@ fn a_live_lock_is_never_taken_and_lock_wait_queues_behind_it() {
             "0s",
         ],
     );
-    releaser.join().unwrap();
+    let holder = releaser.join().unwrap();
+    assert!(
+        holder.contains("\"id\":\"live-1\""),
+        "the live lock was replaced while its holder had it: {holder}"
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("waiting up to 30.0s for the lock"),

@@ -155,10 +155,13 @@ fn the_same_deploy_through_the_bastion() {
     let out = deploy(&fleet, "v2");
     assert_exit(&out, 0);
     assert_all_on(&fleet, "v2");
-    for n in &fleet.nodes {
-        assert!(
-            fleet.bastion_forwards_to(n.sshd.port) >= 1,
-            "{} was not reached through the bastion",
+    for (i, n) in fleet.nodes.iter().enumerate() {
+        let logins = fleet.logins(i);
+        assert!(logins >= 1, "{} saw no login", n.name);
+        assert_eq!(
+            fleet.bastion_forwards_to(n.sshd.port),
+            logins,
+            "every login on {} came through the bastion",
             n.name
         );
     }

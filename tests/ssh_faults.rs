@@ -209,7 +209,12 @@ fn a_node_that_stops_answering_times_out_and_the_run_rolls_back() {
         "--headless",
         "--yes",
     ]);
-    assert_eq!(o.status.code(), Some(0), "unfrozen, the step passes: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "unfrozen, the step passes: {}",
+        text(&o)
+    );
 
     // v2: web-2's sshd (listener and sessions) is frozen while its migrate step runs, so the
     // step's end never reaches the console.
@@ -226,9 +231,7 @@ fn a_node_that_stops_answering_times_out_and_the_run_rolls_back() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let marker = fleet.nodes[1]
-        .deploy_path
-        .join("releases/v2/MIGRATING");
+    let marker = fleet.nodes[1].deploy_path.join("releases/v2/MIGRATING");
     let t = std::time::Instant::now();
     while !marker.exists() {
         assert!(

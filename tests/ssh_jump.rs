@@ -37,9 +37,13 @@ async fn steps_and_uploads_reach_each_node_through_the_bastion() {
             b"bundle through the bastion"
         );
 
-        assert!(
-            fleet.bastion_forwards_to(fleet.nodes[i].sshd.port) >= 1,
-            "the bastion's log shows no channel forwarded to {}:\n{}",
+        // Every login the node accepted came through a channel the bastion forwarded.
+        let logins = fleet.logins(i);
+        assert!(logins >= 1, "{} saw no login", fleet.nodes[i].name);
+        assert_eq!(
+            fleet.bastion_forwards_to(fleet.nodes[i].sshd.port),
+            logins,
+            "logins on {} not forwarded by the bastion:\n{}",
             fleet.nodes[i].name,
             fleet
                 .bastion
@@ -128,8 +132,10 @@ async fn two_jump_hosts_are_crossed_in_order() {
         0,
         "the outer bastion reached the node directly"
     );
-    assert!(
-        fleet.bastion_forwards_to(node) >= 1,
-        "the inner bastion did not forward to the node"
+    assert!(fleet.logins(0) >= 1, "the node saw no login");
+    assert_eq!(
+        fleet.bastion_forwards_to(node),
+        fleet.logins(0),
+        "every login on the node came through the inner bastion"
     );
 }

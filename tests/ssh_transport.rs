@@ -118,6 +118,18 @@ async fn remote_escape_sequences_arrive_clean() {
     }
 }
 
+/// Whether processes matching `needle` show up on the fleet within a second: the positive
+/// control for "nothing survived" checks.
+async fn running_soon(fleet: &support::Fleet, needle: &str) -> bool {
+    for _ in 0..50 {
+        if !fleet.survivors(needle).is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn a_step_past_its_timeout_is_killed_on_the_node_with_everything_it_started() {
     let fleet = FleetSpec::nodes(1).start();
@@ -125,14 +137,17 @@ async fn a_step_past_its_timeout_is_killed_on_the_node_with_everything_it_starte
     // A child in the background, a grandchild that ignores SIGTERM, and the step itself.
     let script = "sleep 4101 & sh -c 'trap \"\" TERM; sleep 4102; true' & echo spawned; sleep 4103";
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let out = t
-        .exec(
-            &ExecRequest::new(script).timeout(Duration::from_millis(1500)),
-            Some(&tx),
-            &CancellationToken::new(),
-        )
-        .await
-        .expect("the step ran");
+    let req = ExecRequest::new(script).timeout(Duration::from_millis(1500));
+    let cancel = CancellationToken::new();
+    let (out, seen_running) = tokio::join!(
+        t.exec(&req, Some(&tx), &cancel),
+        running_soon(&fleet, "sleep 410")
+    );
+    assert!(
+        seen_running,
+        "the step's processes show on the node while it runs"
+    );
+    let out = out.expect("the step ran");
     assert_eq!(out.ended, Ended::TimedOut);
     assert!(collect(&mut rx).contains(&(Stream::Stdout, "spawned".to_string())));
     let left = fleet.survivors("sleep 410");
@@ -163,6 +178,10 @@ async fn an_abort_kills_the_running_step_on_the_node() {
     let run = t.exec(&req, Some(&tx), &cancel);
     let abort = async {
         rx.recv().await;
+        assert!(
+            running_soon(&fleet, "sleep 420").await,
+            "the step's processes show on the node while it runs"
+        );
         cancel.cancel();
     };
     let (out, _) = tokio::join!(run, abort);
@@ -189,6 +208,10 @@ async fn a_console_that_goes_away_does_not_leave_its_step_running() {
             _ = run => panic!("the step should still be running"),
             _ = rx.recv() => {}
         }
+        assert!(
+            running_soon(&fleet, "sleep 430").await,
+            "the step's processes show on the node while it runs"
+        );
     }
     // The watcher gives TERM at once and KILL after 2 s; wait for the node to settle.
     let mut left = fleet.survivors("sleep 430");
@@ -360,7 +383,10 @@ async fn an_upload_cut_short_leaves_nothing_under_its_name() {
         "a truncated upload must not be installed under its final name ({} bytes there)",
         std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0)
     );
-    assert!(!std::path::Path::new(&partial).exists(), "the partial file is removed");
+    assert!(
+        !std::path::Path::new(&partial).exists(),
+        "the partial file is removed"
+    );
 }
 
 #[tokio::test]

@@ -13,8 +13,8 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    gathered, pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport, TransportError,
-    CAPTURE_LIMIT,
+    gathered, pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport,
+    TransportError, CAPTURE_LIMIT,
 };
 
 /// Time a killed script's group gets between SIGTERM and SIGKILL.

@@ -698,6 +698,16 @@ impl Fleet {
         link.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
+    /// How many logins node `i`'s sshd accepted (its log, VERBOSE, records each).
+    pub fn logins(&self, i: usize) -> usize {
+        self.nodes[i]
+            .sshd
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .count()
+    }
+
     /// How many connections node `i`'s sshd is serving now (its live child processes).
     pub fn connections(&self, i: usize) -> usize {
         let Some(pid) = self.nodes[i].sshd.pid() else {
