@@ -246,6 +246,24 @@ impl<'a, 'i> Obj<'a, 'i> {
         }
     }
 
+    /// One word out of `options`, e.g. `window = "short"`; any other word is reported as not
+    /// known, with `help` listing the choices. Absent, mistyped or unknown gives `None`.
+    fn choice<T: Copy>(
+        &mut self,
+        cx: &mut Cx,
+        key: &str,
+        example: &str,
+        options: &[(&str, T)],
+        help: &str,
+    ) -> Option<T> {
+        let (word, span) = self.string(cx, key, example)?;
+        let found = options.iter().find(|(w, _)| *w == word).map(|&(_, v)| v);
+        if found.is_none() {
+            cx.error(format!("{key} `{word}` is not known"), span, help);
+        }
+        found
+    }
+
     fn int(&mut self, cx: &mut Cx, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
         let v = self.get(key)?;
         match v.get_ref() {
@@ -708,40 +726,31 @@ fn read_bound(cx: &mut Cx, t: &mut Obj, key: &str) -> Option<f64> {
 fn read_check(cx: &mut Cx, mut t: Obj) -> Option<Check> {
     let name = t.string(cx, "name", "\"Health endpoint responding\"");
     let name = t.require(cx, "name", name, "\"Health endpoint responding\"");
-    let window = match t.string(cx, "window", "\"immediate\"") {
-        None => Window::Immediate,
-        Some((w, sp)) => match w.as_str() {
-            "immediate" => Window::Immediate,
-            "short" => Window::Short,
-            "long" => Window::Long,
-            other => {
-                cx.error(
-                    format!("window `{other}` is not known"),
-                    sp,
-                    "use \"immediate\", \"short\" or \"long\"",
-                );
-                Window::Immediate
-            }
-        },
-    };
-    let kind = match t.string(cx, "kind", "\"health\"") {
-        None => CheckKind::Info,
-        Some((k, sp)) => match k.as_str() {
-            "health" => CheckKind::Health,
-            "errors" => CheckKind::Errors,
-            "performance" => CheckKind::Performance,
-            "critical" => CheckKind::Critical,
-            "info" => CheckKind::Info,
-            other => {
-                cx.error(
-                    format!("kind `{other}` is not known"),
-                    sp,
-                    "use \"health\", \"errors\", \"performance\", \"critical\" or \"info\" (its place in the rollback decision tree)",
-                );
-                CheckKind::Info
-            }
-        },
-    };
+    let window = t
+        .choice(
+            cx,
+            "window",
+            "\"immediate\"",
+            &[Window::Immediate, Window::Short, Window::Long].map(|w| (w.word(), w)),
+            "use \"immediate\", \"short\" or \"long\"",
+        )
+        .unwrap_or(Window::Immediate);
+    let kind = t
+        .choice(
+            cx,
+            "kind",
+            "\"health\"",
+            &[
+                CheckKind::Health,
+                CheckKind::Errors,
+                CheckKind::Performance,
+                CheckKind::Critical,
+                CheckKind::Info,
+            ]
+            .map(|k| (k.word(), k)),
+            "use \"health\", \"errors\", \"performance\", \"critical\" or \"info\" (its place in the rollback decision tree)",
+        )
+        .unwrap_or(CheckKind::Info);
     let unit = t.string(cx, "unit", "\"ms\"").map(|(u, _)| u);
     let per_node = t.bool(cx, "per_node").unwrap_or(false);
     let timeout = t
@@ -1017,16 +1026,17 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
     if let Some((k, _)) = t.string(cx, "known_hosts", "\"~/.ssh/known_hosts\"") {
         s.known_hosts = Some(k);
     }
-    if let Some((h, span)) = t.string(cx, "host_key_checking", "\"strict\"") {
-        match h.as_str() {
-            "strict" => s.host_key_checking = HostKeyChecking::Strict,
-            "accept-new" => s.host_key_checking = HostKeyChecking::AcceptNew,
-            other => cx.error(
-                format!("host_key_checking `{other}` is not known"),
-                span,
-                "use \"strict\" (the default) or \"accept-new\"",
-            ),
-        }
+    if let Some(h) = t.choice(
+        cx,
+        "host_key_checking",
+        "\"strict\"",
+        &[
+            ("strict", HostKeyChecking::Strict),
+            ("accept-new", HostKeyChecking::AcceptNew),
+        ],
+        "use \"strict\" (the default) or \"accept-new\"",
+    ) {
+        s.host_key_checking = h;
     }
     if let Some(d) = t.duration(cx, "connect_timeout", "\"10s\"") {
         s.connect_timeout = d;
@@ -1034,17 +1044,18 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
     if let Some((c, _)) = t.string(cx, "ssh_config", "\"~/.ssh/config\"") {
         s.ssh_config = Some(c);
     }
-    if let Some((k, span)) = t.string(cx, "key_exchange", "\"auto\"") {
-        match k.as_str() {
-            "auto" => s.key_exchange = KeyExchange::Auto,
-            "openssh" => s.key_exchange = KeyExchange::Openssh,
-            "post-quantum" => s.key_exchange = KeyExchange::PostQuantum,
-            other => cx.error(
-                format!("key_exchange `{other}` is not known"),
-                span,
-                "use \"auto\" (the default), \"openssh\" or \"post-quantum\"",
-            ),
-        }
+    if let Some(k) = t.choice(
+        cx,
+        "key_exchange",
+        "\"auto\"",
+        &[
+            ("auto", KeyExchange::Auto),
+            ("openssh", KeyExchange::Openssh),
+            ("post-quantum", KeyExchange::PostQuantum),
+        ],
+        "use \"auto\" (the default), \"openssh\" or \"post-quantum\"",
+    ) {
+        s.key_exchange = k;
     }
     if allowed == SSH_KEYS {
         t.finish(cx, allowed);
@@ -1366,22 +1377,19 @@ fn read_environment(
             }
         },
     };
-    let on_failure = match t.string(cx, "on_failure", "\"pause\"") {
-        None => OnFailure::Pause,
-        Some((s, sp)) => match s.as_str() {
-            "pause" => OnFailure::Pause,
-            "rollback" => OnFailure::Rollback,
-            "abort" => OnFailure::Abort,
-            other => {
-                cx.error(
-                    format!("on_failure `{other}` is not known"),
-                    sp,
-                    "use \"pause\", \"rollback\" or \"abort\"",
-                );
-                OnFailure::Pause
-            }
-        },
-    };
+    let on_failure = t
+        .choice(
+            cx,
+            "on_failure",
+            "\"pause\"",
+            &[
+                ("pause", OnFailure::Pause),
+                ("rollback", OnFailure::Rollback),
+                ("abort", OnFailure::Abort),
+            ],
+            "use \"pause\", \"rollback\" or \"abort\"",
+        )
+        .unwrap_or(OnFailure::Pause);
     let pause_after_first = t.bool(cx, "pause_after_first").unwrap_or(false);
     let protected = t.bool(cx, "protected").unwrap_or(false);
     let health = t
@@ -1586,21 +1594,18 @@ fn read_balancer(cx: &mut Cx, mut t: Obj) -> Option<Balancer> {
     let drain_timeout = t
         .duration(cx, "drain_timeout", "\"30s\"")
         .unwrap_or(Duration::from_secs(30));
-    let drain_timeout_action = match t.string(cx, "drain_timeout_action", "\"proceed\"") {
-        None => DrainTimeoutAction::Proceed,
-        Some((a, sp)) => match a.as_str() {
-            "proceed" => DrainTimeoutAction::Proceed,
-            "fail" => DrainTimeoutAction::Fail,
-            other => {
-                cx.error(
-                    format!("drain_timeout_action `{other}` is not known"),
-                    sp,
-                    "use \"proceed\" (default) or \"fail\"",
-                );
-                DrainTimeoutAction::Proceed
-            }
-        },
-    };
+    let drain_timeout_action = t
+        .choice(
+            cx,
+            "drain_timeout_action",
+            "\"proceed\"",
+            &[
+                ("proceed", DrainTimeoutAction::Proceed),
+                ("fail", DrainTimeoutAction::Fail),
+            ],
+            "use \"proceed\" (default) or \"fail\"",
+        )
+        .unwrap_or(DrainTimeoutAction::Proceed);
     let min_healthy = t
         .duration(cx, "min_healthy", "\"5s\"")
         .unwrap_or(Duration::ZERO);
@@ -1817,43 +1822,45 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             );
         }
     }
-    let stage = match t.string(cx, "stage", "\"node\"") {
-        None => Stage::Node,
-        Some((s, sp)) => match s.as_str() {
-            "before" => Stage::Before,
-            "node" => Stage::Node,
-            "after" => Stage::After,
-            other => {
-                cx.error(
-                    format!("stage `{other}` is not known"),
-                    sp,
-                    "use \"before\", \"node\" (the default) or \"after\"",
-                );
-                Stage::Node
-            }
-        },
-    };
+    let stage = t
+        .choice(
+            cx,
+            "stage",
+            "\"node\"",
+            &[
+                ("before", Stage::Before),
+                ("node", Stage::Node),
+                ("after", Stage::After),
+            ],
+            "use \"before\", \"node\" (the default) or \"after\"",
+        )
+        .unwrap_or(Stage::Node);
     let once = t.bool(cx, "once").unwrap_or(false);
     let roles = t.strings(cx, "roles", "[\"migrator\"]").unwrap_or_default();
     let roles_span = t.table.get("roles").map(|v| v.span());
-    let where_ = match t.string(cx, "where", "\"local\"") {
-        None => Where::Node,
-        Some((s, sp)) => match s.as_str() {
-            "node" => Where::Node,
-            "local" => Where::Local,
-            other => {
-                cx.error(
-                    format!("where `{other}` is not known"),
-                    sp,
-                    "use \"node\" (the default) or \"local\" (this machine)",
-                );
-                Where::Node
-            }
-        },
-    };
+    let where_ = t
+        .choice(
+            cx,
+            "where",
+            "\"local\"",
+            &[("node", Where::Node), ("local", Where::Local)],
+            "use \"node\" (the default) or \"local\" (this machine)",
+        )
+        .unwrap_or(Where::Node);
     let run = t.string(cx, "run", "\"cd {release_path} && make\"");
     let function = t.string(cx, "function", "\"install_dependencies\"");
-    let builtin = t.string(cx, "builtin", "\"release\"");
+    let builtin = t.choice(
+        cx,
+        "builtin",
+        "\"release\"",
+        &[
+            ("release", Builtin::Release),
+            ("switch", Builtin::Switch),
+            ("cleanup", Builtin::Cleanup),
+        ],
+        "use \"release\", \"switch\" or \"cleanup\"",
+    );
+    let builtin_span = t.table.get("builtin").map(|v| v.span());
     let upload = t.table(
         cx,
         "upload",
@@ -1883,23 +1890,8 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         }
         actions.push((Action::Function(f), sp));
     }
-    if let Some((b, sp)) = builtin {
-        let bi = match b.as_str() {
-            "release" => Some(Builtin::Release),
-            "switch" => Some(Builtin::Switch),
-            "cleanup" => Some(Builtin::Cleanup),
-            other => {
-                cx.error(
-                    format!("builtin `{other}` is not known"),
-                    sp.clone(),
-                    "use \"release\", \"switch\" or \"cleanup\"",
-                );
-                None
-            }
-        };
-        if let Some(bi) = bi {
-            actions.push((Action::Builtin(bi), sp));
-        }
+    if let (Some(b), Some(sp)) = (builtin, builtin_span) {
+        actions.push((Action::Builtin(b), sp));
     }
     if let Some(mut u) = upload {
         let from = u.string(cx, "from", "\"dist/app-{release}.tar.gz\"");
