@@ -1827,11 +1827,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             cx,
             "stage",
             "\"node\"",
-            &[
-                ("before", Stage::Before),
-                ("node", Stage::Node),
-                ("after", Stage::After),
-            ],
+            &[Stage::Before, Stage::Node, Stage::After].map(|s| (s.word(), s)),
             "use \"before\", \"node\" (the default) or \"after\"",
         )
         .unwrap_or(Stage::Node);
@@ -1853,11 +1849,7 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         cx,
         "builtin",
         "\"release\"",
-        &[
-            ("release", Builtin::Release),
-            ("switch", Builtin::Switch),
-            ("cleanup", Builtin::Cleanup),
-        ],
+        &[Builtin::Release, Builtin::Switch, Builtin::Cleanup].map(|b| (b.word(), b)),
         "use \"release\", \"switch\" or \"cleanup\"",
     );
     let builtin_span = t.table.get("builtin").map(|v| v.span());

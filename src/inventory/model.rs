@@ -403,6 +403,16 @@ pub enum Stage {
     After,
 }
 
+impl Stage {
+    pub fn word(self) -> &'static str {
+        match self {
+            Stage::Before => "before",
+            Stage::Node => "node",
+            Stage::After => "after",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Where {
@@ -416,6 +426,16 @@ pub enum Builtin {
     Release,
     Switch,
     Cleanup,
+}
+
+impl Builtin {
+    pub fn word(self) -> &'static str {
+        match self {
+            Builtin::Release => "release",
+            Builtin::Switch => "switch",
+            Builtin::Cleanup => "cleanup",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -80,12 +80,12 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
                         Diagnostic::new(
                             format!(
                                 "builtin `{}` cannot run in stage `{}`",
-                                builtin_name(*b),
-                                stage_name(p.stage)
+                                b.word(),
+                                p.stage.word()
                             ),
                             Some(p.span.clone()),
                         )
-                        .help(format!("put it in stage = \"{}\"", stage_name(want))),
+                        .help(format!("put it in stage = \"{}\"", want.word())),
                     );
                 }
             }
@@ -146,7 +146,7 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
         if all.len() > 1 {
             out.push(
                 Diagnostic::new(
-                    format!("builtin `{}` appears {} times", builtin_name(b), all.len()),
+                    format!("builtin `{}` appears {} times", b.word(), all.len()),
                     Some(all[1].span.clone()),
                 )
                 .help("keep one phase per builtin"),
@@ -263,20 +263,4 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
         }
     }
     out
-}
-
-pub fn builtin_name(b: Builtin) -> &'static str {
-    match b {
-        Builtin::Release => "release",
-        Builtin::Switch => "switch",
-        Builtin::Cleanup => "cleanup",
-    }
-}
-
-pub fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Before => "before",
-        Stage::Node => "node",
-        Stage::After => "after",
-    }
 }
