@@ -487,7 +487,11 @@ fn read_root(
         }
     };
     let ssh_defaults = match top.table(cx, "ssh", "[ssh]".into(), "{ user = \"deploy\" }") {
-        Some(t) => read_ssh(cx, t, None, SSH_KEYS),
+        Some(mut t) => {
+            let s = read_ssh(cx, &mut t, None);
+            t.finish(cx, SSH_KEYS);
+            s
+        }
         None => default_ssh(),
     };
     let theme = top.string(cx, "theme", "\"dark\"").map(|(s, _)| s);
@@ -977,8 +981,9 @@ fn default_ssh() -> SshSettings {
     }
 }
 
-/// Read SSH keys from a table, laid over `base` (the `[ssh]` defaults for a node).
-fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str]) -> SshSettings {
+/// Read SSH keys from a table, laid over `base` (the `[ssh]` defaults for a node). The caller
+/// finishes the table: a node's has keys of its own besides these.
+fn read_ssh(cx: &mut Cx, t: &mut Obj, base: Option<&SshSettings>) -> SshSettings {
     let mut s = base.cloned().unwrap_or_else(default_ssh);
     if let Some((u, _)) = t.string(cx, "user", "\"deploy\"") {
         s.user = Some(u);
@@ -1057,9 +1062,6 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
     ) {
         s.key_exchange = k;
     }
-    if allowed == SSH_KEYS {
-        t.finish(cx, allowed);
-    }
     s
 }
 
@@ -1130,18 +1132,7 @@ fn read_node(
         check_deploy_path(cx, p, sp.clone());
     }
     let lb_server = t.string(cx, "lb_server", "\"web1\"").map(|(s, _)| s);
-    let ssh = read_ssh(
-        cx,
-        Obj {
-            used: BTreeSet::new(),
-            ..Obj::new(t.table, t.span.clone(), t.what.clone())
-        },
-        Some(ssh_defaults),
-        NODE_KEYS,
-    );
-    for k in SSH_KEYS {
-        t.used.insert(k.to_string());
-    }
+    let ssh = read_ssh(cx, &mut t, Some(ssh_defaults));
     t.finish(cx, NODE_KEYS);
     let deploy_path = deploy_path
         .map(|(p, _)| p)
