@@ -496,137 +496,38 @@ fn read_root(
     };
     let theme = top.string(cx, "theme", "\"dark\"").map(|(s, _)| s);
 
-    let mut nodes = Vec::new();
-    if let Some(mut t) = top.table(
+    let nodes = read_named_tables(
         cx,
+        &mut top,
         "nodes",
-        "[nodes]".into(),
         "{ web-1 = { host = \"10.0.0.1\" } }",
-    ) {
-        for (k, v) in t.table.iter() {
-            let name = k.get_ref().to_string();
-            t.used.insert(name.clone());
-            let what = format!("[nodes.{name}]");
-            match v.get_ref() {
-                DeValue::Table(nt) => {
-                    let obj = Obj::new(nt, k.span(), what);
-                    if let Some(node) =
-                        read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref())
-                    {
-                        nodes.push(node);
-                    }
-                }
-                other => cx.error(
-                    format!("{what} must be a table, found {}", type_name(other)),
-                    v.span(),
-                    format!("write it as [nodes.{name}] with host = \"…\" under it"),
-                ),
-            }
-        }
-    }
-
-    let mut environments = Vec::new();
-    if let Some(mut t) = top.table(
+        "host = \"…\"",
+        |cx, obj, name, span| read_node(cx, obj, name, span, &ssh_defaults, app.as_ref()),
+    );
+    let environments = read_named_tables(
         cx,
+        &mut top,
         "environments",
-        "[environments]".into(),
         "{ production = { … } }",
-    ) {
-        for (k, v) in t.table.iter() {
-            let name = k.get_ref().to_string();
-            t.used.insert(name.clone());
-            let what = format!("[environments.{name}]");
-            match v.get_ref() {
-                DeValue::Table(et) => {
-                    let obj = Obj::new(et, k.span(), what);
-                    if let Some(env) = read_environment(cx, obj, &name, k.span(), &nodes) {
-                        environments.push(env);
-                    }
-                }
-                other => cx.error(
-                    format!("{what} must be a table, found {}", type_name(other)),
-                    v.span(),
-                    format!("write it as [environments.{name}] with nodes = [\"…\"] under it"),
-                ),
-            }
-        }
-    }
-
-    let mut phases = Vec::new();
-    if let Some(v) = top.get("phases") {
-        match v.get_ref() {
-            DeValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.get_ref() {
-                        DeValue::Table(pt) => {
-                            let label = pt
-                                .get("name")
-                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
-                                .map(|n| format!("phase `{n}`"))
-                                .unwrap_or_else(|| format!("phase #{}", i + 1));
-                            let obj = Obj::new(pt, item.span(), label);
-                            if let Some(p) = read_phase(cx, obj) {
-                                phases.push(p);
-                            }
-                        }
-                        other => cx.error(
-                            format!(
-                                "each entry of phases must be a table, found {}",
-                                type_name(other)
-                            ),
-                            item.span(),
-                            "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
-                        ),
-                    }
-                }
-            }
-            other => cx.error(
-                format!(
-                    "`phases` must be an array of tables, found {}",
-                    type_name(other)
-                ),
-                v.span(),
-                "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
-            ),
-        }
-    }
-    let mut checks = Vec::new();
-    if let Some(v) = top.get("checks") {
-        match v.get_ref() {
-            DeValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.get_ref() {
-                        DeValue::Table(ct) => {
-                            let label = ct
-                                .get("name")
-                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
-                                .map(|n| format!("check `{n}`"))
-                                .unwrap_or_else(|| format!("check #{}", i + 1));
-                            if let Some(c) = read_check(cx, Obj::new(ct, item.span(), label)) {
-                                checks.push(c);
-                            }
-                        }
-                        other => cx.error(
-                            format!(
-                                "each entry of checks must be a table, found {}",
-                                type_name(other)
-                            ),
-                            item.span(),
-                            "write each check as [[checks]] with name, window and a probe",
-                        ),
-                    }
-                }
-            }
-            other => cx.error(
-                format!(
-                    "`checks` must be an array of tables, found {}",
-                    type_name(other)
-                ),
-                v.span(),
-                "write each check as [[checks]] with name, window and a probe",
-            ),
-        }
-    }
+        "nodes = [\"…\"]",
+        |cx, obj, name, span| read_environment(cx, obj, name, span, &nodes),
+    );
+    let phases = read_table_array(
+        cx,
+        &mut top,
+        "phases",
+        "phase",
+        "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
+        read_phase,
+    );
+    let checks = read_table_array(
+        cx,
+        &mut top,
+        "checks",
+        "check",
+        "write each check as [[checks]] with name, window and a probe",
+        read_check,
+    );
     let checklist = match top.table(
         cx,
         "checklist",
@@ -713,6 +614,89 @@ fn read_root(
         notify,
         secrets,
     })
+}
+
+/// A table of named tables, `[section.NAME]`: `read` gets each one with its name and the span
+/// of that name; a value that is not a table is reported, with `under` as what belongs in it.
+fn read_named_tables<T>(
+    cx: &mut Cx,
+    top: &mut Obj,
+    section: &str,
+    example: &str,
+    under: &str,
+    mut read: impl FnMut(&mut Cx, Obj, &str, Span) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let Some(t) = top.table(cx, section, format!("[{section}]"), example) else {
+        return out;
+    };
+    for (k, v) in t.table.iter() {
+        let name = k.get_ref().to_string();
+        let what = format!("[{section}.{name}]");
+        match v.get_ref() {
+            DeValue::Table(st) => {
+                if let Some(x) = read(cx, Obj::new(st, k.span(), what), &name, k.span()) {
+                    out.push(x);
+                }
+            }
+            other => cx.error(
+                format!("{what} must be a table, found {}", type_name(other)),
+                v.span(),
+                format!("write it as [{section}.{name}] with {under} under it"),
+            ),
+        }
+    }
+    out
+}
+
+/// An array of tables, `[[key]]`: each is read as "`noun` `NAME`" (from its `name`), or
+/// "`noun` #N" when it has none; `help` says how to write one.
+fn read_table_array<T>(
+    cx: &mut Cx,
+    top: &mut Obj,
+    key: &str,
+    noun: &str,
+    help: &str,
+    mut read: impl FnMut(&mut Cx, Obj) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let Some(v) = top.get(key) else {
+        return out;
+    };
+    let DeValue::Array(items) = v.get_ref() else {
+        cx.error(
+            format!(
+                "`{key}` must be an array of tables, found {}",
+                type_name(v.get_ref())
+            ),
+            v.span(),
+            help,
+        );
+        return out;
+    };
+    for (i, item) in items.iter().enumerate() {
+        match item.get_ref() {
+            DeValue::Table(t) => {
+                let label = t
+                    .get("name")
+                    .and_then(|n| n.get_ref().as_str())
+                    .map(|n| format!("{noun} `{n}`"))
+                    .unwrap_or_else(|| format!("{noun} #{}", i + 1));
+                if let Some(x) = read(cx, Obj::new(t, item.span(), label)) {
+                    out.push(x);
+                }
+            }
+            other => cx.error(
+                format!(
+                    "each entry of {key} must be a table, found {}",
+                    type_name(other)
+                ),
+                item.span(),
+                help,
+            ),
+        }
+    }
+    out
 }
 
 fn read_bound(cx: &mut Cx, t: &mut Obj, key: &str) -> Option<f64> {
