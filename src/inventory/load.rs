@@ -406,22 +406,10 @@ const SSH_KEYS: &[&str] = &[
     "ssh_config",
     "key_exchange",
 ];
-const NODE_KEYS: &[&str] = &[
-    "host",
-    "roles",
-    "transport",
-    "deploy_path",
-    "lb_server",
-    "user",
-    "port",
-    "identity_file",
-    "jump",
-    "known_hosts",
-    "host_key_checking",
-    "connect_timeout",
-    "ssh_config",
-    "key_exchange",
-];
+/// A node's own keys, then the `[ssh]` keys it may override.
+const NODE_KEYS: &[&str] =
+    &concat::<{ NODE_OWN_KEYS.len() + SSH_KEYS.len() }>(NODE_OWN_KEYS, SSH_KEYS);
+const NODE_OWN_KEYS: &[&str] = &["host", "roles", "transport", "deploy_path", "lb_server"];
 const ENV_KEYS: &[&str] = &[
     "nodes",
     "roles",
@@ -440,22 +428,19 @@ const ENV_KEYS: &[&str] = &[
     "steps",
 ];
 const HEALTH_KEYS: &[&str] = &["run", "url", "expect", "timeout", "interval", "retries"];
-const LB_KEYS: &[&str] = &[
-    "type",
-    "drain",
-    "enable",
-    "state",
-    "timeout",
-    "drain_timeout",
-    "drain_timeout_action",
-    "min_healthy",
-    "min_in_rotation",
-];
-const LB_HAPROXY_KEYS: &[&str] = &[
-    "type",
-    "socket",
-    "backend",
-    "via",
+/// A command balancer's keys, then those every balancer has.
+const LB_KEYS: &[&str] = &concat::<{ LB_COMMAND_OWN_KEYS.len() + LB_COMMON_KEYS.len() }>(
+    LB_COMMAND_OWN_KEYS,
+    LB_COMMON_KEYS,
+);
+/// An HAProxy balancer's keys, then those every balancer has.
+const LB_HAPROXY_KEYS: &[&str] = &concat::<{ LB_HAPROXY_OWN_KEYS.len() + LB_COMMON_KEYS.len() }>(
+    LB_HAPROXY_OWN_KEYS,
+    LB_COMMON_KEYS,
+);
+const LB_COMMAND_OWN_KEYS: &[&str] = &["type", "drain", "enable", "state"];
+const LB_HAPROXY_OWN_KEYS: &[&str] = &["type", "socket", "backend", "via"];
+const LB_COMMON_KEYS: &[&str] = &[
     "timeout",
     "drain_timeout",
     "drain_timeout_action",
@@ -465,6 +450,22 @@ const LB_HAPROXY_KEYS: &[&str] = &[
 const PHASE_KEYS: &[&str] = &[
     "name", "stage", "once", "roles", "where", "run", "function", "builtin", "upload", "timeout",
 ];
+
+/// Two key lists as one, in order (the order is the one "allowed here:" lists them in).
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    assert!(a.len() + b.len() == N);
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
 
 fn read_root(
     cx: &mut Cx,
