@@ -1276,31 +1276,18 @@ fn read_environment(
             Strategy::Rolling
         }
     };
-    if !matches!(strategy, Strategy::BlueGreen { .. }) && t.table.contains_key("groups") {
-        let sp = t
-            .table
-            .get("groups")
-            .map(|v| v.span())
-            .unwrap_or(span.clone());
-        t.get("groups");
-        cx.error(
-            "`groups` only applies to strategy = \"blue-green\"",
-            sp,
-            "set strategy = \"blue-green\", or remove groups",
-        );
-    }
-    if !matches!(strategy, Strategy::Canary { .. }) && t.table.contains_key("steps") {
-        let sp = t
-            .table
-            .get("steps")
-            .map(|v| v.span())
-            .unwrap_or(span.clone());
-        t.get("steps");
-        cx.error(
-            "`steps` only applies to strategy = \"canary\"",
-            sp,
-            "set strategy = \"canary\", or remove steps",
-        );
+    // Settings of the other strategies, set by mistake.
+    for (key, word) in [("groups", "blue-green"), ("steps", "canary")] {
+        if strategy.word() == word {
+            continue;
+        }
+        if let Some(v) = t.get(key) {
+            cx.error(
+                format!("`{key}` only applies to strategy = \"{word}\""),
+                v.span(),
+                format!("set strategy = \"{word}\", or remove {key}"),
+            );
+        }
     }
     let batches = match t.get("batches") {
         None => vec![BatchSize::Count(1)],
