@@ -542,7 +542,7 @@ fn read_root(
                 short: c.duration(cx, "short", "\"30m\"").unwrap_or(d.short),
                 long: c.duration(cx, "long", "\"2h\"").unwrap_or(d.long),
                 interval: c.duration(cx, "interval", "\"30s\"").unwrap_or(d.interval),
-                auto_rollback: c.bool(cx, "auto_rollback").unwrap_or(true),
+                auto_rollback: c.bool(cx, "auto_rollback").unwrap_or(d.auto_rollback),
             };
             if out.interval.is_zero() {
                 cx.error(
@@ -576,23 +576,20 @@ fn read_root(
                 cx.secrets.push(v.0.clone());
                 Some(v.0).filter(|u| !u.is_empty())
             };
+            let d = Notify::default();
             let out = Notify {
                 slack: url(cx, &mut n, "slack"),
                 teams: url(cx, &mut n, "teams"),
                 webhook: url(cx, &mut n, "webhook"),
-                timeout: n
-                    .duration(cx, "timeout", "\"5s\"")
-                    .unwrap_or(Duration::from_secs(5)),
-                retries: n.int(cx, "retries", 0, 20, "3").unwrap_or(3) as u32,
+                timeout: n.duration(cx, "timeout", "\"5s\"").unwrap_or(d.timeout),
+                retries: n
+                    .int(cx, "retries", 0, 20, "3")
+                    .map_or(d.retries, |r| r as u32),
             };
             n.finish(cx, NOTIFY_KEYS);
             out
         }
-        None => Notify {
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            ..Default::default()
-        },
+        None => Notify::default(),
     };
     top.finish(cx, ROOT_KEYS);
 

@@ -382,7 +382,7 @@ impl Default for Checklist {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Notify {
     #[serde(skip)]
     pub slack: Option<String>,
@@ -393,6 +393,18 @@ pub struct Notify {
     #[serde(with = "crate::util::duration_serde")]
     pub timeout: Duration,
     pub retries: u32,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            slack: None,
+            teams: None,
+            webhook: None,
+            timeout: Duration::from_secs(5),
+            retries: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
