@@ -1127,7 +1127,6 @@ fn read_node(
         deploy_path,
         ssh,
         lb_server: lb_server.unwrap_or_else(|| name.to_string()),
-        span,
     })
 }
 

@@ -120,8 +120,6 @@ pub struct Node {
     pub ssh: SshSettings,
     /// The node's server name in the load balancer (default: its name).
     pub lb_server: String,
-    #[serde(skip)]
-    pub span: Span,
 }
 
 /// How nodes take their turn.
