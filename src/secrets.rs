@@ -37,10 +37,6 @@ impl Secrets {
             .collect()
     }
 
-    pub fn with(&self, more: impl IntoIterator<Item = String>) -> Self {
-        Secrets::new(self.values.iter().cloned().chain(more))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
