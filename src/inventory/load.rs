@@ -1705,10 +1705,7 @@ fn read_canary(cx: &mut Cx, t: &mut Obj, env: &str, sp: Span) -> Strategy {
         o.finish(cx, &["nodes", "pause"]);
         match (nodes, pause) {
             (Some(n), None) => steps.push(CanaryStep::Nodes(n)),
-            (None, Some((p, psp))) if p == "manual" => {
-                let _ = psp;
-                steps.push(CanaryStep::Pause(None))
-            }
+            (None, Some((p, _))) if p == "manual" => steps.push(CanaryStep::Pause(None)),
             (None, Some((p, psp))) => match util::parse_duration(&p) {
                 Ok(d) => steps.push(CanaryStep::Pause(Some(d))),
                 Err(_) => cx.error(
@@ -1731,30 +1728,27 @@ fn read_canary(cx: &mut Cx, t: &mut Obj, env: &str, sp: Span) -> Strategy {
 }
 
 /// Report `{name}` placeholders that are not known, pointing into the string when possible.
-pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnostic> {
-    util::unknown_placeholders(text)
-        .into_iter()
-        .map(|(name, offset)| {
-            // Point at the placeholder when the string is a plain one-line literal.
-            let start = span.start + 1 + offset;
-            let sp = if start + name.len() + 2 <= span.end {
-                start..start + name.len() + 2
-            } else {
-                span.clone()
-            };
-            let help = match did_you_mean(&name, util::PLACEHOLDERS) {
-                Some(s) => format!(
-                    "did you mean {{{s}}}? known: {}; write {{{{ for a literal brace",
-                    known()
-                ),
-                None => format!(
-                    "known placeholders: {}; write {{{{ for a literal brace",
-                    known()
-                ),
-            };
-            Diagnostic::new(format!("unknown placeholder `{{{name}}}`"), Some(sp)).help(help)
-        })
-        .collect()
+fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
+    for (name, offset) in util::unknown_placeholders(text) {
+        // Point at the placeholder when the string is a plain one-line literal.
+        let start = span.start + 1 + offset;
+        let sp = if start + name.len() + 2 <= span.end {
+            start..start + name.len() + 2
+        } else {
+            span.clone()
+        };
+        let help = match did_you_mean(&name, util::PLACEHOLDERS) {
+            Some(s) => format!(
+                "did you mean {{{s}}}? known: {}; write {{{{ for a literal brace",
+                known()
+            ),
+            None => format!(
+                "known placeholders: {}; write {{{{ for a literal brace",
+                known()
+            ),
+        };
+        cx.error(format!("unknown placeholder `{{{name}}}`"), sp, help);
+    }
 }
 
 fn known() -> String {
@@ -1763,10 +1757,6 @@ fn known() -> String {
         .map(|p| format!("{{{p}}}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
-    cx.diags.extend(check_placeholders_report(text, span));
 }
 
 fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
