@@ -63,10 +63,10 @@ pub fn load_str(
         env,
         secrets: Vec::new(),
     };
-    let inv = read_root(&mut cx, file, source, &root);
+    let inv = read_root(&mut cx, file, &root);
     let mut diags = cx.diags;
     if let Some(inv) = &inv {
-        diags.extend(super::validate::validate(inv));
+        diags.extend(super::validate::validate(inv, source));
     }
     // Stable order: by position in the file.
     diags.sort_by_key(|d| d.span.as_ref().map(|s| s.start).unwrap_or(usize::MAX));
@@ -467,12 +467,7 @@ const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'st
     out
 }
 
-fn read_root(
-    cx: &mut Cx,
-    file: &Path,
-    source: &str,
-    root: &Spanned<DeTable<'_>>,
-) -> Option<Inventory> {
+fn read_root(cx: &mut Cx, file: &Path, root: &Spanned<DeTable<'_>>) -> Option<Inventory> {
     let mut top = Obj::new(root.get_ref(), root.span(), "the inventory");
     let app = match top.table(cx, "app", "[app]".into(), "{ name = \"myapp\" }") {
         Some(t) => read_app(cx, t),
@@ -601,7 +596,6 @@ fn read_root(
     );
     Some(Inventory {
         file: file.to_path_buf(),
-        source: source.to_string(),
         app,
         nodes,
         environments,

@@ -18,8 +18,6 @@ pub type Span = Range<usize>;
 pub struct Inventory {
     /// The file it came from (for messages) and its directory (where `local` steps run).
     pub file: PathBuf,
-    #[serde(skip)]
-    pub source: String,
     pub app: App,
     pub nodes: Vec<Node>,
     pub environments: Vec<Environment>,

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use super::model::*;
 use crate::diag::Diagnostic;
 
-pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
+/// `source` is the text `inv` was read from, for line numbers in messages.
+pub fn validate(inv: &Inventory, source: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let all_roles: Vec<&str> = inv
         .nodes
@@ -19,7 +20,7 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
     let mut seen: BTreeMap<&str, &Phase> = BTreeMap::new();
     for p in &inv.phases {
         if let Some(first) = seen.get(p.name.as_str()) {
-            let (line, _) = crate::diag::line_col(&inv.source, first.name_span.start);
+            let (line, _) = crate::diag::line_col(source, first.name_span.start);
             out.push(
                 Diagnostic::new(
                     format!("phase name `{}` is used twice", p.name),
