@@ -1299,36 +1299,41 @@ fn read_environment(
     };
     let max_fail = match t.get("max_fail") {
         None => 0.0,
-        Some(v) => match v.get_ref() {
-            DeValue::String(s) if s.trim() == "0%" || s.trim() == "0" => 0.0,
-            DeValue::String(s) => match parse_share(s) {
-                Some(p) => p / 100.0,
-                None => {
+        Some(v) => {
+            let count = match v.get_ref() {
+                DeValue::Integer(i) => parse_int(i).filter(|n| *n >= 0),
+                _ => None,
+            };
+            match (v.get_ref(), count) {
+                (DeValue::String(s), _) if s.trim() == "0%" || s.trim() == "0" => 0.0,
+                (DeValue::String(s), _) => match parse_share(s) {
+                    Some(p) => p / 100.0,
+                    None => {
+                        cx.error(
+                            format!("max_fail `{s}` is not a percentage"),
+                            v.span(),
+                            "e.g. max_fail = \"0%\" (no failed node tolerated) or \"25%\"",
+                        );
+                        0.0
+                    }
+                },
+                (_, Some(n)) => {
+                    let total = members.len().max(1) as f64;
+                    (n as f64 / total).min(1.0)
+                }
+                (other, None) => {
                     cx.error(
-                        format!("max_fail `{s}` is not a percentage"),
+                        format!(
+                            "max_fail must be a percentage or a node count, found {}",
+                            type_name(other)
+                        ),
                         v.span(),
-                        "e.g. max_fail = \"0%\" (no failed node tolerated) or \"25%\"",
+                        "e.g. max_fail = \"0%\" or max_fail = 1",
                     );
                     0.0
                 }
-            },
-            DeValue::Integer(i) if parse_int(i).map(|n| n >= 0).unwrap_or(false) => {
-                let n = parse_int(i).unwrap_or(0) as f64;
-                let total = members.len().max(1) as f64;
-                (n / total).min(1.0)
             }
-            other => {
-                cx.error(
-                    format!(
-                        "max_fail must be a percentage or a node count, found {}",
-                        type_name(other)
-                    ),
-                    v.span(),
-                    "e.g. max_fail = \"0%\" or max_fail = 1",
-                );
-                0.0
-            }
-        },
+        }
     };
     let on_failure = t
         .choice(
