@@ -43,6 +43,7 @@ invalid!(
     migration_without_backup,
     bad_check,
     bad_ssh_setting,
+    jump_hop_not_a_string,
 );
 
 #[test]
@@ -109,4 +110,15 @@ fn defaults_with_colon_dash_apply_when_unset() {
     let env = |_: &str| None;
     let inv = load_str(Path::new("x.toml"), text, &env).unwrap();
     assert_eq!(inv.app.name, "shop");
+}
+
+#[test]
+fn jump_hops_given_as_a_list_take_environment_values() {
+    let text = "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\n\n[nodes.web-1]\nhost = \"10.0.0.1\"\njump = [\"${BASTION}\", \"deploy@inner:22\"]\n\n[environments.prod]\nnodes = [\"web-1\"]\n";
+    let env = |k: &str| (k == "BASTION").then(|| "ops@bastion.example.com:22".to_string());
+    let inv = load_str(Path::new("x.toml"), text, &env).unwrap();
+    assert_eq!(
+        inv.nodes[0].ssh.jump,
+        ["ops@bastion.example.com:22", "deploy@inner:22"]
+    );
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
 use super::model::*;
@@ -227,23 +227,31 @@ impl<'a, 'i> Obj<'a, 'i> {
     fn strings(&mut self, cx: &mut Cx, key: &str, example: &str) -> Option<Vec<(String, Span)>> {
         let v = self.get(key)?;
         match v.get_ref() {
-            DeValue::Array(items) => {
-                let mut out = Vec::new();
-                for item in items.iter() {
-                    match item.get_ref() {
-                        DeValue::String(s) => {
-                            out.push((cx.interpolate(s, &item.span()), item.span()))
-                        }
-                        _ => self.type_error(cx, key, item, "a list of strings", example),
-                    }
-                }
-                Some(out)
-            }
+            DeValue::Array(items) => Some(self.string_items(cx, key, items, example)),
             _ => {
                 self.type_error(cx, key, v, "a list of strings", example);
                 None
             }
         }
+    }
+
+    /// The strings of an array under `key`, interpolated, each with its span; any other item
+    /// is reported and left out.
+    fn string_items(
+        &self,
+        cx: &mut Cx,
+        key: &str,
+        items: &DeArray<'_>,
+        example: &str,
+    ) -> Vec<(String, Span)> {
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((cx.interpolate(s, &item.span()), item.span())),
+                _ => self.type_error(cx, key, item, "a list of strings", example),
+            }
+        }
+        out
     }
 
     /// One word out of `options`, e.g. `window = "short"`; any other word is reported as not
@@ -971,17 +979,17 @@ fn read_ssh(cx: &mut Cx, t: &mut Obj, base: Option<&SshSettings>) -> SshSettings
         s.identity_file = Some(f);
     }
     if let Some(v) = t.get("jump") {
-        let hops: Vec<String> = match v.get_ref() {
+        // Each hop with the span an error about it points at: the whole string, or its item.
+        let hops: Vec<(String, Span)> = match v.get_ref() {
             DeValue::String(j) => cx
                 .interpolate(j, &v.span())
                 .split(',')
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
+                .map(|h| (h.trim().to_string(), v.span()))
+                .filter(|(h, _)| !h.is_empty())
                 .collect(),
-            DeValue::Array(items) => items
-                .iter()
-                .filter_map(|i| i.get_ref().as_str().map(|s| s.to_string()))
-                .collect(),
+            DeValue::Array(items) => {
+                t.string_items(cx, "jump", items, "[\"ops@bastion.example.com:22\"]")
+            }
             _ => {
                 t.type_error(
                     cx,
@@ -993,16 +1001,16 @@ fn read_ssh(cx: &mut Cx, t: &mut Obj, base: Option<&SshSettings>) -> SshSettings
                 Vec::new()
             }
         };
-        for hop in &hops {
+        for (hop, sp) in &hops {
             if hop.chars().any(|c| c.is_whitespace() || c.is_control()) || hop.starts_with('-') {
                 cx.error(
                     format!("jump host `{hop}` is not of the form user@host:port"),
-                    v.span(),
+                    sp.clone(),
                     "e.g. jump = \"ops@bastion.example.com:22\"",
                 );
             }
         }
-        s.jump = hops;
+        s.jump = hops.into_iter().map(|(h, _)| h).collect();
     }
     if let Some((k, _)) = t.string(cx, "known_hosts", "\"~/.ssh/known_hosts\"") {
         s.known_hosts = Some(k);
