@@ -44,6 +44,7 @@ invalid!(
     bad_check,
     bad_ssh_setting,
     jump_hop_not_a_string,
+    bad_jump_hop,
 );
 
 #[test]
@@ -121,4 +122,25 @@ fn jump_hops_given_as_a_list_take_environment_values() {
         inv.nodes[0].ssh.jump,
         ["ops@bastion.example.com:22", "deploy@inner:22"]
     );
+}
+
+#[test]
+fn the_jump_hop_rule_is_the_one_ssh_needs() {
+    use deckhand::util::valid_jump_hop;
+    for ok in ["ops@bastion.example.com:22", "bastion", "deploy@[::1]:2222"] {
+        assert!(valid_jump_hop(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "-oProxyCommand=id",
+        "ops@a b",
+        "a\tb",
+        "a\nb",
+        "a,b",
+        "ops@'bastion'",
+        "ops@\"bastion\"",
+        "ops@bastion%h",
+    ] {
+        assert!(!valid_jump_hop(bad), "{bad:?}");
+    }
 }

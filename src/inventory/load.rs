@@ -1002,7 +1002,7 @@ fn read_ssh(cx: &mut Cx, t: &mut Obj, base: Option<&SshSettings>) -> SshSettings
             }
         };
         for (hop, sp) in &hops {
-            if hop.chars().any(|c| c.is_whitespace() || c.is_control()) || hop.starts_with('-') {
+            if !util::valid_jump_hop(hop) {
                 cx.error(
                     format!("jump host `{hop}` is not of the form user@host:port"),
                     sp.clone(),
