@@ -21,8 +21,9 @@ impl Secrets {
             .into_iter()
             .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
             .collect();
-        // Longest first, so a secret that contains another is masked whole.
-        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        // Longest first, so a secret that contains another is masked whole; equal values end up
+        // side by side, so dedup drops every repeat.
+        v.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         v.dedup();
         Secrets {
             values: Arc::new(v),
@@ -35,10 +36,6 @@ impl Secrets {
             .filter(|(k, _)| SECRET_SUFFIXES.iter().any(|s| k.ends_with(s)))
             .map(|(_, v)| v)
             .collect()
-    }
-
-    pub fn with(&self, more: impl IntoIterator<Item = String>) -> Self {
-        Secrets::new(self.values.iter().cloned().chain(more))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -89,6 +86,12 @@ mod tests {
             s.mask("pw=hunter22-extra and hunter22, ab"),
             "pw=**** and ****, ab"
         );
+    }
+
+    #[test]
+    fn each_value_is_kept_once() {
+        let s = Secrets::new(["aaaa", "bbbb", "aaaa", "cccc", "bbbb"].map(String::from));
+        assert_eq!(*s.values, ["aaaa", "bbbb", "cccc"]);
     }
 
     #[test]

@@ -137,6 +137,17 @@ pub fn valid_name(name: &str) -> bool {
     valid_release(name)
 }
 
+/// A ProxyJump hop (`user@host:port`) that can go into an ssh command line and an ssh config
+/// unchanged: not empty, no leading `-` (an option), no blank or control character, and none
+/// of `,` (the hop separator), quotes or `%` (ssh's token escape).
+pub fn valid_jump_hop(hop: &str) -> bool {
+    !hop.is_empty()
+        && !hop.starts_with('-')
+        && !hop
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | '\'' | '"' | '%'))
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
 }

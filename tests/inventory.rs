@@ -43,6 +43,8 @@ invalid!(
     migration_without_backup,
     bad_check,
     bad_ssh_setting,
+    jump_hop_not_a_string,
+    bad_jump_hop,
 );
 
 #[test]
@@ -109,4 +111,36 @@ fn defaults_with_colon_dash_apply_when_unset() {
     let env = |_: &str| None;
     let inv = load_str(Path::new("x.toml"), text, &env).unwrap();
     assert_eq!(inv.app.name, "shop");
+}
+
+#[test]
+fn jump_hops_given_as_a_list_take_environment_values() {
+    let text = "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\n\n[nodes.web-1]\nhost = \"10.0.0.1\"\njump = [\"${BASTION}\", \"deploy@inner:22\"]\n\n[environments.prod]\nnodes = [\"web-1\"]\n";
+    let env = |k: &str| (k == "BASTION").then(|| "ops@bastion.example.com:22".to_string());
+    let inv = load_str(Path::new("x.toml"), text, &env).unwrap();
+    assert_eq!(
+        inv.nodes[0].ssh.jump,
+        ["ops@bastion.example.com:22", "deploy@inner:22"]
+    );
+}
+
+#[test]
+fn the_jump_hop_rule_is_the_one_ssh_needs() {
+    use deckhand::util::valid_jump_hop;
+    for ok in ["ops@bastion.example.com:22", "bastion", "deploy@[::1]:2222"] {
+        assert!(valid_jump_hop(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "-oProxyCommand=id",
+        "ops@a b",
+        "a\tb",
+        "a\nb",
+        "a,b",
+        "ops@'bastion'",
+        "ops@\"bastion\"",
+        "ops@bastion%h",
+    ] {
+        assert!(!valid_jump_hop(bad), "{bad:?}");
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeArray, DeTable, DeValue};
 use toml::Spanned;
 
 use super::model::*;
@@ -63,10 +63,10 @@ pub fn load_str(
         env,
         secrets: Vec::new(),
     };
-    let inv = read_root(&mut cx, file, source, &root);
+    let inv = read_root(&mut cx, file, &root);
     let mut diags = cx.diags;
     if let Some(inv) = &inv {
-        diags.extend(super::validate::validate(inv));
+        diags.extend(super::validate::validate(inv, source));
     }
     // Stable order: by position in the file.
     diags.sort_by_key(|d| d.span.as_ref().map(|s| s.start).unwrap_or(usize::MAX));
@@ -227,23 +227,49 @@ impl<'a, 'i> Obj<'a, 'i> {
     fn strings(&mut self, cx: &mut Cx, key: &str, example: &str) -> Option<Vec<(String, Span)>> {
         let v = self.get(key)?;
         match v.get_ref() {
-            DeValue::Array(items) => {
-                let mut out = Vec::new();
-                for item in items.iter() {
-                    match item.get_ref() {
-                        DeValue::String(s) => {
-                            out.push((cx.interpolate(s, &item.span()), item.span()))
-                        }
-                        _ => self.type_error(cx, key, item, "a list of strings", example),
-                    }
-                }
-                Some(out)
-            }
+            DeValue::Array(items) => Some(self.string_items(cx, key, items, example)),
             _ => {
                 self.type_error(cx, key, v, "a list of strings", example);
                 None
             }
         }
+    }
+
+    /// The strings of an array under `key`, interpolated, each with its span; any other item
+    /// is reported and left out.
+    fn string_items(
+        &self,
+        cx: &mut Cx,
+        key: &str,
+        items: &DeArray<'_>,
+        example: &str,
+    ) -> Vec<(String, Span)> {
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((cx.interpolate(s, &item.span()), item.span())),
+                _ => self.type_error(cx, key, item, "a list of strings", example),
+            }
+        }
+        out
+    }
+
+    /// One word out of `options`, e.g. `window = "short"`; any other word is reported as not
+    /// known, with `help` listing the choices. Absent, mistyped or unknown gives `None`.
+    fn choice<T: Copy>(
+        &mut self,
+        cx: &mut Cx,
+        key: &str,
+        example: &str,
+        options: &[(&str, T)],
+        help: &str,
+    ) -> Option<T> {
+        let (word, span) = self.string(cx, key, example)?;
+        let found = options.iter().find(|(w, _)| *w == word).map(|&(_, v)| v);
+        if found.is_none() {
+            cx.error(format!("{key} `{word}` is not known"), span, help);
+        }
+        found
     }
 
     fn int(&mut self, cx: &mut Cx, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
@@ -388,22 +414,10 @@ const SSH_KEYS: &[&str] = &[
     "ssh_config",
     "key_exchange",
 ];
-const NODE_KEYS: &[&str] = &[
-    "host",
-    "roles",
-    "transport",
-    "deploy_path",
-    "lb_server",
-    "user",
-    "port",
-    "identity_file",
-    "jump",
-    "known_hosts",
-    "host_key_checking",
-    "connect_timeout",
-    "ssh_config",
-    "key_exchange",
-];
+/// A node's own keys, then the `[ssh]` keys it may override.
+const NODE_KEYS: &[&str] =
+    &concat::<{ NODE_OWN_KEYS.len() + SSH_KEYS.len() }>(NODE_OWN_KEYS, SSH_KEYS);
+const NODE_OWN_KEYS: &[&str] = &["host", "roles", "transport", "deploy_path", "lb_server"];
 const ENV_KEYS: &[&str] = &[
     "nodes",
     "roles",
@@ -422,22 +436,19 @@ const ENV_KEYS: &[&str] = &[
     "steps",
 ];
 const HEALTH_KEYS: &[&str] = &["run", "url", "expect", "timeout", "interval", "retries"];
-const LB_KEYS: &[&str] = &[
-    "type",
-    "drain",
-    "enable",
-    "state",
-    "timeout",
-    "drain_timeout",
-    "drain_timeout_action",
-    "min_healthy",
-    "min_in_rotation",
-];
-const LB_HAPROXY_KEYS: &[&str] = &[
-    "type",
-    "socket",
-    "backend",
-    "via",
+/// A command balancer's keys, then those every balancer has.
+const LB_KEYS: &[&str] = &concat::<{ LB_COMMAND_OWN_KEYS.len() + LB_COMMON_KEYS.len() }>(
+    LB_COMMAND_OWN_KEYS,
+    LB_COMMON_KEYS,
+);
+/// An HAProxy balancer's keys, then those every balancer has.
+const LB_HAPROXY_KEYS: &[&str] = &concat::<{ LB_HAPROXY_OWN_KEYS.len() + LB_COMMON_KEYS.len() }>(
+    LB_HAPROXY_OWN_KEYS,
+    LB_COMMON_KEYS,
+);
+const LB_COMMAND_OWN_KEYS: &[&str] = &["type", "drain", "enable", "state"];
+const LB_HAPROXY_OWN_KEYS: &[&str] = &["type", "socket", "backend", "via"];
+const LB_COMMON_KEYS: &[&str] = &[
     "timeout",
     "drain_timeout",
     "drain_timeout_action",
@@ -448,12 +459,23 @@ const PHASE_KEYS: &[&str] = &[
     "name", "stage", "once", "roles", "where", "run", "function", "builtin", "upload", "timeout",
 ];
 
-fn read_root(
-    cx: &mut Cx,
-    file: &Path,
-    source: &str,
-    root: &Spanned<DeTable<'_>>,
-) -> Option<Inventory> {
+/// Two key lists as one, in order (the order is the one "allowed here:" lists them in).
+const fn concat<const N: usize>(a: &[&'static str], b: &[&'static str]) -> [&'static str; N] {
+    assert!(a.len() + b.len() == N);
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < a.len() {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = b[i - a.len()];
+        i += 1;
+    }
+    out
+}
+
+fn read_root(cx: &mut Cx, file: &Path, root: &Spanned<DeTable<'_>>) -> Option<Inventory> {
     let mut top = Obj::new(root.get_ref(), root.span(), "the inventory");
     let app = match top.table(cx, "app", "[app]".into(), "{ name = \"myapp\" }") {
         Some(t) => read_app(cx, t),
@@ -469,142 +491,47 @@ fn read_root(
         }
     };
     let ssh_defaults = match top.table(cx, "ssh", "[ssh]".into(), "{ user = \"deploy\" }") {
-        Some(t) => read_ssh(cx, t, None, SSH_KEYS),
+        Some(mut t) => {
+            let s = read_ssh(cx, &mut t, None);
+            t.finish(cx, SSH_KEYS);
+            s
+        }
         None => default_ssh(),
     };
     let theme = top.string(cx, "theme", "\"dark\"").map(|(s, _)| s);
 
-    let mut nodes = Vec::new();
-    if let Some(mut t) = top.table(
+    let nodes = read_named_tables(
         cx,
+        &mut top,
         "nodes",
-        "[nodes]".into(),
         "{ web-1 = { host = \"10.0.0.1\" } }",
-    ) {
-        for (k, v) in t.table.iter() {
-            let name = k.get_ref().to_string();
-            t.used.insert(name.clone());
-            let what = format!("[nodes.{name}]");
-            match v.get_ref() {
-                DeValue::Table(nt) => {
-                    let obj = Obj::new(nt, k.span(), what);
-                    if let Some(node) =
-                        read_node(cx, obj, &name, k.span(), &ssh_defaults, app.as_ref())
-                    {
-                        nodes.push(node);
-                    }
-                }
-                other => cx.error(
-                    format!("{what} must be a table, found {}", type_name(other)),
-                    v.span(),
-                    format!("write it as [nodes.{name}] with host = \"…\" under it"),
-                ),
-            }
-        }
-    }
-
-    let mut environments = Vec::new();
-    if let Some(mut t) = top.table(
+        "host = \"…\"",
+        |cx, obj, name, span| read_node(cx, obj, name, span, &ssh_defaults, app.as_ref()),
+    );
+    let environments = read_named_tables(
         cx,
+        &mut top,
         "environments",
-        "[environments]".into(),
         "{ production = { … } }",
-    ) {
-        for (k, v) in t.table.iter() {
-            let name = k.get_ref().to_string();
-            t.used.insert(name.clone());
-            let what = format!("[environments.{name}]");
-            match v.get_ref() {
-                DeValue::Table(et) => {
-                    let obj = Obj::new(et, k.span(), what);
-                    if let Some(env) = read_environment(cx, obj, &name, k.span(), &nodes) {
-                        environments.push(env);
-                    }
-                }
-                other => cx.error(
-                    format!("{what} must be a table, found {}", type_name(other)),
-                    v.span(),
-                    format!("write it as [environments.{name}] with nodes = [\"…\"] under it"),
-                ),
-            }
-        }
-    }
-
-    let mut phases = Vec::new();
-    if let Some(v) = top.get("phases") {
-        match v.get_ref() {
-            DeValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.get_ref() {
-                        DeValue::Table(pt) => {
-                            let label = pt
-                                .get("name")
-                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
-                                .map(|n| format!("phase `{n}`"))
-                                .unwrap_or_else(|| format!("phase #{}", i + 1));
-                            let obj = Obj::new(pt, item.span(), label);
-                            if let Some(p) = read_phase(cx, obj) {
-                                phases.push(p);
-                            }
-                        }
-                        other => cx.error(
-                            format!(
-                                "each entry of phases must be a table, found {}",
-                                type_name(other)
-                            ),
-                            item.span(),
-                            "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
-                        ),
-                    }
-                }
-            }
-            other => cx.error(
-                format!(
-                    "`phases` must be an array of tables, found {}",
-                    type_name(other)
-                ),
-                v.span(),
-                "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
-            ),
-        }
-    }
-    let mut checks = Vec::new();
-    if let Some(v) = top.get("checks") {
-        match v.get_ref() {
-            DeValue::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    match item.get_ref() {
-                        DeValue::Table(ct) => {
-                            let label = ct
-                                .get("name")
-                                .and_then(|n| n.get_ref().as_str().map(|s| s.to_string()))
-                                .map(|n| format!("check `{n}`"))
-                                .unwrap_or_else(|| format!("check #{}", i + 1));
-                            if let Some(c) = read_check(cx, Obj::new(ct, item.span(), label)) {
-                                checks.push(c);
-                            }
-                        }
-                        other => cx.error(
-                            format!(
-                                "each entry of checks must be a table, found {}",
-                                type_name(other)
-                            ),
-                            item.span(),
-                            "write each check as [[checks]] with name, window and a probe",
-                        ),
-                    }
-                }
-            }
-            other => cx.error(
-                format!(
-                    "`checks` must be an array of tables, found {}",
-                    type_name(other)
-                ),
-                v.span(),
-                "write each check as [[checks]] with name, window and a probe",
-            ),
-        }
-    }
+        "nodes = [\"…\"]",
+        |cx, obj, name, span| read_environment(cx, obj, name, span, &nodes),
+    );
+    let phases = read_table_array(
+        cx,
+        &mut top,
+        "phases",
+        "phase",
+        "write each phase as [[phases]] with name = \"…\" and run = \"…\"",
+        read_phase,
+    );
+    let checks = read_table_array(
+        cx,
+        &mut top,
+        "checks",
+        "check",
+        "write each check as [[checks]] with name, window and a probe",
+        read_check,
+    );
     let checklist = match top.table(
         cx,
         "checklist",
@@ -618,7 +545,7 @@ fn read_root(
                 short: c.duration(cx, "short", "\"30m\"").unwrap_or(d.short),
                 long: c.duration(cx, "long", "\"2h\"").unwrap_or(d.long),
                 interval: c.duration(cx, "interval", "\"30s\"").unwrap_or(d.interval),
-                auto_rollback: c.bool(cx, "auto_rollback").unwrap_or(true),
+                auto_rollback: c.bool(cx, "auto_rollback").unwrap_or(d.auto_rollback),
             };
             if out.interval.is_zero() {
                 cx.error(
@@ -652,23 +579,20 @@ fn read_root(
                 cx.secrets.push(v.0.clone());
                 Some(v.0).filter(|u| !u.is_empty())
             };
+            let d = Notify::default();
             let out = Notify {
                 slack: url(cx, &mut n, "slack"),
                 teams: url(cx, &mut n, "teams"),
                 webhook: url(cx, &mut n, "webhook"),
-                timeout: n
-                    .duration(cx, "timeout", "\"5s\"")
-                    .unwrap_or(Duration::from_secs(5)),
-                retries: n.int(cx, "retries", 0, 20, "3").unwrap_or(3) as u32,
+                timeout: n.duration(cx, "timeout", "\"5s\"").unwrap_or(d.timeout),
+                retries: n
+                    .int(cx, "retries", 0, 20, "3")
+                    .map_or(d.retries, |r| r as u32),
             };
             n.finish(cx, NOTIFY_KEYS);
             out
         }
-        None => Notify {
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            ..Default::default()
-        },
+        None => Notify::default(),
     };
     top.finish(cx, ROOT_KEYS);
 
@@ -680,7 +604,6 @@ fn read_root(
     );
     Some(Inventory {
         file: file.to_path_buf(),
-        source: source.to_string(),
         app,
         nodes,
         environments,
@@ -691,6 +614,89 @@ fn read_root(
         notify,
         secrets,
     })
+}
+
+/// A table of named tables, `[section.NAME]`: `read` gets each one with its name and the span
+/// of that name; a value that is not a table is reported, with `under` as what belongs in it.
+fn read_named_tables<T>(
+    cx: &mut Cx,
+    top: &mut Obj,
+    section: &str,
+    example: &str,
+    under: &str,
+    mut read: impl FnMut(&mut Cx, Obj, &str, Span) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let Some(t) = top.table(cx, section, format!("[{section}]"), example) else {
+        return out;
+    };
+    for (k, v) in t.table.iter() {
+        let name = k.get_ref().to_string();
+        let what = format!("[{section}.{name}]");
+        match v.get_ref() {
+            DeValue::Table(st) => {
+                if let Some(x) = read(cx, Obj::new(st, k.span(), what), &name, k.span()) {
+                    out.push(x);
+                }
+            }
+            other => cx.error(
+                format!("{what} must be a table, found {}", type_name(other)),
+                v.span(),
+                format!("write it as [{section}.{name}] with {under} under it"),
+            ),
+        }
+    }
+    out
+}
+
+/// An array of tables, `[[key]]`: each is read as "`noun` `NAME`" (from its `name`), or
+/// "`noun` #N" when it has none; `help` says how to write one.
+fn read_table_array<T>(
+    cx: &mut Cx,
+    top: &mut Obj,
+    key: &str,
+    noun: &str,
+    help: &str,
+    mut read: impl FnMut(&mut Cx, Obj) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let Some(v) = top.get(key) else {
+        return out;
+    };
+    let DeValue::Array(items) = v.get_ref() else {
+        cx.error(
+            format!(
+                "`{key}` must be an array of tables, found {}",
+                type_name(v.get_ref())
+            ),
+            v.span(),
+            help,
+        );
+        return out;
+    };
+    for (i, item) in items.iter().enumerate() {
+        match item.get_ref() {
+            DeValue::Table(t) => {
+                let label = t
+                    .get("name")
+                    .and_then(|n| n.get_ref().as_str())
+                    .map(|n| format!("{noun} `{n}`"))
+                    .unwrap_or_else(|| format!("{noun} #{}", i + 1));
+                if let Some(x) = read(cx, Obj::new(t, item.span(), label)) {
+                    out.push(x);
+                }
+            }
+            other => cx.error(
+                format!(
+                    "each entry of {key} must be a table, found {}",
+                    type_name(other)
+                ),
+                item.span(),
+                help,
+            ),
+        }
+    }
+    out
 }
 
 fn read_bound(cx: &mut Cx, t: &mut Obj, key: &str) -> Option<f64> {
@@ -708,40 +714,31 @@ fn read_bound(cx: &mut Cx, t: &mut Obj, key: &str) -> Option<f64> {
 fn read_check(cx: &mut Cx, mut t: Obj) -> Option<Check> {
     let name = t.string(cx, "name", "\"Health endpoint responding\"");
     let name = t.require(cx, "name", name, "\"Health endpoint responding\"");
-    let window = match t.string(cx, "window", "\"immediate\"") {
-        None => Window::Immediate,
-        Some((w, sp)) => match w.as_str() {
-            "immediate" => Window::Immediate,
-            "short" => Window::Short,
-            "long" => Window::Long,
-            other => {
-                cx.error(
-                    format!("window `{other}` is not known"),
-                    sp,
-                    "use \"immediate\", \"short\" or \"long\"",
-                );
-                Window::Immediate
-            }
-        },
-    };
-    let kind = match t.string(cx, "kind", "\"health\"") {
-        None => CheckKind::Info,
-        Some((k, sp)) => match k.as_str() {
-            "health" => CheckKind::Health,
-            "errors" => CheckKind::Errors,
-            "performance" => CheckKind::Performance,
-            "critical" => CheckKind::Critical,
-            "info" => CheckKind::Info,
-            other => {
-                cx.error(
-                    format!("kind `{other}` is not known"),
-                    sp,
-                    "use \"health\", \"errors\", \"performance\", \"critical\" or \"info\" (its place in the rollback decision tree)",
-                );
-                CheckKind::Info
-            }
-        },
-    };
+    let window = t
+        .choice(
+            cx,
+            "window",
+            "\"immediate\"",
+            &[Window::Immediate, Window::Short, Window::Long].map(|w| (w.word(), w)),
+            "use \"immediate\", \"short\" or \"long\"",
+        )
+        .unwrap_or(Window::Immediate);
+    let kind = t
+        .choice(
+            cx,
+            "kind",
+            "\"health\"",
+            &[
+                CheckKind::Health,
+                CheckKind::Errors,
+                CheckKind::Performance,
+                CheckKind::Critical,
+                CheckKind::Info,
+            ]
+            .map(|k| (k.word(), k)),
+            "use \"health\", \"errors\", \"performance\", \"critical\" or \"info\" (its place in the rollback decision tree)",
+        )
+        .unwrap_or(CheckKind::Info);
     let unit = t.string(cx, "unit", "\"ms\"").map(|(u, _)| u);
     let per_node = t.bool(cx, "per_node").unwrap_or(false);
     let timeout = t
@@ -968,8 +965,9 @@ fn default_ssh() -> SshSettings {
     }
 }
 
-/// Read SSH keys from a table, laid over `base` (the `[ssh]` defaults for a node).
-fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str]) -> SshSettings {
+/// Read SSH keys from a table, laid over `base` (the `[ssh]` defaults for a node). The caller
+/// finishes the table: a node's has keys of its own besides these.
+fn read_ssh(cx: &mut Cx, t: &mut Obj, base: Option<&SshSettings>) -> SshSettings {
     let mut s = base.cloned().unwrap_or_else(default_ssh);
     if let Some((u, _)) = t.string(cx, "user", "\"deploy\"") {
         s.user = Some(u);
@@ -981,17 +979,17 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
         s.identity_file = Some(f);
     }
     if let Some(v) = t.get("jump") {
-        let hops: Vec<String> = match v.get_ref() {
+        // Each hop with the span an error about it points at: the whole string, or its item.
+        let hops: Vec<(String, Span)> = match v.get_ref() {
             DeValue::String(j) => cx
                 .interpolate(j, &v.span())
                 .split(',')
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
+                .map(|h| (h.trim().to_string(), v.span()))
+                .filter(|(h, _)| !h.is_empty())
                 .collect(),
-            DeValue::Array(items) => items
-                .iter()
-                .filter_map(|i| i.get_ref().as_str().map(|s| s.to_string()))
-                .collect(),
+            DeValue::Array(items) => {
+                t.string_items(cx, "jump", items, "[\"ops@bastion.example.com:22\"]")
+            }
             _ => {
                 t.type_error(
                     cx,
@@ -1003,30 +1001,31 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
                 Vec::new()
             }
         };
-        for hop in &hops {
-            if hop.chars().any(|c| c.is_whitespace() || c.is_control()) || hop.starts_with('-') {
+        for (hop, sp) in &hops {
+            if !util::valid_jump_hop(hop) {
                 cx.error(
                     format!("jump host `{hop}` is not of the form user@host:port"),
-                    v.span(),
+                    sp.clone(),
                     "e.g. jump = \"ops@bastion.example.com:22\"",
                 );
             }
         }
-        s.jump = hops;
+        s.jump = hops.into_iter().map(|(h, _)| h).collect();
     }
     if let Some((k, _)) = t.string(cx, "known_hosts", "\"~/.ssh/known_hosts\"") {
         s.known_hosts = Some(k);
     }
-    if let Some((h, span)) = t.string(cx, "host_key_checking", "\"strict\"") {
-        match h.as_str() {
-            "strict" => s.host_key_checking = HostKeyChecking::Strict,
-            "accept-new" => s.host_key_checking = HostKeyChecking::AcceptNew,
-            other => cx.error(
-                format!("host_key_checking `{other}` is not known"),
-                span,
-                "use \"strict\" (the default) or \"accept-new\"",
-            ),
-        }
+    if let Some(h) = t.choice(
+        cx,
+        "host_key_checking",
+        "\"strict\"",
+        &[
+            ("strict", HostKeyChecking::Strict),
+            ("accept-new", HostKeyChecking::AcceptNew),
+        ],
+        "use \"strict\" (the default) or \"accept-new\"",
+    ) {
+        s.host_key_checking = h;
     }
     if let Some(d) = t.duration(cx, "connect_timeout", "\"10s\"") {
         s.connect_timeout = d;
@@ -1034,20 +1033,18 @@ fn read_ssh(cx: &mut Cx, mut t: Obj, base: Option<&SshSettings>, allowed: &[&str
     if let Some((c, _)) = t.string(cx, "ssh_config", "\"~/.ssh/config\"") {
         s.ssh_config = Some(c);
     }
-    if let Some((k, span)) = t.string(cx, "key_exchange", "\"auto\"") {
-        match k.as_str() {
-            "auto" => s.key_exchange = KeyExchange::Auto,
-            "openssh" => s.key_exchange = KeyExchange::Openssh,
-            "post-quantum" => s.key_exchange = KeyExchange::PostQuantum,
-            other => cx.error(
-                format!("key_exchange `{other}` is not known"),
-                span,
-                "use \"auto\" (the default), \"openssh\" or \"post-quantum\"",
-            ),
-        }
-    }
-    if allowed == SSH_KEYS {
-        t.finish(cx, allowed);
+    if let Some(k) = t.choice(
+        cx,
+        "key_exchange",
+        "\"auto\"",
+        &[
+            ("auto", KeyExchange::Auto),
+            ("openssh", KeyExchange::Openssh),
+            ("post-quantum", KeyExchange::PostQuantum),
+        ],
+        "use \"auto\" (the default), \"openssh\" or \"post-quantum\"",
+    ) {
+        s.key_exchange = k;
     }
     s
 }
@@ -1119,18 +1116,7 @@ fn read_node(
         check_deploy_path(cx, p, sp.clone());
     }
     let lb_server = t.string(cx, "lb_server", "\"web1\"").map(|(s, _)| s);
-    let ssh = read_ssh(
-        cx,
-        Obj {
-            used: BTreeSet::new(),
-            ..Obj::new(t.table, t.span.clone(), t.what.clone())
-        },
-        Some(ssh_defaults),
-        NODE_KEYS,
-    );
-    for k in SSH_KEYS {
-        t.used.insert(k.to_string());
-    }
+    let ssh = read_ssh(cx, &mut t, Some(ssh_defaults));
     t.finish(cx, NODE_KEYS);
     let deploy_path = deploy_path
         .map(|(p, _)| p)
@@ -1143,7 +1129,6 @@ fn read_node(
         deploy_path,
         ssh,
         lb_server: lb_server.unwrap_or_else(|| name.to_string()),
-        span,
     })
 }
 
@@ -1289,31 +1274,18 @@ fn read_environment(
             Strategy::Rolling
         }
     };
-    if !matches!(strategy, Strategy::BlueGreen { .. }) && t.table.contains_key("groups") {
-        let sp = t
-            .table
-            .get("groups")
-            .map(|v| v.span())
-            .unwrap_or(span.clone());
-        t.get("groups");
-        cx.error(
-            "`groups` only applies to strategy = \"blue-green\"",
-            sp,
-            "set strategy = \"blue-green\", or remove groups",
-        );
-    }
-    if !matches!(strategy, Strategy::Canary { .. }) && t.table.contains_key("steps") {
-        let sp = t
-            .table
-            .get("steps")
-            .map(|v| v.span())
-            .unwrap_or(span.clone());
-        t.get("steps");
-        cx.error(
-            "`steps` only applies to strategy = \"canary\"",
-            sp,
-            "set strategy = \"canary\", or remove steps",
-        );
+    // Settings of the other strategies, set by mistake.
+    for (key, word) in [("groups", "blue-green"), ("steps", "canary")] {
+        if strategy.word() == word {
+            continue;
+        }
+        if let Some(v) = t.get(key) {
+            cx.error(
+                format!("`{key}` only applies to strategy = \"{word}\""),
+                v.span(),
+                format!("set strategy = \"{word}\", or remove {key}"),
+            );
+        }
     }
     let batches = match t.get("batches") {
         None => vec![BatchSize::Count(1)],
@@ -1335,53 +1307,55 @@ fn read_environment(
     };
     let max_fail = match t.get("max_fail") {
         None => 0.0,
-        Some(v) => match v.get_ref() {
-            DeValue::String(s) if s.trim() == "0%" || s.trim() == "0" => 0.0,
-            DeValue::String(s) => match parse_share(s) {
-                Some(p) => p / 100.0,
-                None => {
+        Some(v) => {
+            let count = match v.get_ref() {
+                DeValue::Integer(i) => parse_int(i).filter(|n| *n >= 0),
+                _ => None,
+            };
+            match (v.get_ref(), count) {
+                (DeValue::String(s), _) if s.trim() == "0%" || s.trim() == "0" => 0.0,
+                (DeValue::String(s), _) => match parse_share(s) {
+                    Some(p) => p / 100.0,
+                    None => {
+                        cx.error(
+                            format!("max_fail `{s}` is not a percentage"),
+                            v.span(),
+                            "e.g. max_fail = \"0%\" (no failed node tolerated) or \"25%\"",
+                        );
+                        0.0
+                    }
+                },
+                (_, Some(n)) => {
+                    let total = members.len().max(1) as f64;
+                    (n as f64 / total).min(1.0)
+                }
+                (other, None) => {
                     cx.error(
-                        format!("max_fail `{s}` is not a percentage"),
+                        format!(
+                            "max_fail must be a percentage or a node count, found {}",
+                            type_name(other)
+                        ),
                         v.span(),
-                        "e.g. max_fail = \"0%\" (no failed node tolerated) or \"25%\"",
+                        "e.g. max_fail = \"0%\" or max_fail = 1",
                     );
                     0.0
                 }
-            },
-            DeValue::Integer(i) if parse_int(i).map(|n| n >= 0).unwrap_or(false) => {
-                let n = parse_int(i).unwrap_or(0) as f64;
-                let total = members.len().max(1) as f64;
-                (n / total).min(1.0)
             }
-            other => {
-                cx.error(
-                    format!(
-                        "max_fail must be a percentage or a node count, found {}",
-                        type_name(other)
-                    ),
-                    v.span(),
-                    "e.g. max_fail = \"0%\" or max_fail = 1",
-                );
-                0.0
-            }
-        },
+        }
     };
-    let on_failure = match t.string(cx, "on_failure", "\"pause\"") {
-        None => OnFailure::Pause,
-        Some((s, sp)) => match s.as_str() {
-            "pause" => OnFailure::Pause,
-            "rollback" => OnFailure::Rollback,
-            "abort" => OnFailure::Abort,
-            other => {
-                cx.error(
-                    format!("on_failure `{other}` is not known"),
-                    sp,
-                    "use \"pause\", \"rollback\" or \"abort\"",
-                );
-                OnFailure::Pause
-            }
-        },
-    };
+    let on_failure = t
+        .choice(
+            cx,
+            "on_failure",
+            "\"pause\"",
+            &[
+                ("pause", OnFailure::Pause),
+                ("rollback", OnFailure::Rollback),
+                ("abort", OnFailure::Abort),
+            ],
+            "use \"pause\", \"rollback\" or \"abort\"",
+        )
+        .unwrap_or(OnFailure::Pause);
     let pause_after_first = t.bool(cx, "pause_after_first").unwrap_or(false);
     let protected = t.bool(cx, "protected").unwrap_or(false);
     let health = t
@@ -1586,21 +1560,18 @@ fn read_balancer(cx: &mut Cx, mut t: Obj) -> Option<Balancer> {
     let drain_timeout = t
         .duration(cx, "drain_timeout", "\"30s\"")
         .unwrap_or(Duration::from_secs(30));
-    let drain_timeout_action = match t.string(cx, "drain_timeout_action", "\"proceed\"") {
-        None => DrainTimeoutAction::Proceed,
-        Some((a, sp)) => match a.as_str() {
-            "proceed" => DrainTimeoutAction::Proceed,
-            "fail" => DrainTimeoutAction::Fail,
-            other => {
-                cx.error(
-                    format!("drain_timeout_action `{other}` is not known"),
-                    sp,
-                    "use \"proceed\" (default) or \"fail\"",
-                );
-                DrainTimeoutAction::Proceed
-            }
-        },
-    };
+    let drain_timeout_action = t
+        .choice(
+            cx,
+            "drain_timeout_action",
+            "\"proceed\"",
+            &[
+                ("proceed", DrainTimeoutAction::Proceed),
+                ("fail", DrainTimeoutAction::Fail),
+            ],
+            "use \"proceed\" (default) or \"fail\"",
+        )
+        .unwrap_or(DrainTimeoutAction::Proceed);
     let min_healthy = t
         .duration(cx, "min_healthy", "\"5s\"")
         .unwrap_or(Duration::ZERO);
@@ -1741,10 +1712,7 @@ fn read_canary(cx: &mut Cx, t: &mut Obj, env: &str, sp: Span) -> Strategy {
         o.finish(cx, &["nodes", "pause"]);
         match (nodes, pause) {
             (Some(n), None) => steps.push(CanaryStep::Nodes(n)),
-            (None, Some((p, psp))) if p == "manual" => {
-                let _ = psp;
-                steps.push(CanaryStep::Pause(None))
-            }
+            (None, Some((p, _))) if p == "manual" => steps.push(CanaryStep::Pause(None)),
             (None, Some((p, psp))) => match util::parse_duration(&p) {
                 Ok(d) => steps.push(CanaryStep::Pause(Some(d))),
                 Err(_) => cx.error(
@@ -1767,30 +1735,27 @@ fn read_canary(cx: &mut Cx, t: &mut Obj, env: &str, sp: Span) -> Strategy {
 }
 
 /// Report `{name}` placeholders that are not known, pointing into the string when possible.
-pub(super) fn check_placeholders_report(text: &str, span: Span) -> Vec<Diagnostic> {
-    util::unknown_placeholders(text)
-        .into_iter()
-        .map(|(name, offset)| {
-            // Point at the placeholder when the string is a plain one-line literal.
-            let start = span.start + 1 + offset;
-            let sp = if start + name.len() + 2 <= span.end {
-                start..start + name.len() + 2
-            } else {
-                span.clone()
-            };
-            let help = match did_you_mean(&name, util::PLACEHOLDERS) {
-                Some(s) => format!(
-                    "did you mean {{{s}}}? known: {}; write {{{{ for a literal brace",
-                    known()
-                ),
-                None => format!(
-                    "known placeholders: {}; write {{{{ for a literal brace",
-                    known()
-                ),
-            };
-            Diagnostic::new(format!("unknown placeholder `{{{name}}}`"), Some(sp)).help(help)
-        })
-        .collect()
+fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
+    for (name, offset) in util::unknown_placeholders(text) {
+        // Point at the placeholder when the string is a plain one-line literal.
+        let start = span.start + 1 + offset;
+        let sp = if start + name.len() + 2 <= span.end {
+            start..start + name.len() + 2
+        } else {
+            span.clone()
+        };
+        let help = match did_you_mean(&name, util::PLACEHOLDERS) {
+            Some(s) => format!(
+                "did you mean {{{s}}}? known: {}; write {{{{ for a literal brace",
+                known()
+            ),
+            None => format!(
+                "known placeholders: {}; write {{{{ for a literal brace",
+                known()
+            ),
+        };
+        cx.error(format!("unknown placeholder `{{{name}}}`"), sp, help);
+    }
 }
 
 fn known() -> String {
@@ -1799,10 +1764,6 @@ fn known() -> String {
         .map(|p| format!("{{{p}}}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn check_placeholders(cx: &mut Cx, text: &str, span: Span) {
-    cx.diags.extend(check_placeholders_report(text, span));
 }
 
 fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
@@ -1817,43 +1778,37 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
             );
         }
     }
-    let stage = match t.string(cx, "stage", "\"node\"") {
-        None => Stage::Node,
-        Some((s, sp)) => match s.as_str() {
-            "before" => Stage::Before,
-            "node" => Stage::Node,
-            "after" => Stage::After,
-            other => {
-                cx.error(
-                    format!("stage `{other}` is not known"),
-                    sp,
-                    "use \"before\", \"node\" (the default) or \"after\"",
-                );
-                Stage::Node
-            }
-        },
-    };
+    let stage = t
+        .choice(
+            cx,
+            "stage",
+            "\"node\"",
+            &[Stage::Before, Stage::Node, Stage::After].map(|s| (s.word(), s)),
+            "use \"before\", \"node\" (the default) or \"after\"",
+        )
+        .unwrap_or(Stage::Node);
     let once = t.bool(cx, "once").unwrap_or(false);
     let roles = t.strings(cx, "roles", "[\"migrator\"]").unwrap_or_default();
     let roles_span = t.table.get("roles").map(|v| v.span());
-    let where_ = match t.string(cx, "where", "\"local\"") {
-        None => Where::Node,
-        Some((s, sp)) => match s.as_str() {
-            "node" => Where::Node,
-            "local" => Where::Local,
-            other => {
-                cx.error(
-                    format!("where `{other}` is not known"),
-                    sp,
-                    "use \"node\" (the default) or \"local\" (this machine)",
-                );
-                Where::Node
-            }
-        },
-    };
+    let where_ = t
+        .choice(
+            cx,
+            "where",
+            "\"local\"",
+            &[("node", Where::Node), ("local", Where::Local)],
+            "use \"node\" (the default) or \"local\" (this machine)",
+        )
+        .unwrap_or(Where::Node);
     let run = t.string(cx, "run", "\"cd {release_path} && make\"");
     let function = t.string(cx, "function", "\"install_dependencies\"");
-    let builtin = t.string(cx, "builtin", "\"release\"");
+    let builtin = t.choice(
+        cx,
+        "builtin",
+        "\"release\"",
+        &[Builtin::Release, Builtin::Switch, Builtin::Cleanup].map(|b| (b.word(), b)),
+        "use \"release\", \"switch\" or \"cleanup\"",
+    );
+    let builtin_span = t.table.get("builtin").map(|v| v.span());
     let upload = t.table(
         cx,
         "upload",
@@ -1883,23 +1838,8 @@ fn read_phase(cx: &mut Cx, mut t: Obj) -> Option<Phase> {
         }
         actions.push((Action::Function(f), sp));
     }
-    if let Some((b, sp)) = builtin {
-        let bi = match b.as_str() {
-            "release" => Some(Builtin::Release),
-            "switch" => Some(Builtin::Switch),
-            "cleanup" => Some(Builtin::Cleanup),
-            other => {
-                cx.error(
-                    format!("builtin `{other}` is not known"),
-                    sp.clone(),
-                    "use \"release\", \"switch\" or \"cleanup\"",
-                );
-                None
-            }
-        };
-        if let Some(bi) = bi {
-            actions.push((Action::Builtin(bi), sp));
-        }
+    if let (Some(b), Some(sp)) = (builtin, builtin_span) {
+        actions.push((Action::Builtin(b), sp));
     }
     if let Some(mut u) = upload {
         let from = u.string(cx, "from", "\"dist/app-{release}.tar.gz\"");

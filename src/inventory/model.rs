@@ -18,8 +18,6 @@ pub type Span = Range<usize>;
 pub struct Inventory {
     /// The file it came from (for messages) and its directory (where `local` steps run).
     pub file: PathBuf,
-    #[serde(skip)]
-    pub source: String,
     pub app: App,
     pub nodes: Vec<Node>,
     pub environments: Vec<Environment>,
@@ -120,8 +118,6 @@ pub struct Node {
     pub ssh: SshSettings,
     /// The node's server name in the load balancer (default: its name).
     pub lb_server: String,
-    #[serde(skip)]
-    pub span: Span,
 }
 
 /// How nodes take their turn.
@@ -382,7 +378,7 @@ impl Default for Checklist {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Notify {
     #[serde(skip)]
     pub slack: Option<String>,
@@ -395,12 +391,34 @@ pub struct Notify {
     pub retries: u32,
 }
 
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            slack: None,
+            teams: None,
+            webhook: None,
+            timeout: Duration::from_secs(5),
+            retries: 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Before,
     Node,
     After,
+}
+
+impl Stage {
+    pub fn word(self) -> &'static str {
+        match self {
+            Stage::Before => "before",
+            Stage::Node => "node",
+            Stage::After => "after",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -416,6 +434,16 @@ pub enum Builtin {
     Release,
     Switch,
     Cleanup,
+}
+
+impl Builtin {
+    pub fn word(self) -> &'static str {
+        match self {
+            Builtin::Release => "release",
+            Builtin::Switch => "switch",
+            Builtin::Cleanup => "cleanup",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

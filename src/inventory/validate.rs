@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use super::model::*;
 use crate::diag::Diagnostic;
 
-pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
+/// `source` is the text `inv` was read from, for line numbers in messages.
+pub fn validate(inv: &Inventory, source: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let all_roles: Vec<&str> = inv
         .nodes
@@ -19,7 +20,7 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
     let mut seen: BTreeMap<&str, &Phase> = BTreeMap::new();
     for p in &inv.phases {
         if let Some(first) = seen.get(p.name.as_str()) {
-            let (line, _) = crate::diag::line_col(&inv.source, first.name_span.start);
+            let (line, _) = crate::diag::line_col(source, first.name_span.start);
             out.push(
                 Diagnostic::new(
                     format!("phase name `{}` is used twice", p.name),
@@ -80,12 +81,12 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
                         Diagnostic::new(
                             format!(
                                 "builtin `{}` cannot run in stage `{}`",
-                                builtin_name(*b),
-                                stage_name(p.stage)
+                                b.word(),
+                                p.stage.word()
                             ),
                             Some(p.span.clone()),
                         )
-                        .help(format!("put it in stage = \"{}\"", stage_name(want))),
+                        .help(format!("put it in stage = \"{}\"", want.word())),
                     );
                 }
             }
@@ -146,7 +147,7 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
         if all.len() > 1 {
             out.push(
                 Diagnostic::new(
-                    format!("builtin `{}` appears {} times", builtin_name(b), all.len()),
+                    format!("builtin `{}` appears {} times", b.word(), all.len()),
                     Some(all[1].span.clone()),
                 )
                 .help("keep one phase per builtin"),
@@ -263,20 +264,4 @@ pub fn validate(inv: &Inventory) -> Vec<Diagnostic> {
         }
     }
     out
-}
-
-pub fn builtin_name(b: Builtin) -> &'static str {
-    match b {
-        Builtin::Release => "release",
-        Builtin::Switch => "switch",
-        Builtin::Cleanup => "cleanup",
-    }
-}
-
-pub fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Before => "before",
-        Stage::Node => "node",
-        Stage::After => "after",
-    }
 }
