@@ -106,12 +106,7 @@ impl SshTarget {
             }
         }
         for hop in &self.jump {
-            if hop.is_empty()
-                || hop.starts_with('-')
-                || hop.chars().any(|c| {
-                    c.is_whitespace() || c.is_control() || matches!(c, ',' | '\'' | '"' | '%')
-                })
-            {
+            if !crate::util::valid_jump_hop(hop) {
                 return Err(bad("jump host", hop, "is not of the form user@host:port"));
             }
         }
