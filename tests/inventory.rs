@@ -92,6 +92,28 @@ fn shipped_demo_inventory_is_what_the_demo_writes() {
 }
 
 #[test]
+fn a_misspelt_check_key_lists_every_key_a_check_takes() {
+    let inv = "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\n\n\
+               [nodes.web-1]\nhost = \"10.0.0.1\"\n\n\
+               [environments.prod]\nnodes = [\"web-1\"]\n\n\
+               [[checks]]\nname = \"p99\"\nrun = \"echo 120\"\nmax = 200\nunit = \"ms\"\nunits = \"ms\"\n";
+    let err = load_str(Path::new("c.toml"), inv, &|_: &str| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("units"), "{err}");
+    let allowed = err
+        .split_once("allowed here: ")
+        .map(|(_, a)| a.lines().next().unwrap_or(""))
+        .unwrap_or_else(|| panic!("no list of allowed keys in:\n{err}"));
+    for key in ["min", "max", "unit", "on_fail"] {
+        assert!(
+            allowed.split(", ").any(|k| k == key),
+            "{key} missing from: {allowed}"
+        );
+    }
+}
+
+#[test]
 fn environment_values_are_interpolated_and_masked() {
     let text = std::fs::read_to_string("tests/fixtures/invalid/unset_variable.toml").unwrap();
     let env = |k: &str| {

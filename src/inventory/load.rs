@@ -388,6 +388,7 @@ const CHECK_KEYS: &[&str] = &[
     "on",
     "min",
     "max",
+    "unit",
     "prometheus",
     "manual",
     "timeout",
