@@ -3,6 +3,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "support/output.rs"]
+mod output;
+use output::text;
+
 fn deckhand(args: &[&str], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_deckhand"))
         .args(args)
@@ -10,14 +14,6 @@ fn deckhand(args: &[&str], state: &Path) -> Output {
         .env_remove("DECKHAND_INVENTORY")
         .output()
         .expect("run deckhand")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn current(dir: &Path, node: &str) -> String {
@@ -327,13 +323,13 @@ fn promote_ships_what_the_source_environment_verified() {
     assert_eq!(demo(t.path(), &["--nodes", "3"]).status.code(), Some(0));
     // A second environment that requires `demo` to have verified the release.
     let inv_path = t.path().join("deckhand.toml");
-    let mut text = std::fs::read_to_string(&inv_path).unwrap();
+    let mut toml = std::fs::read_to_string(&inv_path).unwrap();
     let d = t.path().display();
     for n in ["prod-1", "prod-2"] {
-        text.push_str(&format!("\n[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = [\"app\", \"migrator\"]\n"));
+        toml.push_str(&format!("\n[nodes.{n}]\ntransport = \"local\"\ndeploy_path = \"{d}/nodes/{n}\"\nroles = [\"app\", \"migrator\"]\n"));
     }
-    text.push_str("\n[environments.prod]\nnodes = [\"prod-1\", \"prod-2\"]\nrequires = \"demo\"\n");
-    std::fs::write(&inv_path, text).unwrap();
+    toml.push_str("\n[environments.prod]\nnodes = [\"prod-1\", \"prod-2\"]\nrequires = \"demo\"\n");
+    std::fs::write(&inv_path, toml).unwrap();
     let inv = inv_path.to_str().unwrap();
     let state = t.path().join("state");
 
@@ -351,8 +347,8 @@ fn promote_ships_what_the_source_environment_verified() {
         ],
         &state,
     );
-    assert_eq!(o.status.code(), Some(4), "{}", text_of(&o));
-    assert!(text_of(&o).contains("v9 has not passed demo's checklist"));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("v9 has not passed demo's checklist"));
 
     let o = deckhand(
         &[
@@ -367,8 +363,8 @@ fn promote_ships_what_the_source_environment_verified() {
         ],
         &state,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
-    assert!(text_of(&o).contains("v1.1 passed demo's checklist"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("v1.1 passed demo's checklist"));
     assert_eq!(current(t.path(), "prod-1"), "v1.1");
 }
 
@@ -387,16 +383,16 @@ fn config_shows_where_each_key_comes_from_with_secrets_masked() {
     )
     .unwrap();
     let inv_path = t.path().join("deckhand.toml");
-    let text = std::fs::read_to_string(&inv_path).unwrap().replace(
+    let toml = std::fs::read_to_string(&inv_path).unwrap().replace(
         "[environments.demo]\n",
         "[environments.demo]\nconfig = { example = \".env.example\" }\n",
     );
-    std::fs::write(&inv_path, text).unwrap();
+    std::fs::write(&inv_path, toml).unwrap();
     let o = deckhand(
         &["-i", inv_path.to_str().unwrap(), "config", "demo"],
         &t.path().join("state"),
     );
-    let out = text_of(&o);
+    let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
         out.lines()
@@ -414,8 +410,4 @@ fn config_shows_where_each_key_comes_from_with_secrets_masked() {
         "{out}"
     );
     assert!(!out.contains("hunter2hunter2"));
-}
-
-fn text_of(o: &Output) -> String {
-    text(o)
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::haproxy::{LbFleet, LbSpec};
+use common::text;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_deckhand")
@@ -26,14 +27,6 @@ fn cmd(f: &LbFleet, args: &[&str]) -> Command {
 
 fn run(f: &LbFleet, args: &[&str]) -> Output {
     cmd(f, args).output().expect("run deckhand")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn spawn(f: &LbFleet, args: &[&str]) -> Child {

@@ -4,38 +4,9 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::{Fleet, FleetSpec, InventorySpec};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn deploy(fleet: &Fleet, release: &str) -> Output {
-    fleet.deckhand(&[
-        "deploy",
-        "production",
-        "--release",
-        release,
-        "--headless",
-        "--yes",
-    ])
-}
-
-fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "exit status; output:\n{}",
-        text(o)
-    );
-}
+use support::{assert_exit, text, Fleet, FleetSpec, InventorySpec};
 
 /// Every node on `release`: the link, the app, the history and no lock left.
 fn assert_all_on(fleet: &Fleet, release: &str) {
@@ -79,7 +50,7 @@ fn a_rolling_deploy_over_ssh_puts_every_node_on_the_new_release() {
         assert_eq!(fleet.version(i).as_deref(), Some("none"));
     }
 
-    let out = deploy(&fleet, "v2");
+    let out = fleet.deploy("v2");
     assert_exit(&out, 0);
     assert_all_on(&fleet, "v2");
     for i in 0..4 {
@@ -152,7 +123,7 @@ fn the_same_deploy_through_the_bastion() {
         via_bastion: true,
         ..Default::default()
     });
-    let out = deploy(&fleet, "v2");
+    let out = fleet.deploy("v2");
     assert_exit(&out, 0);
     assert_all_on(&fleet, "v2");
     for (i, n) in fleet.nodes.iter().enumerate() {
@@ -171,8 +142,8 @@ fn the_same_deploy_through_the_bastion() {
 fn rollback_over_ssh_returns_every_node_to_the_previous_release() {
     let fleet = FleetSpec::nodes(3).with_apps().start();
     fleet.write_inventory(&InventorySpec::default());
-    assert_exit(&deploy(&fleet, "v1"), 0);
-    assert_exit(&deploy(&fleet, "v2"), 0);
+    assert_exit(&fleet.deploy("v1"), 0);
+    assert_exit(&fleet.deploy("v2"), 0);
     assert_all_on(&fleet, "v2");
 
     let out = fleet.deckhand(&["rollback", "production", "--headless", "--yes"]);
@@ -195,7 +166,7 @@ fn a_host_key_mismatch_stops_the_run_at_preflight_with_nothing_changed() {
     let mut fleet = FleetSpec::nodes(3).with_apps().start();
     fleet.write_inventory(&InventorySpec::default());
     fleet.change_host_key(1);
-    let out = deploy(&fleet, "v2");
+    let out = fleet.deploy("v2");
     assert_exit(&out, 4);
     let said = text(&out);
     let line = said
@@ -238,21 +209,9 @@ fn a_node_whose_sshd_dies_mid_deployment_fails_its_step_and_the_others_end_consi
         ),
         ..Default::default()
     });
-    assert_exit(&deploy(&fleet, "v1"), 0);
+    assert_exit(&fleet.deploy("v1"), 0);
 
-    let child = fleet
-        .deckhand_command(&[
-            "deploy",
-            "production",
-            "--release",
-            "v2",
-            "--headless",
-            "--yes",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start deckhand");
+    let child = fleet.spawn_deploy("v2");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "node2's step never started");
@@ -294,8 +253,8 @@ fn a_step_past_its_timeout_is_killed_on_the_node_and_the_run_follows_on_failure(
         extra_phases: "[[phases]]\nname = \"compile\"\nrun = \"if [ {node} = node2 ] && [ {release} = v2 ]; then sleep 4701 & sleep 4702; fi; echo compiled\"\ntimeout = \"1s\"\n".into(),
         ..Default::default()
     });
-    assert_exit(&deploy(&fleet, "v1"), 0);
-    let out = deploy(&fleet, "v2");
+    assert_exit(&fleet.deploy("v1"), 0);
+    let out = fleet.deploy("v2");
     assert_exit(&out, 1);
     let said = text(&out);
     assert!(
@@ -356,7 +315,7 @@ fn the_seeds_deploy_script_runs_phase_by_phase_over_ssh() {
         phases: Some(phases),
         ..Default::default()
     });
-    let out = deploy(&fleet, "v2");
+    let out = fleet.deploy("v2");
     assert_exit(&out, 0);
     for i in 0..2 {
         let n = &fleet.nodes[i];
@@ -422,20 +381,8 @@ fn quitting_the_console_kills_the_running_step_on_the_node() {
         ),
         ..Default::default()
     });
-    assert_exit(&deploy(&fleet, "v1"), 0);
-    let child = fleet
-        .deckhand_command(&[
-            "deploy",
-            "production",
-            "--release",
-            "v2",
-            "--headless",
-            "--yes",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start deckhand");
+    assert_exit(&fleet.deploy("v1"), 0);
+    let child = fleet.spawn_deploy("v2");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "the step never started");

@@ -5,19 +5,10 @@
 mod common;
 mod support;
 
-use std::process::Output;
 use std::time::Duration;
 
 use common::haproxy::{Haproxy, Load};
-use support::{FleetSpec, InventorySpec};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{text, FleetSpec, InventorySpec};
 
 fn chmod(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
@@ -28,14 +19,7 @@ fn chmod(path: &std::path::Path, mode: u32) {
 async fn haproxy_through_a_node_keeps_a_rolling_deploy_and_its_rollback_at_zero_failures() {
     let fleet = FleetSpec::nodes(4).with_apps().start();
     let inv = fleet.write_inventory(&InventorySpec::default());
-    let o = fleet.deckhand(&[
-        "deploy",
-        "production",
-        "--release",
-        "v1",
-        "--headless",
-        "--yes",
-    ]);
+    let o = fleet.deploy("v1");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // HAProxy in front of the nodes' apps; its admin socket reachable by the fleet's login user.
@@ -201,14 +185,7 @@ fn a_node_that_stops_answering_times_out_and_the_run_rolls_back() {
             .into(),
         ..Default::default()
     });
-    let o = fleet.deckhand(&[
-        "deploy",
-        "production",
-        "--release",
-        "v1",
-        "--headless",
-        "--yes",
-    ]);
+    let o = fleet.deploy("v1");
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -218,19 +195,7 @@ fn a_node_that_stops_answering_times_out_and_the_run_rolls_back() {
 
     // v2: web-2's sshd (listener and sessions) is frozen while its migrate step runs, so the
     // step's end never reaches the console.
-    let child = fleet
-        .deckhand_command(&[
-            "deploy",
-            "production",
-            "--release",
-            "v2",
-            "--headless",
-            "--yes",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = fleet.spawn_deploy("v2");
     let marker = fleet.nodes[1].deploy_path.join("releases/v2/MIGRATING");
     let t = std::time::Instant::now();
     while !marker.exists() {
@@ -305,14 +270,7 @@ fn a_flapping_health_check_is_absorbed_by_its_retries() {
     );
     assert_ne!(toml, flapping);
     std::fs::write(&inv, flapping).unwrap();
-    let o = fleet.deckhand(&[
-        "deploy",
-        "production",
-        "--release",
-        "v1",
-        "--headless",
-        "--yes",
-    ]);
+    let o = fleet.deploy("v1");
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("attempt 1/6: exited with status 1"), "{out}");

@@ -5,7 +5,11 @@
 
 pub mod haproxy;
 pub mod http;
+#[path = "../support/output.rs"]
+mod output;
 pub mod prometheus;
+#[allow(unused_imports)]
+pub use output::{assert_exit, text};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

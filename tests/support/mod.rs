@@ -11,6 +11,10 @@
 
 #![allow(dead_code)]
 
+mod output;
+#[allow(unused_imports)]
+pub use output::{assert_exit, text};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -627,6 +631,34 @@ impl Fleet {
     /// fleet's directory.
     pub fn deckhand(&self, args: &[&str]) -> std::process::Output {
         self.deckhand_command(args).output().expect("run deckhand")
+    }
+
+    /// `deckhand deploy production --release RELEASE --headless --yes`, to its end.
+    pub fn deploy(&self, release: &str) -> std::process::Output {
+        self.deckhand(&[
+            "deploy",
+            "production",
+            "--release",
+            release,
+            "--headless",
+            "--yes",
+        ])
+    }
+
+    /// The same deploy, started and left running, its output piped.
+    pub fn spawn_deploy(&self, release: &str) -> Child {
+        self.deckhand_command(&[
+            "deploy",
+            "production",
+            "--release",
+            release,
+            "--headless",
+            "--yes",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start deckhand")
     }
 
     pub fn deckhand_command(&self, args: &[&str]) -> Command {
