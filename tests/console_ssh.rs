@@ -4,50 +4,11 @@
 
 mod support;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use support::{FleetSpec, InventorySpec};
 
-struct Tmux(String);
-
-impl Tmux {
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.0, "capture-pane", "-p", "-t", "console"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn keys(&self, k: &str) {
-        Command::new("tmux")
-            .args(["-L", &self.0, "send-keys", "-t", "console", k])
-            .status()
-            .unwrap();
-    }
-    fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited {secs}s for {what}; the screen shows:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.0, "kill-server"])
-            .status();
-    }
-}
+#[path = "support/tmux.rs"]
+mod tmux;
+use tmux::Tmux;
 
 #[test]
 fn the_console_deploys_over_ssh_without_ssh_touching_the_terminal() {
@@ -79,26 +40,7 @@ fn the_console_deploys_over_ssh_without_ssh_touching_the_terminal() {
         env!("CARGO_BIN_EXE_deckhand"),
         inv.display()
     );
-    let t = Tmux(format!("deckhand-ssh-{}", std::process::id()));
-    let ok = Command::new("tmux")
-        .args([
-            "-L",
-            &t.0,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "console",
-            "-x",
-            "120",
-            "-y",
-            "36",
-            &cmd,
-        ])
-        .status()
-        .expect("tmux must be installed (scripts/test.sh installs it)");
-    assert!(ok.success());
+    let t = Tmux::start(&cmd);
     let s = t.wait_for("the gate after the first node", 60, |s| {
         s.contains("WAITING")
     });
