@@ -101,6 +101,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         return;
     }
     let width = inner.width as usize;
+    // Names take what they need (up to what leaves room for a value); values the rest.
+    let longest = app
+        .checks
+        .iter()
+        .map(|c| c.info.name.chars().count())
+        .max()
+        .unwrap_or(10);
+    let name_w = longest
+        .min(30)
+        .min(width.saturating_sub(3 + 1 + 8 + 12))
+        .max(10);
+    let value_w = width.saturating_sub(3 + 1 + 8 + name_w);
     let mut lines: Vec<Line> = Vec::new();
     let mut selected_line = 0;
     for (w, (key, seed_heading)) in WINDOWS.iter().enumerate() {
@@ -150,18 +162,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             } else {
                 c.value.clone().unwrap_or_default()
             };
-            // Names take what they need (up to what leaves room for a value); values the rest.
-            let longest = app
-                .checks
-                .iter()
-                .map(|c| c.info.name.chars().count())
-                .max()
-                .unwrap_or(10);
-            let name_w = longest
-                .min(30)
-                .min(width.saturating_sub(3 + 1 + 8 + 12))
-                .max(10);
-            let value_w = width.saturating_sub(3 + 1 + 8 + name_w);
             let value = super::grid::truncate(&value, value_w, &app.glyphs);
             let name = super::grid::truncate(&c.info.name, name_w, &app.glyphs);
             let mut name_style = th.get("text");
