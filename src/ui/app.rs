@@ -881,11 +881,15 @@ impl App {
             .count()
     }
 
+    /// The screen's clock: the wall clock, but never before the last event seen (a replay, or
+    /// an event stamped a little ahead of this machine's clock).
+    pub fn now(&self) -> i64 {
+        self.now_ms.max(self.last_event_ms)
+    }
+
     pub fn elapsed_ms(&self) -> Option<i64> {
         let start = self.run.as_ref()?.started_ms;
-        let end = self
-            .finished_ms
-            .unwrap_or(self.now_ms.max(self.last_event_ms));
+        let end = self.finished_ms.unwrap_or(self.now());
         Some((end - start).max(0))
     }
 
@@ -901,9 +905,7 @@ impl App {
     }
 
     pub fn flash_now(&self) -> Option<&Flash> {
-        self.flash
-            .as_ref()
-            .filter(|f| f.until_ms > self.now_ms.max(self.last_event_ms))
+        self.flash.as_ref().filter(|f| f.until_ms > self.now())
     }
 
     fn flash_at(&mut self, level: FlashLevel, text: String, at: i64) {
@@ -916,7 +918,7 @@ impl App {
     }
 
     pub fn flash(&mut self, level: FlashLevel, text: impl Into<String>) {
-        let at = self.now_ms.max(self.last_event_ms);
+        let at = self.now();
         self.flash_at(level, text.into(), at);
     }
 

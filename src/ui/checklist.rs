@@ -69,7 +69,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let left = app
         .monitoring
         .as_ref()
-        .map(|(w, ends)| (w, (ends - app.now_ms.max(app.last_event_ms)).max(0)))
+        .map(|(w, ends)| (w, (ends - app.now()).max(0)))
         .filter(|(_, left)| *left > 0);
     let watching = match left {
         Some((window, left)) => format!(

@@ -42,9 +42,7 @@ fn phase_line<'a>(app: &App, p: &'a PhaseView, name_w: usize) -> Line<'a> {
     let th = &app.theme;
     let (glyph, word, key) = status_look(app, p);
     let dur = match (p.status, p.duration_ms, p.started_ms) {
-        (PhaseStatus::Running, _, Some(start)) => {
-            duration((app.now_ms.max(app.last_event_ms) - start).max(0) as u64)
-        }
+        (PhaseStatus::Running, _, Some(start)) => duration((app.now() - start).max(0) as u64),
         (_, Some(d), _) => duration(d),
         _ => String::new(),
     };

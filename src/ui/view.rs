@@ -268,7 +268,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
             Some(until) => format!(
                 "gate: {} — passes by itself in {}; enter promotes now, R rolls back",
                 app.gate.as_deref().unwrap_or("waiting"),
-                clock((until - app.now_ms.max(app.last_event_ms)).max(0))
+                clock((until - app.now()).max(0))
             ),
             None => format!(
                 "gate: {} — enter promotes, R rolls back",
