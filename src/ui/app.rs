@@ -255,7 +255,6 @@ pub enum Effect {
     PauseAndLeave,
     ReplayPause,
     ReplayStep,
-    ReplaySpeed(f64),
     /// The log pane's filter changed (`None`: every line).
     LogFilter(Option<String>),
     /// Page through the log pane's history.
@@ -340,10 +339,6 @@ pub struct App {
     pub replay_speed: f64,
     /// A control sent but not yet answered by an event (shown optimistically).
     pending: Option<Control>,
-    /// Leaving once the run has paused.
-    pub leaving: bool,
-    /// Manual checklist items the operator ticked (by position in the checklist).
-    pub ticked: Vec<usize>,
 }
 
 impl App {
@@ -388,8 +383,6 @@ impl App {
             replay_paused: false,
             replay_speed: 1.0,
             pending: None,
-            leaving: false,
-            ticked: Vec::new(),
         }
     }
 
@@ -1106,7 +1099,6 @@ impl App {
             }
             Action::PauseAndLeave => {
                 self.dialog = None;
-                self.leaving = true;
                 if self.rolling_back {
                     self.flash(FlashLevel::Warn, "leaving once the rollback has finished");
                 } else {
@@ -1166,8 +1158,9 @@ impl App {
                     (self.replay_speed / 2.0).max(0.25)
                 };
                 self.replay_speed = s;
+                // The replay loop reads the speed from here when it schedules the next event.
                 self.flash(FlashLevel::Info, format!("replay speed ×{s}"));
-                vec![Effect::ReplaySpeed(s)]
+                vec![]
             }
         }
     }
@@ -1221,7 +1214,6 @@ impl App {
         c.status = CheckStatus::Pass;
         c.value = Some("confirmed".into());
         let name = c.info.name.clone();
-        self.ticked.push(pos);
         self.flash(FlashLevel::Info, format!("ticked: {name}"));
         vec![Effect::Send(Control::Confirm { check: name })]
     }
@@ -1532,7 +1524,9 @@ mod tests {
         assert!(app.dialog.is_none());
         app.handle_key(key('q'));
         assert_eq!(app.handle_key(key('p')), vec![Effect::PauseAndLeave]);
-        assert!(app.leaving);
+        assert!(app.flash_now().is_some_and(|f| f
+            .text
+            .starts_with("leaving: pausing after the running step")));
         assert_eq!(app.mode(), Mode::Pausing);
     }
 
