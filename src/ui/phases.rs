@@ -6,7 +6,7 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
@@ -238,7 +238,6 @@ pub fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let y = inner.bottom().saturating_sub(1);
     buf.set_stringn(inner.x, y, status, inner.width as usize, th.get("accent"));
-    let _ = Style::default();
 }
 
 fn truncate(s: &str, w: usize) -> String {
