@@ -28,28 +28,19 @@ fn clock(at_ms: i64) -> String {
         .unwrap_or_else(|| "--:--:--".into())
 }
 
-fn result_word(r: StepResult) -> &'static str {
+/// A step's result, upper-cased when it failed or timed out so that it stands out in a CI log.
+fn result_word(r: StepResult) -> String {
     match r {
-        StepResult::Ok => "ok",
-        StepResult::Failed => "FAILED",
-        StepResult::TimedOut => "TIMED OUT",
-        StepResult::Killed => "killed",
-        StepResult::Skipped => "skipped",
+        StepResult::Failed | StepResult::TimedOut => r.word().to_uppercase(),
+        _ => r.word().to_string(),
     }
 }
 
-fn state_word(s: NodeState) -> &'static str {
+/// A node's state, upper-cased when it failed.
+fn state_word(s: NodeState) -> String {
     match s {
-        NodeState::Waiting => "waiting",
-        NodeState::Draining => "draining",
-        NodeState::Updating => "updating",
-        NodeState::Checking => "checking health",
-        NodeState::Enabling => "enabling",
-        NodeState::Done => "done",
-        NodeState::Failed => "FAILED",
-        NodeState::RollingBack => "rolling back",
-        NodeState::RolledBack => "rolled back",
-        NodeState::Skipped => "skipped",
+        NodeState::Failed => s.word().to_uppercase(),
+        _ => s.word().to_string(),
     }
 }
 

@@ -93,11 +93,15 @@ pub enum Focus {
 pub enum PhaseStatus {
     Pending,
     Running,
-    Ok,
-    Failed,
-    TimedOut,
-    Killed,
-    Skipped,
+    /// The step ended, this way.
+    Ended(StepResult),
+}
+
+impl PhaseStatus {
+    /// The step ended badly (failed, timed out or was killed).
+    pub fn failed(self) -> bool {
+        matches!(self, PhaseStatus::Ended(r) if r.failed())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -574,22 +578,16 @@ impl App {
                 message,
             } => {
                 let p = self.phase_mut(node.as_deref(), phase);
-                p.status = match result {
-                    StepResult::Ok => PhaseStatus::Ok,
-                    StepResult::Failed => PhaseStatus::Failed,
-                    StepResult::TimedOut => PhaseStatus::TimedOut,
-                    StepResult::Killed => PhaseStatus::Killed,
-                    StepResult::Skipped => PhaseStatus::Skipped,
-                };
+                p.status = PhaseStatus::Ended(*result);
                 p.duration_ms = Some(*duration_ms);
                 p.message = message.clone();
-                let failed = !matches!(result, StepResult::Ok | StepResult::Skipped);
+                let failed = result.failed();
                 if let Some(n) = node.as_deref().and_then(|n| self.node_mut(n)) {
                     if n.phase.as_deref() == Some(phase) {
                         n.phase = None;
                     }
                     if failed {
-                        let word = result_word(*result);
+                        let word = result.word();
                         n.problem = Some(match message {
                             Some(m) => format!("{phase} {word}: {m}"),
                             None => format!("{phase} {word}"),
@@ -598,7 +596,7 @@ impl App {
                 } else if failed {
                     let text = format!(
                         "{phase} {} on this machine{}",
-                        result_word(*result),
+                        result.word(),
                         message
                             .as_deref()
                             .map(|m| format!(": {m}"))
@@ -1379,16 +1377,6 @@ impl App {
                 self.flash(FlashLevel::Warn, text);
             }
         }
-    }
-}
-
-fn result_word(r: StepResult) -> &'static str {
-    match r {
-        StepResult::Ok => "ok",
-        StepResult::Failed => "failed",
-        StepResult::TimedOut => "timed out",
-        StepResult::Killed => "killed",
-        StepResult::Skipped => "skipped",
     }
 }
 

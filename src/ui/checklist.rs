@@ -35,16 +35,23 @@ fn window_index(window: &str) -> usize {
     }
 }
 
+/// An item's glyph, status word and theme key. The status column is 8 wide: an item that
+/// needs confirmation reads `confirm` there (its value says `space to tick`).
 pub fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'static str) {
     let g = &app.glyphs;
-    match s {
-        CheckStatus::Pending => (g.box_empty, "pending", "check_pending"),
-        CheckStatus::Running => (g.spinner_frame(app.frame), "running", "check_running"),
-        CheckStatus::Pass => (g.ok, "pass", "check_pass"),
-        CheckStatus::Fail => (g.fail, "fail", "check_fail"),
-        CheckStatus::Unknown => (g.unknown, "unknown", "check_unknown"),
-        CheckStatus::NeedsConfirmation => (g.confirm, "confirm", "check_confirm"),
-    }
+    let (glyph, key) = match s {
+        CheckStatus::Pending => (g.box_empty, "check_pending"),
+        CheckStatus::Running => (g.spinner_frame(app.frame), "check_running"),
+        CheckStatus::Pass => (g.ok, "check_pass"),
+        CheckStatus::Fail => (g.fail, "check_fail"),
+        CheckStatus::Unknown => (g.unknown, "check_unknown"),
+        CheckStatus::NeedsConfirmation => (g.confirm, "check_confirm"),
+    };
+    let word = match s {
+        CheckStatus::NeedsConfirmation => "confirm",
+        _ => s.word(),
+    };
+    (glyph, word, key)
 }
 
 /// The checklist's items in display order (by window), as positions into `app.checks`.

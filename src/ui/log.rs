@@ -218,13 +218,10 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             message,
         } => (
             at_node(node),
-            if matches!(
-                result,
-                crate::engine::event::StepResult::Ok | crate::engine::event::StepResult::Skipped
-            ) {
-                Level::Info
-            } else {
+            if result.failed() {
                 Level::Error
+            } else {
+                Level::Info
             },
             format!(
                 "{phase}: {} in {}{}",

@@ -11,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use super::app::{App, PhaseStatus, PhaseView};
-use crate::engine::event::NodeState;
+use crate::engine::event::{NodeState, StepResult};
 
 /// `1.2s`, `42s`, `3m05s`.
 pub fn duration(ms: u64) -> String {
@@ -30,11 +30,16 @@ fn status_look(app: &App, p: &PhaseView) -> (&'static str, &'static str, &'stati
     match p.status {
         PhaseStatus::Pending => (g.pending, "pending", "phase_pending"),
         PhaseStatus::Running => (g.spinner_frame(app.frame), "running", "phase_running"),
-        PhaseStatus::Ok => (g.ok, "ok", "phase_ok"),
-        PhaseStatus::Failed => (g.fail, "failed", "phase_failed"),
-        PhaseStatus::TimedOut => (g.fail, "timed out", "phase_failed"),
-        PhaseStatus::Killed => (g.fail, "killed", "phase_failed"),
-        PhaseStatus::Skipped => (g.skipped, "skipped", "phase_skipped"),
+        PhaseStatus::Ended(r) => {
+            let (glyph, key) = match r {
+                StepResult::Ok => (g.ok, "phase_ok"),
+                StepResult::Skipped => (g.skipped, "phase_skipped"),
+                StepResult::Failed | StepResult::TimedOut | StepResult::Killed => {
+                    (g.fail, "phase_failed")
+                }
+            };
+            (glyph, r.word(), key)
+        }
     }
 }
 
@@ -47,14 +52,7 @@ fn phase_line<'a>(app: &App, p: &'a PhaseView, name_w: usize) -> Line<'a> {
         _ => String::new(),
     };
     let detail = match (&p.message, &p.last_line) {
-        (Some(m), _)
-            if matches!(
-                p.status,
-                PhaseStatus::Failed | PhaseStatus::TimedOut | PhaseStatus::Killed
-            ) =>
-        {
-            m.clone()
-        }
+        (Some(m), _) if p.status.failed() => m.clone(),
         (_, Some(l)) => l.clone(),
         _ => String::new(),
     };
@@ -114,12 +112,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     // The node's problem in full goes under the row that failed, so that rows added after it
     // (a rollback's) read below it in the order they happened; with no failed row (preflight),
     // at the end.
-    let failed_row = node_phases.iter().rposition(|p| {
-        matches!(
-            p.status,
-            PhaseStatus::Failed | PhaseStatus::TimedOut | PhaseStatus::Killed
-        )
-    });
+    let failed_row = node_phases.iter().rposition(|p| p.status.failed());
     // A rollback re-runs rows that had failed; then the line says what the rollback followed.
     let mut problem = app.selected_node().and_then(|n| {
         let problem = n.problem.as_ref()?;
