@@ -187,7 +187,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
         EventKind::NodeState { node, state } => (
             node.clone(),
             Level::Info,
-            format!("state: {}", format!("{state:?}").to_lowercase()),
+            format!("state: {}", state.word()),
         ),
         EventKind::NodeRelease { node, release } => (
             node.clone(),
@@ -225,7 +225,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             },
             format!(
                 "{phase}: {} in {}{}",
-                format!("{result:?}").to_lowercase(),
+                result.word(),
                 super::phases::duration(*duration_ms),
                 message
                     .as_deref()
@@ -271,7 +271,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             Level::Info,
             format!(
                 "check {name}: {}{}",
-                format!("{status:?}").to_lowercase(),
+                status.word(),
                 value
                     .as_deref()
                     .map(|v| format!(" ({v})"))
@@ -309,4 +309,50 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             format!("finished: {}: {message}", outcome.word()),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{CheckStatus, NodeState, StepResult};
+
+    fn text(kind: EventKind) -> String {
+        let event = Event {
+            seq: 1,
+            at_ms: 0,
+            kind,
+        };
+        describe(&event).expect("a log line").2
+    }
+
+    #[test]
+    fn log_lines_use_the_operators_words() {
+        let step = |result| {
+            text(EventKind::StepFinished {
+                node: Some("web-3".into()),
+                phase: "health".into(),
+                result,
+                duration_ms: 30_000,
+                message: None,
+            })
+        };
+        assert_eq!(step(StepResult::TimedOut), "health: timed out in 30s");
+        assert_eq!(step(StepResult::Ok), "health: ok in 30s");
+        let state = |state| {
+            text(EventKind::NodeState {
+                node: "web-3".into(),
+                state,
+            })
+        };
+        assert_eq!(state(NodeState::RollingBack), "state: rolling back");
+        assert_eq!(state(NodeState::RolledBack), "state: rolled back");
+        assert_eq!(state(NodeState::Checking), "state: checking health");
+        let check = text(EventKind::Check {
+            name: "All critical paths tested".into(),
+            node: None,
+            status: CheckStatus::NeedsConfirmation,
+            value: None,
+        });
+        assert_eq!(check, "check All critical paths tested: needs confirmation");
+    }
 }
