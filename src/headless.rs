@@ -44,6 +44,14 @@ fn state_word(s: NodeState) -> String {
     }
 }
 
+/// A checklist result, upper-cased when it failed.
+fn check_word(s: CheckStatus) -> String {
+    match s {
+        CheckStatus::Fail => s.word().to_uppercase(),
+        _ => s.word().to_string(),
+    }
+}
+
 impl<W: Write> Printer<W> {
     pub fn new(out: W, format: Format) -> Self {
         Printer {
@@ -219,8 +227,9 @@ impl<W: Write> Printer<W> {
                 status,
                 value,
             } => format!(
-                "{:<12} check {name}: {status:?}{}",
+                "{:<12} check {name}: {}{}",
                 node.clone().unwrap_or_else(|| "checklist".into()),
+                check_word(*status),
                 value
                     .as_ref()
                     .map(|v| format!(" ({v})"))
@@ -244,5 +253,44 @@ impl<W: Write> Printer<W> {
                 outcome, message, ..
             } => format!("{}: {message}", outcome.word().to_uppercase()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: EventKind) -> String {
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.text(&Event {
+            seq: 1,
+            at_ms: 0,
+            kind,
+        })
+        .expect("a line")
+    }
+
+    #[test]
+    fn checklist_results_read_as_words() {
+        let check = |status, value: Option<&str>| {
+            line(EventKind::Check {
+                name: "All critical paths tested".into(),
+                node: None,
+                status,
+                value: value.map(String::from),
+            })
+        };
+        assert_eq!(
+            check(CheckStatus::NeedsConfirmation, None),
+            "checklist    check All critical paths tested: needs confirmation"
+        );
+        assert_eq!(
+            check(CheckStatus::Pass, Some("confirmed")),
+            "checklist    check All critical paths tested: pass (confirmed)"
+        );
+        assert_eq!(
+            check(CheckStatus::Fail, Some("503")),
+            "checklist    check All critical paths tested: FAIL (503)"
+        );
     }
 }
