@@ -85,6 +85,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     block.render(area, buf);
 
     let mut lines: Vec<Line> = Vec::new();
+    // The first running row, noted as it is pushed, to keep it in view below.
+    let mut running: Option<usize> = None;
     let node_phases: &[PhaseView] = app
         .selected_node()
         .map(|n| n.phases.as_slice())
@@ -99,6 +101,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     if !app.local.is_empty() {
         lines.push(Line::from(Span::styled(" on this machine", th.get("dim"))));
         for p in &app.local {
+            if p.status == PhaseStatus::Running && running.is_none() {
+                running = Some(lines.len());
+            }
             lines.push(phase_line(app, p, name_w));
         }
         lines.push(Line::from(Span::styled(
@@ -127,6 +132,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         )))
     });
     for (i, p) in node_phases.iter().enumerate() {
+        if p.status == PhaseStatus::Running && running.is_none() {
+            running = Some(lines.len());
+        }
         lines.push(phase_line(app, p, name_w));
         if Some(i) == failed_row {
             lines.extend(problem.take());
@@ -140,10 +148,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         )));
     }
     // Keep the running phase in view when the list is taller than the pane.
-    let running = lines
-        .iter()
-        .position(|l| l.spans.iter().any(|s| s.content.contains("running")))
-        .unwrap_or(0);
+    let running = running.unwrap_or(0);
     let h = inner.height as usize;
     let skip = if lines.len() > h && running >= h {
         running + 1 - h
