@@ -121,28 +121,27 @@ pub fn release_text(app: &App, n: &NodeView) -> String {
     current
 }
 
-/// Whether the fleet is drawn compact in this area.
-pub fn is_compact(app: &App, area: Rect) -> bool {
-    if app.nodes.len() > COMPACT_ABOVE {
-        return true;
-    }
-    let (_, cols) = box_geometry(app, area.width);
-    let rows = app.nodes.len().div_ceil(cols.max(1)) as u16;
-    3 + rows * (BOX_H + 1) > area.height
+/// How the grid is drawn, decided once per frame by [`layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One box per node: the boxes' inner width and how many go in a row.
+    Boxes { inner: usize, cols: usize },
+    /// One cell per node, with counts per state.
+    Compact,
 }
 
-/// Height the grid needs at this width when it may use at most `max_h` rows: the boxes when
-/// they fit, else the compact grid.
-pub fn wanted_height(app: &App, width: u16, max_h: u16) -> u16 {
-    let (_, cols) = box_geometry(app, width);
+/// How the grid is drawn at this width when it may use at most `max_h` rows, and the height
+/// it needs: the boxes when they fit, else the compact grid.
+pub fn layout(app: &App, width: u16, max_h: u16) -> (Shape, u16) {
+    let (inner, cols) = box_geometry(app, width);
     let rows = app.nodes.len().max(1).div_ceil(cols.max(1)) as u16;
     let boxes = 3 + rows * (BOX_H + 1);
     if app.nodes.len() <= COMPACT_ABOVE && boxes <= max_h {
-        return boxes;
+        return (Shape::Boxes { inner, cols }, boxes);
     }
     let per_row = ((width.saturating_sub(2)) / 2).max(1) as usize;
     let rows = app.nodes.len().max(1).div_ceil(per_row) as u16;
-    (3 + rows + 1).min(max_h)
+    (Shape::Compact, (3 + rows + 1).min(max_h))
 }
 
 fn box_geometry(app: &App, width: u16) -> (usize, usize) {
@@ -164,14 +163,14 @@ fn box_geometry(app: &App, width: u16) -> (usize, usize) {
     (inner, cols)
 }
 
-pub fn render(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
+/// Draw the grid in the shape [`layout`] chose for this area's width.
+pub fn render(app: &mut App, shape: Shape, area: Rect, buf: &mut Buffer, focused: bool) {
     if area.height < 3 || area.width < 20 {
         return;
     }
-    if is_compact(app, area) {
-        render_compact(app, area, buf, focused);
-    } else {
-        render_boxes(app, area, buf, focused);
+    match shape {
+        Shape::Boxes { inner, cols } => render_boxes(app, inner, cols, area, buf, focused),
+        Shape::Compact => render_compact(app, area, buf, focused),
     }
 }
 
@@ -229,8 +228,14 @@ fn balancer_title(app: &App) -> String {
     )
 }
 
-fn render_boxes(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
-    let (inner, cols) = box_geometry(app, area.width);
+fn render_boxes(
+    app: &mut App,
+    inner: usize,
+    cols: usize,
+    area: Rect,
+    buf: &mut Buffer,
+    focused: bool,
+) {
     app.grid_columns = cols;
     let app: &App = app;
     let th = &app.theme;

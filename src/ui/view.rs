@@ -45,10 +45,10 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
     .areas(area);
     draw_header(app, header, buf);
 
-    let grid_h = grid::wanted_height(app, body.width, body.height.saturating_sub(9).max(5));
+    let (shape, grid_h) = grid::layout(app, body.width, body.height.saturating_sub(9).max(5));
     let [grid_area, panes] =
         Layout::vertical([Constraint::Length(grid_h), Constraint::Min(6)]).areas(body);
-    grid::render(app, grid_area, buf, app.focus == Focus::Grid);
+    grid::render(app, shape, grid_area, buf, app.focus == Focus::Grid);
 
     let (panes, log_area) = if app.show_log {
         let [p, l] =
