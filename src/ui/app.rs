@@ -197,11 +197,17 @@ pub struct CheckView {
     pub nodes: BTreeMap<String, (CheckStatus, Option<String>)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlashLevel {
-    Info,
-    Warn,
-    Error,
+/// A flash message's level: the engine's own [`Level`], so a notice keeps its level.
+pub use crate::engine::event::Level as FlashLevel;
+
+/// How serious a verdict of the rollback tree is: `rollback` an error, `alert` and
+/// `unconfirmed` (manual items left open) a warning, anything else news.
+pub fn verdict_level(verdict: &str) -> Level {
+    match verdict {
+        "rollback" => Level::Error,
+        "alert" | "unconfirmed" => Level::Warn,
+        _ => Level::Info,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -656,12 +662,7 @@ impl App {
                 self.flash_at(FlashLevel::Warn, format!("aborting: {reason}"), at);
             }
             EventKind::Notice { level, message } => {
-                let level = match level {
-                    Level::Info => FlashLevel::Info,
-                    Level::Warn => FlashLevel::Warn,
-                    Level::Error => FlashLevel::Error,
-                };
-                self.flash_at(level, message.clone(), at);
+                self.flash_at(*level, message.clone(), at);
             }
             EventKind::Check {
                 name,
@@ -693,13 +694,8 @@ impl App {
             }
             EventKind::Decision { verdict, reason } => {
                 self.decision = Some((verdict.clone(), reason.clone()));
-                let level = match verdict.as_str() {
-                    "rollback" => FlashLevel::Error,
-                    "alert" | "unconfirmed" => FlashLevel::Warn,
-                    _ => FlashLevel::Info,
-                };
                 self.flash_at(
-                    level,
+                    verdict_level(verdict),
                     format!("checklist decision: {verdict} — {reason}"),
                     at,
                 );

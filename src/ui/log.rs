@@ -15,7 +15,7 @@ use tui_logger::{TuiLoggerWidget, TuiWidgetState};
 
 use crate::engine::event::{Event, EventKind, Level as EventLevel};
 
-use super::app::App;
+use super::app::{verdict_level, App};
 
 const RUN_TARGET: &str = "deckhand";
 
@@ -132,6 +132,14 @@ impl LogPane {
             .style_error(th.get("flash_error"))
             .state(&self.state)
             .render(area, buf);
+    }
+}
+
+fn log_level(level: EventLevel) -> Level {
+    match level {
+        EventLevel::Info => Level::Info,
+        EventLevel::Warn => Level::Warn,
+        EventLevel::Error => Level::Error,
     }
 }
 
@@ -252,15 +260,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             format!("rollback: {reason} ({})", nodes.join(", ")),
         ),
         EventKind::Aborting { reason } => (run.clone(), Level::Warn, format!("aborting: {reason}")),
-        EventKind::Notice { level, message } => (
-            run.clone(),
-            match level {
-                EventLevel::Info => Level::Info,
-                EventLevel::Warn => Level::Warn,
-                EventLevel::Error => Level::Error,
-            },
-            message.clone(),
-        ),
+        EventKind::Notice { level, message } => (run.clone(), log_level(*level), message.clone()),
         EventKind::Check {
             name,
             node,
@@ -288,13 +288,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
         ),
         EventKind::Decision { verdict, reason } => (
             run.clone(),
-            if verdict == "rollback" {
-                Level::Error
-            } else if verdict == "alert" || verdict == "unconfirmed" {
-                Level::Warn
-            } else {
-                Level::Info
-            },
+            log_level(verdict_level(verdict)),
             format!("checklist decision: {verdict} ({reason})"),
         ),
         EventKind::Finished {
