@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget, RunHandle, RunOptions};
 use deckhand::headless::{Format, Printer};
 use deckhand::inventory::{self, Inventory};
-use deckhand::ui::UiOptions;
+use deckhand::ui::{UiOptions, SIGNAL_GRACE};
 use deckhand::{demo, plan, util};
 
 const EXIT_BAD_INPUT: i32 = 2;
@@ -1047,15 +1047,10 @@ async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool, resume_hint: &
     match deckhand::ui::run_until_left(h, ui).await {
         Ok(deckhand::ui::Ending::Finished(outcome)) => {
             eprintln!("deckhand: {}", outcome.word());
-            match (rollback_run, outcome) {
-                (true, Outcome::RolledBack) => 0,
-                _ => outcome.exit_code(),
-            }
+            exit_code(rollback_run, outcome)
         }
         Ok(deckhand::ui::Ending::LeftPaused) => {
-            eprintln!(
-                "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
-            );
+            say_left_paused(resume_hint);
             1
         }
         Err(e) => {
@@ -1065,8 +1060,20 @@ async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool, resume_hint: &
     }
 }
 
-/// How long a signalled console waits for the running step to end before it aborts the run.
-const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+/// The exit code of a run: its outcome's, except that a rollback asked for and done is a success.
+fn exit_code(rollback_run: bool, outcome: Outcome) -> i32 {
+    match (rollback_run, outcome) {
+        (true, Outcome::RolledBack) => 0,
+        _ => outcome.exit_code(),
+    }
+}
+
+/// Say that the run was left paused, with the lock held, and how to go on.
+fn say_left_paused(resume_hint: &str) {
+    eprintln!(
+        "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
+    );
+}
 
 /// Follow a run to its end with the line printer. SIGINT, SIGTERM or SIGHUP pause it at the
 /// next step boundary and leave with the lock held, saying how to resume; a second signal aborts.
@@ -1112,9 +1119,7 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool, resume_hint
                     }
                     printer.print(&e);
                     if leaving.is_some() && !aborted && matches!(e.kind, EventKind::Paused) {
-                        eprintln!(
-                            "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
-                        );
+                        say_left_paused(resume_hint);
                         return 1;
                     }
                     if interactive && leaving.is_none() && matches!(e.kind, EventKind::Gate { .. }) {
@@ -1148,8 +1153,5 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool, resume_hint
             eprintln!("{}: {msg}", outcome.word());
         }
     }
-    match (rollback_run, outcome) {
-        (true, Outcome::RolledBack) => 0,
-        _ => outcome.exit_code(),
-    }
+    exit_code(rollback_run, outcome)
 }

@@ -52,8 +52,9 @@ const SPIN_MS: u64 = 100;
 const CLOCK_MS: u64 = 1000;
 /// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
 const REPLAY_MAX_GAP_MS: u64 = 1500;
-/// How long leaving waits for the running step to end before it aborts the run.
-const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+/// How long leaving (pause-and-leave, or a signal) waits for the running step to end before it
+/// aborts the run; the console and the headless line printer alike.
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(60);
 
 /// How the console looks.
 #[derive(Debug, Clone, Default)]
