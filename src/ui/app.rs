@@ -1427,7 +1427,7 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::{Control, EventKind};
+    use crate::engine::event::Control;
     use crate::ui::fixtures::{self, Script};
     use crossterm::event::KeyCode;
 
@@ -1442,14 +1442,7 @@ mod tests {
     }
 
     fn protected_mid_rollout() -> App {
-        let mut s = fixtures::mid_rollout();
-        for e in s.events.iter_mut() {
-            if let EventKind::Started { protected, env, .. } = &mut e.kind {
-                *protected = true;
-                *env = "production".into();
-            }
-        }
-        s.into_app(6)
+        fixtures::protected_mid_rollout().into_app(6)
     }
 
     #[test]
