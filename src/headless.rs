@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::engine::event::*;
-use crate::util::format_duration;
+use crate::util::{count, format_duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -110,9 +110,9 @@ impl<W: Write> Printer<W> {
                     .map(|j| format!("\n         journal: {j}"))
                     .unwrap_or_default();
                 format!(
-                    "{verb}: {} nodes in {} batches ({shape}) as {who}, deployment {deployment}{j}",
-                    nodes.len(),
-                    batches.len()
+                    "{verb}: {} in {} ({shape}) as {who}, deployment {deployment}{j}",
+                    count(nodes.len(), "node", "nodes"),
+                    count(batches.len(), "batch", "batches")
                 )
             }
             EventKind::Preflight {
@@ -268,6 +268,21 @@ mod tests {
             kind,
         })
         .expect("a line")
+    }
+
+    #[test]
+    fn the_opening_line_counts_in_words() {
+        let one = line(crate::ui::fixtures::started(1, false, false));
+        assert_eq!(
+            one,
+            "deploying askproai v1.1 to staging: 1 node in 1 batch (web-1) as maria, \
+             deployment 20260101-090000-a1b2"
+        );
+        let five = line(crate::ui::fixtures::started(5, false, false));
+        assert!(
+            five.contains(": 5 nodes in 3 batches (web-1 | web-2, web-3 | web-4, web-5)"),
+            "{five}"
+        );
     }
 
     #[test]

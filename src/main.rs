@@ -354,21 +354,18 @@ async fn run(cli: Cli) -> i32 {
         } => resume(&cli.inventory, env, r#continue, rollback, run, ui).await,
         Command::Validate => match load(&cli.inventory) {
             Ok(inv) => {
-                let count = |n: usize, one: &str, many: &str| {
-                    format!("{n} {}", if n == 1 { one } else { many })
-                };
                 println!(
                     "{}: ok — app {}, {}, {} ({}), {}",
                     inv.file.display(),
                     inv.app.name,
-                    count(inv.nodes.len(), "node", "nodes"),
-                    count(inv.environments.len(), "environment", "environments"),
+                    util::count(inv.nodes.len(), "node", "nodes"),
+                    util::count(inv.environments.len(), "environment", "environments"),
                     inv.environments
                         .iter()
                         .map(|e| e.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    count(inv.phases.len(), "phase", "phases")
+                    util::count(inv.phases.len(), "phase", "phases")
                 );
                 0
             }
@@ -667,7 +664,7 @@ async fn run(cli: Cli) -> i32 {
             let names: Vec<String> = held.iter().map(|s| s.node.clone()).collect();
             let errors = engine::status::force_unlock(&inv, &names).await;
             if errors.is_empty() {
-                println!("unlocked {} node(s)", names.len());
+                println!("unlocked {}", util::count(names.len(), "node", "nodes"));
                 0
             } else {
                 for e in errors {
@@ -774,8 +771,8 @@ async fn run_demo(
         }
     };
     eprintln!(
-        "demo: {} nodes with {} live under {}\n      inventory: {}",
-        d.nodes.len(),
+        "demo: {} with {} live under {}\n      inventory: {}",
+        util::count(d.nodes.len(), "node", "nodes"),
         demo::FROM,
         d.dir.join("nodes").display(),
         d.inventory.display()

@@ -81,6 +81,7 @@ fn rollback_confirm_dialog_names_nodes_and_asks_for_the_environment() {
     assert!(s.contains("Roll back askproai in production?"));
     assert!(s.contains("web-1          v1.1 → v1.0"));
     assert!(s.contains("web-2          stopped, stays on v1.0"));
+    assert!(s.contains("3 other nodes are not touched."));
     assert!(s.contains("Type production to confirm"));
     insta::assert_snapshot!("rollback_confirm", s);
 }

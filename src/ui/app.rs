@@ -1239,7 +1239,8 @@ impl App {
         }];
         head.append(&mut lines);
         if untouched > 0 {
-            head.push(format!("  {untouched} other node(s) are not touched."));
+            let others = crate::util::count(untouched, "other node is", "other nodes are");
+            head.push(format!("  {others} not touched."));
         }
         let run = self.run.as_ref();
         let typed_needed = run.filter(|r| r.protected).map(|r| r.env.clone());

@@ -162,8 +162,8 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             run.clone(),
             Level::Info,
             format!(
-                "started: {app} {release} to {env} ({strategy}, {} nodes) by {who}@{from_host}",
-                nodes.len()
+                "started: {app} {release} to {env} ({strategy}, {}) by {who}@{from_host}",
+                crate::util::count(nodes.len(), "node", "nodes")
             ),
         ),
         EventKind::Preflight {
@@ -348,5 +348,14 @@ mod tests {
             value: None,
         });
         assert_eq!(check, "check All critical paths tested: needs confirmation");
+    }
+
+    #[test]
+    fn the_start_line_counts_in_words() {
+        let one = text(crate::ui::fixtures::started(1, false, false));
+        assert!(
+            one.contains("(rolling, 1 node) by maria@ops-laptop"),
+            "{one}"
+        );
     }
 }

@@ -168,10 +168,10 @@ pub fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
     let who = view.node.clone().unwrap_or_else(|| "this machine".into());
     let all = app.output_lines();
     let title = format!(
-        " Output {} {who} {} {} lines ",
+        " Output {} {who} {} {} ",
         app.glyphs.dot,
         app.glyphs.dot,
-        all.len()
+        crate::util::count(all.len(), "line", "lines")
     );
     let block = Block::default()
         .borders(Borders::ALL)

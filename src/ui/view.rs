@@ -181,7 +181,11 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
             };
             let batch = match app.batch {
                 Some(b) => format!("{}, batch {}/{}", r.strategy, b + 1, r.batches.len()),
-                None => format!("{}, {} batches", r.strategy, r.batches.len()),
+                None => format!(
+                    "{}, {}",
+                    r.strategy,
+                    crate::util::count(r.batches.len(), "batch", "batches")
+                ),
             };
             let lock = if app.locked {
                 format!("lock: {}@{}", r.who, r.from_host)
