@@ -257,9 +257,6 @@ pub enum EventKind {
         /// The post-deploy checklist (empty when the inventory declares none).
         #[serde(default)]
         checks: Vec<CheckInfo>,
-        /// Each node's live release when the run started (measured).
-        #[serde(default)]
-        live: Vec<NodeRelease>,
         /// How long each checklist window watches, in milliseconds (0: skipped).
         #[serde(default)]
         windows: Vec<(String, u64)>,

@@ -420,7 +420,6 @@ impl App {
                 protected,
                 balancer,
                 checks,
-                live,
                 windows,
                 ..
             } => {
@@ -451,12 +450,6 @@ impl App {
                     .enumerate()
                     .map(|(i, n)| (n.name.clone(), i))
                     .collect();
-                for l in live {
-                    if let Some(n) = self.node_mut(&l.node) {
-                        n.release = l.release.clone();
-                        n.start_release = l.release.clone();
-                    }
-                }
                 self.checks = checks
                     .iter()
                     .map(|c| CheckView {
@@ -1604,6 +1597,7 @@ mod tests {
     fn measured_release_and_rotation_drive_the_grid() {
         let mut s = Script::new();
         s.push(fixtures::started(2, false, false));
+        s.preflight("web-1");
         s.rotation("web-1", false);
         s.state("web-1", crate::engine::event::NodeState::Updating);
         s.release("web-1", "v1.1");
@@ -1621,6 +1615,24 @@ mod tests {
         let c = &app.checks[0];
         assert_eq!(c.status, CheckStatus::Fail);
         assert_eq!(c.value.as_deref(), Some("2/5 nodes, web-3 failing"));
+    }
+
+    #[test]
+    fn a_journal_with_the_old_live_field_still_replays() {
+        // Journals written before `Started.live` was dropped carry it; it is ignored.
+        let mut started = serde_json::to_value(Event {
+            seq: 1,
+            at_ms: fixtures::T0,
+            kind: fixtures::started(2, false, false),
+        })
+        .expect("an event serialises");
+        started["live"] = serde_json::json!([{"node": "web-1", "release": "v1.0"}]);
+        let line = serde_json::to_string(&started).expect("json");
+        let event: Event = serde_json::from_str(&line).expect("an old journal line parses");
+        let mut app = App::new(Theme::default_theme(), Glyphs::UNICODE);
+        app.apply(&event);
+        assert_eq!(app.nodes.len(), 2);
+        assert_eq!(app.run.as_ref().map(|r| r.release.as_str()), Some("v1.1"));
     }
 
     #[test]

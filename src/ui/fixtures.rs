@@ -213,6 +213,17 @@ impl Script {
         })
     }
 
+    /// A node read before anything changes: reachable, serving [`FROM`] (v0.9 before it).
+    pub fn preflight(&mut self, node: &str) -> &mut Self {
+        self.push(EventKind::Preflight {
+            node: node.into(),
+            ok: true,
+            live_release: Some(FROM.into()),
+            previous_release: Some("v0.9".into()),
+            message: None,
+        })
+    }
+
     pub fn check(
         &mut self,
         name: &str,
@@ -350,13 +361,6 @@ pub fn started(nodes: usize, protected: bool, with_checks: bool) -> EventKind {
         } else {
             Vec::new()
         },
-        live: names
-            .iter()
-            .map(|n| NodeRelease {
-                node: n.clone(),
-                release: Some(FROM.into()),
-            })
-            .collect(),
         windows: vec![],
     }
 }
@@ -366,14 +370,7 @@ pub fn opening(nodes: usize, protected: bool) -> Script {
     let mut s = Script::new();
     s.push(started(nodes, protected, true));
     for n in node_names(nodes) {
-        s.push(EventKind::Preflight {
-            node: n.clone(),
-            ok: true,
-            live_release: Some(FROM.into()),
-            previous_release: Some("v0.9".into()),
-            message: None,
-        });
-        s.rotation(&n, true);
+        s.preflight(&n).rotation(&n, true);
     }
     s.push(EventKind::Locked {
         deployment: "20260101-090000-a1b2".into(),
@@ -645,7 +642,7 @@ pub fn large_fleet(count: usize) -> Script {
     s.push(started(count, false, true));
     let names = node_names(count);
     for n in &names {
-        s.rotation(n, true);
+        s.preflight(n).rotation(n, true);
     }
     s.push(EventKind::Locked {
         deployment: "20260101-090000-a1b2".into(),
@@ -679,6 +676,9 @@ pub fn scene(name: &str) -> Option<App> {
         "before-start" => {
             let mut s = Script::new();
             s.push(started(5, false, true));
+            for n in node_names(5) {
+                s.preflight(&n);
+            }
             s.into_app(6)
         }
         "mid-rollout" => mid_rollout().into_app(6),
