@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::engine::event::*;
-use crate::util::format_duration;
+use crate::util::{count, format_duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -28,28 +28,27 @@ fn clock(at_ms: i64) -> String {
         .unwrap_or_else(|| "--:--:--".into())
 }
 
-fn result_word(r: StepResult) -> &'static str {
+/// A step's result, upper-cased when it failed or timed out so that it stands out in a CI log.
+fn result_word(r: StepResult) -> String {
     match r {
-        StepResult::Ok => "ok",
-        StepResult::Failed => "FAILED",
-        StepResult::TimedOut => "TIMED OUT",
-        StepResult::Killed => "killed",
-        StepResult::Skipped => "skipped",
+        StepResult::Failed | StepResult::TimedOut => r.word().to_uppercase(),
+        _ => r.word().to_string(),
     }
 }
 
-fn state_word(s: NodeState) -> &'static str {
+/// A node's state, upper-cased when it failed.
+fn state_word(s: NodeState) -> String {
     match s {
-        NodeState::Waiting => "waiting",
-        NodeState::Draining => "draining",
-        NodeState::Updating => "updating",
-        NodeState::Checking => "checking health",
-        NodeState::Enabling => "enabling",
-        NodeState::Done => "done",
-        NodeState::Failed => "FAILED",
-        NodeState::RollingBack => "rolling back",
-        NodeState::RolledBack => "rolled back",
-        NodeState::Skipped => "skipped",
+        NodeState::Failed => s.word().to_uppercase(),
+        _ => s.word().to_string(),
+    }
+}
+
+/// A checklist result, upper-cased when it failed.
+fn check_word(s: CheckStatus) -> String {
+    match s {
+        CheckStatus::Fail => s.word().to_uppercase(),
+        _ => s.word().to_string(),
     }
 }
 
@@ -111,9 +110,9 @@ impl<W: Write> Printer<W> {
                     .map(|j| format!("\n         journal: {j}"))
                     .unwrap_or_default();
                 format!(
-                    "{verb}: {} nodes in {} batches ({shape}) as {who}, deployment {deployment}{j}",
-                    nodes.len(),
-                    batches.len()
+                    "{verb}: {} in {} ({shape}) as {who}, deployment {deployment}{j}",
+                    count(nodes.len(), "node", "nodes"),
+                    count(batches.len(), "batch", "batches")
                 )
             }
             EventKind::Preflight {
@@ -228,8 +227,9 @@ impl<W: Write> Printer<W> {
                 status,
                 value,
             } => format!(
-                "{:<12} check {name}: {status:?}{}",
+                "{:<12} check {name}: {}{}",
                 node.clone().unwrap_or_else(|| "checklist".into()),
+                check_word(*status),
                 value
                     .as_ref()
                     .map(|v| format!(" ({v})"))
@@ -253,5 +253,59 @@ impl<W: Write> Printer<W> {
                 outcome, message, ..
             } => format!("{}: {message}", outcome.word().to_uppercase()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: EventKind) -> String {
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.text(&Event {
+            seq: 1,
+            at_ms: 0,
+            kind,
+        })
+        .expect("a line")
+    }
+
+    #[test]
+    fn the_opening_line_counts_in_words() {
+        let one = line(crate::ui::fixtures::started(1, false, false));
+        assert_eq!(
+            one,
+            "deploying askproai v1.1 to staging: 1 node in 1 batch (web-1) as maria, \
+             deployment 20260101-090000-a1b2"
+        );
+        let five = line(crate::ui::fixtures::started(5, false, false));
+        assert!(
+            five.contains(": 5 nodes in 3 batches (web-1 | web-2, web-3 | web-4, web-5)"),
+            "{five}"
+        );
+    }
+
+    #[test]
+    fn checklist_results_read_as_words() {
+        let check = |status, value: Option<&str>| {
+            line(EventKind::Check {
+                name: "All critical paths tested".into(),
+                node: None,
+                status,
+                value: value.map(String::from),
+            })
+        };
+        assert_eq!(
+            check(CheckStatus::NeedsConfirmation, None),
+            "checklist    check All critical paths tested: needs confirmation"
+        );
+        assert_eq!(
+            check(CheckStatus::Pass, Some("confirmed")),
+            "checklist    check All critical paths tested: pass (confirmed)"
+        );
+        assert_eq!(
+            check(CheckStatus::Fail, Some("503")),
+            "checklist    check All critical paths tested: FAIL (503)"
+        );
     }
 }

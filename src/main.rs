@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget, RunHandle, RunOptions};
 use deckhand::headless::{Format, Printer};
 use deckhand::inventory::{self, Inventory};
-use deckhand::ui::UiOptions;
+use deckhand::ui::{UiOptions, SIGNAL_GRACE};
 use deckhand::{demo, plan, util};
 
 const EXIT_BAD_INPUT: i32 = 2;
@@ -354,21 +354,18 @@ async fn run(cli: Cli) -> i32 {
         } => resume(&cli.inventory, env, r#continue, rollback, run, ui).await,
         Command::Validate => match load(&cli.inventory) {
             Ok(inv) => {
-                let count = |n: usize, one: &str, many: &str| {
-                    format!("{n} {}", if n == 1 { one } else { many })
-                };
                 println!(
                     "{}: ok — app {}, {}, {} ({}), {}",
                     inv.file.display(),
                     inv.app.name,
-                    count(inv.nodes.len(), "node", "nodes"),
-                    count(inv.environments.len(), "environment", "environments"),
+                    util::count(inv.nodes.len(), "node", "nodes"),
+                    util::count(inv.environments.len(), "environment", "environments"),
                     inv.environments
                         .iter()
                         .map(|e| e.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    count(inv.phases.len(), "phase", "phases")
+                    util::count(inv.phases.len(), "phase", "phases")
                 );
                 0
             }
@@ -667,7 +664,7 @@ async fn run(cli: Cli) -> i32 {
             let names: Vec<String> = held.iter().map(|s| s.node.clone()).collect();
             let errors = engine::status::force_unlock(&inv, &names).await;
             if errors.is_empty() {
-                println!("unlocked {} node(s)", names.len());
+                println!("unlocked {}", util::count(names.len(), "node", "nodes"));
                 0
             } else {
                 for e in errors {
@@ -774,8 +771,8 @@ async fn run_demo(
         }
     };
     eprintln!(
-        "demo: {} nodes with {} live under {}\n      inventory: {}",
-        d.nodes.len(),
+        "demo: {} with {} live under {}\n      inventory: {}",
+        util::count(d.nodes.len(), "node", "nodes"),
         demo::FROM,
         d.dir.join("nodes").display(),
         d.inventory.display()
@@ -1047,15 +1044,10 @@ async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool, resume_hint: &
     match deckhand::ui::run_until_left(h, ui).await {
         Ok(deckhand::ui::Ending::Finished(outcome)) => {
             eprintln!("deckhand: {}", outcome.word());
-            match (rollback_run, outcome) {
-                (true, Outcome::RolledBack) => 0,
-                _ => outcome.exit_code(),
-            }
+            exit_code(rollback_run, outcome)
         }
         Ok(deckhand::ui::Ending::LeftPaused) => {
-            eprintln!(
-                "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
-            );
+            say_left_paused(resume_hint);
             1
         }
         Err(e) => {
@@ -1065,8 +1057,20 @@ async fn console(h: RunHandle, ui: UiOptions, rollback_run: bool, resume_hint: &
     }
 }
 
-/// How long a signalled console waits for the running step to end before it aborts the run.
-const SIGNAL_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+/// The exit code of a run: its outcome's, except that a rollback asked for and done is a success.
+fn exit_code(rollback_run: bool, outcome: Outcome) -> i32 {
+    match (rollback_run, outcome) {
+        (true, Outcome::RolledBack) => 0,
+        _ => outcome.exit_code(),
+    }
+}
+
+/// Say that the run was left paused, with the lock held, and how to go on.
+fn say_left_paused(resume_hint: &str) {
+    eprintln!(
+        "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
+    );
+}
 
 /// Follow a run to its end with the line printer. SIGINT, SIGTERM or SIGHUP pause it at the
 /// next step boundary and leave with the lock held, saying how to resume; a second signal aborts.
@@ -1112,9 +1116,7 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool, resume_hint
                     }
                     printer.print(&e);
                     if leaving.is_some() && !aborted && matches!(e.kind, EventKind::Paused) {
-                        eprintln!(
-                            "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{resume_hint} --continue` or `{resume_hint} --rollback`"
-                        );
+                        say_left_paused(resume_hint);
                         return 1;
                     }
                     if interactive && leaving.is_none() && matches!(e.kind, EventKind::Gate { .. }) {
@@ -1148,8 +1150,5 @@ async fn drive(mut h: RunHandle, output: Format, rollback_run: bool, resume_hint
             eprintln!("{}: {msg}", outcome.word());
         }
     }
-    match (rollback_run, outcome) {
-        (true, Outcome::RolledBack) => 0,
-        _ => outcome.exit_code(),
-    }
+    exit_code(rollback_run, outcome)
 }

@@ -164,6 +164,11 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A count with its noun in the right number: `1 node`, `3 nodes`, `0 nodes`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The operator's name for locks and history.
 pub fn whoami() -> String {
     std::env::var("DECKHAND_USER")
@@ -238,6 +243,13 @@ mod tests {
             unknown_placeholders("cd {release_path} && {oops}"),
             vec![("oops".to_string(), 21)]
         );
+    }
+
+    #[test]
+    fn counts_take_the_right_number() {
+        assert_eq!(count(1, "node", "nodes"), "1 node");
+        assert_eq!(count(0, "node", "nodes"), "0 nodes");
+        assert_eq!(count(2, "batch", "batches"), "2 batches");
     }
 
     #[test]

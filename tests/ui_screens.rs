@@ -81,6 +81,7 @@ fn rollback_confirm_dialog_names_nodes_and_asks_for_the_environment() {
     assert!(s.contains("Roll back askproai in production?"));
     assert!(s.contains("web-1          v1.1 → v1.0"));
     assert!(s.contains("web-2          stopped, stays on v1.0"));
+    assert!(s.contains("3 other nodes are not touched."));
     assert!(s.contains("Type production to confirm"));
     insta::assert_snapshot!("rollback_confirm", s);
 }
@@ -307,5 +308,33 @@ fn checklist_headings_follow_the_inventory_windows_and_no_balancer_means_serving
     assert!(
         screen.contains("● serving") && !screen.contains("in rotation"),
         "{screen}"
+    );
+}
+
+#[test]
+fn the_running_phase_stays_in_view_even_when_an_earlier_row_says_running() {
+    use deckhand::engine::event::{NodeState, StepResult};
+    // More phases than the pane is tall; an early one printed "running migrations".
+    let phases: Vec<String> = (1..=30).map(|i| format!("step_{i:02}")).collect();
+    let mut started = fixtures::started(5, false, true);
+    if let deckhand::engine::EventKind::Started { phases: p, .. } = &mut started {
+        *p = phases.clone();
+    }
+    let mut s = fixtures::Script::new();
+    s.push(started);
+    s.state("web-1", NodeState::Updating);
+    for (i, p) in phases.iter().take(27).enumerate() {
+        let line = (i == 2).then_some("running migrations");
+        s.step("web-1", p, StepResult::Ok, 400, line);
+    }
+    s.begin("web-1", "step_28");
+    let mut app = s.into_app(6);
+    let screen = draw(&mut app, 120, 36);
+    // The phases pane's row (the grid's box names the phase too, without the status word).
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("step_28") && l.contains("running")),
+        "the running row is out of view:\n{screen}"
     );
 }

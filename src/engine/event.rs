@@ -85,6 +85,24 @@ pub enum NodeState {
     Skipped,
 }
 
+impl NodeState {
+    /// The state in the operator's words (`rolling back`, not `RollingBack`).
+    pub fn word(self) -> &'static str {
+        match self {
+            NodeState::Waiting => "waiting",
+            NodeState::Draining => "draining",
+            NodeState::Updating => "updating",
+            NodeState::Checking => "checking health",
+            NodeState::Enabling => "enabling",
+            NodeState::Done => "done",
+            NodeState::Failed => "failed",
+            NodeState::RollingBack => "rolling back",
+            NodeState::RolledBack => "rolled back",
+            NodeState::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepResult {
@@ -93,6 +111,23 @@ pub enum StepResult {
     TimedOut,
     Killed,
     Skipped,
+}
+
+impl StepResult {
+    /// How a step ended, in the operator's words (`timed out`, not `TimedOut`).
+    pub fn word(self) -> &'static str {
+        match self {
+            StepResult::Ok => "ok",
+            StepResult::Failed => "failed",
+            StepResult::TimedOut => "timed out",
+            StepResult::Killed => "killed",
+            StepResult::Skipped => "skipped",
+        }
+    }
+    /// The step did not do its work: it failed, timed out or was killed.
+    pub fn failed(self) -> bool {
+        !matches!(self, StepResult::Ok | StepResult::Skipped)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +161,7 @@ impl Outcome {
             _ => 1,
         }
     }
+    /// The outcome in the operator's words.
     pub fn word(self) -> &'static str {
         match self {
             Outcome::Deployed => "deployed",
@@ -173,6 +209,20 @@ pub enum CheckStatus {
     NeedsConfirmation,
 }
 
+impl CheckStatus {
+    /// A checklist item's state in the operator's words (`needs confirmation`).
+    pub fn word(self) -> &'static str {
+        match self {
+            CheckStatus::Pending => "pending",
+            CheckStatus::Running => "running",
+            CheckStatus::Pass => "pass",
+            CheckStatus::Fail => "fail",
+            CheckStatus::Unknown => "unknown",
+            CheckStatus::NeedsConfirmation => "needs confirmation",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeRelease {
     pub node: String,
@@ -207,9 +257,6 @@ pub enum EventKind {
         /// The post-deploy checklist (empty when the inventory declares none).
         #[serde(default)]
         checks: Vec<CheckInfo>,
-        /// Each node's live release when the run started (measured).
-        #[serde(default)]
-        live: Vec<NodeRelease>,
         /// How long each checklist window watches, in milliseconds (0: skipped).
         #[serde(default)]
         windows: Vec<(String, u64)>,

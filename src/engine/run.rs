@@ -477,8 +477,6 @@ impl Run {
                     per_node: c.per_node,
                 })
                 .collect(),
-            // Measured live releases follow in the Preflight events.
-            live: vec![],
             windows: if self.inv.checks.is_empty() {
                 vec![]
             } else {

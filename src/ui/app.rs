@@ -93,11 +93,15 @@ pub enum Focus {
 pub enum PhaseStatus {
     Pending,
     Running,
-    Ok,
-    Failed,
-    TimedOut,
-    Killed,
-    Skipped,
+    /// The step ended, this way.
+    Ended(StepResult),
+}
+
+impl PhaseStatus {
+    /// The step ended badly (failed, timed out or was killed).
+    pub fn failed(self) -> bool {
+        matches!(self, PhaseStatus::Ended(r) if r.failed())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,11 +197,17 @@ pub struct CheckView {
     pub nodes: BTreeMap<String, (CheckStatus, Option<String>)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlashLevel {
-    Info,
-    Warn,
-    Error,
+/// A flash message's level: the engine's own [`Level`], so a notice keeps its level.
+pub use crate::engine::event::Level as FlashLevel;
+
+/// How serious a verdict of the rollback tree is: `rollback` an error, `alert` and
+/// `unconfirmed` (manual items left open) a warning, anything else news.
+pub fn verdict_level(verdict: &str) -> Level {
+    match verdict {
+        "rollback" => Level::Error,
+        "alert" | "unconfirmed" => Level::Warn,
+        _ => Level::Info,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -255,7 +265,6 @@ pub enum Effect {
     PauseAndLeave,
     ReplayPause,
     ReplayStep,
-    ReplaySpeed(f64),
     /// The log pane's filter changed (`None`: every line).
     LogFilter(Option<String>),
     /// Page through the log pane's history.
@@ -340,10 +349,6 @@ pub struct App {
     pub replay_speed: f64,
     /// A control sent but not yet answered by an event (shown optimistically).
     pending: Option<Control>,
-    /// Leaving once the run has paused.
-    pub leaving: bool,
-    /// Manual checklist items the operator ticked (by position in the checklist).
-    pub ticked: Vec<usize>,
 }
 
 impl App {
@@ -388,8 +393,6 @@ impl App {
             replay_paused: false,
             replay_speed: 1.0,
             pending: None,
-            leaving: false,
-            ticked: Vec::new(),
         }
     }
 
@@ -417,7 +420,6 @@ impl App {
                 protected,
                 balancer,
                 checks,
-                live,
                 windows,
                 ..
             } => {
@@ -448,12 +450,6 @@ impl App {
                     .enumerate()
                     .map(|(i, n)| (n.name.clone(), i))
                     .collect();
-                for l in live {
-                    if let Some(n) = self.node_mut(&l.node) {
-                        n.release = l.release.clone();
-                        n.start_release = l.release.clone();
-                    }
-                }
                 self.checks = checks
                     .iter()
                     .map(|c| CheckView {
@@ -581,22 +577,16 @@ impl App {
                 message,
             } => {
                 let p = self.phase_mut(node.as_deref(), phase);
-                p.status = match result {
-                    StepResult::Ok => PhaseStatus::Ok,
-                    StepResult::Failed => PhaseStatus::Failed,
-                    StepResult::TimedOut => PhaseStatus::TimedOut,
-                    StepResult::Killed => PhaseStatus::Killed,
-                    StepResult::Skipped => PhaseStatus::Skipped,
-                };
+                p.status = PhaseStatus::Ended(*result);
                 p.duration_ms = Some(*duration_ms);
                 p.message = message.clone();
-                let failed = !matches!(result, StepResult::Ok | StepResult::Skipped);
+                let failed = result.failed();
                 if let Some(n) = node.as_deref().and_then(|n| self.node_mut(n)) {
                     if n.phase.as_deref() == Some(phase) {
                         n.phase = None;
                     }
                     if failed {
-                        let word = result_word(*result);
+                        let word = result.word();
                         n.problem = Some(match message {
                             Some(m) => format!("{phase} {word}: {m}"),
                             None => format!("{phase} {word}"),
@@ -605,7 +595,7 @@ impl App {
                 } else if failed {
                     let text = format!(
                         "{phase} {} on this machine{}",
-                        result_word(*result),
+                        result.word(),
                         message
                             .as_deref()
                             .map(|m| format!(": {m}"))
@@ -665,12 +655,7 @@ impl App {
                 self.flash_at(FlashLevel::Warn, format!("aborting: {reason}"), at);
             }
             EventKind::Notice { level, message } => {
-                let level = match level {
-                    Level::Info => FlashLevel::Info,
-                    Level::Warn => FlashLevel::Warn,
-                    Level::Error => FlashLevel::Error,
-                };
-                self.flash_at(level, message.clone(), at);
+                self.flash_at(*level, message.clone(), at);
             }
             EventKind::Check {
                 name,
@@ -702,13 +687,8 @@ impl App {
             }
             EventKind::Decision { verdict, reason } => {
                 self.decision = Some((verdict.clone(), reason.clone()));
-                let level = match verdict.as_str() {
-                    "rollback" => FlashLevel::Error,
-                    "alert" | "unconfirmed" => FlashLevel::Warn,
-                    _ => FlashLevel::Info,
-                };
                 self.flash_at(
-                    level,
+                    verdict_level(verdict),
                     format!("checklist decision: {verdict} — {reason}"),
                     at,
                 );
@@ -881,11 +861,15 @@ impl App {
             .count()
     }
 
+    /// The screen's clock: the wall clock, but never before the last event seen (a replay, or
+    /// an event stamped a little ahead of this machine's clock).
+    pub fn now(&self) -> i64 {
+        self.now_ms.max(self.last_event_ms)
+    }
+
     pub fn elapsed_ms(&self) -> Option<i64> {
         let start = self.run.as_ref()?.started_ms;
-        let end = self
-            .finished_ms
-            .unwrap_or(self.now_ms.max(self.last_event_ms));
+        let end = self.finished_ms.unwrap_or(self.now());
         Some((end - start).max(0))
     }
 
@@ -901,9 +885,7 @@ impl App {
     }
 
     pub fn flash_now(&self) -> Option<&Flash> {
-        self.flash
-            .as_ref()
-            .filter(|f| f.until_ms > self.now_ms.max(self.last_event_ms))
+        self.flash.as_ref().filter(|f| f.until_ms > self.now())
     }
 
     fn flash_at(&mut self, level: FlashLevel, text: String, at: i64) {
@@ -916,7 +898,7 @@ impl App {
     }
 
     pub fn flash(&mut self, level: FlashLevel, text: impl Into<String>) {
-        let at = self.now_ms.max(self.last_event_ms);
+        let at = self.now();
         self.flash_at(level, text.into(), at);
     }
 
@@ -1104,7 +1086,6 @@ impl App {
             }
             Action::PauseAndLeave => {
                 self.dialog = None;
-                self.leaving = true;
                 if self.rolling_back {
                     self.flash(FlashLevel::Warn, "leaving once the rollback has finished");
                 } else {
@@ -1164,8 +1145,9 @@ impl App {
                     (self.replay_speed / 2.0).max(0.25)
                 };
                 self.replay_speed = s;
+                // The replay loop reads the speed from here when it schedules the next event.
                 self.flash(FlashLevel::Info, format!("replay speed ×{s}"));
-                vec![Effect::ReplaySpeed(s)]
+                vec![]
             }
         }
     }
@@ -1219,7 +1201,6 @@ impl App {
         c.status = CheckStatus::Pass;
         c.value = Some("confirmed".into());
         let name = c.info.name.clone();
-        self.ticked.push(pos);
         self.flash(FlashLevel::Info, format!("ticked: {name}"));
         vec![Effect::Send(Control::Confirm { check: name })]
     }
@@ -1251,7 +1232,8 @@ impl App {
         }];
         head.append(&mut lines);
         if untouched > 0 {
-            head.push(format!("  {untouched} other node(s) are not touched."));
+            let others = crate::util::count(untouched, "other node is", "other nodes are");
+            head.push(format!("  {others} not touched."));
         }
         let run = self.run.as_ref();
         let typed_needed = run.filter(|r| r.protected).map(|r| r.env.clone());
@@ -1388,16 +1370,6 @@ impl App {
     }
 }
 
-fn result_word(r: StepResult) -> &'static str {
-    match r {
-        StepResult::Ok => "ok",
-        StepResult::Failed => "failed",
-        StepResult::TimedOut => "timed out",
-        StepResult::Killed => "killed",
-        StepResult::Skipped => "skipped",
-    }
-}
-
 /// A per-node check's overall state: the worst node wins; the value says how many passed.
 fn summarize(
     nodes: &BTreeMap<String, (CheckStatus, Option<String>)>,
@@ -1449,7 +1421,7 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::{Control, EventKind};
+    use crate::engine::event::Control;
     use crate::ui::fixtures::{self, Script};
     use crossterm::event::KeyCode;
 
@@ -1464,14 +1436,7 @@ mod tests {
     }
 
     fn protected_mid_rollout() -> App {
-        let mut s = fixtures::mid_rollout();
-        for e in s.events.iter_mut() {
-            if let EventKind::Started { protected, env, .. } = &mut e.kind {
-                *protected = true;
-                *env = "production".into();
-            }
-        }
-        s.into_app(6)
+        fixtures::protected_mid_rollout().into_app(6)
     }
 
     #[test]
@@ -1530,7 +1495,9 @@ mod tests {
         assert!(app.dialog.is_none());
         app.handle_key(key('q'));
         assert_eq!(app.handle_key(key('p')), vec![Effect::PauseAndLeave]);
-        assert!(app.leaving);
+        assert!(app.flash_now().is_some_and(|f| f
+            .text
+            .starts_with("leaving: pausing after the running step")));
         assert_eq!(app.mode(), Mode::Pausing);
     }
 
@@ -1630,6 +1597,7 @@ mod tests {
     fn measured_release_and_rotation_drive_the_grid() {
         let mut s = Script::new();
         s.push(fixtures::started(2, false, false));
+        s.preflight("web-1");
         s.rotation("web-1", false);
         s.state("web-1", crate::engine::event::NodeState::Updating);
         s.release("web-1", "v1.1");
@@ -1647,6 +1615,24 @@ mod tests {
         let c = &app.checks[0];
         assert_eq!(c.status, CheckStatus::Fail);
         assert_eq!(c.value.as_deref(), Some("2/5 nodes, web-3 failing"));
+    }
+
+    #[test]
+    fn a_journal_with_the_old_live_field_still_replays() {
+        // Journals written before `Started.live` was dropped carry it; it is ignored.
+        let mut started = serde_json::to_value(Event {
+            seq: 1,
+            at_ms: fixtures::T0,
+            kind: fixtures::started(2, false, false),
+        })
+        .expect("an event serialises");
+        started["live"] = serde_json::json!([{"node": "web-1", "release": "v1.0"}]);
+        let line = serde_json::to_string(&started).expect("json");
+        let event: Event = serde_json::from_str(&line).expect("an old journal line parses");
+        let mut app = App::new(Theme::default_theme(), Glyphs::UNICODE);
+        app.apply(&event);
+        assert_eq!(app.nodes.len(), 2);
+        assert_eq!(app.run.as_ref().map(|r| r.release.as_str()), Some("v1.1"));
     }
 
     #[test]

@@ -35,16 +35,23 @@ fn window_index(window: &str) -> usize {
     }
 }
 
+/// An item's glyph, status word and theme key. The status column is 8 wide: an item that
+/// needs confirmation reads `confirm` there (its value says `space to tick`).
 pub fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'static str) {
     let g = &app.glyphs;
-    match s {
-        CheckStatus::Pending => (g.box_empty, "pending", "check_pending"),
-        CheckStatus::Running => (g.spinner_frame(app.frame), "running", "check_running"),
-        CheckStatus::Pass => (g.ok, "pass", "check_pass"),
-        CheckStatus::Fail => (g.fail, "fail", "check_fail"),
-        CheckStatus::Unknown => (g.unknown, "unknown", "check_unknown"),
-        CheckStatus::NeedsConfirmation => (g.confirm, "confirm", "check_confirm"),
-    }
+    let (glyph, key) = match s {
+        CheckStatus::Pending => (g.box_empty, "check_pending"),
+        CheckStatus::Running => (g.spinner_frame(app.frame), "check_running"),
+        CheckStatus::Pass => (g.ok, "check_pass"),
+        CheckStatus::Fail => (g.fail, "check_fail"),
+        CheckStatus::Unknown => (g.unknown, "check_unknown"),
+        CheckStatus::NeedsConfirmation => (g.confirm, "check_confirm"),
+    };
+    let word = match s {
+        CheckStatus::NeedsConfirmation => "confirm",
+        _ => s.word(),
+    };
+    (glyph, word, key)
 }
 
 /// The checklist's items in display order (by window), as positions into `app.checks`.
@@ -69,7 +76,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let left = app
         .monitoring
         .as_ref()
-        .map(|(w, ends)| (w, (ends - app.now_ms.max(app.last_event_ms)).max(0)))
+        .map(|(w, ends)| (w, (ends - app.now()).max(0)))
         .filter(|(_, left)| *left > 0);
     let watching = match left {
         Some((window, left)) => format!(
@@ -101,6 +108,18 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         return;
     }
     let width = inner.width as usize;
+    // Names take what they need (up to what leaves room for a value); values the rest.
+    let longest = app
+        .checks
+        .iter()
+        .map(|c| c.info.name.chars().count())
+        .max()
+        .unwrap_or(10);
+    let name_w = longest
+        .min(30)
+        .min(width.saturating_sub(3 + 1 + 8 + 12))
+        .max(10);
+    let value_w = width.saturating_sub(3 + 1 + 8 + name_w);
     let mut lines: Vec<Line> = Vec::new();
     let mut selected_line = 0;
     for (w, (key, seed_heading)) in WINDOWS.iter().enumerate() {
@@ -150,18 +169,6 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             } else {
                 c.value.clone().unwrap_or_default()
             };
-            // Names take what they need (up to what leaves room for a value); values the rest.
-            let longest = app
-                .checks
-                .iter()
-                .map(|c| c.info.name.chars().count())
-                .max()
-                .unwrap_or(10);
-            let name_w = longest
-                .min(30)
-                .min(width.saturating_sub(3 + 1 + 8 + 12))
-                .max(10);
-            let value_w = width.saturating_sub(3 + 1 + 8 + name_w);
             let value = super::grid::truncate(&value, value_w, &app.glyphs);
             let name = super::grid::truncate(&c.info.name, name_w, &app.glyphs);
             let mut name_style = th.get("text");

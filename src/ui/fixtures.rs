@@ -213,6 +213,17 @@ impl Script {
         })
     }
 
+    /// A node read before anything changes: reachable, serving [`FROM`] (v0.9 before it).
+    pub fn preflight(&mut self, node: &str) -> &mut Self {
+        self.push(EventKind::Preflight {
+            node: node.into(),
+            ok: true,
+            live_release: Some(FROM.into()),
+            previous_release: Some("v0.9".into()),
+            message: None,
+        })
+    }
+
     pub fn check(
         &mut self,
         name: &str,
@@ -228,8 +239,8 @@ impl Script {
         })
     }
 
-    /// A whole node's update, from drain to back in rotation.
-    pub fn update_node(&mut self, node: &str) -> &mut Self {
+    /// A node's update from drain up to its health check: every phase ok, the switch read back.
+    pub fn update_until_health(&mut self, node: &str) -> &mut Self {
         self.state(node, NodeState::Draining).rotation(node, false);
         self.state(node, NodeState::Updating);
         for p in PHASES
@@ -242,7 +253,12 @@ impl Script {
                 self.release(node, TO);
             }
         }
-        self.state(node, NodeState::Checking);
+        self.state(node, NodeState::Checking)
+    }
+
+    /// A whole node's update, from drain to back in rotation.
+    pub fn update_node(&mut self, node: &str) -> &mut Self {
+        self.update_until_health(node);
         self.step(
             node,
             "health",
@@ -345,13 +361,6 @@ pub fn started(nodes: usize, protected: bool, with_checks: bool) -> EventKind {
         } else {
             Vec::new()
         },
-        live: names
-            .iter()
-            .map(|n| NodeRelease {
-                node: n.clone(),
-                release: Some(FROM.into()),
-            })
-            .collect(),
         windows: vec![],
     }
 }
@@ -361,14 +370,7 @@ pub fn opening(nodes: usize, protected: bool) -> Script {
     let mut s = Script::new();
     s.push(started(nodes, protected, true));
     for n in node_names(nodes) {
-        s.push(EventKind::Preflight {
-            node: n.clone(),
-            ok: true,
-            live_release: Some(FROM.into()),
-            previous_release: Some("v0.9".into()),
-            message: None,
-        });
-        s.rotation(&n, true);
+        s.preflight(&n).rotation(&n, true);
     }
     s.push(EventKind::Locked {
         deployment: "20260101-090000-a1b2".into(),
@@ -376,20 +378,41 @@ pub fn opening(nodes: usize, protected: bool) -> Script {
     s
 }
 
-/// Node 1 done, node 2 drained and updating, the others waiting.
-pub fn mid_rollout() -> Script {
-    let mut s = opening(5, false);
+/// Five nodes opened; the first batch (web-1) updated and back in rotation.
+fn first_batch_done(protected: bool) -> Script {
+    let mut s = opening(5, protected);
     s.push(EventKind::BatchStarted {
         index: 0,
         nodes: vec!["web-1".into()],
     });
     s.update_node("web-1");
+    s
+}
+
+/// The first batch done and web-1's health endpoint checked.
+fn first_batch_checked(protected: bool) -> Script {
+    let mut s = first_batch_done(protected);
     s.check(
         "Health endpoint responding",
         Some("web-1"),
         CheckStatus::Pass,
         Some("182 ms"),
     );
+    s
+}
+
+/// Node 1 done, node 2 drained and updating, the others waiting.
+pub fn mid_rollout() -> Script {
+    rollout_at_node_2(false)
+}
+
+/// [`mid_rollout`] in a protected environment (`production`).
+pub fn protected_mid_rollout() -> Script {
+    rollout_at_node_2(true)
+}
+
+fn rollout_at_node_2(protected: bool) -> Script {
+    let mut s = first_batch_checked(protected);
     s.push(EventKind::Gate {
         reason: "first batch done".into(),
         until_ms: None,
@@ -439,18 +462,7 @@ pub fn paused() -> Script {
 }
 
 pub fn gate() -> Script {
-    let mut s = opening(5, false);
-    s.push(EventKind::BatchStarted {
-        index: 0,
-        nodes: vec!["web-1".into()],
-    });
-    s.update_node("web-1");
-    s.check(
-        "Health endpoint responding",
-        Some("web-1"),
-        CheckStatus::Pass,
-        Some("182 ms"),
-    );
+    let mut s = first_batch_checked(false);
     s.check(
         "No 500 errors in logs",
         None,
@@ -517,36 +529,14 @@ pub fn rolled_back() -> Script {
 }
 
 pub fn failed_node() -> Script {
-    let mut s = opening(5, false);
-    s.push(EventKind::BatchStarted {
-        index: 0,
-        nodes: vec!["web-1".into()],
-    });
-    s.update_node("web-1");
+    let mut s = first_batch_done(false);
     s.push(EventKind::Promoted);
     s.push(EventKind::BatchStarted {
         index: 1,
         nodes: vec!["web-2".into(), "web-3".into()],
     });
     s.update_node("web-2");
-    s.state("web-3", NodeState::Draining)
-        .rotation("web-3", false);
-    s.state("web-3", NodeState::Updating);
-    for p in [
-        "release",
-        "pull_latest_code",
-        "install_dependencies",
-        "run_migrations",
-        "build_assets",
-        "switch",
-        "restart_services",
-    ] {
-        s.step("web-3", p, StepResult::Ok, phase_ms(p), sample_line(p));
-        if p == "switch" {
-            s.release("web-3", TO);
-        }
-    }
-    s.state("web-3", NodeState::Checking);
+    s.update_until_health("web-3");
     s.begin("web-3", "health");
     s.output("web-3", "health", "GET /health 503 Service Unavailable");
     s.wait(30_000);
@@ -652,7 +642,7 @@ pub fn large_fleet(count: usize) -> Script {
     s.push(started(count, false, true));
     let names = node_names(count);
     for n in &names {
-        s.rotation(n, true);
+        s.preflight(n).rotation(n, true);
     }
     s.push(EventKind::Locked {
         deployment: "20260101-090000-a1b2".into(),
@@ -686,20 +676,16 @@ pub fn scene(name: &str) -> Option<App> {
         "before-start" => {
             let mut s = Script::new();
             s.push(started(5, false, true));
+            for n in node_names(5) {
+                s.preflight(&n);
+            }
             s.into_app(6)
         }
         "mid-rollout" => mid_rollout().into_app(6),
         "paused" => paused().into_app(6),
         "gate" => gate().into_app(6),
         "rollback-confirm" => {
-            let mut s = mid_rollout();
-            s.events.iter_mut().for_each(|e| {
-                if let EventKind::Started { protected, env, .. } = &mut e.kind {
-                    *protected = true;
-                    *env = "production".into();
-                }
-            });
-            let mut app = s.into_app(6);
+            let mut app = protected_mid_rollout().into_app(6);
             app.handle_key(Key {
                 code: crossterm::event::KeyCode::Char('R'),
                 ctrl: false,

@@ -29,37 +29,31 @@ pub struct Look {
     pub style_key: &'static str,
 }
 
-/// The one place that turns a node's measured state into what the operator reads.
+/// The one place that turns a node's measured state into what the operator reads: the
+/// compact grid's word and theme key ([`class`]), with a glyph, the running phase and a pause.
 pub fn look(app: &App, n: &NodeView) -> Look {
     let g = &app.glyphs;
-    let spin = g.spinner_frame(app.frame);
-    let (glyph, word, key): (&'static str, String, &'static str) = match n.state {
-        NodeState::Waiting if n.drained() => (g.drained, "drained".into(), "node_drained"),
-        // Without a balancer nothing measures rotation: the node just serves its release.
-        NodeState::Waiting if !has_balancer(app) => {
-            (g.in_rotation, "serving".into(), "node_in_rotation")
-        }
-        NodeState::Waiting => (g.in_rotation, "in rotation".into(), "node_in_rotation"),
-        NodeState::Draining if n.drained() => (g.drained, "drained".into(), "node_drained"),
-        NodeState::Draining => (spin, "draining".into(), "node_drained"),
-        NodeState::Updating if n.phase.is_none() && app.is_paused_or_pausing() => {
-            (g.paused, "paused".into(), "node_updating")
-        }
-        NodeState::Updating => (
-            if n.phase.is_some() { spin } else { g.between },
-            match &n.phase {
-                Some(p) => format!("updating: {p}"),
-                None => "updating".into(),
-            },
-            "node_updating",
-        ),
-        NodeState::Checking => (spin, "checking health".into(), "node_updating"),
-        NodeState::Enabling => (spin, "enabling".into(), "node_updating"),
-        NodeState::Done => (g.healthy, "healthy".into(), "node_healthy"),
-        NodeState::Failed => (g.fail, "failed".into(), "node_failed"),
-        NodeState::RollingBack => (spin, "rolling back".into(), "node_rolling_back"),
-        NodeState::RolledBack => (g.rolled_back, "rolled back".into(), "node_rolled_back"),
-        NodeState::Skipped => (g.skipped, "skipped".into(), "node_skipped"),
+    let (word, key) = class(n, has_balancer(app));
+    let paused = n.state == NodeState::Updating && n.phase.is_none() && app.is_paused_or_pausing();
+    let glyph = match n.state {
+        NodeState::Waiting | NodeState::Draining if n.drained() => g.drained,
+        NodeState::Waiting => g.in_rotation,
+        NodeState::Updating if paused => g.paused,
+        NodeState::Updating if n.phase.is_none() => g.between,
+        NodeState::Draining
+        | NodeState::Updating
+        | NodeState::Checking
+        | NodeState::Enabling
+        | NodeState::RollingBack => g.spinner_frame(app.frame),
+        NodeState::Done => g.healthy,
+        NodeState::Failed => g.fail,
+        NodeState::RolledBack => g.rolled_back,
+        NodeState::Skipped => g.skipped,
+    };
+    let word = match (n.state, &n.phase) {
+        (NodeState::Updating, _) if paused => "paused".into(),
+        (NodeState::Updating, Some(p)) => format!("updating: {p}"),
+        _ => word.into(),
     };
     Look {
         glyph,
@@ -68,11 +62,13 @@ pub fn look(app: &App, n: &NodeView) -> Look {
     }
 }
 
-/// A node's state as the compact grid counts it: word and theme key (no allocation).
+/// Whether the run has a load balancer (before the run is known: assume one).
 fn has_balancer(app: &App) -> bool {
     app.run.as_ref().map(|r| r.balancer).unwrap_or(true)
 }
 
+/// A node's state as the compact grid counts it: word and theme key (no allocation).
+/// Without a balancer nothing measures rotation: a waiting node just serves its release.
 fn class(n: &NodeView, balancer: bool) -> (&'static str, &'static str) {
     match n.state {
         NodeState::Waiting if n.drained() => ("drained", "node_drained"),
@@ -125,28 +121,27 @@ pub fn release_text(app: &App, n: &NodeView) -> String {
     current
 }
 
-/// Whether the fleet is drawn compact in this area.
-pub fn is_compact(app: &App, area: Rect) -> bool {
-    if app.nodes.len() > COMPACT_ABOVE {
-        return true;
-    }
-    let (_, cols) = box_geometry(app, area.width);
-    let rows = app.nodes.len().div_ceil(cols.max(1)) as u16;
-    3 + rows * (BOX_H + 1) > area.height
+/// How the grid is drawn, decided once per frame by [`layout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One box per node: the boxes' inner width and how many go in a row.
+    Boxes { inner: usize, cols: usize },
+    /// One cell per node, with counts per state.
+    Compact,
 }
 
-/// Height the grid needs at this width when it may use at most `max_h` rows: the boxes when
-/// they fit, else the compact grid.
-pub fn wanted_height(app: &App, width: u16, max_h: u16) -> u16 {
-    let (_, cols) = box_geometry(app, width);
+/// How the grid is drawn at this width when it may use at most `max_h` rows, and the height
+/// it needs: the boxes when they fit, else the compact grid.
+pub fn layout(app: &App, width: u16, max_h: u16) -> (Shape, u16) {
+    let (inner, cols) = box_geometry(app, width);
     let rows = app.nodes.len().max(1).div_ceil(cols.max(1)) as u16;
     let boxes = 3 + rows * (BOX_H + 1);
     if app.nodes.len() <= COMPACT_ABOVE && boxes <= max_h {
-        return boxes;
+        return (Shape::Boxes { inner, cols }, boxes);
     }
     let per_row = ((width.saturating_sub(2)) / 2).max(1) as usize;
     let rows = app.nodes.len().max(1).div_ceil(per_row) as u16;
-    (3 + rows + 1).min(max_h)
+    (Shape::Compact, (3 + rows + 1).min(max_h))
 }
 
 fn box_geometry(app: &App, width: u16) -> (usize, usize) {
@@ -168,14 +163,14 @@ fn box_geometry(app: &App, width: u16) -> (usize, usize) {
     (inner, cols)
 }
 
-pub fn render(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
+/// Draw the grid in the shape [`layout`] chose for this area's width.
+pub fn render(app: &mut App, shape: Shape, area: Rect, buf: &mut Buffer, focused: bool) {
     if area.height < 3 || area.width < 20 {
         return;
     }
-    if is_compact(app, area) {
-        render_compact(app, area, buf, focused);
-    } else {
-        render_boxes(app, area, buf, focused);
+    match shape {
+        Shape::Boxes { inner, cols } => render_boxes(app, inner, cols, area, buf, focused),
+        Shape::Compact => render_compact(app, area, buf, focused),
     }
 }
 
@@ -210,8 +205,7 @@ fn center(s: &str, width: usize, g: &Glyphs) -> String {
 }
 
 fn balancer_title(app: &App) -> String {
-    let balancer = app.run.as_ref().map(|r| r.balancer).unwrap_or(true);
-    if !balancer {
+    if !has_balancer(app) {
         return "No load balancer: nodes are updated in place".into();
     }
     let groups = match &app.groups {
@@ -234,8 +228,14 @@ fn balancer_title(app: &App) -> String {
     )
 }
 
-fn render_boxes(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
-    let (inner, cols) = box_geometry(app, area.width);
+fn render_boxes(
+    app: &mut App,
+    inner: usize,
+    cols: usize,
+    area: Rect,
+    buf: &mut Buffer,
+    focused: bool,
+) {
     app.grid_columns = cols;
     let app: &App = app;
     let th = &app.theme;
@@ -244,7 +244,7 @@ fn render_boxes(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
     let shown_cols = cols.min(app.nodes.len().max(1));
     let row_w = shown_cols * (box_w + 1) - 1;
     let x0 = area.x + 1;
-    let balancer = app.run.as_ref().map(|r| r.balancer).unwrap_or(true);
+    let balancer = has_balancer(app);
     let b = g.border;
     let conn = th.get("connector");
     let cut = th.get("connector_cut");
@@ -408,9 +408,10 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
         put(buf, x0 + used, area.y, &rest, border, area);
     }
     // One pass, no allocation per node: a fleet of hundreds is drawn every frame.
+    let balancer = has_balancer(app);
     let mut counts: Vec<(&'static str, &'static str, &'static str, usize)> = Vec::new();
     for n in &app.nodes {
-        let (word, key) = class(n, has_balancer(app));
+        let (word, key) = class(n, balancer);
         let glyph = cell_glyph(&g, n);
         match counts.iter_mut().find(|c| c.0 == word) {
             Some(c) => c.3 += 1,
@@ -433,7 +434,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
         if y >= area.bottom().saturating_sub(1) {
             break;
         }
-        let mut st = th.get(class(n, has_balancer(app)).1);
+        let mut st = th.get(class(n, balancer).1);
         if i == selected {
             st = st.add_modifier(Modifier::REVERSED);
         }

@@ -537,7 +537,6 @@ pub fn footer(app: &App, scope: Scope) -> Vec<(&'static str, String)> {
             Action::ReplayPause if app.replay_paused => "play".to_string(),
             Action::LogFilter if app.log_filter.is_some() => "all nodes".to_string(),
             Action::Promote if app.gate.is_none() => "end watch".to_string(),
-            Action::Down => "select".to_string(),
             _ => word.to_string(),
         };
         let shown = match b.action {

@@ -15,7 +15,7 @@ use tui_logger::{TuiLoggerWidget, TuiWidgetState};
 
 use crate::engine::event::{Event, EventKind, Level as EventLevel};
 
-use super::app::App;
+use super::app::{verdict_level, App};
 
 const RUN_TARGET: &str = "deckhand";
 
@@ -135,6 +135,14 @@ impl LogPane {
     }
 }
 
+fn log_level(level: EventLevel) -> Level {
+    match level {
+        EventLevel::Info => Level::Info,
+        EventLevel::Warn => Level::Warn,
+        EventLevel::Error => Level::Error,
+    }
+}
+
 /// The log line for an event: target (node or run), level and text. `None` for events that
 /// add nothing a reader of the log needs.
 pub fn describe(event: &Event) -> Option<(String, Level, String)> {
@@ -154,8 +162,8 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             run.clone(),
             Level::Info,
             format!(
-                "started: {app} {release} to {env} ({strategy}, {} nodes) by {who}@{from_host}",
-                nodes.len()
+                "started: {app} {release} to {env} ({strategy}, {}) by {who}@{from_host}",
+                crate::util::count(nodes.len(), "node", "nodes")
             ),
         ),
         EventKind::Preflight {
@@ -187,7 +195,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
         EventKind::NodeState { node, state } => (
             node.clone(),
             Level::Info,
-            format!("state: {}", format!("{state:?}").to_lowercase()),
+            format!("state: {}", state.word()),
         ),
         EventKind::NodeRelease { node, release } => (
             node.clone(),
@@ -218,17 +226,14 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             message,
         } => (
             at_node(node),
-            if matches!(
-                result,
-                crate::engine::event::StepResult::Ok | crate::engine::event::StepResult::Skipped
-            ) {
-                Level::Info
-            } else {
+            if result.failed() {
                 Level::Error
+            } else {
+                Level::Info
             },
             format!(
                 "{phase}: {} in {}{}",
-                format!("{result:?}").to_lowercase(),
+                result.word(),
                 super::phases::duration(*duration_ms),
                 message
                     .as_deref()
@@ -255,15 +260,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             format!("rollback: {reason} ({})", nodes.join(", ")),
         ),
         EventKind::Aborting { reason } => (run.clone(), Level::Warn, format!("aborting: {reason}")),
-        EventKind::Notice { level, message } => (
-            run.clone(),
-            match level {
-                EventLevel::Info => Level::Info,
-                EventLevel::Warn => Level::Warn,
-                EventLevel::Error => Level::Error,
-            },
-            message.clone(),
-        ),
+        EventKind::Notice { level, message } => (run.clone(), log_level(*level), message.clone()),
         EventKind::Check {
             name,
             node,
@@ -274,7 +271,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             Level::Info,
             format!(
                 "check {name}: {}{}",
-                format!("{status:?}").to_lowercase(),
+                status.word(),
                 value
                     .as_deref()
                     .map(|v| format!(" ({v})"))
@@ -291,13 +288,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
         ),
         EventKind::Decision { verdict, reason } => (
             run.clone(),
-            if verdict == "rollback" {
-                Level::Error
-            } else if verdict == "alert" || verdict == "unconfirmed" {
-                Level::Warn
-            } else {
-                Level::Info
-            },
+            log_level(verdict_level(verdict)),
             format!("checklist decision: {verdict} ({reason})"),
         ),
         EventKind::Finished {
@@ -312,4 +303,59 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             format!("finished: {}: {message}", outcome.word()),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{CheckStatus, NodeState, StepResult};
+
+    fn text(kind: EventKind) -> String {
+        let event = Event {
+            seq: 1,
+            at_ms: 0,
+            kind,
+        };
+        describe(&event).expect("a log line").2
+    }
+
+    #[test]
+    fn log_lines_use_the_operators_words() {
+        let step = |result| {
+            text(EventKind::StepFinished {
+                node: Some("web-3".into()),
+                phase: "health".into(),
+                result,
+                duration_ms: 30_000,
+                message: None,
+            })
+        };
+        assert_eq!(step(StepResult::TimedOut), "health: timed out in 30s");
+        assert_eq!(step(StepResult::Ok), "health: ok in 30s");
+        let state = |state| {
+            text(EventKind::NodeState {
+                node: "web-3".into(),
+                state,
+            })
+        };
+        assert_eq!(state(NodeState::RollingBack), "state: rolling back");
+        assert_eq!(state(NodeState::RolledBack), "state: rolled back");
+        assert_eq!(state(NodeState::Checking), "state: checking health");
+        let check = text(EventKind::Check {
+            name: "All critical paths tested".into(),
+            node: None,
+            status: CheckStatus::NeedsConfirmation,
+            value: None,
+        });
+        assert_eq!(check, "check All critical paths tested: needs confirmation");
+    }
+
+    #[test]
+    fn the_start_line_counts_in_words() {
+        let one = text(crate::ui::fixtures::started(1, false, false));
+        assert!(
+            one.contains("(rolling, 1 node) by maria@ops-laptop"),
+            "{one}"
+        );
+    }
 }

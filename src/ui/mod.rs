@@ -1,6 +1,6 @@
 //! The console: a live terminal screen over one deployment's event stream, with every decision
-//! one key away. [`run`] drives a live run; [`replay`] plays a recorded journal through the very
-//! same reducer and screen.
+//! one key away. [`run_until_left`] drives a live run; [`replay`] plays a recorded journal
+//! through the very same reducer and screen.
 //!
 //! The console only consumes [`Event`]s and sends [`Control`]s; it never touches the network or
 //! a node. It owns the terminal while it runs and gives it back as it found it on every way
@@ -52,8 +52,9 @@ const SPIN_MS: u64 = 100;
 const CLOCK_MS: u64 = 1000;
 /// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
 const REPLAY_MAX_GAP_MS: u64 = 1500;
-/// How long leaving waits for the running step to end before it aborts the run.
-const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+/// How long leaving (pause-and-leave, or a signal) waits for the running step to end before it
+/// aborts the run; the console and the headless line printer alike.
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(60);
 
 /// How the console looks.
 #[derive(Debug, Clone, Default)]
@@ -89,17 +90,8 @@ pub enum Ending {
     LeftPaused,
 }
 
-/// Drive a live deployment from the terminal until the operator leaves. Returns the run's
-/// outcome; a console left while the run is paused reports [`Outcome::Halted`] (see
-/// [`run_until_left`] to tell the two apart).
-pub async fn run(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Outcome> {
-    Ok(match run_until_left(handle, opts).await? {
-        Ending::Finished(o) => o,
-        Ending::LeftPaused => Outcome::Halted,
-    })
-}
-
-/// Like [`run`], and says whether the run finished or was left paused.
+/// Drive a live deployment from the terminal until the operator leaves, and say how it ended:
+/// the run's outcome, or [`Ending::LeftPaused`] when the console was left while the run paused.
 pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Ending> {
     let RunHandle {
         events,
@@ -352,7 +344,6 @@ impl Console {
                         }
                     }
                 }
-                Effect::ReplaySpeed(_) => {}
             }
         }
         self.dirty = true;
@@ -367,7 +358,6 @@ impl Console {
             return;
         }
         self.leaving_since = Some(Instant::now());
-        self.app.leaving = true;
         if !self.app.rolling_back && !self.app.finished() {
             self.send(Control::Interrupt {
                 reason: reason.to_string(),

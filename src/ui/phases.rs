@@ -6,12 +6,12 @@
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use super::app::{App, PhaseStatus, PhaseView};
-use crate::engine::event::NodeState;
+use crate::engine::event::{NodeState, StepResult};
 
 /// `1.2s`, `42s`, `3m05s`.
 pub fn duration(ms: u64) -> String {
@@ -30,11 +30,16 @@ fn status_look(app: &App, p: &PhaseView) -> (&'static str, &'static str, &'stati
     match p.status {
         PhaseStatus::Pending => (g.pending, "pending", "phase_pending"),
         PhaseStatus::Running => (g.spinner_frame(app.frame), "running", "phase_running"),
-        PhaseStatus::Ok => (g.ok, "ok", "phase_ok"),
-        PhaseStatus::Failed => (g.fail, "failed", "phase_failed"),
-        PhaseStatus::TimedOut => (g.fail, "timed out", "phase_failed"),
-        PhaseStatus::Killed => (g.fail, "killed", "phase_failed"),
-        PhaseStatus::Skipped => (g.skipped, "skipped", "phase_skipped"),
+        PhaseStatus::Ended(r) => {
+            let (glyph, key) = match r {
+                StepResult::Ok => (g.ok, "phase_ok"),
+                StepResult::Skipped => (g.skipped, "phase_skipped"),
+                StepResult::Failed | StepResult::TimedOut | StepResult::Killed => {
+                    (g.fail, "phase_failed")
+                }
+            };
+            (glyph, r.word(), key)
+        }
     }
 }
 
@@ -42,21 +47,12 @@ fn phase_line<'a>(app: &App, p: &'a PhaseView, name_w: usize) -> Line<'a> {
     let th = &app.theme;
     let (glyph, word, key) = status_look(app, p);
     let dur = match (p.status, p.duration_ms, p.started_ms) {
-        (PhaseStatus::Running, _, Some(start)) => {
-            duration((app.now_ms.max(app.last_event_ms) - start).max(0) as u64)
-        }
+        (PhaseStatus::Running, _, Some(start)) => duration((app.now() - start).max(0) as u64),
         (_, Some(d), _) => duration(d),
         _ => String::new(),
     };
     let detail = match (&p.message, &p.last_line) {
-        (Some(m), _)
-            if matches!(
-                p.status,
-                PhaseStatus::Failed | PhaseStatus::TimedOut | PhaseStatus::Killed
-            ) =>
-        {
-            m.clone()
-        }
+        (Some(m), _) if p.status.failed() => m.clone(),
         (_, Some(l)) => l.clone(),
         _ => String::new(),
     };
@@ -89,6 +85,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     block.render(area, buf);
 
     let mut lines: Vec<Line> = Vec::new();
+    // The first running row, noted as it is pushed, to keep it in view below.
+    let mut running: Option<usize> = None;
     let node_phases: &[PhaseView] = app
         .selected_node()
         .map(|n| n.phases.as_slice())
@@ -103,6 +101,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     if !app.local.is_empty() {
         lines.push(Line::from(Span::styled(" on this machine", th.get("dim"))));
         for p in &app.local {
+            if p.status == PhaseStatus::Running && running.is_none() {
+                running = Some(lines.len());
+            }
             lines.push(phase_line(app, p, name_w));
         }
         lines.push(Line::from(Span::styled(
@@ -116,12 +117,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     // The node's problem in full goes under the row that failed, so that rows added after it
     // (a rollback's) read below it in the order they happened; with no failed row (preflight),
     // at the end.
-    let failed_row = node_phases.iter().rposition(|p| {
-        matches!(
-            p.status,
-            PhaseStatus::Failed | PhaseStatus::TimedOut | PhaseStatus::Killed
-        )
-    });
+    let failed_row = node_phases.iter().rposition(|p| p.status.failed());
     // A rollback re-runs rows that had failed; then the line says what the rollback followed.
     let mut problem = app.selected_node().and_then(|n| {
         let problem = n.problem.as_ref()?;
@@ -136,6 +132,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         )))
     });
     for (i, p) in node_phases.iter().enumerate() {
+        if p.status == PhaseStatus::Running && running.is_none() {
+            running = Some(lines.len());
+        }
         lines.push(phase_line(app, p, name_w));
         if Some(i) == failed_row {
             lines.extend(problem.take());
@@ -149,10 +148,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         )));
     }
     // Keep the running phase in view when the list is taller than the pane.
-    let running = lines
-        .iter()
-        .position(|l| l.spans.iter().any(|s| s.content.contains("running")))
-        .unwrap_or(0);
+    let running = running.unwrap_or(0);
     let h = inner.height as usize;
     let skip = if lines.len() > h && running >= h {
         running + 1 - h
@@ -172,10 +168,10 @@ pub fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
     let who = view.node.clone().unwrap_or_else(|| "this machine".into());
     let all = app.output_lines();
     let title = format!(
-        " Output {} {who} {} {} lines ",
+        " Output {} {who} {} {} ",
         app.glyphs.dot,
         app.glyphs.dot,
-        all.len()
+        crate::util::count(all.len(), "line", "lines")
     );
     let block = Block::default()
         .borders(Borders::ALL)
@@ -240,7 +236,6 @@ pub fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
     };
     let y = inner.bottom().saturating_sub(1);
     buf.set_stringn(inner.x, y, status, inner.width as usize, th.get("accent"));
-    let _ = Style::default();
 }
 
 fn truncate(s: &str, w: usize) -> String {

@@ -45,10 +45,10 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
     .areas(area);
     draw_header(app, header, buf);
 
-    let grid_h = grid::wanted_height(app, body.width, body.height.saturating_sub(9).max(5));
+    let (shape, grid_h) = grid::layout(app, body.width, body.height.saturating_sub(9).max(5));
     let [grid_area, panes] =
         Layout::vertical([Constraint::Length(grid_h), Constraint::Min(6)]).areas(body);
-    grid::render(app, grid_area, buf, app.focus == Focus::Grid);
+    grid::render(app, shape, grid_area, buf, app.focus == Focus::Grid);
 
     let (panes, log_area) = if app.show_log {
         let [p, l] =
@@ -181,7 +181,11 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
             };
             let batch = match app.batch {
                 Some(b) => format!("{}, batch {}/{}", r.strategy, b + 1, r.batches.len()),
-                None => format!("{}, {} batches", r.strategy, r.batches.len()),
+                None => format!(
+                    "{}, {}",
+                    r.strategy,
+                    crate::util::count(r.batches.len(), "batch", "batches")
+                ),
             };
             let lock = if app.locked {
                 format!("lock: {}@{}", r.who, r.from_host)
@@ -268,7 +272,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
             Some(until) => format!(
                 "gate: {} — passes by itself in {}; enter promotes now, R rolls back",
                 app.gate.as_deref().unwrap_or("waiting"),
-                clock((until - app.now_ms.max(app.last_event_ms)).max(0))
+                clock((until - app.now()).max(0))
             ),
             None => format!(
                 "gate: {} — enter promotes, R rolls back",
