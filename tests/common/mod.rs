@@ -5,6 +5,9 @@
 
 pub mod haproxy;
 pub mod http;
+// Also loaded by `support`; a test that uses both fixtures gets two copies of these two
+// functions, which is harmless.
+#[allow(clippy::duplicate_mod)]
 #[path = "../support/output.rs"]
 mod output;
 pub mod prometheus;
