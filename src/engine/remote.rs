@@ -9,10 +9,63 @@
 //! ```
 //! Scripts are built here with every value quoted; decisions (which release is previous, what
 //! cleanup may delete) are made in Rust from what the scripts read, so they can be unit-tested.
+//! [`exec_checked`] and [`read_snapshot`] are the one way the engine runs its own bookkeeping
+//! scripts on a node (quietly, under [`STATE_TIMEOUT`]).
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use crate::transport::{ExecOutcome, ExecRequest, Transport};
 use crate::util::{sh_quote, valid_release};
+
+/// How long one of the engine's own scripts (state, lock, history, unlock) may take on a node.
+pub const STATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why one of the engine's own scripts did not succeed on a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    /// The transport could not run it at all.
+    #[error("{0}")]
+    Transport(String),
+    /// It ran and failed (exit status, timeout, kill), described for the operator.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Run one of the engine's own scripts on a node: no output streamed, [`STATE_TIMEOUT`], and
+/// anything but a clean exit is an error.
+pub async fn exec_checked(
+    t: &dyn Transport,
+    script: String,
+    cancel: &CancellationToken,
+) -> Result<ExecOutcome, ScriptError> {
+    let o = t
+        .exec(
+            &ExecRequest::new(script).timeout(STATE_TIMEOUT),
+            None,
+            cancel,
+        )
+        .await
+        .map_err(|e| ScriptError::Transport(e.to_string()))?;
+    if o.success() {
+        Ok(o)
+    } else {
+        Err(ScriptError::Failed(o.describe_failure(Some(STATE_TIMEOUT))))
+    }
+}
+
+/// Read what the node under `dp` looks like now ([`state_script`], then [`parse_state`]).
+pub async fn read_snapshot(
+    t: &dyn Transport,
+    dp: &str,
+    cancel: &CancellationToken,
+) -> Result<NodeSnapshot, ScriptError> {
+    exec_checked(t, state_script(dp), cancel)
+        .await
+        .map(|o| parse_state(&o.stdout))
+}
 
 /// Who holds a node's lock.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

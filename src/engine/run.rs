@@ -25,7 +25,7 @@ mod monitor;
 use super::control::{Ctl, Stop};
 use super::emit::{create_journal, Emitter};
 use super::event::*;
-use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot};
+use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot, ScriptError};
 use super::RunHandle;
 use crate::inventory::{
     Action, Builtin, Environment, HealthProbe, Inventory, OnFailure, Stage, TransportKind,
@@ -38,7 +38,6 @@ use crate::util::{expand, sh_quote};
 /// Default limits for steps that do not set their own.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const BUILTIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Nodes contacted at once during preflight.
 const PREFLIGHT_CONCURRENCY: usize = 32;
 
@@ -412,19 +411,21 @@ impl Run {
         cancel: &CancellationToken,
     ) -> Result<ExecOutcome, String> {
         let t = self.transport(&Target::Node(node.to_string()));
-        let o = t
-            .exec(
-                &ExecRequest::new(script).timeout(STATE_TIMEOUT),
-                None,
-                cancel,
-            )
+        remote::exec_checked(&*t, script, cancel)
             .await
-            .map_err(|e| e.to_string())?;
-        if o.success() {
-            Ok(o)
-        } else {
-            Err(o.describe_failure(Some(STATE_TIMEOUT)))
-        }
+            .map_err(|e| e.to_string())
+    }
+
+    /// Read a node's state now, for the engine's own decisions (no step events).
+    async fn read_node(
+        &self,
+        node: &str,
+        cancel: &CancellationToken,
+    ) -> Result<NodeSnapshot, String> {
+        let t = self.transport(&Target::Node(node.to_string()));
+        remote::read_snapshot(&*t, &self.deploy_path(node), cancel)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn node_info(&self) -> Vec<NodeInfo> {
@@ -536,22 +537,12 @@ impl Run {
                         };
                         let r = async {
                             t.connect().await.map_err(|e| e.to_string())?;
-                            let o = t
-                                .exec(
-                                    &ExecRequest::new(remote::state_script(&dp))
-                                        .timeout(STATE_TIMEOUT),
-                                    None,
-                                    &never,
-                                )
+                            remote::read_snapshot(&*t, &dp, &never)
                                 .await
-                                .map_err(|e| e.to_string())?;
-                            if !o.success() {
-                                return Err(format!(
-                                    "cannot read {dp}: {}",
-                                    o.describe_failure(Some(STATE_TIMEOUT))
-                                ));
-                            }
-                            Ok(remote::parse_state(&o.stdout))
+                                .map_err(|e| match e {
+                                    ScriptError::Failed(m) => format!("cannot read {dp}: {m}"),
+                                    ScriptError::Transport(m) => m,
+                                })
                         }
                         .await;
                         (name, r)
@@ -852,10 +843,7 @@ impl Run {
             Action::Builtin(Builtin::Cleanup) => {
                 let n = script_node.ok_or("the cleanup builtin needs a node")?;
                 let dp = self.deploy_path(&n);
-                let snap = self
-                    .internal(&n, remote::state_script(&dp), cancel)
-                    .await
-                    .map(|o| remote::parse_state(&o.stdout))?;
+                let snap = self.read_node(&n, cancel).await?;
                 let before = self.rec(&n, |r| r.live_before.clone());
                 let live = snap.current.clone();
                 let prev = before.or(snap.previous());

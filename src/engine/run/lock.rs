@@ -53,11 +53,7 @@ impl Run {
     async fn reread_locks(&self) {
         let never = CancellationToken::new();
         for n in self.plan.nodes.clone() {
-            if let Ok(o) = self
-                .internal(&n, remote::state_script(&self.deploy_path(&n)), &never)
-                .await
-            {
-                let snap = remote::parse_state(&o.stdout);
+            if let Ok(snap) = self.read_node(&n, &never).await {
                 self.rec(&n, |r| {
                     r.snapshot.locked = snap.locked;
                     r.snapshot.lock = snap.lock;
