@@ -90,10 +90,6 @@ impl Emitter {
         self.journal_path.as_deref()
     }
 
-    pub fn secrets(&self) -> &Secrets {
-        &self.secrets
-    }
-
     pub fn emit(&self, kind: EventKind) {
         let kind = self.mask(kind);
         let mut inner = match self.inner.lock() {

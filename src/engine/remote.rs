@@ -105,7 +105,6 @@ pub struct HistoryEntry {
 /// What a node looks like right now, as read by [`state_script`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSnapshot {
-    pub exists: bool,
     pub current: Option<String>,
     /// Lock held: parsed holder, or None with `locked` set when the info is unreadable.
     pub locked: bool,
@@ -166,16 +165,12 @@ pub fn release_of_link(target: &str) -> Option<String> {
 }
 
 pub fn parse_state(out: &str) -> NodeSnapshot {
-    let mut s = NodeSnapshot {
-        exists: true,
-        ..Default::default()
-    };
+    let mut s = NodeSnapshot::default();
     for line in out.lines() {
         let Some((k, v)) = line.split_once('=') else {
             continue;
         };
         match k {
-            "missing" => s.exists = false,
             "current" => s.current = release_of_link(v),
             "lock" => {
                 s.locked = true;
@@ -379,7 +374,6 @@ mod tests {
     #[test]
     fn previous_falls_back_to_next_newest_directory() {
         let s = NodeSnapshot {
-            exists: true,
             current: Some("b".into()),
             releases: vec!["c".into(), "b".into(), "a".into()],
             history: vec![h("c", Some("b"))],
