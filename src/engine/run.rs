@@ -601,13 +601,9 @@ impl Run {
         }
     }
 
-    /// Take the lock on every node, in plan order. Err: the holder, after releasing what we took.
-    async fn lock_all(&self, release: &str) -> Result<(), String> {
-        self.lock_all_replacing(release, &HashMap::new()).await
-    }
-
-    /// Take the lock on every node; where `replace` names a deployment id for a node, a lock
-    /// held by exactly that deployment is taken over.
+    /// Take the lock on every node, in plan order; where `replace` names a deployment id for a
+    /// node, a lock held by exactly that deployment is taken over. Err: the holder, after
+    /// releasing what we took. Runs take their locks through `acquire`, which calls this.
     async fn lock_all_replacing(
         &self,
         release: &str,
