@@ -62,11 +62,7 @@ impl Run {
         cancel: &CancellationToken,
     ) -> Result<Option<ServerState>, LbError> {
         let me = self.lb_server(node);
-        let servers: Vec<_> = self
-            .lb_servers()
-            .into_iter()
-            .filter(|(s, _)| *s == me)
-            .collect();
+        let servers = [(me.clone(), self.vars(Some(node), &self.plan.release, None))];
         let st = lb.driver.states(&servers, cancel).await?;
         Ok(st.get(&me).cloned())
     }
@@ -124,7 +120,7 @@ impl Run {
         let mut zero_seen = false;
         loop {
             let Some(s) = self.server_state(lb, node, cancel).await? else {
-                if lb.driver.describe().starts_with("HAProxy") {
+                if lb.driver.reports_every_server() {
                     return Err(LbError::Refused(format!(
                         "{} does not know server {me}",
                         lb.driver.describe()
@@ -205,7 +201,7 @@ impl Run {
         let started = Instant::now();
         loop {
             let Some(s) = self.server_state(lb, node, cancel).await? else {
-                if lb.driver.describe().starts_with("HAProxy") {
+                if lb.driver.reports_every_server() {
                     return Err(LbError::Refused(format!(
                         "{} does not know server {me}",
                         lb.driver.describe()
