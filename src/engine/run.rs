@@ -38,7 +38,7 @@ use crate::util::{expand, sh_quote};
 /// Default limits for steps that do not set their own.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const BUILTIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// Nodes contacted at once during preflight.
+/// Nodes contacted at once during preflight (state, configuration, deploy script upload).
 const PREFLIGHT_CONCURRENCY: usize = 32;
 
 #[derive(Debug, Clone)]
@@ -1530,13 +1530,20 @@ impl Run {
             Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
         };
         let never = CancellationToken::new();
+        // Read every node at once; the answers come back in plan order.
+        let answers: Vec<Result<ExecOutcome, String>> = stream::iter(self.plan.nodes.clone())
+            .map(|n| {
+                let script = crate::config::node_keys_script(&self.deploy_path(&n));
+                let never = never.clone();
+                async move { self.internal(&n, script, &never).await }
+            })
+            .buffered(PREFLIGHT_CONCURRENCY)
+            .collect()
+            .await;
         let mut problems = Vec::new();
-        for n in &self.plan.nodes {
+        for (n, answer) in self.plan.nodes.iter().zip(answers) {
             let dp = self.deploy_path(n);
-            match self
-                .internal(n, crate::config::node_keys_script(&dp), &never)
-                .await
-            {
+            match answer {
                 Ok(o) => {
                     let (exists, have) = crate::config::parse_node_keys(&o.stdout);
                     if !exists {
@@ -1627,14 +1634,23 @@ impl Run {
                 local.display()
             ));
         }
-        for n in &self.plan.nodes {
-            let to = format!("{}/.deckhand/deploy.sh", self.deploy_path(n));
-            if let Some(t) = self.transports.get(n) {
-                t.upload(&local, &to)
-                    .await
-                    .map_err(|e| format!("{n}: {e}"))?;
-            }
-        }
+        // Every node at once; the first failure in plan order is the one reported.
+        let results: Vec<Result<(), String>> = stream::iter(self.plan.nodes.clone())
+            .map(|n| {
+                let to = format!("{}/.deckhand/deploy.sh", self.deploy_path(&n));
+                let t = self.transports.get(&n).cloned();
+                let local = local.clone();
+                async move {
+                    match t {
+                        Some(t) => t.upload(&local, &to).await.map_err(|e| format!("{n}: {e}")),
+                        None => Ok(()),
+                    }
+                }
+            })
+            .buffered(PREFLIGHT_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, String>>()?;
         self.em.notice(
             Level::Info,
             format!("uploaded {script} to {} node(s)", self.plan.nodes.len()),
