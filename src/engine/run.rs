@@ -1114,8 +1114,9 @@ impl Run {
             .unwrap_or_default();
         // Phases of the run that do not apply here are shown as skipped, with the reason.
         let here: Vec<&str> = steps.iter().map(|st| st.label()).collect();
+        let in_run = self.plan.phase_names();
         for p in self.inv.phases.iter().filter(|p| p.stage == Stage::Node) {
-            if here.contains(&p.name.as_str()) || !self.plan.phase_names().contains(&p.name) {
+            if here.contains(&p.name.as_str()) || !in_run.contains(&p.name) {
                 continue;
             }
             let why = if p.once {
