@@ -1212,22 +1212,17 @@ impl Run {
             self.recover_node(node).await;
             return true;
         }
-        let policy = match (self.env.on_failure, self.opts.headless) {
-            (OnFailure::Pause, true) => {
+        match self.env.on_failure {
+            OnFailure::Pause if self.opts.headless => {
                 self.em.notice(
                     Level::Warn,
                     format!("{message}; on_failure is pause, but nobody is there to decide (headless): rolling back"),
                 );
-                OnFailure::Rollback
+                self.ctl.request_rollback(message);
             }
-            (p, _) => p,
-        };
-        match policy {
             OnFailure::Rollback => {
-                if !self.opts.headless || self.env.on_failure != OnFailure::Pause {
-                    self.em
-                        .notice(Level::Error, format!("{message}; on_failure = rollback"));
-                }
+                self.em
+                    .notice(Level::Error, format!("{message}; on_failure = rollback"));
                 self.ctl.request_rollback(message);
             }
             OnFailure::Abort => {
