@@ -88,6 +88,24 @@ impl LockInfo {
     }
 }
 
+/// A lock is stale once its heartbeat is `stale_after` old: the console holding it stopped
+/// refreshing it. An unknown age is not stale.
+pub fn lock_is_stale(age_s: Option<u64>, stale_after: Duration) -> bool {
+    age_s.is_some_and(|a| a >= stale_after.as_secs())
+}
+
+/// How alive a lock is, from its heartbeat's age, to follow its holder in a message:
+/// ` — STALE: no heartbeat for 75s`, ` — alive: heartbeat 3s ago`, or nothing when unknown.
+pub fn lock_age_note(age_s: Option<u64>, stale_after: Duration) -> String {
+    match age_s {
+        Some(a) if lock_is_stale(age_s, stale_after) => {
+            format!(" — STALE: no heartbeat for {a}s")
+        }
+        Some(a) => format!(" — alive: heartbeat {a}s ago"),
+        None => String::new(),
+    }
+}
+
 /// One line of a node's `history.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -391,6 +409,20 @@ mod tests {
         // keep 2 newest (v6, v5); live is v1 (an old rollback target), previous v3.
         let v = cleanup_victims(&list, 2, &[Some("v1"), Some("v3"), Some("v6")]);
         assert_eq!(v, vec!["v4", "v2"]);
+    }
+
+    #[test]
+    fn a_lock_is_stale_from_stale_after_on() {
+        let after = Duration::from_secs(60);
+        assert!(!lock_is_stale(Some(59), after));
+        assert!(lock_is_stale(Some(60), after));
+        assert!(!lock_is_stale(None, after));
+        assert_eq!(
+            lock_age_note(Some(75), after),
+            " — STALE: no heartbeat for 75s"
+        );
+        assert_eq!(lock_age_note(Some(3), after), " — alive: heartbeat 3s ago");
+        assert_eq!(lock_age_note(None, after), "");
     }
 
     #[test]
