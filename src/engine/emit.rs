@@ -42,6 +42,20 @@ pub fn default_journal_dir() -> PathBuf {
     home.join(".local/state/deckhand")
 }
 
+/// The journal file of one run: `{app}-{env}-{deployment id}.jsonl`.
+pub fn journal_name(app: &str, env: &str, id: &str) -> String {
+    format!("{app}-{env}-{id}.jsonl")
+}
+
+/// Whether the file called `file` is the journal of a run of `app` in `env`. Environment names
+/// may contain `-`, so what follows `{app}-{env}-` must be a whole deployment id: the journals
+/// of `prod-eu` are not journals of `prod`.
+pub fn is_journal_of(file: &str, app: &str, env: &str) -> bool {
+    file.strip_prefix(&format!("{app}-{env}-"))
+        .and_then(|rest| rest.strip_suffix(".jsonl"))
+        .is_some_and(super::run::is_deployment_id)
+}
+
 /// Create a journal file readable only by its owner (mode 0600, directory 0700).
 pub fn create_journal(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -166,4 +180,24 @@ pub fn read_journal(path: &Path) -> std::io::Result<(Vec<Event>, Vec<String>)> {
         }
     }
     Ok((events, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::run::new_deployment_id;
+
+    #[test]
+    fn a_journal_belongs_to_its_own_environment_only() {
+        let id = new_deployment_id();
+        let name = journal_name("shop", "prod", &id);
+        assert!(is_journal_of(&name, "shop", "prod"));
+        assert!(!is_journal_of(&name, "shop", "prod-eu"));
+        let eu = journal_name("shop", "prod-eu", &id);
+        assert!(is_journal_of(&eu, "shop", "prod-eu"));
+        assert!(!is_journal_of(&eu, "shop", "prod"));
+        assert!(!is_journal_of(&eu, "shop", "prod-e"));
+        assert!(!is_journal_of(&format!("{name}.bak"), "shop", "prod"));
+        assert!(!is_journal_of("shop-prod-x.jsonl", "shop", "prod"));
+    }
 }

@@ -23,7 +23,7 @@ mod lock;
 mod monitor;
 
 use super::control::{Ctl, Stop};
-use super::emit::{create_journal, Emitter};
+use super::emit::{create_journal, journal_name, Emitter};
 use super::event::*;
 use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot, ScriptError};
 use super::RunHandle;
@@ -144,6 +144,20 @@ pub fn new_deployment_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), nanos & 0xffff)
 }
 
+/// Whether `s` has the shape [`new_deployment_id`] gives: `20260101T120000Z-1a2b`.
+pub fn is_deployment_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 21
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
 fn start(
     inv: Arc<Inventory>,
     plan: Plan,
@@ -158,7 +172,7 @@ fn start(
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let journal = match &opts.journal_dir {
         Some(dir) => Some(
-            create_journal(dir, &format!("{}-{}-{}.jsonl", inv.app.name, env.name, id))
+            create_journal(dir, &journal_name(&inv.app.name, &env.name, &id))
                 .map_err(|e| format!("cannot create the journal in {}: {e}", dir.display()))?,
         ),
         None => None,
