@@ -160,25 +160,32 @@ impl Emitter {
     }
 }
 
-/// Read a journal back. Lines that do not parse are reported with their line number instead
-/// of being trusted; a truncated last line (a crash mid-write) is reported the same way.
-pub fn read_journal(path: &Path) -> std::io::Result<(Vec<Event>, Vec<String>)> {
+/// Read a journal back: its events, and the lines that are not events as (line number from 1,
+/// why), for the caller to word. A truncated last line (a crash mid-write) is one of those.
+pub fn read_events(path: &Path) -> std::io::Result<(Vec<Event>, Vec<(usize, serde_json::Error)>)> {
     let text = std::fs::read_to_string(path)?;
     let mut events = Vec::new();
-    let mut problems = Vec::new();
+    let mut bad = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Event>(line) {
             Ok(e) => events.push(e),
-            Err(e) => problems.push(format!(
-                "{}:{}: not a journal event ({e})",
-                path.display(),
-                i + 1
-            )),
+            Err(e) => bad.push((i + 1, e)),
         }
     }
+    Ok((events, bad))
+}
+
+/// Read a journal back. Lines that do not parse are reported with their line number instead
+/// of being trusted; a truncated last line (a crash mid-write) is reported the same way.
+pub fn read_journal(path: &Path) -> std::io::Result<(Vec<Event>, Vec<String>)> {
+    let (events, bad) = read_events(path)?;
+    let problems = bad
+        .into_iter()
+        .map(|(line, e)| format!("{}:{line}: not a journal event ({e})", path.display()))
+        .collect();
     Ok((events, problems))
 }
 
