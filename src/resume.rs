@@ -177,6 +177,9 @@ mod tests {
         }
         // prod-eu still finds its own journal.
         let err = find(dir.path(), "shop", "prod-eu").unwrap_err();
-        assert!(err.contains("shop-prod-eu-20260101T110000Z-3c4d.jsonl"), "{err}");
+        assert!(
+            err.contains("shop-prod-eu-20260101T110000Z-3c4d.jsonl"),
+            "{err}"
+        );
     }
 }

@@ -141,7 +141,10 @@ fn a_truncated_journal_is_reported_not_trusted() {
     let (events, problems) = deckhand::engine::emit::read_journal(&j).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].contains("shop-test-20260101T000000Z-0001.jsonl:2"), "{problems:?}");
+    assert!(
+        problems[0].contains("shop-test-20260101T000000Z-0001.jsonl:2"),
+        "{problems:?}"
+    );
     // Without a start record, resume refuses to act on it.
     let err = deckhand::resume::find(dir.path(), "shop", "test").unwrap_err();
     assert!(err.contains("no start record"), "{err}");
