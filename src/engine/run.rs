@@ -339,6 +339,35 @@ impl Run {
         s
     }
 
+    /// One step as the operator sees it: counted as running (a pause waits for it), then
+    /// `StepStarted`, the work, and `StepFinished` with the work's result, its duration and, on
+    /// failure, its message. `work` answers with the step's result and what the caller gets.
+    async fn step<T>(
+        &self,
+        node: Option<&str>,
+        phase: &str,
+        command: Option<String>,
+        work: impl std::future::Future<Output = (StepResult, Result<T, String>)>,
+    ) -> Result<T, String> {
+        self.ctl.step_started();
+        let started = Instant::now();
+        self.em.emit(EventKind::StepStarted {
+            node: node.map(String::from),
+            phase: phase.to_string(),
+            command,
+        });
+        let (result, out) = work.await;
+        self.em.emit(EventKind::StepFinished {
+            node: node.map(String::from),
+            phase: phase.to_string(),
+            result,
+            duration_ms: started.elapsed().as_millis() as u64,
+            message: out.as_ref().err().cloned(),
+        });
+        self.ctl.step_ended();
+        out
+    }
+
     /// Run one step: events around it, output streamed, timeout and cancel honoured.
     async fn exec_step(
         &self,
@@ -349,32 +378,21 @@ impl Run {
         req: ExecRequest,
         cancel: &CancellationToken,
     ) -> Result<ExecOutcome, String> {
-        self.ctl.step_started();
-        let started = Instant::now();
-        self.em.emit(EventKind::StepStarted {
-            node: node.map(String::from),
-            phase: phase.to_string(),
-            command: shown,
-        });
-        let (result, message) = self.exec_quiet(node, phase, target, &req, cancel).await;
-        let step_result = match &result {
-            Ok(o) if o.success() => StepResult::Ok,
-            Ok(o) if o.ended == transport::Ended::TimedOut => StepResult::TimedOut,
-            Ok(o) if o.ended == transport::Ended::Cancelled => StepResult::Killed,
-            _ => StepResult::Failed,
-        };
-        self.em.emit(EventKind::StepFinished {
-            node: node.map(String::from),
-            phase: phase.to_string(),
-            result: step_result,
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: message.clone(),
-        });
-        self.ctl.step_ended();
-        match result {
-            Ok(o) if o.success() => Ok(o),
-            Ok(_) | Err(_) => Err(message.unwrap_or_else(|| "failed".into())),
-        }
+        self.step(node, phase, shown, async {
+            let (result, message) = self.exec_quiet(node, phase, target, &req, cancel).await;
+            let step_result = match &result {
+                Ok(o) if o.success() => StepResult::Ok,
+                Ok(o) if o.ended == transport::Ended::TimedOut => StepResult::TimedOut,
+                Ok(o) if o.ended == transport::Ended::Cancelled => StepResult::Killed,
+                _ => StepResult::Failed,
+            };
+            let out = match result {
+                Ok(o) if o.success() => Ok(o),
+                Ok(_) | Err(_) => Err(message.unwrap_or_else(|| "failed".into())),
+            };
+            (step_result, out)
+        })
+        .await
     }
 
     /// Execute with output forwarded as events, without step events. Returns the outcome and a
@@ -798,32 +816,22 @@ impl Run {
             Action::Upload { from, to } => {
                 let from_path = self.inv.base_dir().join(expand(from, &vars, false));
                 let to_path = expand(to, &vars, false);
-                self.ctl.step_started();
-                let started = Instant::now();
-                self.em.emit(EventKind::StepStarted {
-                    node: shown_node.map(String::from),
-                    phase: phase.name.clone(),
-                    command: Some(format!("upload {} → {}", from_path.display(), to_path)),
-                });
-                let t = self.transport(target);
-                let r = tokio::select! {
-                    r = t.upload(&from_path, &to_path) => r.map_err(|e| e.to_string()),
-                    _ = tokio::time::sleep(timeout) => Err(format!("upload timed out after {}", crate::util::format_duration(timeout))),
-                    _ = cancel.cancelled() => Err("upload cancelled".to_string()),
-                };
-                self.em.emit(EventKind::StepFinished {
-                    node: shown_node.map(String::from),
-                    phase: phase.name.clone(),
-                    result: if r.is_ok() {
+                let shown = format!("upload {} → {}", from_path.display(), to_path);
+                self.step(shown_node, &phase.name, Some(shown), async {
+                    let t = self.transport(target);
+                    let r = tokio::select! {
+                        r = t.upload(&from_path, &to_path) => r.map_err(|e| e.to_string()),
+                        _ = tokio::time::sleep(timeout) => Err(format!("upload timed out after {}", crate::util::format_duration(timeout))),
+                        _ = cancel.cancelled() => Err("upload cancelled".to_string()),
+                    };
+                    let result = if r.is_ok() {
                         StepResult::Ok
                     } else {
                         StepResult::Failed
-                    },
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    message: r.as_ref().err().cloned(),
-                });
-                self.ctl.step_ended();
-                r
+                    };
+                    (result, r)
+                })
+                .await
             }
             Action::Builtin(Builtin::Release) => {
                 let n = script_node.ok_or("the release builtin needs a node")?;
@@ -958,107 +966,91 @@ impl Run {
                 format!("GET {} expecting {expect}", expand(url, &vars, false))
             }
         };
-        self.ctl.step_started();
-        let started = Instant::now();
-        self.em.emit(EventKind::StepStarted {
-            node: Some(node.to_string()),
-            phase: "health".into(),
-            command: Some(shown),
-        });
-        let mut last = String::new();
-        let mut ok = false;
-        let mut killed = false;
-        for attempt in 1..=attempts {
-            let r = match &h.probe {
-                HealthProbe::Run(c) => {
-                    let script = format!(
-                        "{}{}",
-                        Self::prologue(&vars, &target),
-                        expand(c, &vars, true)
-                    );
-                    match self
-                        .exec_quiet(
-                            Some(node),
-                            "health",
-                            &target,
-                            &ExecRequest::new(script).timeout(h.timeout),
-                            cancel,
-                        )
-                        .await
-                    {
-                        (Ok(o), _) if o.success() => Ok(()),
-                        (_, m) => Err(m.unwrap_or_else(|| "failed".into())),
-                    }
-                }
-                HealthProbe::Url { url, expect } => {
-                    {
-                        // The checklist's HTTP probe, with only the status to meet.
-                        let r = crate::checks::http(
-                            &expand(url, &vars, false),
-                            *expect,
-                            None,
-                            None,
-                            h.timeout,
-                        )
-                        .await;
-                        match r.status {
-                            crate::engine::event::CheckStatus::Pass => Ok(()),
-                            _ => Err(r.detail.unwrap_or_else(|| "failed".into())),
+        self.step(Some(node), "health", Some(shown), async {
+            let mut last = String::new();
+            let mut ok = false;
+            let mut killed = false;
+            for attempt in 1..=attempts {
+                let r = match &h.probe {
+                    HealthProbe::Run(c) => {
+                        let script = format!(
+                            "{}{}",
+                            Self::prologue(&vars, &target),
+                            expand(c, &vars, true)
+                        );
+                        match self
+                            .exec_quiet(
+                                Some(node),
+                                "health",
+                                &target,
+                                &ExecRequest::new(script).timeout(h.timeout),
+                                cancel,
+                            )
+                            .await
+                        {
+                            (Ok(o), _) if o.success() => Ok(()),
+                            (_, m) => Err(m.unwrap_or_else(|| "failed".into())),
                         }
                     }
+                    HealthProbe::Url { url, expect } => {
+                        {
+                            // The checklist's HTTP probe, with only the status to meet.
+                            let r = crate::checks::http(
+                                &expand(url, &vars, false),
+                                *expect,
+                                None,
+                                None,
+                                h.timeout,
+                            )
+                            .await;
+                            match r.status {
+                                crate::engine::event::CheckStatus::Pass => Ok(()),
+                                _ => Err(r.detail.unwrap_or_else(|| "failed".into())),
+                            }
+                        }
+                    }
+                };
+                match r {
+                    Ok(()) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e) => {
+                        last = e;
+                        self.em.emit(EventKind::Output {
+                            node: Some(node.to_string()),
+                            phase: "health".into(),
+                            stream: Stream::Stderr,
+                            line: format!("attempt {attempt}/{attempts}: {last}"),
+                        });
+                    }
                 }
-            };
-            match r {
-                Ok(()) => {
-                    ok = true;
+                if attempt < attempts {
+                    tokio::select! {
+                        _ = tokio::time::sleep(h.interval) => {}
+                        _ = cancel.cancelled() => { killed = true; break; }
+                    }
+                }
+                if cancel.is_cancelled() {
+                    killed = true;
                     break;
                 }
-                Err(e) => {
-                    last = e;
-                    self.em.emit(EventKind::Output {
-                        node: Some(node.to_string()),
-                        phase: "health".into(),
-                        stream: Stream::Stderr,
-                        line: format!("attempt {attempt}/{attempts}: {last}"),
-                    });
-                }
             }
-            if attempt < attempts {
-                tokio::select! {
-                    _ = tokio::time::sleep(h.interval) => {}
-                    _ = cancel.cancelled() => { killed = true; break; }
-                }
-            }
-            if cancel.is_cancelled() {
-                killed = true;
-                break;
-            }
-        }
-        let message = if ok {
-            None
-        } else if killed {
-            Some("health check cancelled".to_string())
-        } else {
-            Some(format!("unhealthy after {attempts} attempts: {last}"))
-        };
-        self.em.emit(EventKind::StepFinished {
-            node: Some(node.to_string()),
-            phase: "health".into(),
-            result: if ok {
-                StepResult::Ok
+            if ok {
+                (StepResult::Ok, Ok(()))
             } else if killed {
-                StepResult::Killed
+                (
+                    StepResult::Killed,
+                    Err("health check cancelled".to_string()),
+                )
             } else {
-                StepResult::Failed
-            },
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: message.clone(),
-        });
-        self.ctl.step_ended();
-        match message {
-            None => Ok(()),
-            Some(m) => Err(m),
-        }
+                (
+                    StepResult::Failed,
+                    Err(format!("unhealthy after {attempts} attempts: {last}")),
+                )
+            }
+        })
+        .await
     }
 
     async fn write_history(
