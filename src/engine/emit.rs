@@ -160,9 +160,12 @@ impl Emitter {
     }
 }
 
-/// Read a journal back: its events, and the lines that are not events as (line number from 1,
-/// why), for the caller to word. A truncated last line (a crash mid-write) is one of those.
-pub fn read_events(path: &Path) -> std::io::Result<(Vec<Event>, Vec<(usize, serde_json::Error)>)> {
+/// A journal line that is not an event: its number (from 1) and why.
+pub type BadLine = (usize, serde_json::Error);
+
+/// Read a journal back: its events, and the lines that are not events, for the caller to word.
+/// A truncated last line (a crash mid-write) is one of those.
+pub fn read_events(path: &Path) -> std::io::Result<(Vec<Event>, Vec<BadLine>)> {
     let text = std::fs::read_to_string(path)?;
     let mut events = Vec::new();
     let mut bad = Vec::new();
