@@ -998,12 +998,7 @@ async fn resume(
 
 /// How alive a lock is, from its heartbeat's age.
 fn age_note(age: Option<u64>) -> String {
-    let stale = engine::run::DEFAULT_STALE_AFTER.as_secs();
-    match age {
-        Some(a) if a >= stale => format!(" — STALE: no heartbeat for {a}s"),
-        Some(a) => format!(" — alive: heartbeat {a}s ago"),
-        None => String::new(),
-    }
+    engine::remote::lock_age_note(age, engine::run::DEFAULT_STALE_AFTER)
 }
 
 /// The command that resumes this environment, as the operator would type it.

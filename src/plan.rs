@@ -119,11 +119,7 @@ pub fn batch_sizes(ramp: &[BatchSize], total: usize) -> Vec<usize> {
             .or(ramp.last())
             .copied()
             .unwrap_or(BatchSize::Count(1));
-        let want = match spec {
-            BatchSize::Count(n) => n as usize,
-            BatchSize::Percent(p) => ((total as f64) * p / 100.0).floor() as usize,
-        }
-        .max(1);
+        let want = node_count(spec, total).max(1);
         let n = want.min(left);
         sizes.push(n);
         left -= n;
@@ -132,16 +128,18 @@ pub fn batch_sizes(ramp: &[BatchSize], total: usize) -> Vec<usize> {
     sizes
 }
 
+/// How many of `total` nodes a size means: a count as it is, a percentage rounded down.
+fn node_count(size: BatchSize, total: usize) -> usize {
+    match size {
+        BatchSize::Count(n) => n as usize,
+        BatchSize::Percent(p) => ((total as f64) * p / 100.0).floor() as usize,
+    }
+}
+
 /// The node a `once` phase runs on: the first in plan order with one of its roles (or simply
 /// the first node when it names no roles).
 pub fn once_node<'a>(inv: &Inventory, env: &'a Environment, phase: &Phase) -> Option<&'a String> {
-    env.nodes.iter().find(|n| {
-        phase.roles.is_empty()
-            || inv
-                .node(n)
-                .map(|node| node.roles.iter().any(|r| phase.roles.contains(r)))
-                .unwrap_or(false)
-    })
+    env.nodes.iter().find(|n| phase_applies(inv, phase, n))
 }
 
 fn phase_applies(inv: &Inventory, phase: &Phase, node: &str) -> bool {
@@ -266,11 +264,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
             for step in steps {
                 match step {
                     CanaryStep::Nodes(b) => {
-                        let target = match b {
-                            BatchSize::Count(n) => *n as usize,
-                            BatchSize::Percent(p) => ((total as f64) * p / 100.0).floor() as usize,
-                        }
-                        .clamp(done.min(total), total);
+                        let target = node_count(*b, total).clamp(done.min(total), total);
                         if target > done {
                             shape.push((target - done, None));
                             done = target;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::engine::emit::read_journal;
+use crate::engine::emit::{is_journal_of, read_journal};
 use crate::engine::event::{EventKind, RunKind};
 
 #[derive(Debug, Clone)]
@@ -35,14 +35,10 @@ pub enum Found {
 
 /// Look at the newest journal of `app` in `env` under `dir`.
 pub fn find(dir: &Path, app: &str, env: &str) -> Result<Found, String> {
-    let prefix = format!("{app}-{env}-");
     let mut journals: Vec<(std::time::SystemTime, PathBuf)> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
-            .filter(|e| {
-                let n = e.file_name().to_string_lossy().to_string();
-                n.starts_with(&prefix) && n.ends_with(".jsonl")
-            })
+            .filter(|e| is_journal_of(&e.file_name().to_string_lossy(), app, env))
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect(),
         Err(_) => return Ok(Found::Nothing),
@@ -133,4 +129,57 @@ pub fn find(dir: &Path, app: &str, env: &str) -> Result<Found, String> {
         last,
         problems,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    const LOCKED: &str = "{\"seq\":1,\"at_ms\":1,\"type\":\"locked\",\"deployment\":\"d\"}\n";
+    const FINISHED: &str = "{\"seq\":2,\"at_ms\":2,\"type\":\"finished\",\"outcome\":\"deployed\",\"message\":\"done\",\"nodes\":[]}\n";
+
+    /// A journal file written `age` ago.
+    fn journal(dir: &Path, name: &str, text: &str, age: Duration) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(SystemTime::now() - age)
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn an_environment_is_not_confused_with_one_whose_name_extends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // prod's last run finished; prod-eu's, newer, stopped before it recorded its start.
+        let prod = journal(
+            dir.path(),
+            "shop-prod-20260101T100000Z-1a2b.jsonl",
+            &format!("{LOCKED}{FINISHED}"),
+            Duration::from_secs(600),
+        );
+        journal(
+            dir.path(),
+            "shop-prod-eu-20260101T110000Z-3c4d.jsonl",
+            LOCKED,
+            Duration::ZERO,
+        );
+        match find(dir.path(), "shop", "prod") {
+            Ok(Found::Finished { journal, outcome }) => {
+                assert_eq!(journal, prod);
+                assert_eq!(outcome, "deployed");
+            }
+            other => panic!("resume of prod looked at {other:?}"),
+        }
+        // prod-eu still finds its own journal.
+        let err = find(dir.path(), "shop", "prod-eu").unwrap_err();
+        assert!(
+            err.contains("shop-prod-eu-20260101T110000Z-3c4d.jsonl"),
+            "{err}"
+        );
+    }
 }

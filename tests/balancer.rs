@@ -230,6 +230,75 @@ async fn blue_green_switches_and_switches_back_under_load() {
     );
 }
 
+/// `deckhand rollback` on a blue-green environment takes the lock like every other run: a lock a
+/// dead console left is reported as stale, and taken over once the operator said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_rollback_takes_the_lock_like_every_run() {
+    let f = LbFleet::new(LbSpec {
+        nodes: 2,
+        env: "strategy = \"blue-green\"\ngroups = { blue = [\"web-1\"], green = [\"web-2\"] }",
+        balancer: true,
+        balancer_extra: "",
+    });
+    // blue serves, green is on standby; a console that died 10 minutes ago left its lock on web-1.
+    assert_eq!(
+        f.haproxy.command("set server app/web-2 state drain").trim(),
+        ""
+    );
+    let lock = f.node_dir("web-1").join(".deckhand/lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    std::fs::write(
+        lock.join("info.json"),
+        r#"{"id":"dead-1","who":"mallory","host":"jump-9","pid":4242,"at":"2026-01-01T00:00:00Z","env":"test","release":"v9"}"#,
+    )
+    .unwrap();
+    std::fs::write(lock.join("heartbeat"), "").unwrap();
+    let st = std::process::Command::new("touch")
+        .args(["-d", "10 minutes ago"])
+        .arg(lock.join("heartbeat"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let finished = |events: &[deckhand::engine::Event]| {
+        events
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::Finished { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+
+    let (o, events) = finish(rollback(&f)).await;
+    assert_eq!(o, Outcome::LockHeld);
+    let m = finished(&events);
+    assert!(
+        m.contains("web-1 is locked by mallory") && m.contains("STALE: no heartbeat for"),
+        "{m}"
+    );
+    assert_eq!(
+        m.matches("another deployment holds the lock").count(),
+        1,
+        "{m}"
+    );
+
+    let inv = f.inventory();
+    let plan = deckhand::plan::build(&inv, "test", "previous").expect("plan");
+    let opts = engine::RunOptions {
+        take_over_stale: true,
+        ..f.options()
+    };
+    let h = engine::spawn_rollback(inv, plan, RollbackTarget::Previous, opts).expect("spawn");
+    let (o, events) = finish(h).await;
+    assert_eq!(o, Outcome::RolledBack, "{}", finished(&events));
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::Notice { message, .. } if message.contains("taking over the stale lock"))));
+    assert!(!lock.exists(), "the lock is released after the rollback");
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Groups { live: Some(l), .. } if l == "green")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_steps_wait_for_promote_and_timed_pauses_pass_by_themselves() {
     let f = LbFleet::new(LbSpec {

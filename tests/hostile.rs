@@ -164,7 +164,7 @@ async fn a_deploy_path_full_of_shell_syntax_stays_a_path() {
 #[test]
 fn a_truncated_journal_is_reported_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
-    let j = dir.path().join("shop-test-x.jsonl");
+    let j = dir.path().join("shop-test-20260101T000000Z-0001.jsonl");
     std::fs::write(
         &j,
         "{\"seq\":1,\"at_ms\":1,\"type\":\"locked\",\"deployment\":\"d\"}\n{\"seq\":2,\"at_ms\":2,\"type\":\"paus",
@@ -173,7 +173,10 @@ fn a_truncated_journal_is_reported_not_trusted() {
     let (events, problems) = deckhand::engine::emit::read_journal(&j).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(problems.len(), 1);
-    assert!(problems[0].contains("shop-test-x.jsonl:2"), "{problems:?}");
+    assert!(
+        problems[0].contains("shop-test-20260101T000000Z-0001.jsonl:2"),
+        "{problems:?}"
+    );
     // Without a start record, resume refuses to act on it.
     let err = deckhand::resume::find(dir.path(), "shop", "test").unwrap_err();
     assert!(err.contains("no start record"), "{err}");

@@ -123,11 +123,7 @@ impl Ctl {
         let before = self.snapshot();
         match c {
             Control::Pause if before.abort || before.rollback => {}
-            Control::Pause if !before.paused => {
-                self.state.send_modify(|s| s.paused = true);
-                self.emitter.emit(EventKind::Pausing);
-                self.announce_paused_if_idle();
-            }
+            Control::Pause if !before.paused => self.begin_pause(),
             Control::Resume if before.paused => {
                 if let Ok(mut a) = self.active.lock() {
                     a.1 = false;
@@ -146,9 +142,7 @@ impl Ctl {
                     format!("{reason}: pausing at the next step boundary; the lock stays held so that `deckhand resume` can continue or roll back"),
                 );
                 if !before.paused && !before.abort && !before.rollback {
-                    self.state.send_modify(|s| s.paused = true);
-                    self.emitter.emit(EventKind::Pausing);
-                    self.announce_paused_if_idle();
+                    self.begin_pause();
                 }
             }
             Control::Confirm { check } if !before.confirmed.contains(&check) => {
@@ -169,18 +163,19 @@ impl Ctl {
             Control::Promote => self
                 .emitter
                 .notice(Level::Warn, "nothing to promote: no gate is waiting"),
-            Control::Abort if !before.abort => {
-                self.state.send_modify(|s| s.abort = true);
-                self.emitter.emit(EventKind::Aborting {
-                    reason: "the operator aborted".into(),
-                });
-                self.all.cancel();
-            }
+            Control::Abort => self.request_abort("the operator aborted"),
             Control::Rollback if !before.rollback && !before.abort => {
                 self.request_rollback("the operator asked for a rollback")
             }
             _ => {}
         }
+    }
+
+    /// Pause at the next step boundary: `Pausing` now, `Paused` once no step is running.
+    fn begin_pause(&self) {
+        self.state.send_modify(|s| s.paused = true);
+        self.emitter.emit(EventKind::Pausing);
+        self.announce_paused_if_idle();
     }
 
     /// Stop forward work and ask for a rollback (by the operator or by `on_failure`).
@@ -193,6 +188,7 @@ impl Ctl {
         self.forward.cancel();
     }
 
+    /// Stop everything (by the operator or by `on_failure`); a second abort changes nothing.
     pub fn request_abort(&self, reason: &str) {
         if !self.snapshot().abort {
             self.state.send_modify(|s| s.abort = true);

@@ -9,10 +9,63 @@
 //! ```
 //! Scripts are built here with every value quoted; decisions (which release is previous, what
 //! cleanup may delete) are made in Rust from what the scripts read, so they can be unit-tested.
+//! [`exec_checked`] and [`read_snapshot`] are the one way the engine runs its own bookkeeping
+//! scripts on a node (quietly, under [`STATE_TIMEOUT`]).
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use crate::transport::{ExecOutcome, ExecRequest, Transport};
 use crate::util::{sh_quote, valid_release};
+
+/// How long one of the engine's own scripts (state, lock, history, unlock) may take on a node.
+pub const STATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why one of the engine's own scripts did not succeed on a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    /// The transport could not run it at all.
+    #[error("{0}")]
+    Transport(String),
+    /// It ran and failed (exit status, timeout, kill), described for the operator.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Run one of the engine's own scripts on a node: no output streamed, [`STATE_TIMEOUT`], and
+/// anything but a clean exit is an error.
+pub async fn exec_checked(
+    t: &dyn Transport,
+    script: String,
+    cancel: &CancellationToken,
+) -> Result<ExecOutcome, ScriptError> {
+    let o = t
+        .exec(
+            &ExecRequest::new(script).timeout(STATE_TIMEOUT),
+            None,
+            cancel,
+        )
+        .await
+        .map_err(|e| ScriptError::Transport(e.to_string()))?;
+    if o.success() {
+        Ok(o)
+    } else {
+        Err(ScriptError::Failed(o.describe_failure(Some(STATE_TIMEOUT))))
+    }
+}
+
+/// Read what the node under `dp` looks like now ([`state_script`], then [`parse_state`]).
+pub async fn read_snapshot(
+    t: &dyn Transport,
+    dp: &str,
+    cancel: &CancellationToken,
+) -> Result<NodeSnapshot, ScriptError> {
+    exec_checked(t, state_script(dp), cancel)
+        .await
+        .map(|o| parse_state(&o.stdout))
+}
 
 /// Who holds a node's lock.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,6 +88,24 @@ impl LockInfo {
     }
 }
 
+/// A lock is stale once its heartbeat is `stale_after` old: the console holding it stopped
+/// refreshing it. An unknown age is not stale.
+pub fn lock_is_stale(age_s: Option<u64>, stale_after: Duration) -> bool {
+    age_s.is_some_and(|a| a >= stale_after.as_secs())
+}
+
+/// How alive a lock is, from its heartbeat's age, to follow its holder in a message:
+/// ` — STALE: no heartbeat for 75s`, ` — alive: heartbeat 3s ago`, or nothing when unknown.
+pub fn lock_age_note(age_s: Option<u64>, stale_after: Duration) -> String {
+    match age_s {
+        Some(a) if lock_is_stale(age_s, stale_after) => {
+            format!(" — STALE: no heartbeat for {a}s")
+        }
+        Some(a) => format!(" — alive: heartbeat {a}s ago"),
+        None => String::new(),
+    }
+}
+
 /// One line of a node's `history.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -52,7 +123,6 @@ pub struct HistoryEntry {
 /// What a node looks like right now, as read by [`state_script`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSnapshot {
-    pub exists: bool,
     pub current: Option<String>,
     /// Lock held: parsed holder, or None with `locked` set when the info is unreadable.
     pub locked: bool,
@@ -113,16 +183,12 @@ pub fn release_of_link(target: &str) -> Option<String> {
 }
 
 pub fn parse_state(out: &str) -> NodeSnapshot {
-    let mut s = NodeSnapshot {
-        exists: true,
-        ..Default::default()
-    };
+    let mut s = NodeSnapshot::default();
     for line in out.lines() {
         let Some((k, v)) = line.split_once('=') else {
             continue;
         };
         match k {
-            "missing" => s.exists = false,
             "current" => s.current = release_of_link(v),
             "lock" => {
                 s.locked = true;
@@ -326,7 +392,6 @@ mod tests {
     #[test]
     fn previous_falls_back_to_next_newest_directory() {
         let s = NodeSnapshot {
-            exists: true,
             current: Some("b".into()),
             releases: vec!["c".into(), "b".into(), "a".into()],
             history: vec![h("c", Some("b"))],
@@ -344,6 +409,20 @@ mod tests {
         // keep 2 newest (v6, v5); live is v1 (an old rollback target), previous v3.
         let v = cleanup_victims(&list, 2, &[Some("v1"), Some("v3"), Some("v6")]);
         assert_eq!(v, vec!["v4", "v2"]);
+    }
+
+    #[test]
+    fn a_lock_is_stale_from_stale_after_on() {
+        let after = Duration::from_secs(60);
+        assert!(!lock_is_stale(Some(59), after));
+        assert!(lock_is_stale(Some(60), after));
+        assert!(!lock_is_stale(None, after));
+        assert_eq!(
+            lock_age_note(Some(75), after),
+            " — STALE: no heartbeat for 75s"
+        );
+        assert_eq!(lock_age_note(Some(3), after), " — alive: heartbeat 3s ago");
+        assert_eq!(lock_age_note(None, after), "");
     }
 
     #[test]

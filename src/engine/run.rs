@@ -23,9 +23,9 @@ mod lock;
 mod monitor;
 
 use super::control::{Ctl, Stop};
-use super::emit::{create_journal, Emitter};
+use super::emit::{create_journal, journal_name, Emitter};
 use super::event::*;
-use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot};
+use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot, ScriptError};
 use super::RunHandle;
 use crate::inventory::{
     Action, Builtin, Environment, HealthProbe, Inventory, OnFailure, Stage, TransportKind,
@@ -38,8 +38,7 @@ use crate::util::{expand, sh_quote};
 /// Default limits for steps that do not set their own.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const BUILTIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-const STATE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Nodes contacted at once during preflight.
+/// Nodes contacted at once during preflight (state, configuration, deploy script upload).
 const PREFLIGHT_CONCURRENCY: usize = 32;
 
 #[derive(Debug, Clone)]
@@ -145,6 +144,20 @@ pub fn new_deployment_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), nanos & 0xffff)
 }
 
+/// Whether `s` has the shape [`new_deployment_id`] gives: `20260101T120000Z-1a2b`.
+pub fn is_deployment_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 21
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
 fn start(
     inv: Arc<Inventory>,
     plan: Plan,
@@ -159,7 +172,7 @@ fn start(
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let journal = match &opts.journal_dir {
         Some(dir) => Some(
-            create_journal(dir, &format!("{}-{}-{}.jsonl", inv.app.name, env.name, id))
+            create_journal(dir, &journal_name(&inv.app.name, &env.name, &id))
                 .map_err(|e| format!("cannot create the journal in {}: {e}", dir.display()))?,
         ),
         None => None,
@@ -326,6 +339,35 @@ impl Run {
         s
     }
 
+    /// One step as the operator sees it: counted as running (a pause waits for it), then
+    /// `StepStarted`, the work, and `StepFinished` with the work's result, its duration and, on
+    /// failure, its message. `work` answers with the step's result and what the caller gets.
+    async fn step<T>(
+        &self,
+        node: Option<&str>,
+        phase: &str,
+        command: Option<String>,
+        work: impl std::future::Future<Output = (StepResult, Result<T, String>)>,
+    ) -> Result<T, String> {
+        self.ctl.step_started();
+        let started = Instant::now();
+        self.em.emit(EventKind::StepStarted {
+            node: node.map(String::from),
+            phase: phase.to_string(),
+            command,
+        });
+        let (result, out) = work.await;
+        self.em.emit(EventKind::StepFinished {
+            node: node.map(String::from),
+            phase: phase.to_string(),
+            result,
+            duration_ms: started.elapsed().as_millis() as u64,
+            message: out.as_ref().err().cloned(),
+        });
+        self.ctl.step_ended();
+        out
+    }
+
     /// Run one step: events around it, output streamed, timeout and cancel honoured.
     async fn exec_step(
         &self,
@@ -336,32 +378,21 @@ impl Run {
         req: ExecRequest,
         cancel: &CancellationToken,
     ) -> Result<ExecOutcome, String> {
-        self.ctl.step_started();
-        let started = Instant::now();
-        self.em.emit(EventKind::StepStarted {
-            node: node.map(String::from),
-            phase: phase.to_string(),
-            command: shown,
-        });
-        let (result, message) = self.exec_quiet(node, phase, target, &req, cancel).await;
-        let step_result = match &result {
-            Ok(o) if o.success() => StepResult::Ok,
-            Ok(o) if o.ended == transport::Ended::TimedOut => StepResult::TimedOut,
-            Ok(o) if o.ended == transport::Ended::Cancelled => StepResult::Killed,
-            _ => StepResult::Failed,
-        };
-        self.em.emit(EventKind::StepFinished {
-            node: node.map(String::from),
-            phase: phase.to_string(),
-            result: step_result,
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: message.clone(),
-        });
-        self.ctl.step_ended();
-        match result {
-            Ok(o) if o.success() => Ok(o),
-            Ok(_) | Err(_) => Err(message.unwrap_or_else(|| "failed".into())),
-        }
+        self.step(node, phase, shown, async {
+            let (result, message) = self.exec_quiet(node, phase, target, &req, cancel).await;
+            let step_result = match &result {
+                Ok(o) if o.success() => StepResult::Ok,
+                Ok(o) if o.ended == transport::Ended::TimedOut => StepResult::TimedOut,
+                Ok(o) if o.ended == transport::Ended::Cancelled => StepResult::Killed,
+                _ => StepResult::Failed,
+            };
+            let out = match result {
+                Ok(o) if o.success() => Ok(o),
+                Ok(_) | Err(_) => Err(message.unwrap_or_else(|| "failed".into())),
+            };
+            (step_result, out)
+        })
+        .await
     }
 
     /// Execute with output forwarded as events, without step events. Returns the outcome and a
@@ -412,19 +443,21 @@ impl Run {
         cancel: &CancellationToken,
     ) -> Result<ExecOutcome, String> {
         let t = self.transport(&Target::Node(node.to_string()));
-        let o = t
-            .exec(
-                &ExecRequest::new(script).timeout(STATE_TIMEOUT),
-                None,
-                cancel,
-            )
+        remote::exec_checked(&*t, script, cancel)
             .await
-            .map_err(|e| e.to_string())?;
-        if o.success() {
-            Ok(o)
-        } else {
-            Err(o.describe_failure(Some(STATE_TIMEOUT)))
-        }
+            .map_err(|e| e.to_string())
+    }
+
+    /// Read a node's state now, for the engine's own decisions (no step events).
+    async fn read_node(
+        &self,
+        node: &str,
+        cancel: &CancellationToken,
+    ) -> Result<NodeSnapshot, String> {
+        let t = self.transport(&Target::Node(node.to_string()));
+        remote::read_snapshot(&*t, &self.deploy_path(node), cancel)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn node_info(&self) -> Vec<NodeInfo> {
@@ -534,22 +567,12 @@ impl Run {
                         };
                         let r = async {
                             t.connect().await.map_err(|e| e.to_string())?;
-                            let o = t
-                                .exec(
-                                    &ExecRequest::new(remote::state_script(&dp))
-                                        .timeout(STATE_TIMEOUT),
-                                    None,
-                                    &never,
-                                )
+                            remote::read_snapshot(&*t, &dp, &never)
                                 .await
-                                .map_err(|e| e.to_string())?;
-                            if !o.success() {
-                                return Err(format!(
-                                    "cannot read {dp}: {}",
-                                    o.describe_failure(Some(STATE_TIMEOUT))
-                                ));
-                            }
-                            Ok(remote::parse_state(&o.stdout))
+                                .map_err(|e| match e {
+                                    ScriptError::Failed(m) => format!("cannot read {dp}: {m}"),
+                                    ScriptError::Transport(m) => m,
+                                })
                         }
                         .await;
                         (name, r)
@@ -608,13 +631,9 @@ impl Run {
         }
     }
 
-    /// Take the lock on every node, in plan order. Err: the holder, after releasing what we took.
-    async fn lock_all(&self, release: &str) -> Result<(), String> {
-        self.lock_all_replacing(release, &HashMap::new()).await
-    }
-
-    /// Take the lock on every node; where `replace` names a deployment id for a node, a lock
-    /// held by exactly that deployment is taken over.
+    /// Take the lock on every node, in plan order; where `replace` names a deployment id for a
+    /// node, a lock held by exactly that deployment is taken over. Err: the holder, after
+    /// releasing what we took. Runs take their locks through `acquire`, which calls this.
     async fn lock_all_replacing(
         &self,
         release: &str,
@@ -795,32 +814,22 @@ impl Run {
             Action::Upload { from, to } => {
                 let from_path = self.inv.base_dir().join(expand(from, &vars, false));
                 let to_path = expand(to, &vars, false);
-                self.ctl.step_started();
-                let started = Instant::now();
-                self.em.emit(EventKind::StepStarted {
-                    node: shown_node.map(String::from),
-                    phase: phase.name.clone(),
-                    command: Some(format!("upload {} → {}", from_path.display(), to_path)),
-                });
-                let t = self.transport(target);
-                let r = tokio::select! {
-                    r = t.upload(&from_path, &to_path) => r.map_err(|e| e.to_string()),
-                    _ = tokio::time::sleep(timeout) => Err(format!("upload timed out after {}", crate::util::format_duration(timeout))),
-                    _ = cancel.cancelled() => Err("upload cancelled".to_string()),
-                };
-                self.em.emit(EventKind::StepFinished {
-                    node: shown_node.map(String::from),
-                    phase: phase.name.clone(),
-                    result: if r.is_ok() {
+                let shown = format!("upload {} → {}", from_path.display(), to_path);
+                self.step(shown_node, &phase.name, Some(shown), async {
+                    let t = self.transport(target);
+                    let r = tokio::select! {
+                        r = t.upload(&from_path, &to_path) => r.map_err(|e| e.to_string()),
+                        _ = tokio::time::sleep(timeout) => Err(format!("upload timed out after {}", crate::util::format_duration(timeout))),
+                        _ = cancel.cancelled() => Err("upload cancelled".to_string()),
+                    };
+                    let result = if r.is_ok() {
                         StepResult::Ok
                     } else {
                         StepResult::Failed
-                    },
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    message: r.as_ref().err().cloned(),
-                });
-                self.ctl.step_ended();
-                r
+                    };
+                    (result, r)
+                })
+                .await
             }
             Action::Builtin(Builtin::Release) => {
                 let n = script_node.ok_or("the release builtin needs a node")?;
@@ -850,10 +859,7 @@ impl Run {
             Action::Builtin(Builtin::Cleanup) => {
                 let n = script_node.ok_or("the cleanup builtin needs a node")?;
                 let dp = self.deploy_path(&n);
-                let snap = self
-                    .internal(&n, remote::state_script(&dp), cancel)
-                    .await
-                    .map(|o| remote::parse_state(&o.stdout))?;
+                let snap = self.read_node(&n, cancel).await?;
                 let before = self.rec(&n, |r| r.live_before.clone());
                 let live = snap.current.clone();
                 let prev = before.or(snap.previous());
@@ -958,107 +964,91 @@ impl Run {
                 format!("GET {} expecting {expect}", expand(url, &vars, false))
             }
         };
-        self.ctl.step_started();
-        let started = Instant::now();
-        self.em.emit(EventKind::StepStarted {
-            node: Some(node.to_string()),
-            phase: "health".into(),
-            command: Some(shown),
-        });
-        let mut last = String::new();
-        let mut ok = false;
-        let mut killed = false;
-        for attempt in 1..=attempts {
-            let r = match &h.probe {
-                HealthProbe::Run(c) => {
-                    let script = format!(
-                        "{}{}",
-                        Self::prologue(&vars, &target),
-                        expand(c, &vars, true)
-                    );
-                    match self
-                        .exec_quiet(
-                            Some(node),
-                            "health",
-                            &target,
-                            &ExecRequest::new(script).timeout(h.timeout),
-                            cancel,
-                        )
-                        .await
-                    {
-                        (Ok(o), _) if o.success() => Ok(()),
-                        (_, m) => Err(m.unwrap_or_else(|| "failed".into())),
-                    }
-                }
-                HealthProbe::Url { url, expect } => {
-                    {
-                        // The checklist's HTTP probe, with only the status to meet.
-                        let r = crate::checks::http(
-                            &expand(url, &vars, false),
-                            *expect,
-                            None,
-                            None,
-                            h.timeout,
-                        )
-                        .await;
-                        match r.status {
-                            crate::engine::event::CheckStatus::Pass => Ok(()),
-                            _ => Err(r.detail.unwrap_or_else(|| "failed".into())),
+        self.step(Some(node), "health", Some(shown), async {
+            let mut last = String::new();
+            let mut ok = false;
+            let mut killed = false;
+            for attempt in 1..=attempts {
+                let r = match &h.probe {
+                    HealthProbe::Run(c) => {
+                        let script = format!(
+                            "{}{}",
+                            Self::prologue(&vars, &target),
+                            expand(c, &vars, true)
+                        );
+                        match self
+                            .exec_quiet(
+                                Some(node),
+                                "health",
+                                &target,
+                                &ExecRequest::new(script).timeout(h.timeout),
+                                cancel,
+                            )
+                            .await
+                        {
+                            (Ok(o), _) if o.success() => Ok(()),
+                            (_, m) => Err(m.unwrap_or_else(|| "failed".into())),
                         }
                     }
+                    HealthProbe::Url { url, expect } => {
+                        {
+                            // The checklist's HTTP probe, with only the status to meet.
+                            let r = crate::checks::http(
+                                &expand(url, &vars, false),
+                                *expect,
+                                None,
+                                None,
+                                h.timeout,
+                            )
+                            .await;
+                            match r.status {
+                                crate::engine::event::CheckStatus::Pass => Ok(()),
+                                _ => Err(r.detail.unwrap_or_else(|| "failed".into())),
+                            }
+                        }
+                    }
+                };
+                match r {
+                    Ok(()) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e) => {
+                        last = e;
+                        self.em.emit(EventKind::Output {
+                            node: Some(node.to_string()),
+                            phase: "health".into(),
+                            stream: Stream::Stderr,
+                            line: format!("attempt {attempt}/{attempts}: {last}"),
+                        });
+                    }
                 }
-            };
-            match r {
-                Ok(()) => {
-                    ok = true;
+                if attempt < attempts {
+                    tokio::select! {
+                        _ = tokio::time::sleep(h.interval) => {}
+                        _ = cancel.cancelled() => { killed = true; break; }
+                    }
+                }
+                if cancel.is_cancelled() {
+                    killed = true;
                     break;
                 }
-                Err(e) => {
-                    last = e;
-                    self.em.emit(EventKind::Output {
-                        node: Some(node.to_string()),
-                        phase: "health".into(),
-                        stream: Stream::Stderr,
-                        line: format!("attempt {attempt}/{attempts}: {last}"),
-                    });
-                }
             }
-            if attempt < attempts {
-                tokio::select! {
-                    _ = tokio::time::sleep(h.interval) => {}
-                    _ = cancel.cancelled() => { killed = true; break; }
-                }
-            }
-            if cancel.is_cancelled() {
-                killed = true;
-                break;
-            }
-        }
-        let message = if ok {
-            None
-        } else if killed {
-            Some("health check cancelled".to_string())
-        } else {
-            Some(format!("unhealthy after {attempts} attempts: {last}"))
-        };
-        self.em.emit(EventKind::StepFinished {
-            node: Some(node.to_string()),
-            phase: "health".into(),
-            result: if ok {
-                StepResult::Ok
+            if ok {
+                (StepResult::Ok, Ok(()))
             } else if killed {
-                StepResult::Killed
+                (
+                    StepResult::Killed,
+                    Err("health check cancelled".to_string()),
+                )
             } else {
-                StepResult::Failed
-            },
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: message.clone(),
-        });
-        self.ctl.step_ended();
-        match message {
-            None => Ok(()),
-            Some(m) => Err(m),
-        }
+                (
+                    StepResult::Failed,
+                    Err(format!("unhealthy after {attempts} attempts: {last}")),
+                )
+            }
+        })
+        .await
     }
 
     async fn write_history(
@@ -1128,8 +1118,9 @@ impl Run {
             .unwrap_or_default();
         // Phases of the run that do not apply here are shown as skipped, with the reason.
         let here: Vec<&str> = steps.iter().map(|st| st.label()).collect();
+        let in_run = self.plan.phase_names();
         for p in self.inv.phases.iter().filter(|p| p.stage == Stage::Node) {
-            if here.contains(&p.name.as_str()) || !self.plan.phase_names().contains(&p.name) {
+            if here.contains(&p.name.as_str()) || !in_run.contains(&p.name) {
                 continue;
             }
             let why = if p.once {
@@ -1225,22 +1216,17 @@ impl Run {
             self.recover_node(node).await;
             return true;
         }
-        let policy = match (self.env.on_failure, self.opts.headless) {
-            (OnFailure::Pause, true) => {
+        match self.env.on_failure {
+            OnFailure::Pause if self.opts.headless => {
                 self.em.notice(
                     Level::Warn,
                     format!("{message}; on_failure is pause, but nobody is there to decide (headless): rolling back"),
                 );
-                OnFailure::Rollback
+                self.ctl.request_rollback(message);
             }
-            (p, _) => p,
-        };
-        match policy {
             OnFailure::Rollback => {
-                if !self.opts.headless || self.env.on_failure != OnFailure::Pause {
-                    self.em
-                        .notice(Level::Error, format!("{message}; on_failure = rollback"));
-                }
+                self.em
+                    .notice(Level::Error, format!("{message}; on_failure = rollback"));
                 self.ctl.request_rollback(message);
             }
             OnFailure::Abort => {
@@ -1544,13 +1530,20 @@ impl Run {
             Err(e) => return Err(vec![format!("cannot read {}: {e}", path.display())]),
         };
         let never = CancellationToken::new();
+        // Read every node at once; the answers come back in plan order.
+        let answers: Vec<Result<ExecOutcome, String>> = stream::iter(self.plan.nodes.clone())
+            .map(|n| {
+                let script = crate::config::node_keys_script(&self.deploy_path(&n));
+                let never = never.clone();
+                async move { self.internal(&n, script, &never).await }
+            })
+            .buffered(PREFLIGHT_CONCURRENCY)
+            .collect()
+            .await;
         let mut problems = Vec::new();
-        for n in &self.plan.nodes {
+        for (n, answer) in self.plan.nodes.iter().zip(answers) {
             let dp = self.deploy_path(n);
-            match self
-                .internal(n, crate::config::node_keys_script(&dp), &never)
-                .await
-            {
+            match answer {
                 Ok(o) => {
                     let (exists, have) = crate::config::parse_node_keys(&o.stdout);
                     if !exists {
@@ -1641,14 +1634,23 @@ impl Run {
                 local.display()
             ));
         }
-        for n in &self.plan.nodes {
-            let to = format!("{}/.deckhand/deploy.sh", self.deploy_path(n));
-            if let Some(t) = self.transports.get(n) {
-                t.upload(&local, &to)
-                    .await
-                    .map_err(|e| format!("{n}: {e}"))?;
-            }
-        }
+        // Every node at once; the first failure in plan order is the one reported.
+        let results: Vec<Result<(), String>> = stream::iter(self.plan.nodes.clone())
+            .map(|n| {
+                let to = format!("{}/.deckhand/deploy.sh", self.deploy_path(&n));
+                let t = self.transports.get(&n).cloned();
+                let local = local.clone();
+                async move {
+                    match t {
+                        Some(t) => t.upload(&local, &to).await.map_err(|e| format!("{n}: {e}")),
+                        None => Ok(()),
+                    }
+                }
+            })
+            .buffered(PREFLIGHT_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, String>>()?;
         self.em.notice(
             Level::Info,
             format!("uploaded {script} to {} node(s)", self.plan.nodes.len()),

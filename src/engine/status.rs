@@ -2,17 +2,13 @@
 //! operator has confirmed is dead (`unlock`). Both go through the same transports and scripts
 //! as a deployment, so what they show is what a deployment would see.
 
-use std::time::Duration;
-
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::remote::{self, LockInfo, NodeSnapshot};
 use crate::inventory::Inventory;
-use crate::transport::{self, ExecRequest};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
+use crate::transport;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -56,18 +52,9 @@ async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
     let result: Result<NodeSnapshot, String> = async {
         let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
         t.connect().await.map_err(|e| e.to_string())?;
-        let o = t
-            .exec(
-                &ExecRequest::new(remote::state_script(&node.deploy_path)).timeout(TIMEOUT),
-                None,
-                &CancellationToken::new(),
-            )
+        remote::read_snapshot(&*t, &node.deploy_path, &CancellationToken::new())
             .await
-            .map_err(|e| e.to_string())?;
-        if !o.success() {
-            return Err(o.describe_failure(Some(TIMEOUT)));
-        }
-        Ok(remote::parse_state(&o.stdout))
+            .map_err(|e| e.to_string())
     }
     .await;
     match result {
@@ -111,20 +98,14 @@ pub async fn force_unlock(inv: &Inventory, nodes: &[String]) -> Vec<String> {
         let Some(node) = inv.node(name) else { continue };
         let r: Result<(), String> = async {
             let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
-            let o = t
-                .exec(
-                    &ExecRequest::new(remote::force_unlock_script(&node.deploy_path))
-                        .timeout(TIMEOUT),
-                    None,
-                    &CancellationToken::new(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if o.success() {
-                Ok(())
-            } else {
-                Err(o.describe_failure(Some(TIMEOUT)))
-            }
+            remote::exec_checked(
+                &*t,
+                remote::force_unlock_script(&node.deploy_path),
+                &CancellationToken::new(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = r {

@@ -161,6 +161,10 @@ impl LoadBalancer for Haproxy {
         format!("HAProxy backend {} at {}", self.cfg.backend, self.place())
     }
 
+    fn reports_every_server(&self) -> bool {
+        true // `show stat` lists every server of the backend
+    }
+
     async fn set(
         &self,
         server: &str,

@@ -58,6 +58,12 @@ pub enum LbError {
 pub trait LoadBalancer: Send + Sync {
     /// A short name for messages (`haproxy app@/run/haproxy/admin.sock via lb-1`).
     fn describe(&self) -> String;
+    /// Whether [`states`](Self::states) always answers for every server the balancer has, so a
+    /// server missing from the answer is one it does not know (HAProxy). When false, a missing
+    /// server only means the driver cannot say (a command balancer without a `state` command).
+    fn reports_every_server(&self) -> bool {
+        false
+    }
     /// Set a server's admin state. `vars` are the node's placeholder values.
     async fn set(
         &self,

@@ -163,21 +163,13 @@ pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<
 
 /// Read a journal: one serialized [`Event`] per line. Errors name the file and the line.
 pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
-    let text = std::fs::read_to_string(path)
+    let (out, bad) = crate::engine::emit::read_events(path)
         .with_context(|| format!("reading journal {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ev: Event = serde_json::from_str(line).with_context(|| {
-            format!(
-                "{}:{}: not a deckhand event (is this a journal file?)",
-                path.display(),
-                i + 1
-            )
-        })?;
-        out.push(ev);
+    if let Some((line, e)) = bad.into_iter().next() {
+        return Err(anyhow::Error::new(e).context(format!(
+            "{}:{line}: not a deckhand event (is this a journal file?)",
+            path.display()
+        )));
     }
     if out.is_empty() {
         anyhow::bail!("{}: the journal holds no events", path.display());

@@ -62,11 +62,7 @@ impl Run {
         cancel: &CancellationToken,
     ) -> Result<Option<ServerState>, LbError> {
         let me = self.lb_server(node);
-        let servers: Vec<_> = self
-            .lb_servers()
-            .into_iter()
-            .filter(|(s, _)| *s == me)
-            .collect();
+        let servers = [(me.clone(), self.vars(Some(node), &self.plan.release, None))];
         let st = lb.driver.states(&servers, cancel).await?;
         Ok(st.get(&me).cloned())
     }
@@ -124,7 +120,7 @@ impl Run {
         let mut zero_seen = false;
         loop {
             let Some(s) = self.server_state(lb, node, cancel).await? else {
-                if lb.driver.describe().starts_with("HAProxy") {
+                if lb.driver.reports_every_server() {
                     return Err(LbError::Refused(format!(
                         "{} does not know server {me}",
                         lb.driver.describe()
@@ -205,7 +201,7 @@ impl Run {
         let started = Instant::now();
         loop {
             let Some(s) = self.server_state(lb, node, cancel).await? else {
-                if lb.driver.describe().starts_with("HAProxy") {
+                if lb.driver.reports_every_server() {
                     return Err(LbError::Refused(format!(
                         "{} does not know server {me}",
                         lb.driver.describe()
@@ -246,105 +242,92 @@ impl Run {
             return Ok(());
         }
         let phase = if drain { "drain" } else { "enable" };
-        self.ctl.step_started();
-        let started = Instant::now();
-        self.em.emit(EventKind::StepStarted {
-            node: Some(node.to_string()),
-            phase: phase.into(),
-            command: Some(format!(
-                "{} {} on {}",
-                phase,
-                self.lb_server(node),
-                self.lbs
-                    .iter()
-                    .map(|l| l.driver.describe())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        });
-        if !drain {
-            let hold = self
-                .lbs
+        let shown = format!(
+            "{} {} on {}",
+            phase,
+            self.lb_server(node),
+            self.lbs
                 .iter()
-                .map(|l| l.cfg.min_healthy)
-                .max()
-                .unwrap_or_default();
-            if !hold.is_zero() {
-                self.lb_line(
-                    node,
-                    phase,
-                    format!(
-                        "healthy; holding it out for min_healthy = {}",
-                        crate::util::format_duration(hold)
-                    ),
-                );
-                let _ = self.pause(hold, cancel).await;
-            }
-        }
-        let result = loop {
-            let mut r = Ok(());
-            for lb in &self.lbs {
-                r = if drain {
-                    self.drain_one(lb, node, cancel).await
-                } else {
-                    self.enable_one(lb, node, cancel).await
-                };
-                if r.is_err() {
-                    break;
-                }
-            }
-            match r {
-                Ok(()) => break Ok(()),
-                Err(LbError::Unreachable(m)) if !cancel.is_cancelled() => {
-                    let out = self.out_of_rotation();
-                    let who = if out.is_empty() {
-                        "no node is known to be out of rotation".to_string()
-                    } else {
+                .map(|l| l.driver.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.step(Some(node), phase, Some(shown), async {
+            if !drain {
+                let hold = self
+                    .lbs
+                    .iter()
+                    .map(|l| l.cfg.min_healthy)
+                    .max()
+                    .unwrap_or_default();
+                if !hold.is_zero() {
+                    self.lb_line(
+                        node,
+                        phase,
                         format!(
-                            "out of rotation as far as deckhand knows: {}",
-                            out.join(", ")
-                        )
-                    };
-                    if self.opts.headless {
-                        break Err(format!("{m}; {who}"));
-                    }
-                    self.ctl.step_ended();
-                    let gate = self
-                        .ctl
-                        .gate(
-                            format!("the balancer cannot be reached: {m}; {who}. Fix it, then promote to retry the {phase} of {node}; R rolls back, a aborts"),
-                            false,
-                        )
-                        .await;
-                    self.ctl.step_started();
-                    if gate.is_err() {
-                        break Err(format!("{m}; {who}"));
-                    }
-                    self.em
-                        .notice(Level::Info, format!("retrying the {phase} of {node}"));
+                            "healthy; holding it out for min_healthy = {}",
+                            crate::util::format_duration(hold)
+                        ),
+                    );
+                    let _ = self.pause(hold, cancel).await;
                 }
-                Err(e) => break Err(e.to_string()),
             }
-        };
-        if result.is_ok() {
-            self.em.emit(EventKind::Rotation {
-                node: node.to_string(),
-                in_rotation: !drain,
-            });
-        }
-        self.em.emit(EventKind::StepFinished {
-            node: Some(node.to_string()),
-            phase: phase.into(),
-            result: if result.is_ok() {
-                StepResult::Ok
+            let result = loop {
+                let mut r = Ok(());
+                for lb in &self.lbs {
+                    r = if drain {
+                        self.drain_one(lb, node, cancel).await
+                    } else {
+                        self.enable_one(lb, node, cancel).await
+                    };
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                match r {
+                    Ok(()) => break Ok(()),
+                    Err(LbError::Unreachable(m)) if !cancel.is_cancelled() => {
+                        let out = self.out_of_rotation();
+                        let who = if out.is_empty() {
+                            "no node is known to be out of rotation".to_string()
+                        } else {
+                            format!(
+                                "out of rotation as far as deckhand knows: {}",
+                                out.join(", ")
+                            )
+                        };
+                        if self.opts.headless {
+                            break Err(format!("{m}; {who}"));
+                        }
+                        self.ctl.step_ended();
+                        let gate = self
+                            .ctl
+                            .gate(
+                                format!("the balancer cannot be reached: {m}; {who}. Fix it, then promote to retry the {phase} of {node}; R rolls back, a aborts"),
+                                false,
+                            )
+                            .await;
+                        self.ctl.step_started();
+                        if gate.is_err() {
+                            break Err(format!("{m}; {who}"));
+                        }
+                        self.em
+                            .notice(Level::Info, format!("retrying the {phase} of {node}"));
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            if result.is_ok() {
+                self.em.emit(EventKind::Rotation {
+                    node: node.to_string(),
+                    in_rotation: !drain,
+                });
+                (StepResult::Ok, result)
             } else {
-                StepResult::Failed
-            },
-            duration_ms: started.elapsed().as_millis() as u64,
-            message: result.as_ref().err().cloned(),
-        });
-        self.ctl.step_ended();
-        result
+                (StepResult::Failed, result)
+            }
+        })
+        .await
     }
 
     /// Nodes this run took out of rotation and has not put back.

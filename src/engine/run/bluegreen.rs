@@ -285,11 +285,8 @@ impl Run {
                 ),
             );
         };
-        if let Err(holder) = self.lock_all("rollback").await {
-            return self.finish(
-                Outcome::LockHeld,
-                format!("another deployment holds the lock; nothing was changed:\n  {holder}"),
-            );
+        if let Err(m) = self.acquire("rollback").await {
+            return self.finish(Outcome::LockHeld, m);
         }
         self.em.emit(EventKind::Groups {
             live: Some(live.clone()),

@@ -36,28 +36,28 @@ impl Run {
             .collect()
     }
 
+    /// The lock's heartbeat is older than `stale_after`.
+    fn stale(&self, h: &Held) -> bool {
+        remote::lock_is_stale(h.age_s, self.opts.stale_after)
+    }
+
     fn describe_held(&self, h: &Held) -> String {
         let who = match &h.info {
             Some(l) => format!("{} is locked by {}", h.node, l.describe()),
             None => format!("{} is locked (holder unreadable)", h.node),
         };
-        match h.age_s {
-            Some(a) if a >= self.opts.stale_after.as_secs() => {
-                format!("{who} — STALE: no heartbeat for {a}s (take it over with --take-over-stale once you know that console is gone)")
-            }
-            Some(a) => format!("{who} — alive: heartbeat {a}s ago"),
-            None => who,
+        let age = remote::lock_age_note(h.age_s, self.opts.stale_after);
+        if self.stale(h) {
+            format!("{who}{age} (take it over with --take-over-stale once you know that console is gone)")
+        } else {
+            format!("{who}{age}")
         }
     }
 
     async fn reread_locks(&self) {
         let never = CancellationToken::new();
         for n in self.plan.nodes.clone() {
-            if let Ok(o) = self
-                .internal(&n, remote::state_script(&self.deploy_path(&n)), &never)
-                .await
-            {
-                let snap = remote::parse_state(&o.stdout);
+            if let Ok(snap) = self.read_node(&n, &never).await {
                 self.rec(&n, |r| {
                     r.snapshot.locked = snap.locked;
                     r.snapshot.lock = snap.lock;
@@ -77,10 +77,7 @@ impl Run {
             let mut blocking = Vec::new();
             for h in &held {
                 let id = h.info.as_ref().map(|l| l.id.clone());
-                let stale = h
-                    .age_s
-                    .map(|a| a >= self.opts.stale_after.as_secs())
-                    .unwrap_or(false);
+                let stale = self.stale(h);
                 match id {
                     // Our own lock (a resumed run): ours to take over.
                     Some(id) if self.opts.resume_id.as_deref() == Some(id.as_str()) => {
@@ -99,11 +96,7 @@ impl Run {
             if blocking.is_empty() {
                 return self.lock_all_replacing(release, &replace).await;
             }
-            let all_stale = held.iter().all(|h| {
-                h.age_s
-                    .map(|a| a >= self.opts.stale_after.as_secs())
-                    .unwrap_or(false)
-            });
+            let all_stale = held.iter().all(|h| self.stale(h));
             match self.opts.lock_wait {
                 Some(w) if started.elapsed() < w && !all_stale => {
                     if !waited_notice {
