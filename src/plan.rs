@@ -170,7 +170,7 @@ fn stage_targets(inv: &Inventory, env: &Environment, phase: &Phase) -> Vec<Targe
 pub enum PlanError {
     #[error("environment `{0}` is not defined in the inventory (defined: {1})")]
     UnknownEnvironment(String, String),
-    #[error("cannot deploy `{env}`: it has {total} node(s) and min_in_rotation = {keep}, so no node may leave the balancer\n  = help: lower min_in_rotation, or add nodes")]
+    #[error("cannot deploy `{env}`: it has {} and min_in_rotation = {keep}, so no node may leave the balancer\n  = help: lower min_in_rotation, or add nodes", crate::util::count(*total, "node", "nodes"))]
     NoRoomToDrain {
         env: String,
         total: usize,
@@ -310,7 +310,8 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
         for (size, gate) in shape {
             if size > max {
                 notes.push(format!(
-                    "a batch of {size} is narrowed to {max} so that {keep} node(s) stay in rotation (min_in_rotation = {keep})"
+                    "a batch of {size} is narrowed to {max} so that {} in rotation (min_in_rotation = {keep})",
+                    if keep == 1 { "1 node stays".to_string() } else { format!("{keep} nodes stay") }
                 ));
                 let mut left = size;
                 while left > 0 {

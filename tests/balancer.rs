@@ -162,7 +162,10 @@ async fn min_in_rotation_narrows_batches_and_says_so() {
     let err = deckhand::plan::build(&f.inventory(), "test", "v3")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("2 node(s) and min_in_rotation = 2"), "{err}");
+    assert!(
+        err.contains("it has 2 nodes and min_in_rotation = 2"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

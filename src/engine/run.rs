@@ -1412,8 +1412,8 @@ impl Run {
         self.em.notice(
             Level::Info,
             format!(
-                "rolled back {} node(s); {untouched} never changed",
-                nodes.len()
+                "rolled back {}; {untouched} never changed",
+                crate::util::count(nodes.len(), "node", "nodes")
             ),
         );
         Outcome::RolledBack
@@ -1653,7 +1653,10 @@ impl Run {
         results.into_iter().collect::<Result<Vec<()>, String>>()?;
         self.em.notice(
             Level::Info,
-            format!("uploaded {script} to {} node(s)", self.plan.nodes.len()),
+            format!(
+                "uploaded {script} to {}",
+                crate::util::count(self.plan.nodes.len(), "node", "nodes")
+            ),
         );
         Ok(())
     }
@@ -1665,8 +1668,8 @@ impl Run {
         self.emit_started(RunKind::Deploy, &release);
         if let Err(failures) = self.preflight().await {
             let msg = format!(
-                "preflight failed on {} node(s), nothing was changed:\n  {}",
-                failures.len(),
+                "preflight failed on {}, nothing was changed:\n  {}",
+                crate::util::count(failures.len(), "node", "nodes"),
                 failures.join("\n  ")
             );
             return self.finish(Outcome::PreflightFailed, msg);
@@ -1847,7 +1850,8 @@ impl Run {
             self.finish(
                 Outcome::Partial,
                 format!(
-                    "{release} deployed except on {tolerated} failed node(s) (within max_fail); {}",
+                    "{release} deployed except on {} (within max_fail); {}",
+                    crate::util::count(tolerated, "failed node", "failed nodes"),
                     self.release_summary()
                 ),
             )

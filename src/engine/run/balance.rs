@@ -94,7 +94,8 @@ impl Run {
             }
             if started.elapsed() >= lb.cfg.drain_timeout {
                 return Err(LbError::Refused(format!(
-                    "draining {node} would leave {others} node(s) in rotation, below min_in_rotation = {}; waited {}",
+                    "draining {node} would leave {} in rotation, below min_in_rotation = {}; waited {}",
+                    crate::util::count(others, "node", "nodes"),
                     lb.cfg.min_in_rotation,
                     crate::util::format_duration(started.elapsed())
                 )));
@@ -105,7 +106,8 @@ impl Run {
                     node,
                     "drain",
                     format!(
-                        "waiting: only {others} other node(s) in rotation, min_in_rotation = {}",
+                        "waiting: only {} in rotation, min_in_rotation = {}",
+                        crate::util::count(others, "other node", "other nodes"),
                         lb.cfg.min_in_rotation
                     ),
                 );
