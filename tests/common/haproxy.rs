@@ -10,13 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 fn app_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/app.py")

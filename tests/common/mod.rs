@@ -10,6 +10,10 @@ pub mod http;
 #[allow(clippy::duplicate_mod)]
 #[path = "../support/output.rs"]
 mod output;
+#[allow(clippy::duplicate_mod)]
+#[path = "../support/ports.rs"]
+mod ports;
+pub use ports::free_port;
 pub mod prometheus;
 #[allow(unused_imports)]
 pub use output::{assert_exit, text};

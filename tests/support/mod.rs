@@ -12,12 +12,14 @@
 #![allow(dead_code)]
 
 mod output;
+mod ports;
 #[allow(unused_imports)]
 pub use output::{assert_exit, text};
+pub use ports::free_port;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -83,7 +85,10 @@ setsid /usr/bin/python3 "$node_dir/../app.py" "$port" "$1" "$pid_file.new" >>"$n
 i=0
 while [ ! -s "$pid_file.new" ]; do
   i=$((i+1))
-  if [ "$i" -gt 200 ]; then echo "app on port $port did not start; see $node_dir/app.log" >&2; exit 1; fi
+  if [ "$i" -gt 600 ]; then
+    echo "app on port $port did not start: $(tail -n 3 "$node_dir/app.log" | tr '\n' ' ')" >&2
+    exit 1
+  fi
   sleep 0.05
 done
 mv "$pid_file.new" "$pid_file"
@@ -296,11 +301,6 @@ fn fleet_user() -> (String, Option<(u32, u32)>) {
         .and_then(|g| g.parse().ok())
         .expect("gid of the fleet user");
     (FLEET_USER.to_string(), Some((uid, gid)))
-}
-
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port on 127.0.0.1");
-    l.local_addr().expect("local addr").port()
 }
 
 fn keygen(path: &Path, comment: &str) {
