@@ -148,8 +148,17 @@ async fn abort_mid_step_kills_it_and_leaves_every_node_whole() {
         .trim()
         .parse()
         .unwrap();
-    // The step's shell leads its own group, with its `sleep` in it.
-    assert!(group_members(pid).len() >= 2, "{:?}", group_members(pid));
+    // The step's shell leads its own group, with its `sleep` in it (started right after the
+    // shell wrote its pid).
+    let mut members = group_members(pid);
+    for _ in 0..100 {
+        if members.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        members = group_members(pid);
+    }
+    assert!(members.len() >= 2, "the step's group: {members:?}");
     send(&h, Control::Abort);
     let (o, events) = finish(h).await;
     assert_eq!(o, Outcome::Aborted);
