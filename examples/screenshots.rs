@@ -100,7 +100,7 @@ fn main() {
 
 /// The console at moments of a recorded run, replayed through the reducer.
 fn from_journal(journal: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
-    use deckhand::engine::event::{EventKind, NodeState};
+    use deckhand::event::{EventKind, NodeState};
     let events = deckhand::ui::read_journal(journal)?;
     type Moment = (&'static str, fn(&EventKind) -> bool, usize);
     let moments: [Moment; 3] = [

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::engine::event::*;
+use crate::event::*;
 use crate::util::{count, format_duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

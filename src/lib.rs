@@ -9,9 +9,11 @@ pub mod checks; // post-deploy probes (http, command, prometheus, manual) and th
 pub mod config; // .env keys against .env.example: preflight and `deckhand config`
 pub mod demo; // the local demo: nodes on this machine with v1.0 live, ready for v1.1
 pub mod diag; // file:line:col diagnostics with a caret and a fix
-pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback, journal
+pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback
+pub mod event; // the protocol: Event out of the engine, Control into it (plain serde data)
 pub mod headless; // line and JSON output of events for CI
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
+pub mod journal; // the journal: names, ids, writing and reading JSONL files of events
 pub mod lb; // load balancers: drain, enable, measured rotation state
 pub mod notify; // Slack, Teams and generic webhooks, in the background
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates

@@ -849,7 +849,7 @@ async fn resume(
         Ok(pair) => pair,
         Err(c) => return c,
     };
-    let dir = engine::emit::default_journal_dir();
+    let dir = deckhand::journal::default_journal_dir();
     let found = match deckhand::resume::find(&dir, &inv.app.name, &env) {
         Ok(f) => f,
         Err(err) => {
@@ -875,7 +875,7 @@ async fn resume(
         }
         deckhand::resume::Found::Interrupted(i) => i,
     };
-    if int.kind != engine::event::RunKind::Deploy {
+    if int.kind != deckhand::event::RunKind::Deploy {
         eprintln!(
             "error: the interrupted run was a rollback; run `deckhand rollback {env}` again to finish it (journal {})",
             int.journal.display()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::engine::event::{
+use crate::event::{
     CheckStatus, Event, EventKind, NodeState, Outcome, RunKind, StepResult,
 };
 use crate::inventory::Notify;

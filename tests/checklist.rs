@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::http::App;
 use common::prometheus::Prometheus;
 use common::*;
-use deckhand::engine::event::{CheckStatus, NodeState};
+use deckhand::event::{CheckStatus, NodeState};
 use deckhand::engine::{Control, EventKind, Outcome};
 
 fn checks_toml(checks: &str, interval: &str) -> String {

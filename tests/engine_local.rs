@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use deckhand::engine::emit::read_journal;
+use deckhand::journal::read_journal;
 use deckhand::engine::{Control, EventKind, Outcome};
 
 fn all_on(f: &Fleet, release: &str) {
@@ -63,7 +63,7 @@ async fn full_deploy_switches_every_node_and_writes_history() {
             .is_symlink());
     }
     // The once-phase ran on the migrator (web-2) only; the others show why they skipped it.
-    let migrate = |want: deckhand::engine::event::StepResult| -> Vec<String> {
+    let migrate = |want: deckhand::event::StepResult| -> Vec<String> {
         events
             .iter()
             .filter_map(|e| match &e.kind {
@@ -78,11 +78,11 @@ async fn full_deploy_switches_every_node_and_writes_history() {
             .collect()
     };
     assert_eq!(
-        migrate(deckhand::engine::event::StepResult::Ok),
+        migrate(deckhand::event::StepResult::Ok),
         vec!["web-2".to_string()]
     );
     assert_eq!(
-        migrate(deckhand::engine::event::StepResult::Skipped),
+        migrate(deckhand::event::StepResult::Skipped),
         vec!["web-1", "web-3", "web-4"]
     );
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::StepFinished { message: Some(m), .. } if m == "runs once, on web-2")));
@@ -168,7 +168,7 @@ async fn abort_mid_step_kills_it_and_leaves_every_node_whole() {
         Vec::<i32>::new(),
         "a process of the aborted step survived"
     );
-    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::StepFinished { node: Some(n), result: deckhand::engine::event::StepResult::Killed, .. } if n == "web-2")));
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::StepFinished { node: Some(n), result: deckhand::event::StepResult::Killed, .. } if n == "web-2")));
     // web-1 finished before the abort; web-2 is back on v1 with the half-built v2 removed.
     assert_eq!(f.current("web-1").as_deref(), Some("v2"));
     assert_eq!(f.current("web-2").as_deref(), Some("v1"));
@@ -201,7 +201,7 @@ async fn rollback_after_two_of_four_restores_them_and_leaves_the_others_untouche
         .filter_map(|e| match &e.kind {
             EventKind::NodeState {
                 node,
-                state: deckhand::engine::event::NodeState::RollingBack,
+                state: deckhand::event::NodeState::RollingBack,
             } => Some(node.clone()),
             _ => None,
         })
@@ -238,7 +238,7 @@ async fn failure_with_on_failure_rollback_restores_switched_nodes() {
             node: Some(n),
             phase,
             message,
-            result: deckhand::engine::event::StepResult::Failed,
+            result: deckhand::event::StepResult::Failed,
             ..
         } if phase == "build" => Some((n.clone(), message.clone())),
         _ => None,
@@ -426,7 +426,7 @@ async fn redeploying_the_live_release_leaves_it_untouched() {
     assert!(events.iter().any(|e| matches!(
         &e.kind,
         EventKind::NodeState {
-            state: deckhand::engine::event::NodeState::Skipped,
+            state: deckhand::event::NodeState::Skipped,
             ..
         }
     )));

@@ -170,7 +170,7 @@ fn a_truncated_journal_is_reported_not_trusted() {
         "{\"seq\":1,\"at_ms\":1,\"type\":\"locked\",\"deployment\":\"d\"}\n{\"seq\":2,\"at_ms\":2,\"type\":\"paus",
     )
     .unwrap();
-    let (events, problems) = deckhand::engine::emit::read_journal(&j).unwrap();
+    let (events, problems) = deckhand::journal::read_journal(&j).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(problems.len(), 1);
     assert!(

@@ -116,7 +116,7 @@ fn failed_node() {
 
 #[test]
 fn a_rolled_back_node_says_what_its_rollback_followed() {
-    use deckhand::engine::event::{NodeState, StepResult};
+    use deckhand::event::{NodeState, StepResult};
     let mut s = fixtures::failed_node();
     s.state("web-3", NodeState::RollingBack);
     for p in ["switch", "restart_services", "health"] {
@@ -242,7 +242,7 @@ fn manual_checklist_item_is_ticked_with_space() {
     assert_eq!(
         effects,
         vec![deckhand::ui::app::Effect::Send(
-            deckhand::engine::event::Control::Confirm {
+            deckhand::event::Control::Confirm {
                 check: "All critical paths tested".into()
             }
         )]
@@ -313,7 +313,7 @@ fn checklist_headings_follow_the_inventory_windows_and_no_balancer_means_serving
 
 #[test]
 fn the_running_phase_stays_in_view_even_when_an_earlier_row_says_running() {
-    use deckhand::engine::event::{NodeState, StepResult};
+    use deckhand::event::{NodeState, StepResult};
     // More phases than the pane is tall; an early one printed "running migrations".
     let phases: Vec<String> = (1..=30).map(|i| format!("step_{i:02}")).collect();
     let mut started = fixtures::started(5, false, true);

@@ -12,7 +12,7 @@
 //! A check that could not run ("unknown") is never counted as a pass, but it does not trigger a
 //! rollback by itself either: the tree acts on failures it has measured.
 
-use crate::engine::event::CheckStatus;
+use crate::event::CheckStatus;
 use crate::inventory::CheckKind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

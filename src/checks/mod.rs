@@ -8,7 +8,7 @@ pub mod decision;
 
 use std::time::{Duration, Instant};
 
-use crate::engine::event::CheckStatus;
+use crate::event::CheckStatus;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::emit::Emitter;
-use super::event::{Control, EventKind, Level};
+use crate::event::{Control, EventKind, Level};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CtlState {
@@ -150,7 +150,7 @@ impl Ctl {
                 self.emitter.emit(EventKind::Check {
                     name: check,
                     node: None,
-                    status: super::event::CheckStatus::Pass,
+                    status: crate::event::CheckStatus::Pass,
                     value: Some("confirmed by the operator".into()),
                 });
             }

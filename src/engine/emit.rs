@@ -4,7 +4,7 @@
 //! Because all events pass through one [`Emitter`], the journal and the screen can never
 //! disagree, and no secret can reach either unmasked.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use std::sync::Arc;
 
-use super::event::{Event, EventKind, Level};
+use crate::event::{Event, EventKind, Level};
 use crate::notify::Notifier;
 use crate::secrets::Secrets;
 
@@ -29,47 +29,6 @@ struct Inner {
     seq: u64,
     journal: Option<File>,
     journal_error_reported: bool,
-}
-
-/// Where journals live: `$XDG_STATE_HOME/deckhand`, else `~/.local/state/deckhand`.
-pub fn default_journal_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("deckhand");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".local/state/deckhand")
-}
-
-/// The journal file of one run: `{app}-{env}-{deployment id}.jsonl`.
-pub fn journal_name(app: &str, env: &str, id: &str) -> String {
-    format!("{app}-{env}-{id}.jsonl")
-}
-
-/// Whether the file called `file` is the journal of a run of `app` in `env`. Environment names
-/// may contain `-`, so what follows `{app}-{env}-` must be a whole deployment id: the journals
-/// of `prod-eu` are not journals of `prod`.
-pub fn is_journal_of(file: &str, app: &str, env: &str) -> bool {
-    file.strip_prefix(&format!("{app}-{env}-"))
-        .and_then(|rest| rest.strip_suffix(".jsonl"))
-        .is_some_and(super::run::is_deployment_id)
-}
-
-/// Create a journal file readable only by its owner (mode 0600, directory 0700).
-pub fn create_journal(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let path = dir.join(name);
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)?;
-    Ok((path, file))
 }
 
 impl Emitter {
@@ -160,54 +119,3 @@ impl Emitter {
     }
 }
 
-/// A journal line that is not an event: its number (from 1) and why.
-pub type BadLine = (usize, serde_json::Error);
-
-/// Read a journal back: its events, and the lines that are not events, for the caller to word.
-/// A truncated last line (a crash mid-write) is one of those.
-pub fn read_events(path: &Path) -> std::io::Result<(Vec<Event>, Vec<BadLine>)> {
-    let text = std::fs::read_to_string(path)?;
-    let mut events = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Event>(line) {
-            Ok(e) => events.push(e),
-            Err(e) => bad.push((i + 1, e)),
-        }
-    }
-    Ok((events, bad))
-}
-
-/// Read a journal back. Lines that do not parse are reported with their line number instead
-/// of being trusted; a truncated last line (a crash mid-write) is reported the same way.
-pub fn read_journal(path: &Path) -> std::io::Result<(Vec<Event>, Vec<String>)> {
-    let (events, bad) = read_events(path)?;
-    let problems = bad
-        .into_iter()
-        .map(|(line, e)| format!("{}:{line}: not a journal event ({e})", path.display()))
-        .collect();
-    Ok((events, problems))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::run::new_deployment_id;
-
-    #[test]
-    fn a_journal_belongs_to_its_own_environment_only() {
-        let id = new_deployment_id();
-        let name = journal_name("shop", "prod", &id);
-        assert!(is_journal_of(&name, "shop", "prod"));
-        assert!(!is_journal_of(&name, "shop", "prod-eu"));
-        let eu = journal_name("shop", "prod-eu", &id);
-        assert!(is_journal_of(&eu, "shop", "prod-eu"));
-        assert!(!is_journal_of(&eu, "shop", "prod"));
-        assert!(!is_journal_of(&eu, "shop", "prod-e"));
-        assert!(!is_journal_of(&format!("{name}.bak"), "shop", "prod"));
-        assert!(!is_journal_of("shop-prod-x.jsonl", "shop", "prod"));
-    }
-}

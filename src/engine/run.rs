@@ -23,8 +23,9 @@ mod lock;
 mod monitor;
 
 use super::control::{Ctl, Stop};
-use super::emit::{create_journal, journal_name, Emitter};
-use super::event::*;
+use super::emit::Emitter;
+use crate::journal::{create_journal, journal_name, new_deployment_id};
+use crate::event::*;
 use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot, ScriptError};
 use super::RunHandle;
 use crate::inventory::{
@@ -67,7 +68,7 @@ impl Default for RunOptions {
         RunOptions {
             auto_promote: false,
             headless: false,
-            journal_dir: Some(super::emit::default_journal_dir()),
+            journal_dir: Some(crate::journal::default_journal_dir()),
             who: crate::util::whoami(),
             watch: None,
             lock_wait: None,
@@ -135,27 +136,6 @@ struct Run {
     failure_gate: Mutex<Option<String>>,
     locked: Mutex<bool>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// A new deployment id: time plus a few random-ish hex digits.
-pub fn new_deployment_id() -> String {
-    let now = chrono::Utc::now();
-    let nanos = now.timestamp_subsec_nanos() as u64 ^ ((std::process::id() as u64) << 16);
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), nanos & 0xffff)
-}
-
-/// Whether `s` has the shape [`new_deployment_id`] gives: `20260101T120000Z-1a2b`.
-pub fn is_deployment_id(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 21
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z'
-        && b[16] == b'-'
-        && b[17..]
-            .iter()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 fn start(
@@ -1002,7 +982,7 @@ impl Run {
                             )
                             .await;
                             match r.status {
-                                crate::engine::event::CheckStatus::Pass => Ok(()),
+                                crate::event::CheckStatus::Pass => Ok(()),
                                 _ => Err(r.detail.unwrap_or_else(|| "failed".into())),
                             }
                         }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::engine::event::Stream;
+pub use crate::event::Stream;
 
 /// Lines of output, as they arrive.
 pub type LineSender = mpsc::UnboundedSender<(Stream, String)>;

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::engine::event::{
+use crate::event::{
     CheckInfo, CheckStatus, Control, Event, EventKind, Level, NodeState, Outcome, RunKind,
     StepResult, Stream,
 };
@@ -198,7 +198,7 @@ pub struct CheckView {
 }
 
 /// A flash message's level: the engine's own [`Level`], so a notice keeps its level.
-pub use crate::engine::event::Level as FlashLevel;
+pub use crate::event::Level as FlashLevel;
 
 /// How serious a verdict of the rollback tree is: `rollback` an error, `alert` and
 /// `unconfirmed` (manual items left open) a warning, anything else news.
@@ -1421,7 +1421,7 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::Control;
+    use crate::event::Control;
     use crate::ui::fixtures::{self, Script};
     use crossterm::event::KeyCode;
 
@@ -1599,7 +1599,7 @@ mod tests {
         s.push(fixtures::started(2, false, false));
         s.preflight("web-1");
         s.rotation("web-1", false);
-        s.state("web-1", crate::engine::event::NodeState::Updating);
+        s.state("web-1", crate::event::NodeState::Updating);
         s.release("web-1", "v1.1");
         let app = s.into_app(6);
         let n = &app.nodes[0];

@@ -11,7 +11,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
-use crate::engine::event::CheckStatus;
+use crate::event::CheckStatus;
 
 use super::app::{App, CheckView};
 

@@ -3,7 +3,7 @@
 //!
 //! Test data only; nothing in the program's normal paths uses it.
 
-use crate::engine::event::{
+use crate::event::{
     CheckInfo, CheckStatus, Event, EventKind, NodeInfo, NodeRelease, NodeState, Outcome, RunKind,
     StepResult, Stream,
 };

@@ -11,7 +11,7 @@ use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
-use crate::engine::event::NodeState;
+use crate::event::NodeState;
 
 use super::app::{App, NodeView};
 use super::theme::Glyphs;

@@ -13,7 +13,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Widget};
 use tui_logger::{TuiLoggerWidget, TuiWidgetState};
 
-use crate::engine::event::{Event, EventKind, Level as EventLevel};
+use crate::event::{Event, EventKind, Level as EventLevel};
 
 use super::app::{verdict_level, App};
 
@@ -295,7 +295,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
             outcome, message, ..
         } => (
             run,
-            if *outcome == crate::engine::event::Outcome::Deployed {
+            if *outcome == crate::event::Outcome::Deployed {
                 Level::Info
             } else {
                 Level::Warn
@@ -308,7 +308,7 @@ pub fn describe(event: &Event) -> Option<(String, Level, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::{CheckStatus, NodeState, StepResult};
+    use crate::event::{CheckStatus, NodeState, StepResult};
 
     fn text(kind: EventKind) -> String {
         let event = Event {

@@ -38,7 +38,7 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
 
-use crate::engine::event::{Control, Event, Outcome};
+use crate::event::{Control, Event, Outcome};
 use crate::engine::RunHandle;
 
 use app::{App, Effect, FlashLevel, Mode};
@@ -161,20 +161,9 @@ pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<
     result
 }
 
-/// Read a journal: one serialized [`Event`] per line. Errors name the file and the line.
+/// Read a journal to replay it (see [`crate::journal::read_for_replay`]).
 pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
-    let (out, bad) = crate::engine::emit::read_events(path)
-        .with_context(|| format!("reading journal {}", path.display()))?;
-    if let Some((line, e)) = bad.into_iter().next() {
-        return Err(anyhow::Error::new(e).context(format!(
-            "{}:{line}: not a deckhand event (is this a journal file?)",
-            path.display()
-        )));
-    }
-    if out.is_empty() {
-        anyhow::bail!("{}: the journal holds no events", path.display());
-    }
-    Ok(out)
+    Ok(crate::journal::read_for_replay(path)?)
 }
 
 enum Source {

@@ -11,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use super::app::{App, PhaseStatus, PhaseView};
-use crate::engine::event::{NodeState, StepResult};
+use crate::event::{NodeState, StepResult};
 
 /// `1.2s`, `42s`, `3m05s`.
 pub fn duration(ms: u64) -> String {

@@ -287,7 +287,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
             let failed: Vec<String> = app
                 .nodes
                 .iter()
-                .filter(|n| n.state == crate::engine::event::NodeState::Failed)
+                .filter(|n| n.state == crate::event::NodeState::Failed)
                 .map(|n| match &n.problem {
                     Some(p) => format!("{}: {p}", n.name),
                     None => n.name.clone(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Run;
-use crate::engine::event::{EventKind, Level, StepResult, Stream};
+use crate::event::{EventKind, Level, StepResult, Stream};
 use crate::lb::{Admin, Configured, LbError, ServerState};
 
 const POLL: Duration = Duration::from_millis(250);

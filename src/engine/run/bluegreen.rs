@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 
 use super::{NodeStop, Run};
-use crate::engine::event::{EventKind, Level, Outcome};
+use crate::event::{EventKind, Level, Outcome};
 
 impl Run {
     fn group(&self, name: &str) -> Vec<String> {
@@ -153,7 +153,7 @@ impl Run {
             for (n, r) in &results {
                 if matches!(r, Err(NodeStop::Failed(_))) {
                     self.rec(n, |r| r.failed = true);
-                    self.set_state(n, crate::engine::event::NodeState::Failed);
+                    self.set_state(n, crate::event::NodeState::Failed);
                 }
             }
             return self.halt_blue_green(failed.join("; ")).await;

@@ -13,7 +13,7 @@ use super::Run;
 use crate::checks::decision::{decide, fold, Observation, Verdict};
 use crate::checks::{self, last_number, within, ProbeResult};
 use crate::engine::control::Stop;
-use crate::engine::event::{CheckStatus, EventKind, Level};
+use crate::event::{CheckStatus, EventKind, Level};
 use crate::inventory::{Check, OnFail, Probe, Window};
 use crate::plan::Target;
 use crate::transport::ExecRequest;
@@ -194,7 +194,7 @@ impl Run {
                 self.em.emit(EventKind::Output {
                     node: None,
                     phase: format!("check: {}", c.name),
-                    stream: crate::engine::event::Stream::Stderr,
+                    stream: crate::event::Stream::Stderr,
                     line: d.clone(),
                 });
             }

@@ -1,4 +1,4 @@
-//! The two channels between the engine and everything else: [`Event`]s out, [`Control`]s in.
+//! The protocol between the engine and everything else: [`Event`]s out, [`Control`]s in.
 //!
 //! Events are plain serde data so the same stream feeds the screen, the headless printer and the
 //! JSONL journal, and a journal read back yields exactly the events a live run produced. Nothing
