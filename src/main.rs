@@ -998,7 +998,7 @@ async fn resume(
 
 /// How alive a lock is, from its heartbeat's age.
 fn age_note(age: Option<u64>) -> String {
-    engine::remote::lock_age_note(age, engine::run::DEFAULT_STALE_AFTER)
+    engine::remote::lock_age_note(age, engine::DEFAULT_STALE_AFTER)
 }
 
 /// The command that resumes this environment, as the operator would type it.

@@ -428,7 +428,7 @@ fn the_heartbeat_keeps_a_running_lock_alive() {
     wait_for(&f.path().join("ctl/pid-build-web-1"), "web-1's build");
     let hb = f.node_dir("web-3").join(".deckhand/lock/heartbeat");
     let first = std::fs::metadata(&hb).unwrap().modified().unwrap();
-    std::thread::sleep(deckhand::engine::run::HEARTBEAT_EVERY + Duration::from_secs(2));
+    std::thread::sleep(deckhand::engine::HEARTBEAT_EVERY + Duration::from_secs(2));
     let later = std::fs::metadata(&hb).unwrap().modified().unwrap();
     assert!(later > first, "the heartbeat was not refreshed");
     child.kill().unwrap();

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::{NodeStop, Run};
-use crate::event::{EventKind, Level, Outcome};
+use super::turn::NodeStop;
+use super::{Ended, Run};
+use crate::event::{EventKind, Level, NodeState, Outcome};
 
 impl Run {
     fn group(&self, name: &str) -> Vec<String> {
@@ -21,13 +22,17 @@ impl Run {
     }
 
     /// Put `enable` into rotation, then take `drain` out; Err names what failed.
-    async fn move_traffic(&self, enable: &str, drain: &str) -> Result<(), String> {
+    async fn move_traffic(
+        &self,
+        enable: &str,
+        drain: &str,
+    ) -> Result<(), crate::engine::error::StepError> {
         let cancel = self.ctl.all.clone();
         for n in self.group(enable) {
-            self.balancer(&n, false, &cancel).await?;
+            self.lb.step(&n, false, &cancel).await?;
         }
         for n in self.group(drain) {
-            self.balancer(&n, true, &cancel).await?;
+            self.lb.step(&n, true, &cancel).await?;
         }
         Ok(())
     }
@@ -71,24 +76,24 @@ impl Run {
         }
     }
 
-    pub(super) async fn blue_green(self: Arc<Self>) -> Outcome {
+    pub(super) async fn blue_green(self: Arc<Self>) -> Result<Ended, Ended> {
         let release = self.plan.release.clone();
         let (a, b) = (self.plan.groups[0].0.clone(), self.plan.groups[1].0.clone());
-        let serving = match self.rotation_now().await {
+        let serving = match self.lb.rotation_now().await {
             Ok(Some(s)) => s,
             Ok(None) => {
-                self.unlock_all().await;
-                return self.finish(
+                self.locks.release().await;
+                return Err(self.end(
                     Outcome::PreflightFailed,
                     "blue-green needs a balancer that reports each node's state (HAProxy, or a `state` command); nothing was changed".into(),
-                );
+                ));
             }
             Err(e) => {
-                self.unlock_all().await;
-                return self.finish(
+                self.locks.release().await;
+                return Err(self.end(
                     Outcome::PreflightFailed,
                     format!("cannot read the balancer: {e}; nothing was changed"),
-                );
+                ));
             }
         };
         let full = |g: &str| self.group(g).iter().all(|n| serving.contains(n));
@@ -104,14 +109,14 @@ impl Run {
             );
             (Some(a.clone()), b.clone())
         } else {
-            self.unlock_all().await;
-            return self.finish(
+            self.locks.release().await;
+            return Err(self.end(
                 Outcome::PreflightFailed,
                 format!(
                     "blue-green cannot tell which group serves (in rotation now: {}); put one whole group in rotation and the other out; nothing was changed",
                     if serving.is_empty() { "none".to_string() } else { serving.join(", ") }
                 ),
-            );
+            ));
         };
         self.em.emit(EventKind::Groups {
             live: live.clone(),
@@ -122,10 +127,10 @@ impl Run {
         let cancel = self.ctl.forward.clone();
         for n in &idle_nodes {
             if serving.contains(n) {
-                if let Err(e) = self.balancer(n, true, &cancel).await {
-                    return self
+                if let Err(e) = self.lb.step(n, true, &cancel).await {
+                    return Err(self
                         .halt_blue_green(format!("{n}: drain failed: {e}"))
-                        .await;
+                        .await);
                 }
             }
         }
@@ -139,24 +144,22 @@ impl Run {
             async move { (n.clone(), me.node_forward(&n).await) }
         }))
         .await;
-        if let Some(stop) = self.ctl.stop_reason() {
-            return self.stop(stop).await;
-        }
+        self.stopped().await?;
         let failed: Vec<String> = results
             .iter()
-            .filter_map(|(n, r)| match r {
-                Err(NodeStop::Failed(m)) => Some(format!("{n}: {m}")),
+            .filter_map(|(_, r)| match r {
+                Err(NodeStop::Failed(f)) => Some(f.to_string()),
                 _ => None,
             })
             .collect();
         if !failed.is_empty() {
             for (n, r) in &results {
                 if matches!(r, Err(NodeStop::Failed(_))) {
-                    self.rec(n, |r| r.failed = true);
-                    self.set_state(n, crate::event::NodeState::Failed);
+                    self.ledger.mark_failed(n);
+                    self.set_state(n, NodeState::Failed);
                 }
             }
-            return self.halt_blue_green(failed.join("; ")).await;
+            return Err(self.halt_blue_green(failed.join("; ")).await);
         }
         if self.env.pause_after_first {
             let reason = format!(
@@ -164,7 +167,7 @@ impl Run {
                 live.clone().unwrap_or_default()
             );
             if let Err(stop) = self.ctl.gate(reason, self.opts.auto_promote).await {
-                return self.stop(stop).await;
+                return Err(self.stop(stop).await);
             }
         }
         // The switch: one step, new group in, old group out.
@@ -177,9 +180,9 @@ impl Run {
                 format!("moving traffic to {idle} failed: {e}; moving it back"),
             );
             let _ = self.move_traffic(&old, &idle).await;
-            return self
+            return Err(self
                 .halt_blue_green(format!("the switch to {idle} failed: {e}"))
-                .await;
+                .await);
         }
         if let Ok(mut g) = self.switched_groups.lock() {
             *g = Some((old.clone(), idle.clone()));
@@ -210,12 +213,12 @@ impl Run {
                 );
             }
         }
-        match self.monitor().await {
+        Ok(match self.monitor().await {
             Err(stop) => self.stop(stop).await,
             Ok(super::monitor::Monitored::RollBack(reason)) => {
                 let outcome = self.switch_back(&old, &idle, reason.clone()).await;
-                self.unlock_all().await;
-                self.finish(
+                self.locks.release().await;
+                self.end(
                     outcome,
                     format!("traffic moved back to {old} after the checklist: {reason}"),
                 )
@@ -229,27 +232,30 @@ impl Run {
                     self.em
                         .notice(Level::Warn, format!("the release stays: {note}"));
                 }
-                self.unlock_all().await;
-                self.finish(
+                self.locks.release().await;
+                self.end(
                     Outcome::Deployed,
                     format!(
                         "{idle} serves {release}; {old} is on standby; {}",
-                        self.release_summary()
+                        self.ledger.release_summary()
                     ),
                 )
             }
-        }
+        })
     }
 
     /// Before the switch, a failure leaves traffic where it was: the idle nodes go back to their
     /// release, out of rotation.
-    async fn halt_blue_green(&self, why: String) -> Outcome {
+    async fn halt_blue_green(&self, why: String) -> Ended {
         let outcome = self
             .rollback_all(format!("blue-green stopped before the switch: {why}"))
             .await;
-        self.unlock_all().await;
-        let msg = format!("traffic never moved ({why}); {}", self.release_summary());
-        self.finish(
+        self.locks.release().await;
+        let msg = format!(
+            "traffic never moved ({why}); {}",
+            self.ledger.release_summary()
+        );
+        self.end(
             if outcome == Outcome::RolledBack {
                 Outcome::RolledBack
             } else {
@@ -260,15 +266,15 @@ impl Run {
     }
 
     /// `deckhand rollback` on a blue-green environment: traffic goes back to the standby group.
-    pub(super) async fn blue_green_rollback(self: Arc<Self>) -> Outcome {
+    pub(super) async fn blue_green_rollback(self: Arc<Self>) -> Result<Ended, Ended> {
         let (a, b) = (self.plan.groups[0].0.clone(), self.plan.groups[1].0.clone());
-        let serving = match self.rotation_now().await {
+        let serving = match self.lb.rotation_now().await {
             Ok(Some(s)) => s,
             _ => {
-                return self.finish(
+                return Err(self.end(
                     Outcome::PreflightFailed,
                     "cannot read which group serves; nothing was changed".into(),
-                );
+                ));
             }
         };
         let full = |g: &str| self.group(g).iter().all(|n| serving.contains(n));
@@ -277,17 +283,15 @@ impl Run {
         } else if full(&b) && !full(&a) {
             (b, a)
         } else {
-            return self.finish(
+            return Err(self.end(
                 Outcome::PreflightFailed,
                 format!(
                     "cannot tell which group serves (in rotation: {}); nothing was changed",
                     serving.join(", ")
                 ),
-            );
+            ));
         };
-        if let Err(m) = self.acquire("rollback").await {
-            return self.finish(Outcome::LockHeld, m);
-        }
+        self.lock("rollback").await?;
         self.em.emit(EventKind::Groups {
             live: Some(live.clone()),
             idle: standby.clone(),
@@ -299,17 +303,17 @@ impl Run {
                 format!("rollback requested: traffic back to {standby}"),
             )
             .await;
-        self.unlock_all().await;
+        self.locks.release().await;
         let msg = match outcome {
             Outcome::RolledBack => format!(
                 "{standby} serves again; {live} is on standby; {}",
-                self.release_summary()
+                self.ledger.release_summary()
             ),
             _ => format!(
                 "the switch back to {standby} did not complete; {}",
-                self.release_summary()
+                self.ledger.release_summary()
             ),
         };
-        self.finish(outcome, msg)
+        Ok(self.end(outcome, msg))
     }
 }

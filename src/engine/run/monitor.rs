@@ -13,6 +13,7 @@ use super::Run;
 use crate::checks::decision::{decide, fold, Observation, Verdict};
 use crate::checks::{self, last_number, within, ProbeResult};
 use crate::engine::control::Stop;
+use crate::engine::script::with_prologue;
 use crate::event::{CheckStatus, EventKind, Level};
 use crate::inventory::{Check, OnFail, Probe, Window};
 use crate::plan::Target;
@@ -31,12 +32,7 @@ pub(super) enum Monitored {
 impl Run {
     /// Nodes where the release landed (checks run there).
     fn landed(&self) -> Vec<String> {
-        self.plan
-            .nodes
-            .iter()
-            .filter(|n| self.rec(n, |r| r.done))
-            .cloned()
-            .collect()
+        self.ledger.done_nodes()
     }
 
     /// Where a check runs: per node, on a named node, a role, locally, or on the first node.
@@ -72,7 +68,7 @@ impl Run {
             Target::Node(n) => Some(n.as_str()),
             Target::Local => None,
         };
-        let previous = node.and_then(|n| self.rec(n, |r| r.live_before.clone()));
+        let previous = node.and_then(|n| self.ledger.live_before(n));
         let vars = self.vars(node, &self.plan.release, previous.as_deref());
         match &c.probe {
             Probe::Http {
@@ -97,12 +93,8 @@ impl Run {
                 max,
             } => checks::prometheus(url, query, *min, *max, c.timeout).await,
             Probe::Command { run, min, max, .. } => {
-                let script = format!(
-                    "{}{}",
-                    Self::prologue(&vars, target),
-                    expand(run, &vars, true)
-                );
-                let t = self.transport(target);
+                let script = with_prologue(&vars, target, &expand(run, &vars, true));
+                let t = self.steps.nodes.transport(target);
                 let cancel = self.ctl.all.clone();
                 match t
                     .exec(&ExecRequest::new(script).timeout(c.timeout), None, &cancel)
@@ -293,7 +285,8 @@ impl Run {
                                 });
                                 let never = CancellationToken::new();
                                 let _ = self
-                                    .exec_step(
+                                    .steps
+                                    .exec(
                                         None,
                                         &format!("on_fail: {}", c.name),
                                         Some(script.clone()),

@@ -1,0 +1,423 @@
+//! The run's locks, one per node: taken in plan order with an atomic `mkdir`, refreshed by a
+//! heartbeat while the run holds them, released on every way out.
+//!
+//! Lock hygiene: a live lock is never taken; a stale one (its heartbeat older than
+//! `stale_after`) is reported with holder and age and taken over only when the operator said so
+//! (`--take-over-stale`); `--lock-wait` queues behind a live lock; a resumed run takes over its
+//! own lock by deployment id. Which found locks block and which may be taken over is decided by
+//! [`sort_held`], a pure function.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::Ledger;
+use super::remote::{self, LockInfo};
+use super::steps::StepRunner;
+use super::HEARTBEAT_EVERY;
+use crate::event::{EventKind, Level};
+use crate::util::format_duration;
+
+/// How the run treats locks it finds (from the command line).
+#[derive(Debug, Clone)]
+pub(crate) struct LockPolicy {
+    pub lock_wait: Option<Duration>,
+    pub take_over_stale: bool,
+    pub stale_after: Duration,
+    /// A resumed run: its own deployment id, whose locks it takes over.
+    pub resume_id: Option<String>,
+}
+
+/// A lock found on a node at preflight.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Held {
+    pub node: String,
+    pub info: Option<LockInfo>,
+    pub age_s: Option<u64>,
+}
+
+/// Found locks, sorted by what the run may do with them.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Sorted {
+    /// Node → deployment id whose lock this run takes over.
+    pub replace: HashMap<String, String>,
+    /// Stale locks taken over because the operator said so (announced).
+    pub taken_over: Vec<Held>,
+    /// Locks that stop the run.
+    pub blocking: Vec<Held>,
+}
+
+/// Decide, for every found lock, whether it blocks the run or may be taken over.
+pub(crate) fn sort_held(held: &[Held], policy: &LockPolicy) -> Sorted {
+    let mut s = Sorted::default();
+    for h in held {
+        let stale = remote::lock_is_stale(h.age_s, policy.stale_after);
+        match h.info.as_ref().map(|l| l.id.clone()) {
+            // Our own lock (a resumed run): ours to take over.
+            Some(id) if policy.resume_id.as_deref() == Some(id.as_str()) => {
+                s.replace.insert(h.node.clone(), id);
+            }
+            Some(id) if stale && policy.take_over_stale => {
+                s.replace.insert(h.node.clone(), id);
+                s.taken_over.push(h.clone());
+            }
+            _ => s.blocking.push(h.clone()),
+        }
+    }
+    s
+}
+
+/// One found lock in words: holder, age, and what to do when it is stale.
+pub(crate) fn describe_held(h: &Held, stale_after: Duration) -> String {
+    let who = match &h.info {
+        Some(l) => format!("{} is locked by {}", h.node, l.describe()),
+        None => format!("{} is locked (holder unreadable)", h.node),
+    };
+    let age = remote::lock_age_note(h.age_s, stale_after);
+    if remote::lock_is_stale(h.age_s, stale_after) {
+        format!(
+            "{who}{age} (take it over with --take-over-stale once you know that console is gone)"
+        )
+    } else {
+        format!("{who}{age}")
+    }
+}
+
+/// Why the run could not take its locks; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LockError {
+    #[error("another deployment holds the lock{}; nothing was changed:\n  {}", .waited.map(|w| format!(" (waited {})", format_duration(w))).unwrap_or_default(), .holders.join("\n  "))]
+    Held {
+        holders: Vec<String>,
+        waited: Option<Duration>,
+    },
+    /// Taking the lock on a node failed (it was taken meanwhile, or the node did not answer).
+    #[error("{0}")]
+    Node(String),
+}
+
+pub(crate) struct Locks {
+    steps: Arc<StepRunner>,
+    ledger: Arc<Ledger>,
+    nodes: Vec<String>,
+    id: String,
+    env: String,
+    who: String,
+    policy: LockPolicy,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    locked: bool,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Locks {
+    pub fn new(
+        steps: Arc<StepRunner>,
+        ledger: Arc<Ledger>,
+        nodes: Vec<String>,
+        id: String,
+        env: String,
+        who: String,
+        policy: LockPolicy,
+    ) -> Self {
+        Locks {
+            steps,
+            ledger,
+            nodes,
+            id,
+            env,
+            who,
+            policy,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The locks preflight found (the ledger holds each node's snapshot).
+    fn held(&self) -> Vec<Held> {
+        self.ledger
+            .all()
+            .into_iter()
+            .filter(|(_, f)| f.snapshot.locked)
+            .map(|(node, f)| Held {
+                node,
+                info: f.snapshot.lock,
+                age_s: f.snapshot.lock_age_s,
+            })
+            .collect()
+    }
+
+    async fn reread(&self) {
+        let never = CancellationToken::new();
+        for n in &self.nodes {
+            if let Ok(snap) = self.steps.read_node(n, &never).await {
+                self.ledger.reread_lock(n, &snap);
+            }
+        }
+    }
+
+    /// Take every node's lock for a run of `release`, or say why not (holders, ages, what to do).
+    pub async fn acquire(&self, release: &str) -> Result<(), LockError> {
+        let started = Instant::now();
+        let mut waited_notice = false;
+        loop {
+            let held = self.held();
+            let sorted = sort_held(&held, &self.policy);
+            let describe = |h: &Held| describe_held(h, self.policy.stale_after);
+            if sorted.blocking.is_empty() {
+                for h in &sorted.taken_over {
+                    self.steps.em.notice(
+                        Level::Warn,
+                        format!("taking over the stale lock: {}", describe(h)),
+                    );
+                }
+                return self.take(release, &sorted.replace).await;
+            }
+            let blocking: Vec<String> = sorted.blocking.iter().map(describe).collect();
+            let all_stale = held
+                .iter()
+                .all(|h| remote::lock_is_stale(h.age_s, self.policy.stale_after));
+            match self.policy.lock_wait {
+                Some(w) if started.elapsed() < w && !all_stale => {
+                    if !waited_notice {
+                        waited_notice = true;
+                        self.steps.em.notice(
+                            Level::Info,
+                            format!(
+                                "waiting up to {} for the lock: {}",
+                                format_duration(w),
+                                blocking.join("; ")
+                            ),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.reread().await;
+                }
+                _ => {
+                    return Err(LockError::Held {
+                        holders: blocking,
+                        waited: self.policy.lock_wait.map(|_| started.elapsed()),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Take the lock on every node, in plan order; where `replace` names a deployment id for a
+    /// node, a lock held by exactly that deployment is taken over. On failure, what was taken
+    /// is released again.
+    async fn take(
+        &self,
+        release: &str,
+        replace: &HashMap<String, String>,
+    ) -> Result<(), LockError> {
+        let info = LockInfo {
+            id: self.id.clone(),
+            who: self.who.clone(),
+            host: crate::util::hostname(),
+            pid: std::process::id(),
+            at: chrono::Utc::now().to_rfc3339(),
+            env: self.env.clone(),
+            release: release.to_string(),
+        };
+        let never = CancellationToken::new();
+        let mut taken = Vec::new();
+        for name in &self.nodes {
+            let dp = self.steps.nodes.deploy_path(name);
+            let script = remote::lock_script(&dp, &info, replace.get(name).map(|s| s.as_str()));
+            let held = match self.steps.internal(name, script, &never).await {
+                Ok(o) if o.stdout.starts_with("acquired") => None,
+                Ok(o) => {
+                    let holder = o.stdout.lines().nth(1).unwrap_or("").to_string();
+                    Some(match serde_json::from_str::<LockInfo>(&holder) {
+                        Ok(l) => format!("{name} is locked by {}", l.describe()),
+                        Err(_) => format!("{name} is locked ({dp}/.deckhand/lock exists but its holder is unreadable)"),
+                    })
+                }
+                Err(e) => Some(format!("cannot take the lock on {name}: {e}")),
+            };
+            match held {
+                None => taken.push(name.clone()),
+                Some(msg) => {
+                    for t in &taken {
+                        let dp = self.steps.nodes.deploy_path(t);
+                        let _ = self
+                            .steps
+                            .internal(t, remote::unlock_script(&dp, &self.id), &never)
+                            .await;
+                    }
+                    return Err(LockError::Node(msg));
+                }
+            }
+        }
+        self.state().locked = true;
+        self.steps.em.emit(EventKind::Locked {
+            deployment: self.id.clone(),
+        });
+        self.start_heartbeat();
+        Ok(())
+    }
+
+    /// Release every lock this run holds (only locks that are still its own).
+    pub async fn release(&self) {
+        let locked = {
+            let mut s = self.state();
+            if let Some(t) = s.heartbeat.take() {
+                t.abort();
+            }
+            std::mem::replace(&mut s.locked, false)
+        };
+        if !locked {
+            return;
+        }
+        let never = CancellationToken::new();
+        let mut problems = Vec::new();
+        for name in &self.nodes {
+            let dp = self.steps.nodes.deploy_path(name);
+            if let Err(e) = self
+                .steps
+                .internal(name, remote::unlock_script(&dp, &self.id), &never)
+                .await
+            {
+                problems.push(format!("{name}: {e}"));
+            }
+        }
+        if problems.is_empty() {
+            self.steps.em.emit(EventKind::Unlocked {
+                deployment: self.id.clone(),
+            });
+        } else {
+            self.steps.em.notice(
+                Level::Error,
+                format!(
+                    "could not release the lock on {}; run `deckhand unlock {}` once you checked",
+                    problems.join("; "),
+                    self.env
+                ),
+            );
+        }
+    }
+
+    fn start_heartbeat(&self) {
+        let targets: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                self.steps.nodes.node(n).map(|t| {
+                    (
+                        t,
+                        remote::heartbeat_script(&self.steps.nodes.deploy_path(n), &self.id),
+                    )
+                })
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            let never = CancellationToken::new();
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                for (t, script) in &targets {
+                    let _ = t
+                        .exec(
+                            &crate::transport::ExecRequest::new(script.clone())
+                                .timeout(Duration::from_secs(10)),
+                            None,
+                            &never,
+                        )
+                        .await;
+                }
+            }
+        });
+        if let Some(old) = self.state().heartbeat.replace(task) {
+            old.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(node: &str, id: &str, age: u64) -> Held {
+        Held {
+            node: node.into(),
+            info: Some(LockInfo {
+                id: id.into(),
+                who: "ann".into(),
+                host: "jump-1".into(),
+                pid: 42,
+                at: "2026-01-01T00:00:00Z".into(),
+                env: "prod".into(),
+                release: "v2".into(),
+            }),
+            age_s: Some(age),
+        }
+    }
+
+    fn policy(resume: Option<&str>, take_over_stale: bool) -> LockPolicy {
+        LockPolicy {
+            lock_wait: None,
+            take_over_stale,
+            stale_after: Duration::from_secs(60),
+            resume_id: resume.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_live_lock_blocks_and_a_stale_one_only_with_the_operators_word() {
+        let found = [held("web-1", "d1", 5), held("web-2", "d1", 600)];
+        let s = sort_held(&found, &policy(None, false));
+        assert_eq!(s.blocking.len(), 2);
+        assert!(s.replace.is_empty());
+        let s = sort_held(&found, &policy(None, true));
+        assert_eq!(s.blocking, vec![found[0].clone()]);
+        assert_eq!(s.taken_over, vec![found[1].clone()]);
+        assert_eq!(s.replace.get("web-2").map(String::as_str), Some("d1"));
+    }
+
+    #[test]
+    fn a_resumed_run_takes_over_its_own_locks_only() {
+        let found = [held("web-1", "mine", 5), held("web-2", "theirs", 5)];
+        let s = sort_held(&found, &policy(Some("mine"), false));
+        assert_eq!(s.replace.get("web-1").map(String::as_str), Some("mine"));
+        assert!(s.taken_over.is_empty(), "its own lock is not announced");
+        assert_eq!(s.blocking, vec![found[1].clone()]);
+    }
+
+    #[test]
+    fn an_unreadable_lock_always_blocks() {
+        let h = Held {
+            node: "web-1".into(),
+            info: None,
+            age_s: Some(9999),
+        };
+        let s = sort_held(std::slice::from_ref(&h), &policy(Some("x"), true));
+        assert_eq!(s.blocking, vec![h.clone()]);
+        assert_eq!(
+            describe_held(&h, Duration::from_secs(60)),
+            "web-1 is locked (holder unreadable) — STALE: no heartbeat for 9999s (take it over with --take-over-stale once you know that console is gone)"
+        );
+    }
+
+    #[test]
+    fn a_held_lock_error_says_how_long_it_waited() {
+        let e = LockError::Held {
+            holders: vec!["web-1 is locked by ann".into()],
+            waited: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "another deployment holds the lock (waited 3.0s); nothing was changed:\n  web-1 is locked by ann"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! One node's turn: drain → its phases → health → enable, each at a step boundary; and what a
+//! failed turn leads to (the failure policy decides, see `policy::after_failure`).
+
+use super::Run;
+use crate::engine::error::{NodeFailure, StepError};
+use crate::engine::health;
+use crate::engine::policy::{after_failure, AfterFailure};
+use crate::event::{Level, NodeState};
+use crate::inventory::Stage;
+use crate::plan::NodeStep;
+
+/// Why a node's turn did not finish.
+#[derive(Debug)]
+pub(super) enum NodeStop {
+    Failed(NodeFailure),
+    /// The operator (or the failure policy) stopped forward work.
+    Stopped,
+}
+
+impl Run {
+    /// A node's turn. Ok(true) done, Ok(false) left alone (already on the release).
+    pub(super) async fn node_forward(&self, node: &str) -> Result<bool, NodeStop> {
+        let release = self.plan.release.clone();
+        let failed = |step: Option<&str>, error: StepError| {
+            NodeStop::Failed(NodeFailure {
+                node: node.to_string(),
+                step: step.map(String::from),
+                error,
+            })
+        };
+        if self.ledger.current(node).as_deref() == Some(release.as_str()) {
+            self.ledger.mark_skipped(node);
+            // A node a crashed run left switched but drained goes back in, once healthy.
+            if let Err(e) = self.ensure_in_rotation(node, &release).await {
+                return Err(failed(None, e));
+            }
+            self.set_state(node, NodeState::Skipped);
+            self.em.notice(
+                Level::Info,
+                format!("{node} is already on {release}; left as it is"),
+            );
+            return Ok(false);
+        }
+        let previous = self.ledger.live_before(node);
+        let steps = self
+            .plan
+            .node_plan(node)
+            .map(|p| p.steps.clone())
+            .unwrap_or_default();
+        self.show_phases_that_do_not_apply(node, &steps);
+        let cancel = self.ctl.forward.clone();
+        let mut updating = false;
+        for step in steps {
+            if !self.plan.groups.is_empty() && matches!(step, NodeStep::Drain | NodeStep::Enable) {
+                continue;
+            }
+            self.ctl.boundary().await.map_err(|_| NodeStop::Stopped)?;
+            let r = match &step {
+                NodeStep::Drain => {
+                    self.set_state(node, NodeState::Draining);
+                    self.lb.step(node, true, &cancel).await
+                }
+                NodeStep::Phase { index, target, .. } => {
+                    if !updating {
+                        updating = true;
+                        self.set_state(node, NodeState::Updating);
+                    }
+                    self.run_phase(
+                        *index,
+                        Some(node),
+                        target,
+                        &release,
+                        previous.as_deref(),
+                        &cancel,
+                    )
+                    .await
+                }
+                NodeStep::Health => {
+                    self.set_state(node, NodeState::Checking);
+                    self.health(node, &release, &cancel).await
+                }
+                NodeStep::Enable => {
+                    self.set_state(node, NodeState::Enabling);
+                    self.lb.step(node, false, &cancel).await
+                }
+            };
+            if let Err(e) = r {
+                if self.ctl.stop_reason().is_some() {
+                    return Err(NodeStop::Stopped);
+                }
+                return Err(failed(Some(step.label()), e));
+            }
+        }
+        self.write_history(node, "deploy", &release, previous, true)
+            .await;
+        self.ledger.mark_done(node);
+        self.set_state(node, NodeState::Done);
+        Ok(true)
+    }
+
+    /// Phases of the run that do not apply to this node are shown as skipped, with the reason.
+    fn show_phases_that_do_not_apply(&self, node: &str, steps: &[NodeStep]) {
+        let here: Vec<&str> = steps.iter().map(|st| st.label()).collect();
+        let in_run = self.plan.phase_names();
+        for p in self.inv.phases.iter().filter(|p| p.stage == Stage::Node) {
+            if here.contains(&p.name.as_str()) || !in_run.contains(&p.name) {
+                continue;
+            }
+            let why = if p.once {
+                match crate::plan::once_node(&self.inv, &self.env, p) {
+                    Some(n) => format!("runs once, on {n}"),
+                    None => "runs once, on no node of this environment".into(),
+                }
+            } else {
+                format!("only for nodes with role {}", p.roles.join(" or "))
+            };
+            self.steps.skipped(node, &p.name, why);
+        }
+    }
+
+    /// The environment's health check on `node`, for `release`.
+    pub(super) async fn health(
+        &self,
+        node: &str,
+        release: &str,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), StepError> {
+        let previous = self.ledger.live_before(node);
+        let vars = self.vars(Some(node), release, previous.as_deref());
+        health::check(&self.steps, self.env.health.as_ref(), node, &vars, cancel).await
+    }
+
+    /// A node failed. The failure policy decides; returns true when the failure is tolerated
+    /// (the node is recovered and the run goes on).
+    pub(super) async fn on_node_failed(&self, node: &str, failure: &NodeFailure) -> bool {
+        let failed = self.ledger.mark_failed(node);
+        self.set_state(node, NodeState::Failed);
+        let release = self.plan.release.clone();
+        let from = self.ledger.live_before(node);
+        self.write_history(node, "deploy", &release, from, false)
+            .await;
+        let total = self.plan.nodes.len().max(1);
+        let message = failure.to_string();
+        match after_failure(
+            failed,
+            total,
+            self.env.max_fail,
+            self.env.on_failure,
+            self.opts.headless,
+        ) {
+            AfterFailure::Tolerate => {
+                self.em.notice(
+                    Level::Warn,
+                    format!("{message}; {failed} of {total} nodes failed, within max_fail: recovering {node} and going on"),
+                );
+                self.recover_node(node).await;
+                return true;
+            }
+            AfterFailure::RollBack {
+                headless_pause: true,
+            } => {
+                self.em.notice(
+                    Level::Warn,
+                    format!("{message}; on_failure is pause, but nobody is there to decide (headless): rolling back"),
+                );
+                self.ctl.request_rollback(&message);
+            }
+            AfterFailure::RollBack {
+                headless_pause: false,
+            } => {
+                self.em
+                    .notice(Level::Error, format!("{message}; on_failure = rollback"));
+                self.ctl.request_rollback(&message);
+            }
+            AfterFailure::Abort => {
+                self.ctl
+                    .request_abort(&format!("{message}; on_failure = abort"));
+            }
+            AfterFailure::Gate => {
+                if let Ok(mut g) = self.failure_gate.lock() {
+                    g.get_or_insert_with(|| format!("{message}; on_failure = pause: promote to go on without it, R to roll back, a to abort"));
+                }
+            }
+        }
+        false
+    }
+
+    /// If a balancer has this node out of rotation, check its health and put it back.
+    pub(super) async fn ensure_in_rotation(
+        &self,
+        node: &str,
+        release: &str,
+    ) -> Result<(), StepError> {
+        if !self.lb.any() || !self.plan.groups.is_empty() || !self.lb.is_out(node).await {
+            return Ok(());
+        }
+        self.em.notice(
+            Level::Warn,
+            format!("{node} is on {release} but out of rotation; checking it and putting it back"),
+        );
+        self.ledger.set_drained(node, true);
+        let cancel = self.ctl.forward.clone();
+        self.health(node, release, &cancel).await?;
+        self.lb.step(node, false, &cancel).await
+    }
+}
