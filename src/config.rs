@@ -5,6 +5,13 @@
 //! Only key names leave a node for the preflight; `deckhand config` also reads values, and masks
 //! those whose names say they are secret.
 
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::inventory::{Environment, Inventory};
+use crate::transport::{self, ExecRequest};
 use crate::util::sh_quote;
 
 /// Keys defined in a dotenv text (`KEY=value`, `export KEY=value`; comments and blanks skipped).
@@ -61,13 +68,80 @@ pub fn parse_node_keys(out: &str) -> (bool, Vec<String>) {
     (exists, keys)
 }
 
+/// The line between the node's `.env` and its environment's variable names.
+const ENVIRONMENT_MARKER: &str = "__deckhand_environment__";
+
 /// Print the node's `.env` whole, then the names of its login environment's variables.
 pub fn node_config_script(dp: &str) -> String {
     format!(
-        "f={}/shared/.env\nif [ -f \"$f\" ]; then cat \"$f\"; fi\necho __deckhand_environment__\nenv | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'\n",
+        "f={}/shared/.env\nif [ -f \"$f\" ]; then cat \"$f\"; fi\necho {ENVIRONMENT_MARKER}\nenv | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'\n",
         sh_quote(dp.trim_end_matches('/'))
     )
 }
+
+/// Split what [`node_config_script`] printed: the `.env` text, and the environment's names.
+pub fn parse_node_config(out: &str) -> (&str, Vec<String>) {
+    let (dotenv, names) = out
+        .split_once(&format!("{ENVIRONMENT_MARKER}\n"))
+        .unwrap_or((out, ""));
+    (dotenv, names.lines().map(String::from).collect())
+}
+
+/// One node's configuration as `deckhand config` shows it, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node: String,
+    pub keys: Result<Vec<Resolved>, String>,
+}
+
+/// Read every node of `env`: each key of its `shared/.env` and of the environment's
+/// `.env.example`, where its value comes from, values masked where secret (by key name, and
+/// the inventory's own secrets). Nodes are read concurrently; answers come in plan order.
+pub async fn read(inv: &Inventory, env: &Environment) -> Vec<NodeConfig> {
+    let example = match &env.config_example {
+        Some(x) => std::fs::read_to_string(inv.base_dir().join(x)).unwrap_or_default(),
+        None => String::new(),
+    };
+    let example = &example;
+    stream::iter(env.nodes.iter())
+        .map(|n| async move {
+            let keys = async {
+                let node = inv
+                    .node(n)
+                    .ok_or_else(|| "not defined in the inventory".to_string())?;
+                let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
+                let o = t
+                    .exec(
+                        &ExecRequest::new(node_config_script(&node.deploy_path))
+                            .timeout(READ_TIMEOUT),
+                        None,
+                        &CancellationToken::new(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !o.success() {
+                    return Err(o.describe_failure(Some(READ_TIMEOUT)));
+                }
+                let (dotenv, names) = parse_node_config(&o.stdout);
+                let mut resolved = resolve(example, dotenv, &names);
+                for r in resolved.iter_mut() {
+                    r.value = inv.secrets.mask(&r.value);
+                }
+                Ok(resolved)
+            }
+            .await;
+            NodeConfig {
+                node: n.clone(),
+                keys,
+            }
+        })
+        .buffered(32)
+        .collect()
+        .await
+}
+
+/// How long reading one node's configuration may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Does a key name say its value is secret?
 pub fn secret_key(k: &str) -> bool {
@@ -142,6 +216,15 @@ mod tests {
         let t = "# comment\nAPP_NAME=AskProAI\nexport DB_HOST=db\nDB_PASSWORD=\"p w\"\n\nbad line\n9X=1\n";
         assert_eq!(keys(t), vec!["APP_NAME", "DB_HOST", "DB_PASSWORD"]);
         assert_eq!(entries(t)[2].1, "p w");
+    }
+
+    #[test]
+    fn the_node_config_splits_at_its_marker() {
+        let out = "A=1\nB=2\n__deckhand_environment__\nPATH\nHOME\n";
+        let (dotenv, names) = parse_node_config(out);
+        assert_eq!(dotenv, "A=1\nB=2\n");
+        assert_eq!(names, vec!["PATH", "HOME"]);
+        assert_eq!(parse_node_config("A=1\n"), ("A=1\n", vec![]));
     }
 
     #[test]

@@ -152,15 +152,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit code for this outcome (see the README's table).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Outcome::Deployed => 0,
-            Outcome::LockHeld => 3,
-            Outcome::PreflightFailed => 4,
-            _ => 1,
-        }
-    }
     /// The outcome in the operator's words.
     pub fn word(self) -> &'static str {
         match self {

@@ -11,6 +11,7 @@ pub mod demo; // the local demo: nodes on this machine with v1.0 live, ready for
 pub mod diag; // file:line:col diagnostics with a caret and a fix
 pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback
 pub mod event; // the protocol: Event out of the engine, Control into it (plain serde data)
+pub mod exit; // the exit codes, and the one conversion of a run's outcome into one
 pub mod headless; // line and JSON output of events for CI
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
 pub mod journal; // the journal: names, ids, writing and reading JSONL files of events

@@ -1,10 +1,16 @@
 //! Finding a deployment that did not finish (the console was killed, the jump host rebooted) and
 //! what it knew: its deployment id, its release, and each node's release before it started. The
 //! real state is read from the nodes by the caller; the journal only says what was intended.
+//!
+//! Also the rules for resuming it: what each node looks like beside the record ([`rows`]), where
+//! `--rollback` sends each node ([`rollback_target`]), and whether the console that ran it is
+//! still alive ([`console`]): a live console's deployment is never taken over.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::engine::status::NodeStatus;
+use crate::engine::RollbackTarget;
 use crate::event::{EventKind, RunKind};
 use crate::journal::{is_journal_of, read_journal};
 
@@ -57,6 +63,17 @@ pub fn find(dir: &Path, app: &str, env: &str) -> Result<Found, String> {
         let started = events
             .iter()
             .any(|e| matches!(e.kind, EventKind::Started { .. }));
+        // Names can collide (app `shop` + env `prod-eu` and app `shop-prod` + env `eu` give the
+        // same file name): a journal whose start names another app or environment is not ours.
+        let someone_else = events.iter().any(|e| match &e.kind {
+            EventKind::Started {
+                app: a, env: en, ..
+            } => a != app || en != env,
+            _ => false,
+        });
+        if someone_else {
+            continue;
+        }
         if took_lock || !started {
             break (path, events, problems);
         }
@@ -131,10 +148,270 @@ pub fn find(dir: &Path, app: &str, env: &str) -> Result<Found, String> {
     }))
 }
 
+/// One node of an interrupted deployment, as the operator sees it before choosing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub node: String,
+    /// Its release before the interrupted run.
+    pub before: String,
+    /// Its release now, or why it could not be read.
+    pub now: String,
+    /// Who holds its lock, in words.
+    pub lock: String,
+}
+
+/// What is true now on each node, beside what the interrupted run recorded.
+pub fn rows(int: &Interrupted, statuses: &[NodeStatus]) -> Vec<NodeRow> {
+    statuses
+        .iter()
+        .map(|s| {
+            let before = int
+                .before
+                .get(&s.node)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "-".into());
+            let now = match (&s.live_release, &s.error) {
+                (_, Some(err)) => format!("unreachable: {err}"),
+                (Some(r), _) => r.clone(),
+                (None, _) => "-".into(),
+            };
+            let lock = match &s.lock {
+                Some(l) if l.id == int.deployment => "held by the interrupted run".to_string(),
+                Some(l) => format!("held by another deployment: {}", l.describe()),
+                None if s.locked => "held (holder unreadable)".into(),
+                None => "-".into(),
+            };
+            NodeRow {
+                node: s.node.clone(),
+                before,
+                now,
+                lock,
+            }
+        })
+        .collect()
+}
+
+/// `resume --rollback`: each node back to its release before the interrupted run; the release
+/// that run was deploying is removed where it is not live.
+pub fn rollback_target(int: &Interrupted) -> RollbackTarget {
+    RollbackTarget::Resume {
+        to: int
+            .before
+            .iter()
+            .filter_map(|(n, r)| r.clone().map(|r| (n.clone(), r)))
+            .collect(),
+        abandon: int.release.clone(),
+    }
+}
+
+/// Whether the console that holds a deployment's lock is still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Console {
+    /// Nothing holds the lock, or its console is gone (on this host: its process ended).
+    Gone,
+    /// Its console is running: never take its deployment over.
+    Alive(Holder),
+    /// Another host's console stopped refreshing the heartbeat: taken over only when the
+    /// operator says so (`--take-over-stale`).
+    Stale(Holder),
+}
+
+/// Who holds a deployment's lock, and how fresh its heartbeat is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub who: String,
+    pub host: String,
+    pub pid: u32,
+    /// Seconds since the freshest heartbeat among the nodes.
+    pub heartbeat_age_s: Option<u64>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {} (pid {})", self.who, self.host, self.pid)?;
+        match self.heartbeat_age_s {
+            Some(a) => write!(f, ", heartbeat {a}s ago"),
+            None => write!(f, ", heartbeat unknown"),
+        }
+    }
+}
+
+/// Decide whether deployment `id`'s console is alive, from its locks on the nodes. On this host
+/// the console's process decides (`pid_alive`); elsewhere the heartbeat does: fresh is alive,
+/// older than `stale_after` is stale.
+pub fn console(
+    id: &str,
+    statuses: &[NodeStatus],
+    this_host: &str,
+    stale_after: std::time::Duration,
+    pid_alive: impl Fn(u32) -> bool,
+) -> Console {
+    let mine: Vec<&NodeStatus> = statuses
+        .iter()
+        .filter(|s| s.lock.as_ref().is_some_and(|l| l.id == id))
+        .collect();
+    let Some(first) = mine.first().and_then(|s| s.lock.clone()) else {
+        return Console::Gone;
+    };
+    let holder = Holder {
+        who: first.who.clone(),
+        host: first.host.clone(),
+        pid: first.pid,
+        heartbeat_age_s: mine.iter().filter_map(|s| s.lock_age_s).min(),
+    };
+    if first.host == this_host {
+        return if pid_alive(first.pid) {
+            Console::Alive(holder)
+        } else {
+            Console::Gone
+        };
+    }
+    if crate::engine::remote::lock_is_stale(holder.heartbeat_age_s, stale_after) {
+        Console::Stale(holder)
+    } else {
+        Console::Alive(holder)
+    }
+}
+
+/// Whether process `pid` on this machine is a running deckhand (a reused pid is not).
+pub fn deckhand_process_alive(pid: u32) -> bool {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks that the process exists and may be signalled.
+    let exists = unsafe { libc::kill(pid as i32, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => cmd
+            .split(|b| *b == 0)
+            .next()
+            .map(|argv0| String::from_utf8_lossy(argv0).contains("deckhand"))
+            .unwrap_or(false),
+        // No /proc to tell: trust that it exists.
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::remote::LockInfo;
     use std::time::{Duration, SystemTime};
+
+    fn locked(node: &str, id: &str, host: &str, age: u64) -> NodeStatus {
+        NodeStatus {
+            node: node.into(),
+            host: "10.0.0.1".into(),
+            reachable: true,
+            error: None,
+            live_release: Some("v1".into()),
+            previous_release: None,
+            releases: vec![],
+            lock: Some(LockInfo {
+                id: id.into(),
+                who: "ann".into(),
+                host: host.into(),
+                pid: 4242,
+                at: "t".into(),
+                env: "prod".into(),
+                release: "v2".into(),
+            }),
+            locked: true,
+            lock_age_s: Some(age),
+            free_kb: None,
+            verified: vec![],
+        }
+    }
+
+    #[test]
+    fn on_this_host_the_consoles_process_decides() {
+        let s = [locked("web-1", "d1", "jump-1", 500)];
+        let after = Duration::from_secs(60);
+        assert!(matches!(
+            console("d1", &s, "jump-1", after, |_| true),
+            Console::Alive(_)
+        ));
+        // Fresh heartbeat, but the process is gone (killed a moment ago): resumable.
+        let fresh = [locked("web-1", "d1", "jump-1", 2)];
+        assert_eq!(
+            console("d1", &fresh, "jump-1", after, |_| false),
+            Console::Gone
+        );
+    }
+
+    #[test]
+    fn from_another_host_the_heartbeat_decides() {
+        let after = Duration::from_secs(60);
+        let s = [
+            locked("web-1", "d1", "jump-2", 75),
+            locked("web-2", "d1", "jump-2", 4),
+        ];
+        match console("d1", &s, "jump-1", after, |_| false) {
+            Console::Alive(h) => {
+                assert_eq!(h.heartbeat_age_s, Some(4));
+                assert_eq!(h.to_string(), "ann on jump-2 (pid 4242), heartbeat 4s ago");
+            }
+            other => panic!("{other:?}"),
+        }
+        let stale = [locked("web-1", "d1", "jump-2", 75)];
+        assert!(matches!(
+            console("d1", &stale, "jump-1", after, |_| true),
+            Console::Stale(_)
+        ));
+    }
+
+    #[test]
+    fn a_deployment_that_holds_no_lock_has_no_console() {
+        let s = [locked("web-1", "other", "jump-1", 1)];
+        assert_eq!(
+            console("d1", &s, "jump-1", Duration::from_secs(60), |_| true),
+            Console::Gone
+        );
+    }
+
+    #[test]
+    fn this_process_is_a_live_process_and_pid_one_is_never_taken() {
+        // The test binary's name does not say deckhand unless cargo named it so.
+        let me = std::process::id();
+        let argv0 = std::fs::read_to_string(format!("/proc/{me}/cmdline")).unwrap_or_default();
+        assert_eq!(deckhand_process_alive(me), argv0.contains("deckhand"));
+        assert!(!deckhand_process_alive(1));
+        assert!(!deckhand_process_alive(0));
+    }
+
+    #[test]
+    fn journals_whose_names_collide_are_told_apart_by_their_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = |app: &str, env: &str| {
+            format!("{{\"seq\":1,\"at_ms\":1,\"type\":\"started\",\"deployment\":\"20260101T100000Z-1a2b\",\"kind\":\"deploy\",\"app\":\"{app}\",\"env\":\"{env}\",\"release\":\"v2\",\"strategy\":\"rolling\",\"who\":\"ann\",\"from_host\":\"j\",\"nodes\":[],\"batches\":[],\"gates\":[],\"phases\":[],\"protected\":false,\"balancer\":false,\"journal\":null}}\n")
+        };
+        // shop-prod in eu finished; shop in prod-eu, under the same file name pattern and newer,
+        // was interrupted.
+        journal(
+            dir.path(),
+            "shop-prod-eu-20260101T100000Z-1a2b.jsonl",
+            &format!("{}{LOCKED}{FINISHED}", started("shop-prod", "eu")),
+            Duration::from_secs(600),
+        );
+        journal(
+            dir.path(),
+            "shop-prod-eu-20260101T110000Z-3c4d.jsonl",
+            &format!("{}{LOCKED}", started("shop", "prod-eu")),
+            Duration::ZERO,
+        );
+        assert!(matches!(
+            find(dir.path(), "shop-prod", "eu"),
+            Ok(Found::Finished { .. })
+        ));
+        assert!(matches!(
+            find(dir.path(), "shop", "prod-eu"),
+            Ok(Found::Interrupted(_))
+        ));
+    }
 
     const LOCKED: &str = "{\"seq\":1,\"at_ms\":1,\"type\":\"locked\",\"deployment\":\"d\"}\n";
     const FINISHED: &str = "{\"seq\":2,\"at_ms\":2,\"type\":\"finished\",\"outcome\":\"deployed\",\"message\":\"done\",\"nodes\":[]}\n";

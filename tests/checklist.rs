@@ -66,7 +66,10 @@ async fn a_health_probe_failing_after_the_switch_rolls_back_automatically() {
     let (o, rest) = finish(h).await;
     seen.extend(rest);
     assert_eq!(o, Outcome::RolledBack);
-    assert_eq!(o.exit_code(), 1);
+    assert_eq!(
+        deckhand::exit::of_run(deckhand::event::RunKind::Deploy, o),
+        1
+    );
     all_on(&f, "v1");
     let d = decisions(&seen);
     let rb = d
@@ -346,7 +349,10 @@ async fn promotion_refuses_an_unverified_release_and_accepts_a_verified_one() {
     });
     let (o, events) = finish(f.start("v7", f.options())).await;
     assert_eq!(o, Outcome::PreflightFailed);
-    assert_eq!(o.exit_code(), 4);
+    assert_eq!(
+        deckhand::exit::of_run(deckhand::event::RunKind::Deploy, o),
+        4
+    );
     let msg = events.iter().find_map(|e| match &e.kind {
         EventKind::Finished { message, .. } => Some(message.clone()),
         _ => None,

@@ -368,7 +368,10 @@ async fn a_second_deployment_refuses_while_the_lock_is_held_and_names_the_holder
     });
     let (o, events) = f.deploy("v3").await;
     assert_eq!(o, Outcome::LockHeld);
-    assert_eq!(o.exit_code(), 3);
+    assert_eq!(
+        deckhand::exit::of_run(deckhand::event::RunKind::Deploy, o),
+        3
+    );
     let msg = events.iter().find_map(|e| match &e.kind {
         EventKind::Finished { message, .. } => Some(message.clone()),
         _ => None,

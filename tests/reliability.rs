@@ -243,6 +243,56 @@ fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
 }
 
 #[test]
+fn resume_refuses_a_deployment_whose_console_is_alive() {
+    let f = fleet();
+    // web-2's build takes a few seconds: long enough for a second terminal to try resuming.
+    std::fs::write(f.path().join("ctl/hold-build-web-2"), "4").unwrap();
+    let first = spawn(
+        &f,
+        &[
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    let console_pid = first.id();
+    wait_for(
+        &f.path().join("ctl/pid-build-web-2"),
+        "web-2's build to start",
+    );
+    let o = run(
+        &f,
+        &[
+            "resume",
+            "test",
+            "--continue",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("is still running: its console is alive")
+            && out.contains(&format!("(pid {console_pid})"))
+            && out.contains("heartbeat")
+            && out.contains("nothing was changed"),
+        "{out}"
+    );
+    // The first console carries its deployment through, undisturbed.
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    consistent(&f, "v2");
+}
+
+#[test]
 fn two_consoles_race_and_exactly_one_runs() {
     let f = fleet();
     let a = spawn(
