@@ -2,8 +2,6 @@
 //! window, its screen read and keys sent the way an operator would. The server is killed when
 //! the value is dropped, also when a test panics.
 
-#![allow(dead_code)]
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-pub use super::free_port;
+use super::free_port;
 
 fn app_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/app.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/app.py")
 }
 
 pub fn haproxy_bin() -> &'static str {

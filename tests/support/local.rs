@@ -1,22 +1,8 @@
 //! A fleet of local nodes for engine tests: directories on this machine with a real release
 //! layout, driven through the real engine. Steps can be told to fail or to hang through files in
-//! the fleet's `ctl/` directory, so a test decides per node what happens.
-#![allow(dead_code)]
-
-pub mod haproxy;
-pub mod http;
-// Also loaded by `support`; a test that uses both fixtures gets two copies of these two
-// functions, which is harmless.
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/output.rs"]
-mod output;
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/ports.rs"]
-mod ports;
-pub use ports::free_port;
-pub mod prometheus;
-#[allow(unused_imports)]
-pub use output::{assert_exit, text};
+//! the fleet's `ctl/` directory, so a test decides per node what happens. Its `Fleet` and
+//! `FleetSpec` are this fleet's (`support::local::Fleet`); `support::Fleet` is the sshd fleet.
+//! It starts no server and no process of its own beyond the engine's steps.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
