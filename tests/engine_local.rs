@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use deckhand::engine::{Control, EventKind, Outcome};
 use deckhand::journal::read_journal;
-use support::local::{
-    alive, finish, group_members, next_within, send, step_started, until, Fleet, FleetSpec,
-};
+use support::local::{finish, next_within, send, step_started, until, Fleet, FleetSpec};
+use support::procs::{alive, group_members};
 
 fn all_on(f: &Fleet, release: &str) {
     for n in &f.nodes {

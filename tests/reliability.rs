@@ -210,7 +210,7 @@ fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
         .parse()
         .unwrap();
     assert!(
-        support::local::alive(step_pid),
+        support::procs::alive(step_pid),
         "SIGTERM must not kill the running step"
     );
     kill_pid_file(&f.path().join("ctl/pid-build-web-2"));

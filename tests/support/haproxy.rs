@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::free_port;
+use super::{free_port, procs};
 
 fn app_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/app.py")
@@ -149,14 +149,7 @@ pub struct LbFleet {
 impl Drop for LbFleet {
     fn drop(&mut self) {
         for (n, _) in &self.nodes {
-            if let Ok(pid) = std::fs::read_to_string(self.node_dir(n).join("shared/app.pid")) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    // SAFETY: plain kill of a process this fixture started.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                    }
-                }
-            }
+            procs::kill_pid_file(&self.node_dir(n).join("shared/app.pid"));
         }
     }
 }

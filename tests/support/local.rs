@@ -238,29 +238,3 @@ pub fn step_started(node: &str, phase: &str) -> impl Fn(&EventKind) -> bool {
 pub fn send(h: &RunHandle, c: Control) {
     h.controls.send(c).expect("engine listening");
 }
-
-/// Live processes (zombies aside) of process group `pgid`.
-pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // After the command name: state, ppid, pgrp, …
-            let rest: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().collect())
-                .unwrap_or_default();
-            rest.first().is_some_and(|s| *s != "Z")
-                && rest.get(2) == Some(&pgid.to_string().as_str())
-        })
-        .collect()
-}
-
-/// Is a process with this pid still alive?
-pub fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid, 0) == 0 }
-}

@@ -25,6 +25,7 @@ pub mod http;
 pub mod local;
 pub mod output;
 pub mod ports;
+pub mod procs;
 pub mod prometheus;
 pub mod ssh;
 pub mod tmux;
@@ -34,6 +35,6 @@ pub use output::{assert_exit, text};
 #[allow(unused_imports)]
 pub use ports::free_port;
 #[allow(unused_imports)]
-pub use ssh::{
-    http_get, processes, Fleet, FleetNode, FleetSpec, InventorySpec, Proc, Server, FLEET_USER, SSHD,
-};
+pub use procs::{processes, Proc};
+#[allow(unused_imports)]
+pub use ssh::{http_get, Fleet, FleetNode, FleetSpec, InventorySpec, Server, FLEET_USER, SSHD};

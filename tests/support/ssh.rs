@@ -9,7 +9,6 @@
 //! login user (`dhfleet`, shell `/bin/sh`) when it runs as root and the user is missing: root's
 //! own login shell reads a slow `~/.bashrc`, which would swamp every measurement.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -22,6 +21,7 @@ use deckhand::inventory::{HostKeyChecking, KeyExchange};
 use deckhand::transport::ssh::SshTarget;
 
 use super::free_port;
+use super::procs::{self, processes};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// The login user on the fleet when the tests run as root.
@@ -741,7 +741,7 @@ impl Fleet {
         };
         processes()
             .iter()
-            .filter(|p| p.ppid == pid as i32 && p.state != 'Z')
+            .filter(|p| p.ppid == pid as i32 && p.live())
             .count()
     }
 
@@ -756,7 +756,7 @@ impl Fleet {
         let marker = format!("DECKHAND_FLEET={}", self.root.display());
         processes()
             .into_iter()
-            .filter(|p| p.state != 'Z' && p.cmdline.contains(needle) && p.environ.contains(&marker))
+            .filter(|p| p.live() && p.cmdline.contains(needle) && p.environ.contains(&marker))
             .map(|p| (p.pid, p.cmdline))
             .collect()
     }
@@ -852,7 +852,7 @@ fn kill_fleet_processes(root: &Path) {
     for _round in 0..5 {
         let left: Vec<i32> = processes()
             .into_iter()
-            .filter(|p| p.state != 'Z')
+            .filter(|p| p.live())
             .filter(|p| {
                 p.environ.contains(&marker)
                     || (p.cmdline.contains("sshd") && p.cmdline.contains(&config))
@@ -863,10 +863,7 @@ fn kill_fleet_processes(root: &Path) {
             break;
         }
         for pid in left {
-            // SAFETY: plain syscall on a pid we just saw belonging to this fleet.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            procs::kill(pid);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -902,87 +899,14 @@ fn stop_server(s: &mut Server) {
         return;
     };
     let pid = child.id() as i32;
-    let procs = processes();
-    let mut kids: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-    for p in &procs {
-        kids.entry(p.ppid).or_default().push(p.pid);
-    }
-    let mut tree = vec![pid];
-    let mut i = 0;
-    while i < tree.len() {
-        if let Some(k) = kids.get(&tree[i]) {
-            tree.extend(k.iter().copied());
-        }
-        i += 1;
-    }
-    for p in tree {
-        // SAFETY: plain syscall on processes of our own sshd's tree.
-        unsafe {
-            libc::kill(p, libc::SIGKILL);
-        }
+    for p in procs::tree(pid) {
+        procs::kill(p);
     }
     // The server leads its own process group (`process_group(0)`), which also holds a child
     // it forked after the listing above.
-    // SAFETY: plain syscall on the process group of our own sshd.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
+    procs::kill(-pid);
     let _ = child.kill();
     let _ = child.wait();
-}
-
-#[derive(Debug)]
-pub struct Proc {
-    pub pid: i32,
-    pub ppid: i32,
-    pub state: char,
-    pub cmdline: String,
-    pub environ: Vec<String>,
-}
-
-/// A snapshot of this machine's processes.
-pub fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid = fields.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .replace('\0', " ")
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_default();
-        let environ = std::fs::read(format!("/proc/{pid}/environ"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Proc {
-            pid,
-            ppid,
-            state,
-            cmdline,
-            environ,
-        });
-    }
-    out
 }
 
 /// A minimal HTTP/1.0 GET against 127.0.0.1:`port`.
