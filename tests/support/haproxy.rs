@@ -6,25 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{free_port, procs};
+use super::{free_port, procs, tools, wait};
 
 fn app_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/app.py")
-}
-
-pub fn haproxy_bin() -> &'static str {
-    [
-        "/usr/sbin/haproxy",
-        "/usr/bin/haproxy",
-        "/usr/local/sbin/haproxy",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("HAProxy is not installed: apt-get install haproxy (scripts/test.sh does it)")
 }
 
 pub struct Haproxy {
@@ -65,24 +54,33 @@ impl Haproxy {
     pub fn restart(&mut self) {
         self.stop();
         let _ = std::fs::remove_file(&self.socket);
-        let child = Command::new(haproxy_bin())
+        let log = self.cfg.with_file_name("haproxy.log");
+        let log_file = std::fs::File::create(&log).expect("HAProxy's log file");
+        let child = Command::new(tools::haproxy())
             .arg("-db")
             .arg("-f")
             .arg(&self.cfg)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
             .expect("start haproxy");
         self.child = Some(child);
-        let t = Instant::now();
-        while !self.socket.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "HAProxy did not create its admin socket"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::until(
+            "HAProxy's admin socket",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                if self.socket.exists() {
+                    return Ok(());
+                }
+                Err(format!(
+                    "{} is not there; HAProxy said:\n{}",
+                    self.socket.display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            },
+        );
     }
 
     pub fn stop(&mut self) {
@@ -114,22 +112,22 @@ impl Haproxy {
 
     /// Wait until every listed server is UP as HAProxy sees it.
     pub fn wait_up(&self, servers: &[&str]) {
-        let t = Instant::now();
-        loop {
-            let stat = self.command("show stat");
-            let up = servers.iter().all(|s| {
-                stat.lines()
-                    .any(|l| l.starts_with(&format!("app,{s},")) && l.contains(",UP,"))
-            });
-            if up {
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(15),
-                "servers never came UP:\n{stat}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(
+            &format!("{servers:?} to be UP in HAProxy"),
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || {
+                let stat = self.command("show stat");
+                let up = servers.iter().all(|s| {
+                    stat.lines()
+                        .any(|l| l.starts_with(&format!("app,{s},")) && l.contains(",UP,"))
+                });
+                if up {
+                    return Ok(());
+                }
+                Err(format!("HAProxy's stat:\n{stat}"))
+            },
+        );
     }
 }
 

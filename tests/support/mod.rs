@@ -29,6 +29,8 @@ pub mod procs;
 pub mod prometheus;
 pub mod ssh;
 pub mod tmux;
+pub mod tools;
+pub mod wait;
 
 #[allow(unused_imports)]
 pub use output::{assert_exit, text};

@@ -15,13 +15,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deckhand::inventory::{HostKeyChecking, KeyExchange};
 use deckhand::transport::ssh::SshTarget;
 
-use super::free_port;
 use super::procs::{self, processes};
+use super::{free_port, tools, wait};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// The login user on the fleet when the tests run as root.
@@ -195,6 +195,45 @@ impl Server {
             .count()
     }
 
+    /// Start this server with its config as it is now, and wait (10s at most) until it listens
+    /// on its port. `Err` with what it logged when it exited or never listened; it is stopped.
+    fn launch(&mut self) -> Result<(), String> {
+        // A new log file, not the old one truncated: a child of an earlier server that was
+        // still finishing (a probe connection) must not write over the new server's lines.
+        let _ = std::fs::remove_file(&self.log);
+        let log_file = std::fs::File::create(&self.log).expect("sshd log");
+        let child = Command::new(tools::sshd())
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+        self.child = Some(child);
+        let listening = wait::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.log_text().contains("Server listening")
+            {
+                return Some(true);
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            exited.map(|_| false)
+        });
+        if listening == Some(true) {
+            return Ok(());
+        }
+        let said = self.log_text();
+        stop_server(self);
+        Err(said)
+    }
+
     /// Kill this server and every connection it serves.
     pub fn stop(&mut self) {
         stop_server(self);
@@ -298,7 +337,7 @@ fn fleet_user() -> (String, Option<(u32, u32)>) {
 }
 
 fn keygen(path: &Path, comment: &str) {
-    run(Command::new("ssh-keygen")
+    run(Command::new(tools::ssh_keygen())
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
         .arg(path));
 }
@@ -316,11 +355,10 @@ fn chmod(path: &Path, mode: u32) {
 
 impl Fleet {
     pub fn start(spec: FleetSpec) -> Fleet {
-        if !Path::new(SSHD).exists() {
-            panic!("{SSHD} is missing: the SSH tests need OpenSSH's server; install it with `apt-get install openssh-server` (scripts/test.sh does)");
-        }
-        if spec.apps && !Path::new("/usr/bin/python3").exists() {
-            panic!("/usr/bin/python3 is missing: the fleet's HTTP app needs it; install it with `apt-get install python3`");
+        tools::sshd();
+        tools::ssh_keygen();
+        if spec.apps {
+            tools::python3();
         }
         reap_stale_fleets();
         if is_root() {
@@ -441,46 +479,18 @@ impl Fleet {
                 level = if bastion { "DEBUG1" } else { "VERBOSE" },
             );
             std::fs::write(&config, text).expect("sshd_config");
-            let log_file = std::fs::File::create(&log).expect("sshd log");
-            let child = Command::new(SSHD)
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
             let mut server = Server {
                 name: name.to_string(),
                 port,
                 config: config.clone(),
                 log: log.clone(),
                 host_key: host_key_pub.clone(),
-                child: Some(child),
+                child: None,
             };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                    && server.log_text().contains("Server listening")
-                {
-                    return server;
-                }
-                let exited = server
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten());
-                if exited.is_some() || Instant::now() > deadline {
-                    let text = server.log_text();
-                    stop_server(&mut server);
-                    if text.contains("Address already in use") {
-                        break;
-                    }
-                    panic!("sshd for {name} did not start on port {port}: {text}");
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            match server.launch() {
+                Ok(()) => return server,
+                Err(said) if said.contains("Address already in use") => continue,
+                Err(said) => panic!("sshd for {name} did not start on port {port}: {said}"),
             }
         }
         panic!("sshd for {name}: no free port after 5 tries");
@@ -791,35 +801,10 @@ impl Fleet {
 
     /// Stop node `i`'s sshd and start it again on the same port with its config as it is now.
     pub fn restart_sshd(&mut self, i: usize) {
-        let name = self.nodes[i].name.clone();
-        stop_server(&mut self.nodes[i].sshd);
-        let port = self.nodes[i].sshd.port;
-        // A new file, not the old one truncated: a child of the old server that was still
-        // finishing (a probe connection) must not write over the new server's lines.
-        let _ = std::fs::remove_file(&self.nodes[i].sshd.log);
-        let log_file = std::fs::File::create(&self.nodes[i].sshd.log).expect("sshd log");
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&self.nodes[i].sshd.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .process_group(0)
-            .spawn()
-            .expect("restart sshd");
-        self.nodes[i].sshd.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && self.nodes[i].sshd.log_text().contains("Server listening"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "sshd of {name} did not come back: {}",
-                self.nodes[i].sshd.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        let sshd = &mut self.nodes[i].sshd;
+        stop_server(sshd);
+        if let Err(said) = sshd.launch() {
+            panic!("sshd of {} did not come back: {said}", sshd.name);
         }
     }
 
