@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget};
-use support::haproxy::{LbFleet, LbSpec, Load};
+use support::balanced::{LbFleet, LbSpec};
+use support::http::Load;
 use support::local::{finish, next_within, send, step_started, until};
 
 fn deploy(f: &LbFleet, release: &str, opts: engine::RunOptions) -> engine::RunHandle {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::haproxy::{LbFleet, LbSpec};
+use support::balanced::{LbFleet, LbSpec};
 use support::text;
 
 fn bin() -> &'static str {

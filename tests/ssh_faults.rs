@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::haproxy::{Haproxy, Load};
+use support::haproxy::Haproxy;
+use support::http::Load;
 use support::{text, FleetSpec, InventorySpec};
 
 fn chmod(path: &std::path::Path, mode: u32) {

@@ -1,13 +1,33 @@
 #!/usr/bin/env python3
-"""A node's HTTP app for deckhand's tests: serves /up and /version from the node's `current`
-release, on 127.0.0.1 only. Usage: app.py PORT DEPLOY_PATH. Writes its pid to
-DEPLOY_PATH/shared/app.pid; a restart phase kills it and starts it again."""
+"""The HTTP app every test node serves, on 127.0.0.1 only.
+
+Usage: app.py PORT DEPLOY_PATH PID_FILE [--live]
+
+It answers /up, and /version with the VERSION file of the release DEPLOY_PATH/current points
+at. By default that file is read once, when the app starts, so a node serves a new release only
+once its restart phase has restarted the app ("none" when there was no release yet). With --live
+it is read on every request instead (500 while there is none), and /up answers 503 while there
+is no `current`. Once the app listens it writes its pid to PID_FILE: a restart phase kills that
+pid and starts the app again.
+"""
 import http.server
 import os
 import sys
 
-port = int(sys.argv[1])
-deploy_path = sys.argv[2]
+port, deploy_path, pid_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+live = "--live" in sys.argv[4:]
+current = os.path.join(deploy_path, "current")
+
+
+def read_version():
+    try:
+        with open(os.path.join(current, "VERSION")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+version_at_start = read_version() or "none"
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -15,16 +35,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self):
-        current = os.path.join(deploy_path, "current")
         if self.path == "/up":
-            ok = os.path.isdir(current)
-            self.reply(200 if ok else 503, "ok\n" if ok else "no current release\n")
+            if live and not os.path.isdir(current):
+                self.reply(503, "no current release\n")
+            else:
+                self.reply(200, "up\n")
         elif self.path == "/version":
-            try:
-                with open(os.path.join(current, "VERSION")) as f:
-                    self.reply(200, f.read().strip() + "\n")
-            except OSError:
+            version = read_version() if live else version_at_start
+            if version is None:
                 self.reply(500, "no VERSION\n")
+            else:
+                self.reply(200, version + "\n")
         else:
             self.reply(404, "not found\n")
 
@@ -40,9 +61,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-os.makedirs(os.path.join(deploy_path, "shared"), exist_ok=True)
-with open(os.path.join(deploy_path, "shared", "app.pid"), "w") as f:
-    f.write(str(os.getpid()))
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
 server.daemon_threads = True
+with open(pid_file, "w") as f:
+    f.write(str(os.getpid()))
 server.serve_forever()

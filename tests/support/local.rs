@@ -12,6 +12,8 @@ use deckhand::engine::{self, Control, Event, EventKind, Outcome, RunHandle, RunO
 use deckhand::inventory::{self, Inventory};
 use tempfile::TempDir;
 
+use super::node;
+
 pub struct Fleet {
     pub dir: TempDir,
     pub nodes: Vec<String>,
@@ -118,37 +120,23 @@ impl Fleet {
         self.path().join("deckhand.toml")
     }
     pub fn inventory(&self) -> Arc<Inventory> {
-        Arc::new(inventory::load(&self.inventory_path()).unwrap_or_else(|e| panic!("{e}")))
+        load_inventory(&self.inventory_path())
     }
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.path().join("nodes").join(node)
     }
     /// The release a node's `current` link points at.
     pub fn current(&self, node: &str) -> Option<String> {
-        std::fs::read_link(self.node_dir(node).join("current"))
-            .ok()
-            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().to_string()))
+        node::current(&self.node_dir(node))
     }
     pub fn releases(&self, node: &str) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.node_dir(node).join("releases"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        node::releases(&self.node_dir(node))
     }
     pub fn locked(&self, node: &str) -> bool {
-        self.node_dir(node).join(".deckhand/lock").exists()
+        node::locked(&self.node_dir(node))
     }
     pub fn history(&self, node: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.node_dir(node).join(".deckhand/history.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        node::history(&self.node_dir(node))
     }
     pub fn ctl(&self, name: &str, content: &str) {
         std::fs::write(self.path().join("ctl").join(name), content).unwrap();
@@ -181,6 +169,12 @@ impl Fleet {
     pub async fn deploy(&self, release: &str) -> (Outcome, Vec<Event>) {
         finish(self.start(release, self.options())).await
     }
+}
+
+/// An inventory file loaded the way deckhand loads it; a test fails with the loader's message
+/// when it does not load.
+pub fn load_inventory(path: &Path) -> Arc<Inventory> {
+    Arc::new(inventory::load(path).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Collect a run's events until it ends.

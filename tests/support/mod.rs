@@ -20,9 +20,11 @@
 // Each test file uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod balanced;
 pub mod haproxy;
 pub mod http;
 pub mod local;
+pub mod node;
 pub mod output;
 pub mod ports;
 pub mod procs;
@@ -33,10 +35,12 @@ pub mod tools;
 pub mod wait;
 
 #[allow(unused_imports)]
+pub use http::http_get;
+#[allow(unused_imports)]
 pub use output::{assert_exit, text};
 #[allow(unused_imports)]
 pub use ports::free_port;
 #[allow(unused_imports)]
 pub use procs::{processes, Proc};
 #[allow(unused_imports)]
-pub use ssh::{http_get, Fleet, FleetNode, FleetSpec, InventorySpec, Server, FLEET_USER, SSHD};
+pub use ssh::{Fleet, FleetNode, FleetSpec, InventorySpec, Server, FLEET_USER, SSHD};

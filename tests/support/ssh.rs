@@ -9,7 +9,6 @@
 //! login user (`dhfleet`, shell `/bin/sh`) when it runs as root and the user is missing: root's
 //! own login shell reads a slow `~/.bashrc`, which would swamp every measurement.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,41 +19,13 @@ use std::time::Duration;
 use deckhand::inventory::{HostKeyChecking, KeyExchange};
 use deckhand::transport::ssh::SshTarget;
 
+use super::http::http_get;
 use super::procs::{self, processes};
-use super::{free_port, tools, wait};
+use super::{free_port, node, tools, wait};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// The login user on the fleet when the tests run as root.
 pub const FLEET_USER: &str = "dhfleet";
-
-/// The tiny app every node serves: `/up` answers 200, `/version` the `VERSION` file of the
-/// release `current` pointed at when the app started (so a new release needs a restart).
-const APP_PY: &str = r#"import http.server, os, sys
-port, deploy, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-try:
-    with open(os.path.join(deploy, "current", "VERSION")) as f:
-        version = f.read().strip()
-except OSError:
-    version = "none"
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/up":
-            body, code = b"up\n", 200
-        elif self.path == "/version":
-            body, code = (version + "\n").encode(), 200
-        else:
-            body, code = b"not found\n", 404
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.HTTPServer(("127.0.0.1", port), Handler)
-with open(ready, "w") as f:
-    f.write(str(os.getpid()))
-server.serve_forever()
-"#;
 
 /// `restart-app DEPLOY_PATH`: stop the node's app (if running) and start it again from
 /// `current`; returns once the new one listens. Runs on the node, as the login user.
@@ -391,7 +362,7 @@ impl Fleet {
         std::fs::copy(root.join("client_key.pub"), root.join("authorized_keys"))
             .expect("authorized_keys");
         chmod(&root.join("authorized_keys"), 0o644);
-        std::fs::write(root.join("app.py"), APP_PY).expect("app.py");
+        std::fs::write(root.join("app.py"), node::APP_PY).expect("app.py");
         std::fs::create_dir_all(&fleet.bin).expect("bin");
         chmod(&fleet.bin, 0o755);
         std::fs::write(&fleet.restart_app, RESTART_SH).expect("restart-app");
@@ -678,11 +649,7 @@ impl Fleet {
 
     /// The node's deployment history (`.deckhand/history.jsonl`), one JSON value per line.
     pub fn history(&self, i: usize) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.nodes[i].deploy_path.join(".deckhand/history.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        node::history(&self.nodes[i].deploy_path)
     }
 
     /// Put an executable `name` with `body` first on every node's PATH.
@@ -693,7 +660,7 @@ impl Fleet {
     }
 
     pub fn locked(&self, i: usize) -> bool {
-        self.nodes[i].deploy_path.join(".deckhand/lock").exists()
+        node::locked(&self.nodes[i].deploy_path)
     }
 
     /// Start (or restart) node `i`'s app from this machine, as the fleet user.
@@ -730,8 +697,7 @@ impl Fleet {
 
     /// Where node `i`'s `current` points (the release directory's name).
     pub fn current_release(&self, i: usize) -> Option<String> {
-        let link = std::fs::read_link(self.nodes[i].deploy_path.join("current")).ok()?;
-        link.file_name().map(|n| n.to_string_lossy().into_owned())
+        node::current(&self.nodes[i].deploy_path)
     }
 
     /// How many logins node `i`'s sshd accepted (its log, VERBOSE, records each).
@@ -892,19 +858,4 @@ fn stop_server(s: &mut Server) {
     procs::kill(-pid);
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// A minimal HTTP/1.0 GET against 127.0.0.1:`port`.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let code = resp.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
 }
