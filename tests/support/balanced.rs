@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 use super::haproxy::Haproxy;
-use super::local::load_inventory;
+use super::local::{load_inventory, run_options};
 use super::{free_port, node, procs, tools};
 
 /// Nodes with real apps behind a real HAProxy.
@@ -159,14 +159,8 @@ impl LbFleet {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/version", self.haproxy.port)
     }
+    /// Run options without a journal (see `local::run_options`).
     pub fn options(&self) -> deckhand::engine::RunOptions {
-        deckhand::engine::RunOptions {
-            auto_promote: true,
-            headless: true,
-            journal_dir: None,
-            who: "tester".into(),
-            watch: None,
-            ..Default::default()
-        }
+        run_options(None)
     }
 }

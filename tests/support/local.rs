@@ -145,14 +145,7 @@ impl Fleet {
         self.path().join("journal")
     }
     pub fn options(&self) -> RunOptions {
-        RunOptions {
-            auto_promote: true,
-            headless: true,
-            journal_dir: Some(self.journal_dir()),
-            who: "tester".into(),
-            watch: None,
-            ..Default::default()
-        }
+        run_options(Some(self.journal_dir()))
     }
 
     pub fn start(&self, release: &str, opts: RunOptions) -> RunHandle {
@@ -175,6 +168,19 @@ impl Fleet {
 /// when it does not load.
 pub fn load_inventory(path: &Path) -> Arc<Inventory> {
     Arc::new(inventory::load(path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// How the tests run the engine: headless, promoting by itself, as operator "tester", with its
+/// journal in `journal_dir` (none: no journal).
+pub fn run_options(journal_dir: Option<PathBuf>) -> RunOptions {
+    RunOptions {
+        auto_promote: true,
+        headless: true,
+        journal_dir,
+        who: "tester".into(),
+        watch: None,
+        ..Default::default()
+    }
 }
 
 /// Collect a run's events until it ends.

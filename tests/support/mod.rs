@@ -7,9 +7,13 @@
 //!   the one most tests mean by "the fleet").
 //! - `local`: a fleet of local nodes (directories on this machine) driven through the engine in
 //!   the test's own process, with per-node failures and holds; `local::Fleet`, `local::FleetSpec`.
-//! - `haproxy`, `http`, `prometheus`: real servers in front of or beside the nodes.
-//! - `output`, `ports`, `tmux`: what a `deckhand` process said, ports for test servers, a real
-//!   terminal for the console.
+//! - `balanced`: local nodes with real HTTP apps behind a real HAProxy (`LbFleet`).
+//! - `haproxy`, `http`, `prometheus`: real servers in front of or beside the nodes, a plain GET
+//!   and a load loop.
+//! - `node`: what a node's deploy path holds, and the node app (`app.py`) both kinds of fleet run.
+//! - `output`, `ports`, `procs`, `tmux`, `tools`, `wait`: what a `deckhand` process said, ports
+//!   for test servers, this machine's processes, a real terminal for the console, where the
+//!   outside programs are, and polling with a deadline.
 //!
 //! Every server binds 127.0.0.1 only, and every process the harness starts is stopped when the
 //! value that owns it is dropped, also when a test panics. A tool that is missing fails the test

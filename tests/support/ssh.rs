@@ -1,6 +1,7 @@
-//! The test fleet: real OpenSSH servers on 127.0.0.1, each with its own port, host key, deploy
-//! path and a small HTTP app, plus a bastion for ProxyJump, a client key and a strict
-//! known_hosts file. Tests reach it as `support::Fleet` (also `support::ssh::Fleet`).
+//! The sshd fleet: real OpenSSH servers on 127.0.0.1, each with its own port, host key, deploy
+//! path and HTTP app (`app.py`, which serves the release it started with), plus a bastion for
+//! ProxyJump, a client key and a strict known_hosts file. Tests reach it as `support::Fleet`
+//! (also `support::ssh::Fleet`), with `FleetSpec` and `InventorySpec` beside it.
 //!
 //! It owns every process it starts and everything they start on the "nodes": all of it is
 //! killed, and the directory removed, when the `Fleet` is dropped, also when a test panics.
