@@ -2,13 +2,14 @@
 //! loop: zero downtime measured, the same load failing without the driver, min_in_rotation,
 //! blue-green, canary pauses, and a balancer that disappears mid-deploy.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::haproxy::{LbFleet, LbSpec, Load};
-use common::*;
 use deckhand::engine::{self, Control, EventKind, Outcome, RollbackTarget};
+use support::balanced::{LbFleet, LbSpec};
+use support::http::Load;
+use support::local::{finish, next_within, send, step_started, until};
 
 fn deploy(f: &LbFleet, release: &str, opts: engine::RunOptions) -> engine::RunHandle {
     let inv = f.inventory();

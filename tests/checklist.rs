@@ -1,15 +1,15 @@
 //! The post-deploy checklist against real HTTP servers and a real Prometheus on loopback: the
 //! decision tree branch by branch, manual items, notifications, promotion and config preflight.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::http::App;
-use common::prometheus::Prometheus;
-use common::*;
 use deckhand::engine::{Control, EventKind, Outcome};
 use deckhand::event::{CheckStatus, NodeState};
+use support::http::App;
+use support::local::{finish, next_within, send, until, Fleet, FleetSpec};
+use support::prometheus::Prometheus;
 
 fn checks_toml(checks: &str, interval: &str) -> String {
     format!("\n[checklist]\nimmediate = \"30s\"\nshort = \"0s\"\nlong = \"0s\"\ninterval = \"{interval}\"\n\n{checks}")

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-#[path = "support/output.rs"]
-mod output;
-use output::text;
+mod support;
+
+use support::text;
 
 fn deckhand(args: &[&str], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_deckhand"))

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[path = "support/tmux.rs"]
-mod tmux;
-use tmux::Tmux;
+mod support;
+
+use support::tmux::Tmux;
 
 fn header(screen: &str) -> &str {
     screen.lines().next().unwrap_or("")

@@ -4,11 +4,8 @@
 
 mod support;
 
+use support::tmux::Tmux;
 use support::{FleetSpec, InventorySpec};
-
-#[path = "support/tmux.rs"]
-mod tmux;
-use tmux::Tmux;
 
 #[test]
 fn the_console_deploys_over_ssh_without_ssh_touching_the_terminal() {

@@ -2,13 +2,14 @@
 //! Each test drives a run through its event and control channels, as the console does, and then
 //! checks what is actually on disk.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use deckhand::engine::{Control, EventKind, Outcome};
 use deckhand::journal::read_journal;
+use support::local::{finish, next_within, send, step_started, until, Fleet, FleetSpec};
+use support::procs::{alive, group_members};
 
 fn all_on(f: &Fleet, release: &str) {
     for n in &f.nodes {

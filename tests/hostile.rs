@@ -1,14 +1,14 @@
 //! Hostile and broken input: values that try to escape their command or path, inventories
 //! that are garbage, journals cut mid-line, and secrets that must never be written anywhere.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
 use deckhand::engine::Outcome;
 use proptest::prelude::*;
+use support::local::{Fleet, FleetSpec};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
@@ -185,7 +185,7 @@ fn a_truncated_journal_is_reported_not_trusted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_appears_in_no_byte_deckhand_writes() {
     const SECRET: &str = "tok-9f8e7d6c5b4a";
-    let app = common::http::App::start().await;
+    let app = support::http::App::start().await;
     let f = Fleet::new(FleetSpec {
         nodes: 2,
         extra_phases: "[[phases]]\nname = \"announce\"\nrun = \"echo using token ${DH_HOSTILE_TOKEN} on {node}; echo ${DH_HOSTILE_TOKEN} >&2\"\n",

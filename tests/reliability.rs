@@ -3,14 +3,14 @@
 //! Every case ends by checking each node's `current`, HAProxy's view and the lock against what
 //! the operator was told.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::haproxy::{LbFleet, LbSpec};
-use common::text;
+use support::balanced::{LbFleet, LbSpec};
+use support::text;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_deckhand")
@@ -210,7 +210,7 @@ fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
         .parse()
         .unwrap();
     assert!(
-        common::alive(step_pid),
+        support::procs::alive(step_pid),
         "SIGTERM must not kill the running step"
     );
     kill_pid_file(&f.path().join("ctl/pid-build-web-2"));

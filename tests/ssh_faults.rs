@@ -2,12 +2,12 @@
 //! zero failed requests under load, a node that stops answering mid-step (its sshd frozen with
 //! SIGSTOP), and a health check that flaps once.
 
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::haproxy::{Haproxy, Load};
+use support::haproxy::Haproxy;
+use support::http::Load;
 use support::{text, FleetSpec, InventorySpec};
 
 fn chmod(path: &std::path::Path, mode: u32) {

@@ -1,7 +1,5 @@
-//! What a finished `deckhand` process said, for assertions. Shared by the test fixtures
-//! (`support`, `common`) and by tests that use neither.
-
-#![allow(dead_code)]
+//! What a finished `deckhand` process said, for assertions (`support::text`,
+//! `support::assert_exit`). It only reads the output; it never runs anything.
 
 use std::process::Output;
 

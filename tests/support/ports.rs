@@ -1,6 +1,5 @@
-//! Ports for the servers tests start on 127.0.0.1. Shared by the test fixtures.
-
-#![allow(dead_code)]
+//! Ports for the servers tests start on 127.0.0.1 (`support::free_port`), for every fixture and
+//! test that starts one. It only picks a port; it never keeps it bound.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,10 +2,10 @@
 //! window, its screen read and keys sent the way an operator would. The server is killed when
 //! the value is dropped, also when a test panics.
 
-#![allow(dead_code)]
-
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::{tools, wait};
 
 /// Each test gets its own tmux server.
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -25,7 +25,7 @@ impl Tmux {
             ),
             session: "console".into(),
         };
-        let ok = Command::new("tmux")
+        let ok = Command::new(tools::tmux())
             .args([
                 "-L",
                 &t.socket,
@@ -38,13 +38,13 @@ impl Tmux {
             ])
             .args(["-x", "120", "-y", "36", cmd])
             .status()
-            .expect("tmux must be installed (scripts/test.sh installs it)");
+            .expect("start tmux");
         assert!(ok.success(), "tmux could not start");
         t
     }
 
     pub fn screen(&self) -> String {
-        let out = Command::new("tmux")
+        let out = Command::new(tools::tmux())
             .args([
                 "-L",
                 &self.socket,
@@ -59,7 +59,7 @@ impl Tmux {
     }
 
     pub fn keys(&self, keys: &str) {
-        Command::new("tmux")
+        Command::new(tools::tmux())
             .args(["-L", &self.socket, "send-keys", "-t", &self.session, keys])
             .status()
             .expect("tmux send-keys");
@@ -67,23 +67,24 @@ impl Tmux {
 
     /// Poll the screen until `pred` holds; panics with the last screen after `secs`.
     pub fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!("waited {secs}s for {what}; the screen shows:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(
+            what,
+            Duration::from_secs(secs),
+            Duration::from_millis(100),
+            || {
+                let s = self.screen();
+                if pred(&s) {
+                    return Ok(s);
+                }
+                Err(format!("the screen shows:\n{s}"))
+            },
+        )
     }
 }
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
+        let _ = Command::new(tools::tmux())
             .args(["-L", &self.socket, "kill-server"])
             .status();
     }

@@ -4,6 +4,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::{free_port, tools, wait};
+
 pub struct Prometheus {
     pub url: String,
     child: Child,
@@ -17,22 +19,9 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Prometheus {
     pub async fn start(target_port: u16) -> Prometheus {
-        let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect(
-                "Prometheus is not installed: apt-get install prometheus (scripts/test.sh does it)",
-            );
+        let bin = tools::prometheus();
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -43,6 +32,8 @@ impl Prometheus {
         )
         .unwrap();
         let port = free_port();
+        let log = dir.path().join("prometheus.log");
+        let log_file = std::fs::File::create(&log).expect("Prometheus's log file");
         let child = Command::new(bin)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
@@ -52,7 +43,7 @@ impl Prometheus {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
             .expect("start prometheus");
         let p = Prometheus {
@@ -61,40 +52,44 @@ impl Prometheus {
             _dir: dir,
         };
         let client = reqwest::Client::new();
-        for _ in 0..150 {
-            if let Ok(r) = client.get(format!("{}/-/ready", p.url)).send().await {
-                if r.status().is_success() {
-                    return p;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let ready = wait::poll_async(Duration::from_secs(15), Duration::from_millis(100), || {
+            let probe = client.get(format!("{}/-/ready", p.url)).send();
+            async move { probe.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
+        if ready.is_none() {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = said.lines().rev().take(10).collect();
+            panic!(
+                "Prometheus did not become ready on {} within 15s; its last log lines:\n{}",
+                p.url,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
-        panic!("Prometheus did not become ready on {}", p.url);
+        p
     }
 
     /// Wait until the target has been scraped at least twice (so rate/increase have data).
     pub async fn wait_for_samples(&self, metric: &str) {
         let client = reqwest::Client::new();
-        for _ in 0..100 {
-            let q = format!("count_over_time({metric}[1m])");
-            if let Ok(r) = client
+        let q = format!("count_over_time({metric}[1m])");
+        let scraped = wait::poll_async(Duration::from_secs(20), Duration::from_millis(200), || {
+            let probe = client
                 .get(format!("{}/api/v1/query", self.url))
                 .query(&[("query", q.as_str())])
-                .send()
-                .await
-            {
-                if let Ok(v) = r.json::<serde_json::Value>().await {
-                    let n: f64 = v["data"]["result"][0]["value"][1]
-                        .as_str()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0.0);
-                    if n >= 2.0 {
-                        return;
-                    }
-                }
+                .send();
+            async move {
+                let v = probe.await.ok()?.json::<serde_json::Value>().await.ok()?;
+                let n: f64 = v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0.0);
+                (n >= 2.0).then_some(())
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        })
+        .await;
+        if scraped.is_none() {
+            panic!("Prometheus never scraped {metric} twice within 20s");
         }
-        panic!("Prometheus never scraped {metric}");
     }
 }

@@ -1,7 +1,13 @@
-//! A small real HTTP server on 127.0.0.1 for checklist and notification tests: an app with
-//! `/up`, `/slow`, `/metrics` (Prometheus text), and a webhook receiver at `/hook` that records
-//! what it gets and can answer 500 or hang. It stops when dropped.
+//! HTTP on loopback, both ends. `App`: a small real server on 127.0.0.1 for checklist and
+//! notification tests, with `/up`, `/slow`, `/metrics` (Prometheus text), and a webhook receiver
+//! at `/hook` that records what it gets and can answer 500 or hang; it stops when dropped.
+//! `http_get`: one plain GET, for asking a node's app what it serves. `Load`: a bounded load
+//! loop that counts failed requests and the versions served. Only 127.0.0.1 is ever contacted
+//! by what this module starts itself; `Load` goes where the test points it.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -155,5 +161,90 @@ impl App {
             .iter()
             .filter_map(|b| serde_json::from_str(b).ok())
             .collect()
+    }
+}
+
+/// A minimal HTTP/1.0 GET against 127.0.0.1:`port`: (status, body), or None when nothing
+/// answers within 5 s.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let code = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub failed: u64,
+    /// Versions in the order they were first and last seen, e.g. v1, v2.
+    pub sequence: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl LoadReport {
+    pub fn count(&self, v: &str) -> usize {
+        self.sequence.iter().filter(|s| *s == v).count()
+    }
+}
+
+/// A bounded load loop through the balancer (at most `max` requests, one every 10 ms).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<LoadReport>,
+}
+
+impl Load {
+    pub fn start(url: String, max: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .unwrap();
+            let mut r = LoadReport::default();
+            for _ in 0..max {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                match client.get(&url).send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        r.ok += 1;
+                        let v = resp.text().await.unwrap_or_default().trim().to_string();
+                        if r.sequence.last() != Some(&v) {
+                            r.sequence.push(v);
+                        }
+                    }
+                    Ok(resp) => {
+                        r.failed += 1;
+                        if r.errors.len() < 5 {
+                            r.errors.push(format!("HTTP {}", resp.status()));
+                        }
+                    }
+                    Err(e) => {
+                        r.failed += 1;
+                        if r.errors.len() < 5 {
+                            r.errors.push(e.to_string());
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            r
+        });
+        Load { stop, task }
+    }
+
+    pub async fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
     }
 }

@@ -1,22 +1,8 @@
 //! A fleet of local nodes for engine tests: directories on this machine with a real release
 //! layout, driven through the real engine. Steps can be told to fail or to hang through files in
-//! the fleet's `ctl/` directory, so a test decides per node what happens.
-#![allow(dead_code)]
-
-pub mod haproxy;
-pub mod http;
-// Also loaded by `support`; a test that uses both fixtures gets two copies of these two
-// functions, which is harmless.
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/output.rs"]
-mod output;
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/ports.rs"]
-mod ports;
-pub use ports::free_port;
-pub mod prometheus;
-#[allow(unused_imports)]
-pub use output::{assert_exit, text};
+//! the fleet's `ctl/` directory, so a test decides per node what happens. Its `Fleet` and
+//! `FleetSpec` are this fleet's (`support::local::Fleet`); `support::Fleet` is the sshd fleet.
+//! It starts no server and no process of its own beyond the engine's steps.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +11,8 @@ use std::time::Duration;
 use deckhand::engine::{self, Control, Event, EventKind, Outcome, RunHandle, RunOptions};
 use deckhand::inventory::{self, Inventory};
 use tempfile::TempDir;
+
+use super::node;
 
 pub struct Fleet {
     pub dir: TempDir,
@@ -132,37 +120,23 @@ impl Fleet {
         self.path().join("deckhand.toml")
     }
     pub fn inventory(&self) -> Arc<Inventory> {
-        Arc::new(inventory::load(&self.inventory_path()).unwrap_or_else(|e| panic!("{e}")))
+        load_inventory(&self.inventory_path())
     }
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.path().join("nodes").join(node)
     }
     /// The release a node's `current` link points at.
     pub fn current(&self, node: &str) -> Option<String> {
-        std::fs::read_link(self.node_dir(node).join("current"))
-            .ok()
-            .and_then(|p| p.file_name().map(|f| f.to_string_lossy().to_string()))
+        node::current(&self.node_dir(node))
     }
     pub fn releases(&self, node: &str) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.node_dir(node).join("releases"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        node::releases(&self.node_dir(node))
     }
     pub fn locked(&self, node: &str) -> bool {
-        self.node_dir(node).join(".deckhand/lock").exists()
+        node::locked(&self.node_dir(node))
     }
     pub fn history(&self, node: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.node_dir(node).join(".deckhand/history.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        node::history(&self.node_dir(node))
     }
     pub fn ctl(&self, name: &str, content: &str) {
         std::fs::write(self.path().join("ctl").join(name), content).unwrap();
@@ -171,14 +145,7 @@ impl Fleet {
         self.path().join("journal")
     }
     pub fn options(&self) -> RunOptions {
-        RunOptions {
-            auto_promote: true,
-            headless: true,
-            journal_dir: Some(self.journal_dir()),
-            who: "tester".into(),
-            watch: None,
-            ..Default::default()
-        }
+        run_options(Some(self.journal_dir()))
     }
 
     pub fn start(&self, release: &str, opts: RunOptions) -> RunHandle {
@@ -194,6 +161,25 @@ impl Fleet {
     /// Deploy to the end and return the outcome and every event.
     pub async fn deploy(&self, release: &str) -> (Outcome, Vec<Event>) {
         finish(self.start(release, self.options())).await
+    }
+}
+
+/// An inventory file loaded the way deckhand loads it; a test fails with the loader's message
+/// when it does not load.
+pub fn load_inventory(path: &Path) -> Arc<Inventory> {
+    Arc::new(inventory::load(path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// How the tests run the engine: headless, promoting by itself, as operator "tester", with its
+/// journal in `journal_dir` (none: no journal).
+pub fn run_options(journal_dir: Option<PathBuf>) -> RunOptions {
+    RunOptions {
+        auto_promote: true,
+        headless: true,
+        journal_dir,
+        who: "tester".into(),
+        watch: None,
+        ..Default::default()
     }
 }
 
@@ -251,30 +237,4 @@ pub fn step_started(node: &str, phase: &str) -> impl Fn(&EventKind) -> bool {
 
 pub fn send(h: &RunHandle, c: Control) {
     h.controls.send(c).expect("engine listening");
-}
-
-/// Live processes (zombies aside) of process group `pgid`.
-pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // After the command name: state, ppid, pgrp, …
-            let rest: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().collect())
-                .unwrap_or_default();
-            rest.first().is_some_and(|s| *s != "Z")
-                && rest.get(2) == Some(&pgid.to_string().as_str())
-        })
-        .collect()
-}
-
-/// Is a process with this pid still alive?
-pub fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid, 0) == 0 }
 }
