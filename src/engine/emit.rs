@@ -31,6 +31,14 @@ struct Inner {
     journal_error_reported: bool,
 }
 
+/// What goes out instead of an event that cannot be masked.
+fn withheld_notice() -> EventKind {
+    EventKind::Notice {
+        level: Level::Error,
+        message: "an event was withheld: one of its words equals a secret value, and masking it left something that is not an event; use secret values that are not deckhand's own words".into(),
+    }
+}
+
 impl Emitter {
     pub fn new(
         tx: mpsc::UnboundedSender<Event>,
@@ -64,7 +72,12 @@ impl Emitter {
     }
 
     pub fn emit(&self, kind: EventKind) {
-        let kind = self.mask(kind);
+        let Some(kind) = self.mask(kind).or_else(|| self.mask(withheld_notice())) else {
+            // Even the notice would show a secret (a secret equal to one of its words): nothing
+            // goes out.
+            log::error!("an event was withheld: masking a secret in it left no event");
+            return;
+        };
         let mut inner = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -105,16 +118,79 @@ impl Emitter {
         });
     }
 
-    fn mask(&self, kind: EventKind) -> EventKind {
+    /// The event with every secret masked. None when masking leaves something that is not an
+    /// event (a secret equal to one of deckhand's own words, such as a status or a type): such
+    /// an event is withheld, never sent unmasked.
+    fn mask(&self, kind: EventKind) -> Option<EventKind> {
         if self.secrets.is_empty() {
-            return kind;
+            return Some(kind);
         }
-        match serde_json::to_value(&kind) {
-            Ok(mut v) => {
-                self.secrets.mask_json(&mut v);
-                serde_json::from_value(v).unwrap_or(kind)
+        let mut v = serde_json::to_value(&kind).ok()?;
+        let before = v.clone();
+        self.secrets.mask_json(&mut v);
+        if v == before {
+            return Some(kind);
+        }
+        serde_json::from_value(v).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Outcome;
+
+    fn emitter(secrets: &[&str]) -> (Emitter, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let secrets = Secrets::new(secrets.iter().map(|s| s.to_string()));
+        (Emitter::new(tx, secrets, None, None), rx)
+    }
+
+    #[test]
+    fn a_secret_in_free_text_is_masked() {
+        let (em, mut rx) = emitter(&["hunter22"]);
+        em.notice(Level::Info, "password hunter22 set");
+        let e = rx.try_recv().expect("event");
+        assert_eq!(
+            e.kind,
+            EventKind::Notice {
+                level: Level::Info,
+                message: "password **** set".into()
             }
-            Err(_) => kind,
-        }
+        );
+    }
+
+    #[test]
+    fn an_event_whose_masked_form_is_not_an_event_is_withheld_with_a_notice() {
+        // A secret equal to an outcome word: masking `deployed` breaks the event.
+        let (em, mut rx) = emitter(&["deployed"]);
+        em.emit(EventKind::Finished {
+            outcome: Outcome::Deployed,
+            message: "v2 is live".into(),
+            nodes: vec![],
+        });
+        let e = rx.try_recv().expect("a notice in its place");
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains("deployed"), "{line}");
+        assert!(
+            matches!(&e.kind, EventKind::Notice { level: Level::Error, message } if message.contains("withheld")),
+            "{e:?}"
+        );
+        assert!(rx.try_recv().is_err(), "nothing else went out");
+        // Events the secret does not touch go out as they are.
+        em.emit(EventKind::Locked {
+            deployment: "d1".into(),
+        });
+        assert!(matches!(
+            rx.try_recv().map(|e| e.kind),
+            Ok(EventKind::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn when_even_the_notice_would_show_the_secret_nothing_goes_out() {
+        let (em, mut rx) = emitter(&["notice"]);
+        em.notice(Level::Warn, "plain words");
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -40,7 +40,7 @@ pub(crate) async fn read_nodes(
                 remote::read_snapshot(&*t, &dp, &never)
                     .await
                     .map_err(|e| match e {
-                        ScriptError::Transport(m) => m,
+                        ScriptError::Transport(e) => e.to_string(),
                         other => format!("cannot read {dp}: {other}"),
                     })
             }

@@ -24,14 +24,17 @@ use crate::util::{sh_quote, valid_release};
 pub const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why one of the engine's own scripts did not succeed on a node.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScriptError {
     /// The transport could not run it at all.
     #[error("{0}")]
-    Transport(String),
-    /// It ran and failed (exit status, timeout, kill), described for the operator.
-    #[error("{0}")]
-    Failed(String),
+    Transport(#[from] crate::transport::TransportError),
+    /// It ran and failed (exit status, timeout, kill).
+    #[error("{}", .0.describe_failure(Some(STATE_TIMEOUT)))]
+    Failed(Box<ExecOutcome>),
+    /// It ran, but what it printed is not a whole answer (cut short): never read as a state.
+    #[error("the node's answer was cut short ({0}); nothing is assumed about its state")]
+    Incomplete(String),
 }
 
 /// Run one of the engine's own scripts on a node: no output streamed, [`STATE_TIMEOUT`], and
@@ -47,12 +50,11 @@ pub async fn exec_checked(
             None,
             cancel,
         )
-        .await
-        .map_err(|e| ScriptError::Transport(e.to_string()))?;
+        .await?;
     if o.success() {
         Ok(o)
     } else {
-        Err(ScriptError::Failed(o.describe_failure(Some(STATE_TIMEOUT))))
+        Err(ScriptError::Failed(Box::new(o)))
     }
 }
 
@@ -62,9 +64,8 @@ pub async fn read_snapshot(
     dp: &str,
     cancel: &CancellationToken,
 ) -> Result<NodeSnapshot, ScriptError> {
-    exec_checked(t, state_script(dp), cancel)
-        .await
-        .map(|o| parse_state(&o.stdout))
+    let o = exec_checked(t, state_script(dp), cancel).await?;
+    parse_state(&o.stdout).map_err(ScriptError::Incomplete)
 }
 
 /// Who holds a node's lock.
@@ -158,16 +159,20 @@ pub fn release_path(dp: &str, release: &str) -> String {
     format!("{}/releases/{}", dp.trim_end_matches('/'), release)
 }
 
-/// Read the node's state: `key=value` lines, parsed by [`parse_state`].
+/// The last line of a whole state answer. An answer without it was cut short.
+const STATE_END: &str = "end=deckhand-state";
+
+/// Read the node's state: `key=value` lines, parsed by [`parse_state`], then [`STATE_END`].
 pub fn state_script(dp: &str) -> String {
     format!(
-        "cd {dp} 2>/dev/null || {{ echo missing=1; exit 0; }}\n\
+        "cd {dp} 2>/dev/null || {{ echo missing=1; echo {STATE_END}; exit 0; }}\n\
          printf 'current=%s\\n' \"$(readlink current 2>/dev/null)\"\n\
          if [ -d .deckhand/lock ]; then printf 'lock=%s\\n' \"$(tr -d '\\n' < .deckhand/lock/info.json 2>/dev/null)\"; \
          hb=$(stat -c %Y .deckhand/lock/heartbeat 2>/dev/null || stat -c %Y .deckhand/lock); printf 'lock_age=%s\\n' $(( $(date +%s) - hb )); fi\n\
          if [ -f .deckhand/history.jsonl ]; then tail -n 200 .deckhand/history.jsonl | sed 's/^/history=/'; fi\n\
          if [ -d releases ]; then ls -1t releases | sed 's/^/release=/'; fi\n\
-         df -Pk . 2>/dev/null | awk 'NR==2 {{print \"free_kb=\" $4}}'\n",
+         df -Pk . 2>/dev/null | awk 'NR==2 {{print \"free_kb=\" $4}}'\n\
+         echo {STATE_END}\n",
         dp = sh_quote(dp)
     )
 }
@@ -182,9 +187,17 @@ pub fn release_of_link(target: &str) -> Option<String> {
     Some(name.to_string()).filter(|n| !n.is_empty())
 }
 
-pub fn parse_state(out: &str) -> NodeSnapshot {
+/// Parse a state answer. Err when it does not end with [`STATE_END`]: an answer cut short
+/// (output lost, a node that stopped mid-way) must never read as a fresh or unlocked node.
+pub fn parse_state(out: &str) -> Result<NodeSnapshot, String> {
+    let lines: Vec<&str> = out.lines().collect();
+    match lines.last() {
+        Some(&last) if last == STATE_END => {}
+        Some(_) => return Err(format!("no end marker after {} lines", lines.len())),
+        None => return Err("no output at all".into()),
+    }
     let mut s = NodeSnapshot::default();
-    for line in out.lines() {
+    for line in &lines[..lines.len() - 1] {
         let Some((k, v)) = line.split_once('=') else {
             continue;
         };
@@ -205,7 +218,7 @@ pub fn parse_state(out: &str) -> NodeSnapshot {
             _ => {}
         }
     }
-    s
+    Ok(s)
 }
 
 /// Take the lock with an atomic `mkdir`; prints `acquired`, or `held` and the holder's info.
@@ -380,13 +393,31 @@ mod tests {
     fn state_parsing_reads_every_field() {
         let out = "current=releases/v1.1\nlock={\"id\":\"d1\",\"who\":\"ann\",\"host\":\"jump\",\"pid\":7,\"at\":\"now\",\"env\":\"prod\",\"release\":\"v2\"}\n\
                    history={\"id\":\"d0\",\"kind\":\"deploy\",\"release\":\"v1.1\",\"from\":\"v1.0\",\"who\":\"ann\",\"at\":\"t\",\"result\":\"ok\"}\n\
-                   release=v1.1\nrelease=v1.0\nrelease=../evil\nfree_kb=1234\n";
-        let s = parse_state(out);
+                   release=v1.1\nrelease=v1.0\nrelease=../evil\nfree_kb=1234\nend=deckhand-state\n";
+        let s = parse_state(out).expect("a whole answer");
         assert_eq!(s.current.as_deref(), Some("v1.1"));
         assert_eq!(s.lock.as_ref().map(|l| l.who.as_str()), Some("ann"));
         assert_eq!(s.releases, vec!["v1.1", "v1.0"]);
         assert_eq!(s.free_kb, Some(1234));
         assert_eq!(s.previous().as_deref(), Some("v1.0"));
+    }
+
+    #[test]
+    fn a_state_answer_cut_short_is_an_error_never_an_empty_node() {
+        assert!(parse_state("").is_err());
+        // Lost after the release lines: the lock and the rest never arrived.
+        let cut = "current=releases/v1.1\nrelease=v1.1\n";
+        assert_eq!(parse_state(cut).unwrap_err(), "no end marker after 2 lines");
+        // A missing deploy path is a whole answer: a fresh node.
+        let fresh = parse_state("missing=1\nend=deckhand-state\n").expect("whole");
+        assert_eq!(fresh, NodeSnapshot::default());
+    }
+
+    #[test]
+    fn the_state_script_ends_every_answer_with_its_marker() {
+        let s = state_script("/srv/app");
+        assert_eq!(s.matches(STATE_END).count(), 2, "{s}");
+        assert!(s.trim_end().ends_with(STATE_END));
     }
 
     #[test]
