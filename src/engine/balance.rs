@@ -21,7 +21,28 @@ use crate::inventory::DrainTimeoutAction;
 use crate::lb::{Admin, Configured, LbError, ServerState};
 use crate::util::{count, format_duration};
 
-const POLL: Duration = Duration::from_millis(250);
+/// Waits between reads of a server that is not there yet: at once, then a few milliseconds,
+/// doubling up to a quarter of a second.
+#[derive(Debug, Default)]
+struct Backoff {
+    tries: u32,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(2);
+    const MOST: Duration = Duration::from_millis(250);
+
+    fn next(&mut self) -> Duration {
+        let d = match self.tries {
+            0 => Duration::ZERO,
+            n => Self::FIRST
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(Self::MOST),
+        };
+        self.tries += 1;
+        d
+    }
+}
 
 /// One node of the run as the balancers know it.
 #[derive(Debug, Clone)]
@@ -118,21 +139,25 @@ impl Balancing {
         Ok(st.get(&s.name).cloned())
     }
 
-    async fn drain_one(
+    /// Never leave fewer than `min_in_rotation` other nodes serving: wait (up to
+    /// `drain_timeout`) until enough are in rotation.
+    async fn room_to_drain(
         &self,
         lb: &Configured,
         node: &str,
         cancel: &CancellationToken,
     ) -> Result<(), LbError> {
+        if lb.cfg.min_in_rotation == 0 {
+            return Ok(());
+        }
         let me = self.server(node);
         let servers = self.names_and_vars();
-        // Never leave fewer than min_in_rotation nodes serving.
         let started = Instant::now();
         let mut told = false;
         loop {
             let st = lb.driver.states(&servers, cancel).await?;
             if st.is_empty() {
-                break; // a command balancer without a `state` command cannot say
+                return Ok(()); // a command balancer without a `state` command cannot say
             }
             let others = servers
                 .iter()
@@ -140,7 +165,7 @@ impl Balancing {
                 .filter(|(s, _)| st.get(s).map(|x| x.in_rotation()).unwrap_or(false))
                 .count();
             if others >= lb.cfg.min_in_rotation {
-                break;
+                return Ok(());
             }
             if started.elapsed() >= lb.cfg.drain_timeout {
                 return Err(LbError::Refused(format!(
@@ -164,69 +189,43 @@ impl Balancing {
             }
             self.pause(Duration::from_secs(1), cancel).await?;
         }
-        lb.driver
-            .set(&me.name, &me.vars, Admin::Drain, cancel)
+    }
+
+    /// A balancer that says nothing about a server it should know.
+    fn unknown(&self, lb: &Configured, name: &str) -> Result<(), LbError> {
+        if lb.driver.reports_every_server() {
+            Err(LbError::Refused(format!(
+                "{} does not know server {name}",
+                lb.driver.describe()
+            )))
+        } else {
+            Ok(()) // it cannot say: trust the command
+        }
+    }
+
+    async fn drain_one(
+        &self,
+        lb: &Configured,
+        node: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), LbError> {
+        self.room_to_drain(lb, node, cancel).await?;
+        let me = self.server(node);
+        let mut state = lb
+            .driver
+            .set_and_read(&me.name, &me.vars, Admin::Drain, cancel)
             .await?;
         self.ledger.set_drained(node, true);
-        // Let running sessions end.
+        // Let running sessions end (see the `lb` module: why one idle read after the drain is
+        // enough for HAProxy).
         let started = Instant::now();
+        let mut backoff = Backoff::default();
         let mut last_told = None;
-        let mut zero_seen = false;
         loop {
-            let Some(s) = self.server_state(lb, node, cancel).await? else {
-                if lb.driver.reports_every_server() {
-                    return Err(LbError::Refused(format!(
-                        "{} does not know server {}",
-                        lb.driver.describe(),
-                        me.name
-                    )));
-                }
-                break;
+            let Some(s) = state else {
+                return self.unknown(lb, &me.name);
             };
-            if s.sessions == 0 {
-                // Twice in a row: a request being handed over at the moment of the drain counts.
-                if zero_seen {
-                    break;
-                }
-                zero_seen = true;
-                self.pause(POLL, cancel).await?;
-                continue;
-            }
-            zero_seen = false;
-            if started.elapsed() >= lb.cfg.drain_timeout {
-                let msg = format!(
-                    "{} session(s) still open on {node} after {}",
-                    s.sessions,
-                    format_duration(lb.cfg.drain_timeout)
-                );
-                match lb.cfg.drain_timeout_action {
-                    DrainTimeoutAction::Proceed => {
-                        self.line(
-                            node,
-                            "drain",
-                            format!("{msg}; going on (drain_timeout_action = proceed)"),
-                        );
-                        break;
-                    }
-                    DrainTimeoutAction::Fail => {
-                        return Err(LbError::Refused(format!(
-                            "{msg} (drain_timeout_action = fail)"
-                        )));
-                    }
-                }
-            }
-            if last_told != Some(s.sessions) {
-                last_told = Some(s.sessions);
-                self.line(
-                    node,
-                    "drain",
-                    format!("waiting for {} session(s) to end", s.sessions),
-                );
-            }
-            self.pause(POLL, cancel).await?;
-        }
-        // Believe the balancer, not the intention.
-        if let Some(s) = self.server_state(lb, node, cancel).await? {
+            // Believe the balancer, not the intention.
             if s.admin == Admin::Ready {
                 return Err(LbError::Refused(format!(
                     "{} still reports {} as {} after the drain",
@@ -235,13 +234,46 @@ impl Balancing {
                     s.word
                 )));
             }
-            self.line(
-                node,
-                "drain",
-                format!("{}: {} is {}", lb.driver.describe(), me.name, s.word),
-            );
+            if s.idle() {
+                self.line(
+                    node,
+                    "drain",
+                    format!("{}: {} is {}", lb.driver.describe(), me.name, s.word),
+                );
+                return Ok(());
+            }
+            if started.elapsed() >= lb.cfg.drain_timeout {
+                let msg = format!(
+                    "{} session(s) still open on {node} after {}",
+                    s.sessions + s.queued,
+                    format_duration(lb.cfg.drain_timeout)
+                );
+                return match lb.cfg.drain_timeout_action {
+                    DrainTimeoutAction::Proceed => {
+                        self.line(
+                            node,
+                            "drain",
+                            format!("{msg}; going on (drain_timeout_action = proceed)"),
+                        );
+                        Ok(())
+                    }
+                    DrainTimeoutAction::Fail => Err(LbError::Refused(format!(
+                        "{msg} (drain_timeout_action = fail)"
+                    ))),
+                };
+            }
+            let open = s.sessions + s.queued;
+            if last_told != Some(open) {
+                last_told = Some(open);
+                self.line(
+                    node,
+                    "drain",
+                    format!("waiting for {open} session(s) to end"),
+                );
+            }
+            self.pause(backoff.next(), cancel).await?;
+            state = self.server_state(lb, node, cancel).await?;
         }
-        Ok(())
     }
 
     async fn enable_one(
@@ -251,20 +283,16 @@ impl Balancing {
         cancel: &CancellationToken,
     ) -> Result<(), LbError> {
         let me = self.server(node);
-        lb.driver
-            .set(&me.name, &me.vars, Admin::Ready, cancel)
+        let mut state = lb
+            .driver
+            .set_and_read(&me.name, &me.vars, Admin::Ready, cancel)
             .await?;
         // Wait until the balancer itself says the node is up (its own health checks pass).
         let started = Instant::now();
+        let mut backoff = Backoff::default();
         loop {
-            let Some(s) = self.server_state(lb, node, cancel).await? else {
-                if lb.driver.reports_every_server() {
-                    return Err(LbError::Refused(format!(
-                        "{} does not know server {}",
-                        lb.driver.describe(),
-                        me.name
-                    )));
-                }
+            let Some(s) = state else {
+                self.unknown(lb, &me.name)?;
                 break;
             };
             if s.in_rotation() {
@@ -284,7 +312,8 @@ impl Balancing {
                     format_duration(started.elapsed())
                 )));
             }
-            self.pause(POLL, cancel).await?;
+            self.pause(backoff.next(), cancel).await?;
+            state = self.server_state(lb, node, cancel).await?;
         }
         self.ledger.set_drained(node, false);
         Ok(())
@@ -470,5 +499,17 @@ impl Balancing {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_asks_again_at_once_then_doubles_up_to_a_quarter_second() {
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..12).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(waits, [0, 2, 4, 8, 16, 32, 64, 128, 250, 250, 250, 250]);
     }
 }

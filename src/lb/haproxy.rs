@@ -119,6 +119,7 @@ pub fn parse_stat(csv: &str, backend: &str) -> BTreeMap<String, ServerState> {
     else {
         return BTreeMap::new();
     };
+    let qcur = col("qcur");
     let mut out = BTreeMap::new();
     for l in lines {
         let f: Vec<&str> = l.split(',').collect();
@@ -148,6 +149,10 @@ pub fn parse_stat(csv: &str, backend: &str) -> BTreeMap<String, ServerState> {
                 admin,
                 up,
                 sessions: f[scur].parse().unwrap_or(0),
+                queued: qcur
+                    .and_then(|q| f.get(q))
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(0),
                 word,
             },
         );
@@ -172,21 +177,9 @@ impl LoadBalancer for Haproxy {
         want: Admin,
         cancel: &CancellationToken,
     ) -> Result<(), LbError> {
-        let word = match want {
-            Admin::Ready => "ready",
-            Admin::Drain => "drain",
-            Admin::Maint => "maint",
-        };
-        let cmd = format!("set server {}/{} state {word}", self.cfg.backend, server);
+        let cmd = self.set_command(server, want);
         let answer = self.command(&cmd, cancel).await?;
-        let answer = answer.trim();
-        if answer.is_empty() {
-            Ok(())
-        } else {
-            Err(LbError::Refused(format!(
-                "HAProxy refused `{cmd}`: {answer}"
-            )))
-        }
+        set_answer(&cmd, &answer)
     }
 
     async fn states(
@@ -195,13 +188,59 @@ impl LoadBalancer for Haproxy {
         cancel: &CancellationToken,
     ) -> Result<BTreeMap<String, ServerState>, LbError> {
         let csv = self.command("show stat", cancel).await?;
+        self.stat(&csv)
+    }
+
+    /// `set server …; show stat` in one request: the runtime API runs them in order, so the
+    /// state read is the one after the change.
+    async fn set_and_read(
+        &self,
+        server: &str,
+        _vars: &BTreeMap<&'static str, String>,
+        want: Admin,
+        cancel: &CancellationToken,
+    ) -> Result<Option<ServerState>, LbError> {
+        let cmd = self.set_command(server, want);
+        let answer = self.command(&format!("{cmd}; show stat"), cancel).await?;
+        let (set, csv) = match answer.find("# pxname") {
+            Some(i) => answer.split_at(i),
+            None => (answer.as_str(), ""),
+        };
+        set_answer(&cmd, set)?;
+        Ok(self.stat(csv)?.remove(server))
+    }
+}
+
+impl Haproxy {
+    fn set_command(&self, server: &str, want: Admin) -> String {
+        let word = match want {
+            Admin::Ready => "ready",
+            Admin::Drain => "drain",
+            Admin::Maint => "maint",
+        };
+        format!("set server {}/{} state {word}", self.cfg.backend, server)
+    }
+
+    fn stat(&self, csv: &str) -> Result<BTreeMap<String, ServerState>, LbError> {
         if !csv.starts_with("# pxname") {
             return Err(LbError::Refused(format!(
                 "HAProxy answered `show stat` with {:?}; is the socket at level admin?",
                 csv.lines().next().unwrap_or("")
             )));
         }
-        Ok(parse_stat(&csv, &self.cfg.backend))
+        Ok(parse_stat(csv, &self.cfg.backend))
+    }
+}
+
+/// HAProxy answers a `set server` it accepted with nothing.
+fn set_answer(cmd: &str, answer: &str) -> Result<(), LbError> {
+    let answer = answer.trim();
+    if answer.is_empty() {
+        Ok(())
+    } else {
+        Err(LbError::Refused(format!(
+            "HAProxy refused `{cmd}`: {answer}"
+        )))
     }
 }
 
@@ -223,6 +262,7 @@ mod tests {
         assert_eq!(s.len(), 4);
         assert!(s["web1"].in_rotation());
         assert_eq!(s["web1"].sessions, 3);
+        assert!(s["web2"].idle());
         assert_eq!(s["web2"].admin, Admin::Drain);
         assert_eq!(s["web3"].admin, Admin::Maint);
         assert!(!s["web4"].in_rotation());

@@ -4,6 +4,22 @@
 //!
 //! A driver only talks to its balancer; when to drain or enable, how long to wait for sessions
 //! and how many nodes must stay in rotation are the engine's decisions.
+//!
+//! ## When is a drained HAProxy server really idle?
+//! After `set server B/S state drain` returns, HAProxy's load balancing hands the server no new
+//! request: the admin state is applied under the server's lock before the command answers, and
+//! every later dispatch decision reads it. Two kinds of request can still reach it: requests
+//! already *queued* for that server (`qcur`: it was at `maxconn`, they wait for one of its slots),
+//! and requests that *persistence* pins to it (a stickiness cookie or a stick-table entry; a
+//! draining server keeps accepting those, which is the point of drain over maint). Requests
+//! already *dispatched* are counted in its current sessions (`scur`) from the moment they are
+//! assigned. So the server is idle when one `show stat` read after the `set` shows `scur = 0`
+//! and `qcur = 0`: nothing runs there, nothing waits for it, and only a persistent client can
+//! bring a new session, which the next read sees (and `drain_timeout` bounds). The runtime API
+//! runs the commands of one connection in order, so `set …; show stat` in one request is that
+//! read: an idle node is drained in one round trip (two when `min_in_rotation` must first be
+//! checked against every server's state). While sessions remain, the engine asks again at once
+//! and backs off gently (a few milliseconds, doubling up to 250 ms).
 
 pub mod command;
 pub mod haproxy;
@@ -33,6 +49,8 @@ pub struct ServerState {
     /// Health as the balancer sees it (None: it does not check).
     pub up: Option<bool>,
     pub sessions: u64,
+    /// Requests waiting in the server's own queue (they will be served there).
+    pub queued: u64,
     /// The balancer's own word, for the screen.
     pub word: String,
 }
@@ -41,6 +59,10 @@ impl ServerState {
     /// In rotation: the balancer sends it new traffic.
     pub fn in_rotation(&self) -> bool {
         self.admin == Admin::Ready && self.up != Some(false)
+    }
+    /// Nothing is served there and nothing waits for it.
+    pub fn idle(&self) -> bool {
+        self.sessions == 0 && self.queued == 0
     }
 }
 
@@ -79,6 +101,21 @@ pub trait LoadBalancer: Send + Sync {
         servers: &[(String, BTreeMap<&'static str, String>)],
         cancel: &CancellationToken,
     ) -> Result<BTreeMap<String, ServerState>, LbError>;
+    /// Set a server's admin state, then read its state as the balancer reports it after the
+    /// change (None: the balancer cannot say). Drivers that can do both in one request do.
+    async fn set_and_read(
+        &self,
+        server: &str,
+        vars: &BTreeMap<&'static str, String>,
+        want: Admin,
+        cancel: &CancellationToken,
+    ) -> Result<Option<ServerState>, LbError> {
+        self.set(server, vars, want, cancel).await?;
+        let st = self
+            .states(&[(server.to_string(), vars.clone())], cancel)
+            .await?;
+        Ok(st.get(server).cloned())
+    }
 }
 
 /// A configured balancer with the engine's policy around it.
@@ -133,6 +170,7 @@ pub fn parse_word(word: &str) -> Option<ServerState> {
         admin,
         up,
         sessions: 0,
+        queued: 0,
         word: word.trim().to_string(),
     })
 }
