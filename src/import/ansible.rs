@@ -974,10 +974,7 @@ fn proxy_command_hop(cmd: &str) -> Option<Vec<String>> {
 type EnvChoice = (String, Vec<String>, String);
 
 /// Which hosts go into which environment, and why (for the file's comment).
-fn choose_environments(
-    path: &Path,
-    hosts: &[AnsibleHost],
-) -> (Vec<EnvChoice>, Vec<String>) {
+fn choose_environments(path: &Path, hosts: &[AnsibleHost]) -> (Vec<EnvChoice>, Vec<String>) {
     let mut env_groups: Vec<String> = Vec::new();
     for h in hosts {
         for g in &h.groups {
@@ -1062,6 +1059,20 @@ pub fn import(path: &Path) -> Result<Servers, ImportError> {
     to_servers(path, &hosts)
 }
 
+/// Hosts named in a sentence: all of them up to six, else the first five and how many more.
+fn host_list(hosts: &[String]) -> String {
+    let word = if hosts.len() == 1 { "host" } else { "hosts" };
+    if hosts.len() <= 6 {
+        format!("{word} {}", hosts.join(", "))
+    } else {
+        format!(
+            "{word} {} and {} more",
+            hosts[..5].join(", "),
+            hosts.len() - 5
+        )
+    }
+}
+
 /// A host's value for the first of `keys` that it has, looking from the last: of two spellings
 /// of one connection setting, Ansible takes the one it lists last.
 fn pick(h: &AnsibleHost, keys: &[&'static str]) -> Option<(&'static str, String)> {
@@ -1080,6 +1091,8 @@ pub fn to_servers(path: &Path, hosts: &[AnsibleHost]) -> Result<Servers, ImportE
     let mut roles = NameMap::new("group");
     let mut node_of: BTreeMap<String, String> = BTreeMap::new();
     let mut other_vars: BTreeSet<String> = BTreeSet::new();
+    // What could not be carried over, and the hosts it concerns.
+    let mut left_out: Vec<(String, Vec<String>)> = Vec::new();
     for h in hosts {
         let name = names.name(&h.name);
         node_of.insert(h.name.clone(), name.clone());
@@ -1087,7 +1100,7 @@ pub fn to_servers(path: &Path, hosts: &[AnsibleHost]) -> Result<Servers, ImportE
         let pick = |keys: &[&'static str]| pick(h, keys);
         let templated = |v: &str| v.contains("{{") || v.contains("{%");
         let mut lefts: Vec<String> = Vec::new();
-        let mut left = |what: String| lefts.push(format!("host {}: {what}", h.name));
+        let mut left = |what: String| lefts.push(what);
 
         let host = match pick(&["ansible_host", "ansible_ssh_host"]) {
             Some((k, v)) if templated(&v) => {
@@ -1167,7 +1180,12 @@ pub fn to_servers(path: &Path, hosts: &[AnsibleHost]) -> Result<Servers, ImportE
                 other_vars.insert(k.clone());
             }
         }
-        servers.left_out.append(&mut lefts);
+        for what in lefts {
+            match left_out.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, hosts)) => hosts.push(h.name.clone()),
+                None => left_out.push((what, vec![h.name.clone()])),
+            }
+        }
         servers.nodes.push(ImportedNode {
             name,
             host,
@@ -1184,6 +1202,11 @@ pub fn to_servers(path: &Path, hosts: &[AnsibleHost]) -> Result<Servers, ImportE
         if n.roles.is_empty() {
             n.roles.push("ungrouped".into());
         }
+    }
+    for (what, hosts) in left_out {
+        servers
+            .left_out
+            .push(format!("{what}: {}", host_list(&hosts)));
     }
     if !other_vars.is_empty() {
         let list: Vec<String> = other_vars.into_iter().collect();
