@@ -205,8 +205,7 @@ pub fn render(opts: &InitOptions) -> Result<(String, Servers, Template), InitErr
         Source::Ansible(p) => import::ansible::import(p)?,
         Source::Deployer(p) => {
             let s = import::deployer::import(p)?;
-            laravel_recipe = s.app.shared_dirs.as_deref() == Some(&["storage".to_string()][..])
-                || s.app.shared_files.as_deref() == Some(&[".env".to_string()][..]);
+            laravel_recipe = s.app.laravel;
             s
         }
         Source::SshConfig(p) => {

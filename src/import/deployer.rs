@@ -61,6 +61,7 @@ pub fn import(path: &Path) -> Result<Servers, ImportError> {
             .filter(|k: &u32| *k > 0),
         shared_files: config.get("shared_files").map(Node::strings),
         shared_dirs: config.get("shared_dirs").map(Node::strings),
+        laravel,
     };
     if laravel {
         // recipe/laravel.php's defaults, unless the recipe names its own.

@@ -70,6 +70,8 @@ pub struct AppHints {
     pub keep_releases: Option<u32>,
     pub shared_files: Option<Vec<String>>,
     pub shared_dirs: Option<Vec<String>>,
+    /// The source says the app is a Laravel app (a Deployer recipe importing Laravel's).
+    pub laravel: bool,
 }
 
 /// One server, as it will become a `[nodes.NAME]` table.
