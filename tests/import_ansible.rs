@@ -136,6 +136,11 @@ fn jump_of(vars: &serde_json::Value) -> Vec<String> {
 
 /// Import `inventory`, then check every node against Ansible's own reading of it.
 fn compare(inventory: &Path, secrets: &[&str]) -> (String, String) {
+    compare_with(inventory, inventory, secrets)
+}
+
+/// Import `import`, then check every node against Ansible's reading of `reference`.
+fn compare_with(inventory: &Path, reference: &Path, secrets: &[&str]) -> (String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let out = init(
         &[
@@ -154,7 +159,7 @@ fn compare(inventory: &Path, secrets: &[&str]) -> (String, String) {
     let inv = deckhand::inventory::load(&path)
         .unwrap_or_else(|e| panic!("the generated file does not validate:\n{e}\n{file}"));
 
-    let expected = ansible_inventory(inventory);
+    let expected = ansible_inventory(reference);
     assert_eq!(
         inv.nodes.len(),
         expected.len(),
@@ -304,4 +309,24 @@ fn a_directory_inventory_takes_its_environment_from_the_directory_name() {
     // The same directory as Ansible reads it.
     let expected = ansible_inventory(&dir);
     assert_eq!(expected.len(), 2);
+}
+
+#[test]
+fn the_json_ansible_inventory_prints_imports_the_same_nodes() {
+    // For dynamic inventories: import what `ansible-inventory --list` printed.
+    let ini = fixture("ansible-ini/hosts.ini");
+    let out = Command::new("ansible-inventory")
+        .arg("-i")
+        .arg(&ini)
+        .arg("--list")
+        .output()
+        .expect("ansible-inventory (apt-get install ansible-core)");
+    assert!(out.status.success(), "{}", text(&out));
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("inventory.json");
+    std::fs::write(&json, &out.stdout).unwrap();
+    // The printed JSON holds the passwords in clear; the import still drops them.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Hunter2-ini-secret"));
+    let (file, _) = compare_with(&json, &ini, &["Hunter2-ini-secret", "St4ge-become-secret"]);
+    assert!(file.contains("[environments.production]"), "{file}");
 }
