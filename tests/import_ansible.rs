@@ -246,7 +246,12 @@ fn ini_inventory_imports_as_ansible_reads_it() {
         "{file}"
     );
     // What could not be carried over is listed.
-    assert!(file.contains("-o ServerAliveInterval=30"), "{file}");
+    assert!(
+        file.contains(
+            "ansible_ssh_common_args -o ServerAliveInterval (put ssh options into your ssh config"
+        ),
+        "{file}"
+    );
     assert!(
         file.contains("2 variables for plays (http_port, ntp_server)"),
         "{file}"

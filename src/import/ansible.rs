@@ -869,7 +869,8 @@ pub fn shell_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
 }
 
 /// The jump hosts in ssh arguments (`-J a,b`, `-o ProxyJump=a`, `-o ProxyCommand="ssh -W %h:%p
-/// user@bastion"`), as `user@host:port` hops; and whatever else the arguments said.
+/// user@bastion"`), as `user@host:port` hops; and the names (never the values) of whatever else
+/// the arguments said.
 pub fn jump_from_ssh_args(args: &str) -> Result<(Vec<String>, Vec<String>), String> {
     let words = shell_words(args, false)?;
     let mut jumps = Vec::new();
@@ -885,7 +886,12 @@ pub fn jump_from_ssh_args(args: &str) -> Result<(Vec<String>, Vec<String>), Stri
         } else if let Some(v) = w.strip_prefix("-o") {
             ("-o", v.to_string())
         } else {
-            other.push(w.clone());
+            // Flags are named; values are not repeated (one could be a password for sshpass).
+            other.push(if w.starts_with('-') {
+                w.clone()
+            } else {
+                "…".into()
+            });
             i += 1;
             continue;
         };
@@ -907,9 +913,9 @@ pub fn jump_from_ssh_args(args: &str) -> Result<(Vec<String>, Vec<String>), Stri
             }
             "proxycommand" => match proxy_command_hop(&val) {
                 Some(mut hops) => jumps.append(&mut hops),
-                None => other.push(format!("-o ProxyCommand={val}")),
+                None => other.push("-o ProxyCommand (not an `ssh -W` bastion)".into()),
             },
-            _ => other.push(format!("-o {value}")),
+            _ => other.push(format!("-o {key}")),
         }
     }
     Ok((jumps, other))
@@ -1289,7 +1295,14 @@ mod tests {
             jump_from_ssh_args("-o ProxyJump=ops@bastion:2222 -o StrictHostKeyChecking=no")
                 .unwrap();
         assert_eq!(j, ["ops@bastion:2222"]);
-        assert_eq!(rest, ["-o StrictHostKeyChecking=no"]);
+        assert_eq!(rest, ["-o StrictHostKeyChecking"]);
+        let (j, rest) =
+            jump_from_ssh_args(r#"-C -o ProxyCommand="sshpass -p s3cret ssh -q gw" x"#).unwrap();
+        assert!(j.is_empty());
+        assert_eq!(
+            rest,
+            ["-C", "-o ProxyCommand (not an `ssh -W` bastion)", "…"]
+        );
         let (j, _) = jump_from_ssh_args(
             r#"-o ProxyCommand="ssh -W %h:%p -q -p 2200 ops@bastion.example.com""#,
         )

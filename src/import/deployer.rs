@@ -76,7 +76,8 @@ pub fn import(path: &Path) -> Result<Servers, ImportError> {
     }
     if let Some(repo) = config.get("repository").and_then(Node::text) {
         servers.left_out.push(format!(
-            "repository {repo}: put it into the phase that fetches the code (pull_latest_code)"
+            "repository {}: put it into the phase that fetches the code (pull_latest_code)",
+            without_password(&repo)
         ));
     }
     if doc.get("tasks").is_some() || doc.get("after").is_some() || doc.get("before").is_some() {
@@ -216,6 +217,21 @@ pub fn import(path: &Path) -> Result<Servers, ImportError> {
     Ok(servers)
 }
 
+/// A URL with the password of its user part (`https://user:token@host/…`) shown as `****`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:****@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
 fn not_a_recipe(path: &Path, why: &str) -> ImportError {
     ImportError::Unusable {
         path: path.to_path_buf(),
@@ -246,6 +262,18 @@ fn expand(text: &str, host: &Node, config: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_tokens_are_not_repeated() {
+        assert_eq!(
+            without_password("https://ci:ghp_s3cret@github.com/o/r.git"),
+            "https://ci:****@github.com/o/r.git"
+        );
+        assert_eq!(
+            without_password("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+    }
 
     #[test]
     fn placeholders_come_from_the_host_then_the_config() {

@@ -83,9 +83,12 @@ pub fn import(path: &Path, shown_path: &str, hosts: Option<&str>) -> Result<Serv
             }),
         }
     }
+    let single = envs.len() == 1;
     for e in &mut envs {
-        e.from = if e.name == "production" && envs_len_one(&servers, &e.nodes) {
+        e.from = if single && e.name == "production" {
             "every imported host".into()
+        } else if e.name == "production" {
+            "hosts whose alias names no other environment".into()
         } else {
             format!("hosts whose alias says {}", e.name)
         };
@@ -101,10 +104,6 @@ pub fn import(path: &Path, shown_path: &str, hosts: Option<&str>) -> Result<Serv
     ];
     servers.renamed = names.renamed;
     Ok(servers)
-}
-
-fn envs_len_one(servers: &Servers, nodes: &[String]) -> bool {
-    nodes.len() == servers.nodes.len()
 }
 
 /// The environment an alias names in one of its parts (`web1.staging`, `prod-db-1`).
