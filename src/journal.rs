@@ -145,7 +145,7 @@ pub fn read_for_replay(path: &Path) -> Result<Vec<Event>, ReplayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
+    
     #[test]
     fn a_journal_belongs_to_its_own_environment_only() {
         let id = new_deployment_id();

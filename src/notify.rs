@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::event::{CheckStatus, Event, EventKind, NodeState, Outcome, RunKind, StepResult};
+use crate::event::{
+    CheckStatus, Event, EventKind, NodeState, Outcome, RunKind, StepResult,
+};
 use crate::inventory::Notify;
 
 /// What a message is about (also the generic webhook's `event` field).

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::event::{EventKind, RunKind};
 use crate::journal::{is_journal_of, read_journal};
+use crate::event::{EventKind, RunKind};
 
 #[derive(Debug, Clone)]
 pub struct Interrupted {

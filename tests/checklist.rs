@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::http::App;
 use common::prometheus::Prometheus;
 use common::*;
-use deckhand::engine::{Control, EventKind, Outcome};
 use deckhand::event::{CheckStatus, NodeState};
+use deckhand::engine::{Control, EventKind, Outcome};
 
 fn checks_toml(checks: &str, interval: &str) -> String {
     format!("\n[checklist]\nimmediate = \"30s\"\nshort = \"0s\"\nlong = \"0s\"\ninterval = \"{interval}\"\n\n{checks}")

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use deckhand::engine::{Control, EventKind, Outcome};
 use deckhand::journal::read_journal;
+use deckhand::engine::{Control, EventKind, Outcome};
 
 fn all_on(f: &Fleet, release: &str) {
     for n in &f.nodes {

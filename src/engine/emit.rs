@@ -118,3 +118,4 @@ impl Emitter {
         }
     }
 }
+

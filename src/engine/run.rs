@@ -24,13 +24,13 @@ mod monitor;
 
 use super::control::{Ctl, Stop};
 use super::emit::Emitter;
+use crate::journal::{create_journal, journal_name, new_deployment_id};
+use crate::event::*;
 use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot, ScriptError};
 use super::RunHandle;
-use crate::event::*;
 use crate::inventory::{
     Action, Builtin, Environment, HealthProbe, Inventory, OnFailure, Stage, TransportKind,
 };
-use crate::journal::{create_journal, journal_name, new_deployment_id};
 use crate::plan::{NodeStep, Plan, Target};
 use crate::transport::local::LocalTransport;
 use crate::transport::{self, ExecOutcome, ExecRequest, Transport};

@@ -38,8 +38,8 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
 
-use crate::engine::RunHandle;
 use crate::event::{Control, Event, Outcome};
+use crate::engine::RunHandle;
 
 use app::{App, Effect, FlashLevel, Mode};
 use theme::{Glyphs, Theme};

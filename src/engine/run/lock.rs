@@ -9,8 +9,8 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Run, HEARTBEAT_EVERY};
-use crate::engine::remote::{self, LockInfo};
 use crate::event::Level;
+use crate::engine::remote::{self, LockInfo};
 
 /// A lock found on a node at preflight.
 struct Held {
