@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run deckhand's whole test suite. Installs what the integration tests need when it is missing
-# (OpenSSH server and client, HAProxy, socat, tmux, python3) with apt-get, then runs cargo test.
+# (OpenSSH server and client, HAProxy, socat, tmux, python3, ansible-core, man-db) with apt-get,
+# then runs cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ have tmux || need+=(tmux)
 [ -x /usr/bin/python3 ] || need+=(python3)
 have curl || need+=(curl)
 have prometheus || need+=(prometheus)
+# `deckhand init --from-ansible` is compared with Ansible's own reading of the same inventory.
+have ansible-inventory || need+=(ansible-core)
+# The man page test renders it with `man -l`.
+have man || need+=(man-db)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}" >&2

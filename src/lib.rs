@@ -13,9 +13,12 @@ pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rol
 pub mod event; // the protocol: Event out of the engine, Control into it (plain serde data)
 pub mod exit; // the exit codes, and the one conversion of a run's outcome into one
 pub mod headless; // line and JSON output of events for CI
+pub mod import; // servers from Ansible, Deployer and ssh_config into one model and a commented TOML file
+pub mod init; // `deckhand init`: templates (generic, laravel), imports, write once and validate
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
 pub mod journal; // the journal: names, ids, writing and reading JSONL files of events
 pub mod lb; // load balancers: drain, enable, measured rotation state
+pub mod manual; // shell completions and the man page, from the command line's definition
 pub mod notify; // Slack, Teams and generic webhooks, in the background
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates
 pub mod resume; // finding an interrupted deployment in the journals

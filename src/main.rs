@@ -190,6 +190,63 @@ Try --fail-node web-3 to watch a failing health check and the rollback."
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// Write a commented deckhand.toml to start from: a template, or your own servers imported
+    /// from Ansible, Deployer or an ssh config
+    #[command(
+        long_about = "Writes a commented inventory that `deckhand validate` accepts as written, and says what to edit next. \
+The phases and checklist come from --template (generic: upload a bundle, unpack, switch, restart; laravel: the seed's \
+deploy.sh phases with shared .env and storage, a backup and migrations once, the three-window checklist and a health URL). \
+The servers are the template's examples, or imported with one of --from-ansible, --from-deployer, --from-ssh-config: \
+passwords are never copied, renamed hosts and anything that could not be carried over are listed at the top of the file.\n\n\
+It never replaces an existing file (exit 2) unless --force is given, and asks nothing when stdin is not a terminal.\n\n\
+Examples:\n  deckhand init --template laravel\n  deckhand init --from-ansible inventories/production/hosts.ini\n  \
+deckhand init --from-deployer deploy.yaml --output deploy/deckhand.toml\n  deckhand init --from-ssh-config --hosts 'web*'"
+    )]
+    Init {
+        /// What the phases and checklist are written for [default: generic; laravel for a
+        /// Deployer recipe that imports Laravel's]
+        #[arg(long, value_enum, value_name = "NAME")]
+        template: Option<deckhand::init::Template>,
+        /// Nodes from an Ansible inventory: an INI or YAML file, or a directory; its group_vars/
+        /// and host_vars/ are read too. Groups become roles; groups named like an environment
+        /// (production, staging, ...) become environments
+        #[arg(long, value_name = "FILE|DIR", group = "servers")]
+        from_ansible: Option<PathBuf>,
+        /// Nodes from a Deployer YAML recipe: hosts, labels (roles), stage (environments),
+        /// shared_files, shared_dirs, keep_releases
+        #[arg(long, value_name = "FILE", group = "servers")]
+        from_deployer: Option<PathBuf>,
+        /// One node per Host alias of an ssh config (ssh keeps applying its settings)
+        /// [default FILE: ~/.ssh/config]
+        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "", group = "servers")]
+        from_ssh_config: Option<PathBuf>,
+        /// With --from-ssh-config: only these aliases (ssh patterns, comma-separated, e.g. 'web*,!web9')
+        #[arg(long, value_name = "PATTERN", requires = "from_ssh_config")]
+        hosts: Option<String>,
+        /// Replace the file if it exists
+        #[arg(long)]
+        force: bool,
+        /// Write to FILE instead of ./deckhand.toml
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        long_about = "Prints the completion script for SHELL on stdout. Install it, e.g.:\n  \
+bash:  deckhand completions bash > ~/.local/share/bash-completion/completions/deckhand\n  \
+zsh:   deckhand completions zsh > ~/.zfunc/_deckhand   (with fpath+=~/.zfunc before compinit)\n  \
+fish:  deckhand completions fish > ~/.config/fish/completions/deckhand.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: deckhand::manual::Shell,
+    },
+    /// Print the man page (roff); read it with `deckhand man | man -l -`
+    #[command(
+        long_about = "Prints the manual page in roff on stdout: read it with `deckhand man | man -l -`, or install it with \
+`deckhand man > ~/.local/share/man/man1/deckhand.1`."
+    )]
+    Man,
     /// Play a recorded deployment (a JSONL journal) through the console, for post-mortems and demos
     #[command(
         long_about = "Plays a journal written by a deployment (one JSON event per line) through \
@@ -281,6 +338,33 @@ async fn run(cli: Cli) -> i32 {
             )
             .await
         }
+        Command::Init {
+            template,
+            from_ansible,
+            from_deployer,
+            from_ssh_config,
+            hosts,
+            force,
+            output,
+        } => Ok(deckhand::init::cli(deckhand::init::InitOptions {
+            template,
+            source: deckhand::init::Source::from_flags(
+                from_ansible,
+                from_deployer,
+                from_ssh_config,
+            ),
+            hosts,
+            force,
+            output,
+            app_name: None,
+        })),
+        Command::Completions { shell } => Ok(deckhand::manual::print_completions(
+            &mut <Cli as clap::CommandFactory>::command(),
+            shell,
+        )),
+        Command::Man => Ok(deckhand::manual::print_man(
+            <Cli as clap::CommandFactory>::command(),
+        )),
     };
     match result {
         Ok(code) | Err(code) => code,
