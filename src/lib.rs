@@ -15,6 +15,7 @@ pub mod headless; // line and JSON output of events for CI
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
 pub mod journal; // the journal: names, ids, writing and reading JSONL files of events
 pub mod lb; // load balancers: drain, enable, measured rotation state
+pub mod leave; // the leave policy: first signal pauses and leaves, second aborts, grace then abort
 pub mod notify; // Slack, Teams and generic webhooks, in the background
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates
 pub mod resume; // finding an interrupted deployment in the journals

@@ -38,8 +38,9 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
 use tokio::sync::mpsc;
 
-use crate::event::{Control, Event, Outcome};
 use crate::engine::RunHandle;
+use crate::event::{Control, Event, Outcome};
+use crate::leave::{self, Going, Leave};
 
 use app::{App, Effect, FlashLevel, Mode};
 use theme::{Glyphs, Theme};
@@ -52,9 +53,9 @@ const SPIN_MS: u64 = 100;
 const CLOCK_MS: u64 = 1000;
 /// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
 const REPLAY_MAX_GAP_MS: u64 = 1500;
-/// How long leaving (pause-and-leave, or a signal) waits for the running step to end before it
-/// aborts the run; the console and the headless line printer alike.
-pub const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+/// How long leaving waits for the running step to end before it aborts the run (the policy is
+/// [`crate::leave`], shared with the headless line printer).
+pub use crate::leave::SIGNAL_GRACE;
 
 /// How the console looks.
 #[derive(Debug, Clone, Default)]
@@ -186,9 +187,9 @@ struct Console {
     terminal: Option<Terminal<CrosstermBackend<Stdout>>>,
     dirty: bool,
     last_draw: Option<Instant>,
-    abort_sent: bool,
-    /// When leaving began (quit with pause-and-leave, or a signal).
-    leaving_since: Option<Instant>,
+    /// Leaving on the operator's request or a signal (pause, then go; abort when asked twice or
+    /// when the running step outlasts the grace).
+    leave: Leave,
     /// Left once the run had paused: the lock stays held for `deckhand resume`.
     left_paused: bool,
 }
@@ -240,8 +241,7 @@ impl Console {
             terminal: Some(terminal),
             dirty: true,
             last_draw: None,
-            abort_sent: false,
-            leaving_since: None,
+            leave: Leave::new(),
             left_paused: false,
         })
     }
@@ -270,7 +270,7 @@ impl Console {
             view::draw(app, Some(log), area, f.buffer_mut());
         });
         if let Err(e) = drawn {
-            if self.leaving_since.is_some() {
+            if self.leave.leaving() {
                 // The terminal may be gone (SIGHUP): go on leaving without a screen.
                 self.terminal = None;
             } else {
@@ -309,7 +309,13 @@ impl Console {
             match e {
                 Effect::Send(c) => self.send(c),
                 Effect::Quit => quit = true,
-                Effect::PauseAndLeave => self.start_leaving("the operator left the console"),
+                Effect::PauseAndLeave => {
+                    if self.app.finished() {
+                        quit |= self.leave_step(leave::Input::Ended);
+                    }
+                    let rolling_back = self.app.rolling_back;
+                    quit |= self.leave_step(leave::Input::PauseAndLeave { rolling_back });
+                }
                 Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
                 Effect::LogScroll(dir) => self.log.scroll(dir),
                 Effect::ReplayPause => {
@@ -331,44 +337,41 @@ impl Console {
         quit
     }
 
-    /// Leave at the next step boundary: the engine pauses there and keeps the lock, so the
-    /// run can be continued or rolled back later with `deckhand resume`. A rollback under way is
-    /// left to finish first (the engine does not pause a rollback).
-    fn start_leaving(&mut self, reason: &str) {
-        if self.leaving_since.is_some() {
-            return;
+    /// Feed the leave policy one input and carry out its answer: send its control, flash its
+    /// notice. True: leave now (after a pause, the lock stays held for `deckhand resume`).
+    fn leave_step(&mut self, input: leave::Input) -> bool {
+        let answer = self.leave.step(input, Instant::now());
+        if let Some(c) = answer.send {
+            self.send(c);
         }
-        self.leaving_since = Some(Instant::now());
-        if !self.app.rolling_back && !self.app.finished() {
-            self.send(Control::Interrupt {
-                reason: reason.to_string(),
-            });
+        if let Some(n) = answer.say {
+            self.app.flash(n.level(), n.console());
         }
         self.dirty = true;
+        match answer.go {
+            Some(Going::Paused) => {
+                self.left_paused = true;
+                true
+            }
+            Some(Going::Ended) => true,
+            None => false,
+        }
     }
 
     /// While leaving: go once the run is paused or over; abort a step that will not end.
     fn leave_progress(&mut self) -> bool {
-        let Some(since) = self.leaving_since else {
+        if !self.leave.leaving() {
             return false;
-        };
-        if self.app.finished() {
+        }
+        let closed = matches!(self.source, Source::Live { closed: true, .. });
+        if self.app.finished() || closed {
+            return self.leave_step(leave::Input::Ended);
+        }
+        if self.app.mode() == Mode::Paused && self.leave_step(leave::Input::Paused) {
             return true;
         }
-        if let Source::Live { closed: true, .. } = self.source {
-            return true;
-        }
-        if self.app.mode() == Mode::Paused {
-            self.left_paused = true;
-            return true;
-        }
-        if since.elapsed() > SIGNAL_GRACE && !self.abort_sent {
-            self.abort_sent = true;
-            self.app.flash(
-                FlashLevel::Error,
-                "the running step did not end in time: aborting it",
-            );
-            self.send(Control::Abort);
+        if self.leave.deadline().is_some_and(|d| Instant::now() >= d) {
+            return self.leave_step(leave::Input::GraceElapsed);
         }
         false
     }
@@ -520,22 +523,12 @@ impl Console {
     /// SIGTERM or SIGHUP: leave at the next step boundary with the lock held (as the line
     /// printer does); the same signal again aborts the run now. True: leave at once (nothing
     /// is running: a replay, or a run that has finished).
-    fn on_signal(&mut self, name: &str) -> bool {
+    fn on_signal(&mut self, name: &'static str) -> bool {
+        let mut go = false;
         if self.app.finished() || self.app.replay {
-            return true;
+            go |= self.leave_step(leave::Input::Ended);
         }
-        if self.leaving_since.is_none() {
-            self.app.flash(
-                FlashLevel::Warn,
-                format!("{name}: pausing at the next step boundary, then leaving (again: abort)"),
-            );
-            self.start_leaving(&format!("{name} received"));
-        } else if !self.abort_sent {
-            self.abort_sent = true;
-            self.app
-                .flash(FlashLevel::Error, format!("{name} again: aborting the run"));
-            self.send(Control::Abort);
-        }
-        false
+        let rolling_back = self.app.rolling_back;
+        go | self.leave_step(leave::Input::Signal { name, rolling_back })
     }
 }
