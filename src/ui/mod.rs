@@ -10,17 +10,19 @@
 //! are folded into one frame (at most one every [`FRAME_MS`]), and a slow tick moves spinners
 //! and the clock only while something is running.
 
-pub mod app;
-pub mod checklist;
+pub mod app; // App: the run state and the screen state around it
+pub(crate) mod checklist; // the checklist pane
 #[doc(hidden)]
-pub mod fixtures;
-pub mod grid;
-pub mod help;
-pub mod keys;
-pub mod log;
-pub mod phases;
-pub mod theme;
-pub mod view;
+pub mod fixtures; // test scenes: snapshot tests, screenshots, benchmark
+pub(crate) mod grid; // the balancer line and the node grid
+pub(crate) mod help; // the `?` help and the footer
+pub mod input; // key presses: key -> action -> screen state and effects
+pub mod keys; // the one table of key bindings
+pub mod log; // the log pane
+pub mod model; // the run state: the reducer over engine events
+pub(crate) mod phases; // the phases pane and the output view
+pub mod theme; // colours and glyphs
+pub mod view; // one frame: draws from &App, returns what keys need
 
 use std::io::{self, Stdout};
 use std::path::Path;
@@ -42,11 +44,13 @@ use crate::engine::RunHandle;
 use crate::event::{Control, Event, Outcome};
 use crate::leave::{self, Going, Leave};
 
-use app::{App, Effect, FlashLevel, Mode};
+use app::{App, FlashLevel, Mode};
+use input::Effect;
 use theme::{Glyphs, Theme};
+use view::Drawn;
 
 /// Shortest time between two frames: bursts of events inside it become one frame.
-pub const FRAME_MS: u64 = 16;
+pub(crate) const FRAME_MS: u64 = 16;
 /// Spinner speed while a step runs.
 const SPIN_MS: u64 = 100;
 /// Clock tick while a run is live but nothing spins (paused, waiting at a gate).
@@ -123,7 +127,7 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
         // The engine waits, paused, holding the lock; the process may end.
         return Ok(Ending::LeftPaused);
     }
-    let outcome_seen = app.outcome;
+    let outcome_seen = app.run().outcome;
     if result.is_err() && !app.finished() {
         // The screen failed while the run was live: never leave it running unseen.
         let _ = controls.send(Control::Abort);
@@ -185,6 +189,8 @@ struct Console {
     source: Source,
     log: log::LogPane,
     terminal: Option<Terminal<CrosstermBackend<Stdout>>>,
+    /// What the last frame laid out (the grid's columns), for the keys.
+    drawn: Drawn,
     dirty: bool,
     last_draw: Option<Instant>,
     /// Leaving on the operator's request or a signal (pause, then go; abort when asked twice or
@@ -239,6 +245,7 @@ impl Console {
             source,
             log: log::LogPane::new(),
             terminal: Some(terminal),
+            drawn: Drawn::default(),
             dirty: true,
             last_draw: None,
             leave: Leave::new(),
@@ -263,12 +270,14 @@ impl Console {
         let Some(terminal) = self.terminal.as_mut() else {
             return Ok(());
         };
-        let app = &mut self.app;
+        let app = &self.app;
         let log = &self.log;
+        let mut layout = Drawn::default();
         let drawn = terminal.draw(|f| {
             let area = f.area();
-            view::draw(app, Some(log), area, f.buffer_mut());
+            layout = view::draw(app, Some(log), area, f.buffer_mut());
         });
+        self.drawn = layout.or(self.drawn);
         if let Err(e) = drawn {
             if self.leave.leaving() {
                 // The terminal may be gone (SIGHUP): go on leaving without a screen.
@@ -313,7 +322,7 @@ impl Console {
                     if self.app.finished() {
                         quit |= self.leave_step(leave::Input::Ended);
                     }
-                    let rolling_back = self.app.rolling_back;
+                    let rolling_back = self.app.run().rolling_back;
                     quit |= self.leave_step(leave::Input::PauseAndLeave { rolling_back });
                 }
                 Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
@@ -395,7 +404,7 @@ impl Console {
             }
             let tick = if self.app.animating() {
                 Duration::from_millis(SPIN_MS)
-            } else if self.app.run.is_some() && !self.app.finished() {
+            } else if self.app.run().info.is_some() && !self.app.finished() {
                 Duration::from_millis(CLOCK_MS)
             } else {
                 Duration::from_secs(3600)
@@ -461,7 +470,8 @@ impl Console {
                 term = input.next() => {
                     match term {
                         Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => {
-                            let effects = self.app.handle_key(keys::Key::from_event(&k));
+                            let key = keys::Key::from_event(&k);
+                            let effects = input::handle_key(&mut self.app, key, &self.drawn);
                             if self.effects(effects) {
                                 return Ok(());
                             }
@@ -479,7 +489,8 @@ impl Console {
                 }
                 _ = tokio::time::sleep(frame_wait.min(tick)) => {
                     if !self.app.replay {
-                        self.dirty = self.dirty || self.app.run.is_some() && !self.app.finished();
+                        self.dirty =
+                            self.dirty || self.app.run().info.is_some() && !self.app.finished();
                     } else {
                         self.app.frame += 1;
                         self.dirty = self.dirty || self.app.animating();
@@ -528,7 +539,7 @@ impl Console {
         if self.app.finished() || self.app.replay {
             go |= self.leave_step(leave::Input::Ended);
         }
-        let rolling_back = self.app.rolling_back;
+        let rolling_back = self.app.run().rolling_back;
         go | self.leave_step(leave::Input::Signal { name, rolling_back })
     }
 }
