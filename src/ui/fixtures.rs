@@ -1,7 +1,9 @@
 //! Synthetic event sequences for the console's snapshot tests, screenshots and benchmark:
 //! each scene is a list of engine events, fed through the same reducer a live run uses.
 //!
-//! Test data only; nothing in the program's normal paths uses it.
+//! Test data only: compiled for the crate's own unit tests and with the `fixtures` feature (which
+//! the package's dev-dependency on itself turns on for integration tests, benches and examples);
+//! never part of the library a user builds.
 
 use crate::event::{
     CheckInfo, CheckStatus, Event, EventKind, NodeInfo, NodeRelease, NodeState, Outcome, RunKind,

@@ -12,8 +12,8 @@
 
 pub mod app; // App: the run state and the screen state around it
 pub(crate) mod checklist; // the checklist pane
-#[doc(hidden)]
-pub mod fixtures; // test scenes: snapshot tests, screenshots, benchmark
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures; // test scenes (the `fixtures` feature): snapshot tests, screenshots, benchmark
 pub(crate) mod grid; // the balancer line and the node grid
 pub(crate) mod help; // the `?` help and the footer
 pub mod input; // key presses: key -> action -> screen state and effects
