@@ -1,4 +1,4 @@
-//! The console's state: the run as its events told it ([`RunState`], changed only by
+//! The console's state: the run as its events told it (`RunState`, changed only by
 //! [`App::apply`], the same pure reducer that replays a journal) and, apart from it, what only the
 //! screen cares about: selection, focus, the flash line, dialogs, the output view and its search,
 //! overlays, the theme, the clock a frame is drawn at, and the controls sent but not yet answered.

@@ -1,4 +1,4 @@
-//! Key presses: from a key to its [`Action`] (by the one table in `keys.rs`) to what changes on
+//! Key presses: from a key to its `Action` (by the one table in `keys.rs`) to what changes on
 //! the screen and the [`Effect`]s the run loop carries out (send a [`Control`], quit, pause and
 //! leave, move the log pane or the replay).
 //!
@@ -481,8 +481,8 @@ fn next_match(app: &mut App, from_top: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::fixtures;
     use crate::ui::app::Mode;
+    use crate::ui::fixtures;
     use crate::ui::keys::Scope;
 
     fn key(c: char) -> Key {

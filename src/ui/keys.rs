@@ -1,7 +1,7 @@
 //! The one table of key bindings. Key handling, the footer and the `?` help all read
-//! [`BINDINGS`], so what the screen says a key does is what it does.
+//! `BINDINGS`, so what the screen says a key does is what it does.
 //!
-//! This module only maps keys to [`Action`]s and says, from the state it reads, which layer hears
+//! This module only maps keys to `Action`s and says, from the state it reads, which layer hears
 //! keys and when each binding applies; it performs nothing itself (that is `input.rs`) and draws
 //! nothing (that is `help.rs` and the footer).
 

@@ -7,8 +7,13 @@
 //! out: a normal quit, an error, a panic, SIGTERM or SIGHUP.
 //!
 //! Rendering is event-driven: a frame is drawn after engine events or a key, bursts of events
-//! are folded into one frame (at most one every [`FRAME_MS`]), and a slow tick moves spinners
+//! are folded into one frame (at most one every `FRAME_MS`), and a slow tick moves spinners
 //! and the clock only while something is running.
+//!
+//! Inside, data flows one way: events go into the run state (`model`, only through
+//! `App::apply`); a frame is drawn from `&App` (`view` and the panes) and hands back what it laid
+//! out (`view::Drawn`); a key is turned by `input` (reading the table in `keys` and that layout)
+//! into screen state and effects, which this loop carries out. Leaving follows `crate::leave`.
 
 pub mod app; // App: the run state and the screen state around it
 pub(crate) mod checklist; // the checklist pane

@@ -1,10 +1,10 @@
 //! The run as the console knows it: a pure reducer over engine [`Event`]s
-//! ([`RunState::apply`]) into what every node, phase and checklist item is doing, as the engine
+//! (`RunState::apply`) into what every node, phase and checklist item is doing, as the engine
 //! measured and reported it. The same reducer replays a journal into the very same state.
 //!
 //! Only events change it: nothing here knows the screen (selection, focus, dialogs, the flash
 //! line), the clock, the terminal or the network. What an event should tell the operator comes
-//! back as [`News`] for the screen to show.
+//! back as `News` for the screen to show.
 
 use std::collections::{BTreeMap, HashMap};
 
