@@ -79,7 +79,7 @@ pub struct UiOptions {
 
 impl UiOptions {
     /// The starting theme and glyphs for these options and this environment.
-    pub fn resolve(&self) -> anyhow::Result<(Theme, Glyphs)> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<(Theme, Glyphs)> {
         let theme = Theme::choose(
             self.theme.as_deref(),
             self.inventory_theme.as_deref(),
@@ -206,7 +206,7 @@ struct Console {
 }
 
 /// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
-pub fn restore_terminal() {
+pub(crate) fn restore_terminal() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
 }
