@@ -9,14 +9,15 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use crossterm::event::KeyCode;
 use deckhand::ui::app::App;
 use deckhand::ui::fixtures;
+use deckhand::ui::input::handle_key;
 use deckhand::ui::keys::Key;
-use deckhand::ui::view;
+use deckhand::ui::view::{self, Drawn};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 fn fleet(n: usize) -> App {
-    let mut app = fixtures::large_fleet(n).into_app(6);
-    app.selected = n / 3;
+    let mut app = fixtures::large_fleet(n).into_app();
+    app.select(n / 3);
     app
 }
 
@@ -28,10 +29,10 @@ fn frames(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 // A new spinner frame each time, so every frame really changes.
-                app.frame += 1;
+                app.next_frame();
                 term.draw(|f| {
                     let area = f.area();
-                    view::draw(&mut app, None, area, f.buffer_mut());
+                    black_box(view::draw(&app, None, area, f.buffer_mut()));
                 })
                 .expect("draw");
                 black_box(term.backend().buffer().area);
@@ -47,9 +48,9 @@ fn frames(c: &mut Criterion) {
         let mut buf = ratatui::buffer::Buffer::empty(area);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                app.frame += 1;
+                app.next_frame();
                 buf.reset();
-                view::draw(&mut app, None, area, &mut buf);
+                black_box(view::draw(&app, None, area, &mut buf));
                 black_box(&buf);
             })
         });
@@ -68,7 +69,7 @@ fn reducer(c: &mut Criterion) {
             for e in &script.events {
                 app.apply(e);
             }
-            black_box(app.events_seen)
+            black_box(app.events_seen())
         })
     });
 }
@@ -78,15 +79,16 @@ fn key_to_pausing(c: &mut Criterion) {
     let mut term = Terminal::new(TestBackend::new(120, 36)).expect("terminal");
     c.bench_function("key p to PAUSING on screen", |b| {
         b.iter_batched(
-            || base.into_app(6),
+            || base.into_app(),
             |mut app| {
-                app.handle_key(Key {
+                let key = Key {
                     code: KeyCode::Char('p'),
                     ctrl: false,
-                });
+                };
+                handle_key(&mut app, key, &Drawn::default());
                 term.draw(|f| {
                     let area = f.area();
-                    view::draw(&mut app, None, area, f.buffer_mut());
+                    view::draw(&app, None, area, f.buffer_mut());
                 })
                 .expect("draw");
                 let top = term.backend().buffer().content[100..120]

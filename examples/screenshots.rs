@@ -70,9 +70,9 @@ fn main() {
             eprintln!("error: no scene {name}");
             std::process::exit(1);
         };
-        app.theme = Theme::builtin(theme).unwrap_or_else(Theme::default_theme);
+        app.set_theme(Theme::builtin(theme).unwrap_or_else(Theme::default_theme));
         let pane = if *log {
-            app.show_log = true;
+            app.show_log(true);
             let pane = LogPane::new();
             for e in &fixtures::mid_rollout().events {
                 pane.record(e);
@@ -81,8 +81,8 @@ fn main() {
         } else {
             None
         };
-        let buf = render(&mut app, pane.as_ref(), *w, *h);
-        let svg = to_svg(&buf, &app.theme);
+        let buf = render(&app, pane.as_ref(), *w, *h);
+        let svg = to_svg(&buf, app.theme());
         let path = out.join(format!("{file}.svg"));
         if let Err(e) = std::fs::write(&path, svg) {
             eprintln!("error: writing {}: {e}", path.display());
@@ -137,25 +137,24 @@ fn from_journal(journal: &std::path::Path, out: &std::path::Path) -> anyhow::Res
         for e in &events[..end] {
             app.apply(e);
         }
-        app.now_ms = events[end - 1].at_ms;
-        app.frame = 3;
+        app.set_clock(events[end - 1].at_ms, 3);
         // show the node that failed
         if let Some(i) = app
-            .nodes
+            .nodes()
             .iter()
             .position(|n| n.state == NodeState::Failed || n.problem.is_some())
         {
-            app.selected = i;
+            app.select(i);
         }
-        let buf = render(&mut app, None, 120, 36);
+        let buf = render(&app, None, 120, 36);
         let path = out.join(format!("{file}.svg"));
-        std::fs::write(&path, to_svg(&buf, &app.theme))?;
+        std::fs::write(&path, to_svg(&buf, app.theme()))?;
         println!("{}", path.display());
     }
     Ok(())
 }
 
-fn render(app: &mut App, log: Option<&LogPane>, w: u16, h: u16) -> Buffer {
+fn render(app: &App, log: Option<&LogPane>, w: u16, h: u16) -> Buffer {
     let mut t = match Terminal::new(TestBackend::new(w, h)) {
         Ok(t) => t,
         Err(e) => panic!("test terminal: {e}"),

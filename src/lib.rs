@@ -18,6 +18,7 @@ pub mod init; // `deckhand init`: templates (generic, laravel), imports, write o
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
 pub mod journal; // the journal: names, ids, writing and reading JSONL files of events
 pub mod lb; // load balancers: drain, enable, measured rotation state
+pub mod leave; // the leave policy: first signal pauses and leaves, second aborts, grace then abort
 pub mod manual; // shell completions and the man page, from the command line's definition
 pub mod notify; // Slack, Teams and generic webhooks, in the background
 pub mod plan; // inventory + environment + release -> ordered steps, batches and gates

@@ -246,6 +246,77 @@ fn sigterm_pauses_leaves_with_the_lock_held_and_gives_the_terminal_back() {
 }
 
 #[test]
+fn a_second_sigterm_aborts_a_step_that_will_not_end_and_releases_the_lock() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let state = tmp.path().join("state");
+    let bin = env!("CARGO_BIN_EXE_deckhand");
+    let cmd = format!(
+        "env LANG=C.UTF-8 XDG_STATE_HOME='{state}' '{bin}' demo --dir '{dir}' 2>'{err}'; \
+         echo $? > '{exit}'; sleep 600",
+        state = state.display(),
+        dir = dir.display(),
+        err = tmp.path().join("stderr").display(),
+        exit = tmp.path().join("exit").display(),
+    );
+    let tmux = Tmux::start(&cmd);
+    tmux.wait_for("DEPLOYING", 60, |s| header(s).contains("DEPLOYING"));
+    // From now on each demo step that waits takes 30 s: wait until one is running (the journal
+    // stays quiet), so that the first signal finds a step that does not end soon.
+    std::fs::write(dir.join("pace"), "30\n").expect("the demo's pace file");
+    let journal = journal(&state).expect("the run writes a journal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = steps_started(&journal);
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(3) {
+        assert!(Instant::now() < deadline, "no slow step started");
+        std::thread::sleep(Duration::from_millis(200));
+        let now = steps_started(&journal);
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+
+    let pid = console_pid(&tmux);
+    // SAFETY: kill(2) with a pid this test started (the console under its own tmux pane).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // The console sent the run its reason; the engine answers on the flash line.
+    let pausing = tmux.wait_for("PAUSING", 30, |s| header(s).contains("PAUSING"));
+    assert!(
+        pausing.contains("SIGTERM received: pausing at the next step boundary"),
+        "{pausing}"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let code = wait_file(&tmp.path().join("exit"), 60);
+    assert_eq!(code.trim(), "1", "aborted: not deployed");
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
+    assert!(stderr.contains("deckhand: aborted"), "{stderr}");
+    assert!(!stderr.contains("paused and leaving"), "{stderr}");
+    let events = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(events.contains("\"type\":\"aborting\""), "{events}");
+    let status = Command::new(bin)
+        .arg("-i")
+        .arg(dir.join("deckhand.toml"))
+        .args(["status", "demo"])
+        .output()
+        .expect("deckhand status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        !status.contains("held by"),
+        "an aborted run releases the lock:\n{status}"
+    );
+    for i in 1..=5 {
+        let link = current(&dir, &format!("web-{i}"));
+        assert!(
+            link.ends_with("v1.0") || link.ends_with("v1.1"),
+            "web-{i} is not on a whole release: {link:?}"
+        );
+    }
+}
+
+#[test]
 fn a_theme_that_does_not_exist_stops_before_anything_runs_unseen() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("demo");

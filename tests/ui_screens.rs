@@ -6,25 +6,32 @@
 
 use deckhand::ui::app::App;
 use deckhand::ui::fixtures::{self, scene};
+use deckhand::ui::input::{handle_key, Effect};
 use deckhand::ui::keys::Key;
 use deckhand::ui::theme::Glyphs;
-use deckhand::ui::view;
+use deckhand::ui::view::{self, Drawn};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-fn draw(app: &mut App, w: u16, h: u16) -> String {
+fn draw(app: &App, w: u16, h: u16) -> String {
+    draw_laid_out(app, w, h).0
+}
+
+/// The screen, and what the frame laid out for the keys.
+fn draw_laid_out(app: &App, w: u16, h: u16) -> (String, Drawn) {
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    let mut drawn = Drawn::default();
     t.draw(|f| {
         let area = f.area();
-        view::draw(app, None, area, f.buffer_mut());
+        drawn = view::draw(app, None, area, f.buffer_mut());
     })
     .expect("draw");
-    t.backend().to_string()
+    (t.backend().to_string(), drawn)
 }
 
 fn screen(name: &str) -> String {
-    let mut app = scene(name).expect("scene exists");
-    draw(&mut app, 120, 36)
+    let app = scene(name).expect("scene exists");
+    draw(&app, 120, 36)
 }
 
 fn key(c: char) -> Key {
@@ -123,9 +130,9 @@ fn a_rolled_back_node_says_what_its_rollback_followed() {
         s.step("web-3", p, StepResult::Ok, 400, None);
     }
     s.state("web-3", NodeState::RolledBack);
-    let mut app = s.into_app(6);
-    app.selected = 2;
-    let screen = draw(&mut app, 120, 36);
+    let mut app = s.into_app();
+    app.select(2);
+    let screen = draw(&app, 120, 36);
     let rows: Vec<&str> = screen.lines().collect();
     let at = |needle: &str| {
         rows.iter()
@@ -185,8 +192,8 @@ fn compact_grid_for_120_nodes() {
 
 #[test]
 fn too_small_terminal() {
-    let mut app = scene("mid-rollout").expect("scene");
-    let s = draw(&mut app, 70, 20);
+    let app = scene("mid-rollout").expect("scene");
+    let s = draw(&app, 70, 20);
     assert!(s.contains("at least 80×24; this one is 70×20"));
     assert!(s.contains("DEPLOYING"));
     insta::assert_snapshot!("too_small", s);
@@ -195,8 +202,8 @@ fn too_small_terminal() {
 #[test]
 fn ascii_fallback_draws_no_unicode() {
     let mut app = scene("mid-rollout").expect("scene");
-    app.glyphs = Glyphs::ASCII;
-    let s = draw(&mut app, 120, 36);
+    app.set_glyphs(Glyphs::ASCII);
+    let s = draw(&app, 120, 36);
     assert!(s.is_ascii(), "ASCII mode leaks Unicode:\n{s}");
     assert!(s.contains("v1.0 -> v1.1"));
     insta::assert_snapshot!("ascii", s);
@@ -204,9 +211,9 @@ fn ascii_fallback_draws_no_unicode() {
 
 #[test]
 fn resizing_reflows_the_grid() {
-    let mut app = scene("mid-rollout").expect("scene");
-    let wide = draw(&mut app, 160, 40);
-    let narrow = draw(&mut app, 80, 40);
+    let app = scene("mid-rollout").expect("scene");
+    let wide = draw(&app, 160, 40);
+    let narrow = draw(&app, 80, 40);
     // five boxes in one row when wide; web-5 wraps to a second row when narrow
     let same_row = |s: &str| {
         s.lines()
@@ -226,28 +233,44 @@ fn resizing_reflows_the_grid() {
 }
 
 #[test]
+fn down_moves_by_the_row_the_last_frame_drew() {
+    let down = Key {
+        code: crossterm::event::KeyCode::Down,
+        ctrl: false,
+    };
+    let mut app = scene("mid-rollout").expect("scene");
+    // Wide: all five boxes in one row, so there is no row below web-1.
+    let (_, wide) = draw_laid_out(&app, 160, 40);
+    handle_key(&mut app, down, &wide);
+    assert!(draw(&app, 160, 40).contains("Phases · web-1"));
+    // Narrow: four boxes a row, web-5 wraps to the second row right below web-1.
+    let (_, narrow) = draw_laid_out(&app, 80, 40);
+    handle_key(&mut app, down, &narrow);
+    let screen = draw(&app, 80, 40);
+    assert!(screen.contains("Phases · web-5"), "{screen}");
+}
+
+#[test]
 fn pressing_p_shows_pausing_at_once() {
     let mut app = scene("mid-rollout").expect("scene");
-    app.handle_key(key('p'));
-    let s = draw(&mut app, 120, 36);
+    handle_key(&mut app, key('p'), &Drawn::default());
+    let s = draw(&app, 120, 36);
     assert!(s.contains(" PAUSING… "));
 }
 
 #[test]
 fn manual_checklist_item_is_ticked_with_space() {
     let mut app = scene("checklist").expect("scene");
-    let before = draw(&mut app, 120, 36);
+    let (before, drawn) = draw_laid_out(&app, 120, 36);
     assert!(before.contains("All critical paths tested"));
-    let effects = app.handle_key(key(' '));
+    let effects = handle_key(&mut app, key(' '), &drawn);
     assert_eq!(
         effects,
-        vec![deckhand::ui::app::Effect::Send(
-            deckhand::event::Control::Confirm {
-                check: "All critical paths tested".into()
-            }
-        )]
+        vec![Effect::Send(deckhand::event::Control::Confirm {
+            check: "All critical paths tested".into()
+        })]
     );
-    let after = draw(&mut app, 120, 36);
+    let after = draw(&app, 120, 36);
     assert!(after.contains("ticked: All critical paths tested"));
     let line = after
         .lines()
@@ -264,9 +287,9 @@ fn every_scene_draws_in_every_theme_and_size() {
     for name in fixtures::SCENES {
         for theme in ["dark", "light", "high-contrast", "monochrome"] {
             let mut app = scene(name).expect("scene");
-            app.theme = deckhand::ui::theme::Theme::builtin(theme).expect("theme");
+            app.set_theme(deckhand::ui::theme::Theme::builtin(theme).expect("theme"));
             for (w, h) in [(80, 24), (120, 36), (200, 60), (40, 10)] {
-                let _ = draw(&mut app, w, h);
+                let _ = draw(&app, w, h);
             }
         }
     }
@@ -288,7 +311,7 @@ fn a_journal_that_is_not_one_is_refused_with_its_line() {
 fn checklist_headings_follow_the_inventory_windows_and_no_balancer_means_serving() {
     let mut s = fixtures::Script::new();
     let mut started = fixtures::started(3, false, true);
-    if let deckhand::engine::EventKind::Started {
+    if let deckhand::event::EventKind::Started {
         windows, balancer, ..
     } = &mut started
     {
@@ -300,8 +323,8 @@ fn checklist_headings_follow_the_inventory_windows_and_no_balancer_means_serving
         *balancer = false;
     }
     s.push(started);
-    let mut app = s.into_app(120);
-    let screen = draw(&mut app, 120, 36);
+    let app = s.into_app();
+    let screen = draw(&app, 120, 36);
     assert!(screen.contains("Immediate (8s)"), "{screen}");
     assert!(screen.contains("Short-term (6m)"), "{screen}");
     assert!(screen.contains("No load balancer"), "{screen}");
@@ -317,7 +340,7 @@ fn the_running_phase_stays_in_view_even_when_an_earlier_row_says_running() {
     // More phases than the pane is tall; an early one printed "running migrations".
     let phases: Vec<String> = (1..=30).map(|i| format!("step_{i:02}")).collect();
     let mut started = fixtures::started(5, false, true);
-    if let deckhand::engine::EventKind::Started { phases: p, .. } = &mut started {
+    if let deckhand::event::EventKind::Started { phases: p, .. } = &mut started {
         *p = phases.clone();
     }
     let mut s = fixtures::Script::new();
@@ -328,8 +351,8 @@ fn the_running_phase_stays_in_view_even_when_an_earlier_row_says_running() {
         s.step("web-1", p, StepResult::Ok, 400, line);
     }
     s.begin("web-1", "step_28");
-    let mut app = s.into_app(6);
-    let screen = draw(&mut app, 120, 36);
+    let app = s.into_app();
+    let screen = draw(&app, 120, 36);
     // The phases pane's row (the grid's box names the phase too, without the status word).
     assert!(
         screen

@@ -13,10 +13,11 @@ use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use crate::event::CheckStatus;
 
-use super::app::{App, CheckView};
+use super::app::App;
+use super::model::{window_index, CheckView};
 
 /// The three windows, in order: key as the inventory writes it, and the heading shown.
-pub const WINDOWS: [(&str, &str); 3] = [
+pub(crate) const WINDOWS: [(&str, &str); 3] = [
     ("immediate", "Immediate (0-5 minutes)"),
     ("short", "Short-term (5-30 minutes)"),
     ("long", "Long-term (30+ minutes)"),
@@ -26,18 +27,9 @@ fn window_of(c: &CheckView) -> usize {
     window_index(&c.info.window)
 }
 
-fn window_index(window: &str) -> usize {
-    match window {
-        "immediate" => 0,
-        "short" | "short-term" | "short_term" => 1,
-        "long" | "long-term" | "long_term" => 2,
-        _ => 0,
-    }
-}
-
 /// An item's glyph, status word and theme key. The status column is 8 wide: an item that
 /// needs confirmation reads `confirm` there (its value says `space to tick`).
-pub fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'static str) {
     let g = &app.glyphs;
     let (glyph, key) = match s {
         CheckStatus::Pending => (g.box_empty, "check_pending"),
@@ -54,14 +46,7 @@ pub fn status_look(app: &App, s: CheckStatus) -> (&'static str, &'static str, &'
     (glyph, word, key)
 }
 
-/// The checklist's items in display order (by window), as positions into `app.checks`.
-pub fn display_order(app: &App) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..app.checks.len()).collect();
-    order.sort_by_key(|&i| window_of(&app.checks[i]));
-    order
-}
-
-pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
+pub(crate) fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let th = &app.theme;
     let border = if focused {
         th.get("border_focus")
@@ -69,11 +54,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         th.get("border")
     };
     let passed = app
+        .run()
         .checks
         .iter()
-        .filter(|c| c.status == CheckStatus::Pass)
+        .filter(|c| app.check_shown(c).0 == CheckStatus::Pass)
         .count();
     let left = app
+        .run()
         .monitoring
         .as_ref()
         .map(|(w, ends)| (w, (ends - app.now()).max(0)))
@@ -89,7 +76,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let title = format!(
         " Checklist {} {passed}/{} verified{watching} ",
         app.glyphs.dot,
-        app.checks.len()
+        app.run().checks.len()
     );
     let block = Block::default()
         .borders(Borders::ALL)
@@ -99,7 +86,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let inner = block.inner(area);
     block.render(area, buf);
 
-    if app.checks.is_empty() {
+    if app.run().checks.is_empty() {
         Paragraph::new(Line::from(Span::styled(
             " no [[checks]] declared for this environment",
             th.get("dim"),
@@ -110,6 +97,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let width = inner.width as usize;
     // Names take what they need (up to what leaves room for a value); values the rest.
     let longest = app
+        .run()
         .checks
         .iter()
         .map(|c| c.info.name.chars().count())
@@ -125,7 +113,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     for (w, (key, seed_heading)) in WINDOWS.iter().enumerate() {
         // The inventory's own window lengths when the run declared them, else the seed's.
         let declared = app
-            .run
+            .run()
+            .info
             .as_ref()
             .and_then(|r| r.windows.iter().find(|(k, _)| k == key).map(|(_, ms)| *ms));
         let heading_owned = match declared {
@@ -141,13 +130,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             None => seed_heading.to_string(),
         };
         let heading = &heading_owned;
-        let items: Vec<usize> = (0..app.checks.len())
-            .filter(|&i| window_of(&app.checks[i]) == w)
+        let items: Vec<usize> = (0..app.run().checks.len())
+            .filter(|&i| window_of(&app.run().checks[i]) == w)
             .collect();
         if items.is_empty() {
             continue;
         }
         let now = app
+            .run()
             .monitoring
             .as_ref()
             .is_some_and(|(win, _)| window_index(win) == w);
@@ -162,12 +152,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             heading_style,
         )));
         for i in items {
-            let c = &app.checks[i];
-            let (glyph, word, key) = status_look(app, c.status);
-            let value = if c.info.manual && c.status == CheckStatus::NeedsConfirmation {
+            let c = &app.run().checks[i];
+            let (status, value) = app.check_shown(c);
+            let (glyph, word, key) = status_look(app, status);
+            let waiting = c.info.manual && status == CheckStatus::NeedsConfirmation;
+            let value = if waiting {
                 "space to tick".to_string()
             } else {
-                c.value.clone().unwrap_or_default()
+                value.unwrap_or_default().to_string()
             };
             let value = super::grid::truncate(&value, value_w, &app.glyphs);
             let name = super::grid::truncate(&c.info.name, name_w, &app.glyphs);
@@ -179,7 +171,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
                 name_style = name_style.add_modifier(Modifier::UNDERLINED);
                 selected_line = lines.len();
             }
-            let value_style = if c.info.manual && c.status == CheckStatus::NeedsConfirmation {
+            let value_style = if waiting {
                 th.get("dim")
             } else {
                 th.get("text")
@@ -194,7 +186,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     }
     // The rollback tree's verdict keeps the bottom of the pane, wrapped over the lines it needs.
     let mut verdict_lines: Vec<Line> = Vec::new();
-    if let Some((verdict, reason)) = &app.decision {
+    if let Some((verdict, reason)) = &app.run().decision {
         let key = match verdict.as_str() {
             "rollback" => "check_fail",
             "alert" => "check_unknown",

@@ -1,7 +1,9 @@
 //! Synthetic event sequences for the console's snapshot tests, screenshots and benchmark:
 //! each scene is a list of engine events, fed through the same reducer a live run uses.
 //!
-//! Test data only; nothing in the program's normal paths uses it.
+//! Test data only: compiled for the crate's own unit tests and with the `fixtures` feature (which
+//! the package's dev-dependency on itself turns on for integration tests, benches and examples);
+//! never part of the library a user builds.
 
 use crate::event::{
     CheckInfo, CheckStatus, Event, EventKind, NodeInfo, NodeRelease, NodeState, Outcome, RunKind,
@@ -9,8 +11,10 @@ use crate::event::{
 };
 
 use super::app::{App, Focus};
-use super::keys::Key;
+use super::input::{self, perform};
+use super::keys::{Action, Key};
 use super::theme::{Glyphs, Theme};
+use super::view::Drawn;
 
 pub const FROM: &str = "v1.0";
 pub const TO: &str = "v1.1";
@@ -270,13 +274,13 @@ impl Script {
         self.state(node, NodeState::Done)
     }
 
-    pub fn into_app(&self, width_hint: usize) -> App {
+    /// The console after these events, its clock at the script's last moment.
+    pub fn into_app(&self) -> App {
         let mut app = App::new(Theme::default_theme(), Glyphs::UNICODE);
         for e in &self.events {
             app.apply(e);
         }
         app.now_ms = self.at;
-        app.grid_columns = width_hint.max(1);
         app
     }
 }
@@ -679,52 +683,49 @@ pub fn scene(name: &str) -> Option<App> {
             for n in node_names(5) {
                 s.preflight(&n);
             }
-            s.into_app(6)
+            s.into_app()
         }
-        "mid-rollout" => mid_rollout().into_app(6),
-        "paused" => paused().into_app(6),
-        "gate" => gate().into_app(6),
+        "mid-rollout" => mid_rollout().into_app(),
+        "paused" => paused().into_app(),
+        "gate" => gate().into_app(),
         "rollback-confirm" => {
-            let mut app = protected_mid_rollout().into_app(6);
-            app.handle_key(Key {
-                code: crossterm::event::KeyCode::Char('R'),
-                ctrl: false,
-            });
-            for c in "produc".chars() {
-                app.handle_key(Key {
+            let mut app = protected_mid_rollout().into_app();
+            for c in "Rproduc".chars() {
+                let key = Key {
                     code: crossterm::event::KeyCode::Char(c),
                     ctrl: false,
-                });
+                };
+                input::handle_key(&mut app, key, &Drawn::default());
             }
             app
         }
-        "rolling-back" => rolling_back().into_app(6),
-        "rolled-back" => rolled_back().into_app(6),
+        "rolling-back" => rolling_back().into_app(),
+        "rolled-back" => rolled_back().into_app(),
         "failed-node" => {
-            let mut app = failed_node().into_app(6);
+            let mut app = failed_node().into_app();
             app.selected = 2;
             app
         }
         "checklist" => {
-            let mut app = checklist_mixed().into_app(6);
+            let mut app = checklist_mixed().into_app();
             app.focus = Focus::Checklist;
             app.selected_check = 6;
             app
         }
         "help" => {
-            let mut app = mid_rollout().into_app(6);
+            let mut app = mid_rollout().into_app();
             app.show_help = true;
             app
         }
         "output" => {
-            let mut app = failed_node().into_app(6);
+            let mut app = failed_node().into_app();
             app.selected = 2;
             // At the gate enter promotes; open the output directly for the picture.
-            app.perform(super::keys::Action::OpenOutput);
+            perform(&mut app, &Drawn::default(), Action::OpenOutput);
             app
         }
         "large-fleet" => {
-            let mut app = large_fleet(120).into_app(58);
+            let mut app = large_fleet(120).into_app();
             app.selected = 41;
             app
         }

@@ -13,17 +13,18 @@ use ratatui::text::{Line, Span};
 
 use crate::event::NodeState;
 
-use super::app::{App, NodeView};
+use super::app::App;
+use super::model::NodeView;
 use super::theme::Glyphs;
 
 /// Fleets larger than this are drawn as the compact grid.
-pub const COMPACT_ABOVE: usize = 40;
+pub(crate) const COMPACT_ABOVE: usize = 40;
 const BOX_H: u16 = 6;
 const MIN_INNER: usize = 16;
 const MAX_INNER: usize = 20;
 
 /// How a node looks: glyph, word and theme key.
-pub struct Look {
+pub(crate) struct Look {
     pub glyph: &'static str,
     pub word: String,
     pub style_key: &'static str,
@@ -31,7 +32,7 @@ pub struct Look {
 
 /// The one place that turns a node's measured state into what the operator reads: the
 /// compact grid's word and theme key ([`class`]), with a glyph, the running phase and a pause.
-pub fn look(app: &App, n: &NodeView) -> Look {
+pub(crate) fn look(app: &App, n: &NodeView) -> Look {
     let g = &app.glyphs;
     let (word, key) = class(n, has_balancer(app));
     let paused = n.state == NodeState::Updating && n.phase.is_none() && app.is_paused_or_pausing();
@@ -64,7 +65,7 @@ pub fn look(app: &App, n: &NodeView) -> Look {
 
 /// Whether the run has a load balancer (before the run is known: assume one).
 fn has_balancer(app: &App) -> bool {
-    app.run.as_ref().map(|r| r.balancer).unwrap_or(true)
+    app.run().info.as_ref().map(|r| r.balancer).unwrap_or(true)
 }
 
 /// A node's state as the compact grid counts it: word and theme key (no allocation).
@@ -104,7 +105,7 @@ fn cell_glyph(g: &Glyphs, n: &NodeView) -> &'static str {
 }
 
 /// The release line of a box: `v1.0 → v1.1` while in flight, else what `current` points at.
-pub fn release_text(app: &App, n: &NodeView) -> String {
+pub(crate) fn release_text(app: &App, n: &NodeView) -> String {
     let current = n.release.clone().unwrap_or_else(|| "—".into());
     let current = if app.glyphs.ascii && current == "—" {
         "-".into()
@@ -112,7 +113,7 @@ pub fn release_text(app: &App, n: &NodeView) -> String {
         current
     };
     if n.in_flight() {
-        if let Some(target) = app.target_release(n) {
+        if let Some(target) = app.run().target_release(n) {
             if n.release.as_deref() != Some(target.as_str()) {
                 return format!("{current} {} {target}", app.glyphs.arrow);
             }
@@ -123,7 +124,7 @@ pub fn release_text(app: &App, n: &NodeView) -> String {
 
 /// How the grid is drawn, decided once per frame by [`layout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// One box per node: the boxes' inner width and how many go in a row.
     Boxes { inner: usize, cols: usize },
     /// One cell per node, with counts per state.
@@ -132,24 +133,25 @@ pub enum Shape {
 
 /// How the grid is drawn at this width when it may use at most `max_h` rows, and the height
 /// it needs: the boxes when they fit, else the compact grid.
-pub fn layout(app: &App, width: u16, max_h: u16) -> (Shape, u16) {
+pub(crate) fn layout(app: &App, width: u16, max_h: u16) -> (Shape, u16) {
     let (inner, cols) = box_geometry(app, width);
-    let rows = app.nodes.len().max(1).div_ceil(cols.max(1)) as u16;
+    let rows = app.run().nodes.len().max(1).div_ceil(cols.max(1)) as u16;
     let boxes = 3 + rows * (BOX_H + 1);
-    if app.nodes.len() <= COMPACT_ABOVE && boxes <= max_h {
+    if app.run().nodes.len() <= COMPACT_ABOVE && boxes <= max_h {
         return (Shape::Boxes { inner, cols }, boxes);
     }
     let per_row = ((width.saturating_sub(2)) / 2).max(1) as usize;
-    let rows = app.nodes.len().max(1).div_ceil(per_row) as u16;
+    let rows = app.run().nodes.len().max(1).div_ceil(per_row) as u16;
     (Shape::Compact, (3 + rows + 1).min(max_h))
 }
 
 fn box_geometry(app: &App, width: u16) -> (usize, usize) {
     let longest = app
+        .run()
         .nodes
         .iter()
         .map(|n| {
-            let rel = match (&n.start_release, app.run.as_ref()) {
+            let rel = match (&n.start_release, app.run().info.as_ref()) {
                 (Some(a), Some(r)) => a.chars().count() + r.release.chars().count() + 4,
                 _ => 0,
             };
@@ -163,15 +165,25 @@ fn box_geometry(app: &App, width: u16) -> (usize, usize) {
     (inner, cols)
 }
 
-/// Draw the grid in the shape [`layout`] chose for this area's width.
-pub fn render(app: &mut App, shape: Shape, area: Rect, buf: &mut Buffer, focused: bool) {
+/// Draw the grid in the shape [`layout`] chose for this area's width, and say how many nodes
+/// a row holds (for up and down); `None` when the area is too small for a grid.
+pub(crate) fn render(
+    app: &App,
+    shape: Shape,
+    area: Rect,
+    buf: &mut Buffer,
+    focused: bool,
+) -> Option<usize> {
     if area.height < 3 || area.width < 20 {
-        return;
+        return None;
     }
-    match shape {
-        Shape::Boxes { inner, cols } => render_boxes(app, inner, cols, area, buf, focused),
+    Some(match shape {
+        Shape::Boxes { inner, cols } => {
+            render_boxes(app, inner, cols, area, buf, focused);
+            cols
+        }
         Shape::Compact => render_compact(app, area, buf, focused),
-    }
+    })
 }
 
 fn put(buf: &mut Buffer, x: u16, y: u16, s: &str, style: Style, area: Rect) {
@@ -183,7 +195,7 @@ fn put(buf: &mut Buffer, x: u16, y: u16, s: &str, style: Style, area: Rect) {
 }
 
 /// Cut to `width` characters, marking the cut with the glyph set's ellipsis.
-pub fn truncate(s: &str, width: usize, g: &Glyphs) -> String {
+pub(crate) fn truncate(s: &str, width: usize, g: &Glyphs) -> String {
     if s.chars().count() <= width {
         return s.to_string();
     }
@@ -208,12 +220,13 @@ fn balancer_title(app: &App) -> String {
     if !has_balancer(app) {
         return "No load balancer: nodes are updated in place".into();
     }
-    let groups = match &app.groups {
+    let groups = match &app.run().groups {
         Some((live, idle)) => format!(
             " {} {} serves, {idle} gets {}",
             app.glyphs.dot,
             live.as_deref().unwrap_or("no group"),
-            app.run
+            app.run()
+                .info
                 .as_ref()
                 .map(|r| r.release.as_str())
                 .unwrap_or("the release")
@@ -223,25 +236,16 @@ fn balancer_title(app: &App) -> String {
     format!(
         "Load Balancer {} {}/{} in rotation{groups}",
         app.glyphs.dot,
-        app.in_rotation(),
-        app.nodes.len()
+        app.run().in_rotation(),
+        app.run().nodes.len()
     )
 }
 
-fn render_boxes(
-    app: &mut App,
-    inner: usize,
-    cols: usize,
-    area: Rect,
-    buf: &mut Buffer,
-    focused: bool,
-) {
-    app.grid_columns = cols;
-    let app: &App = app;
+fn render_boxes(app: &App, inner: usize, cols: usize, area: Rect, buf: &mut Buffer, focused: bool) {
     let th = &app.theme;
     let g = app.glyphs;
     let box_w = inner + 2;
-    let shown_cols = cols.min(app.nodes.len().max(1));
+    let shown_cols = cols.min(app.run().nodes.len().max(1));
     let row_w = shown_cols * (box_w + 1) - 1;
     let x0 = area.x + 1;
     let balancer = has_balancer(app);
@@ -292,7 +296,7 @@ fn render_boxes(
     put(buf, x0, area.y + 2, &bottom.concat(), border, area);
 
     let selected = app.selected;
-    for (i, n) in app.nodes.iter().enumerate() {
+    for (i, n) in app.run().nodes.iter().enumerate() {
         let row = (i / cols) as u16;
         let col = i % cols;
         let bx = x0 + (col * (box_w + 1)) as u16;
@@ -382,12 +386,11 @@ fn render_boxes(
     }
 }
 
-fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
+/// The compact grid; returns how many cells a row holds.
+fn render_compact(app: &App, area: Rect, buf: &mut Buffer, focused: bool) -> usize {
     let x0 = area.x + 1;
     let width = area.width.saturating_sub(2);
     let per_row = (width / 2).max(1) as usize;
-    app.grid_columns = per_row;
-    let app: &App = app;
     let th = &app.theme;
     let g = app.glyphs;
     let border = if focused {
@@ -410,7 +413,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
     // One pass, no allocation per node: a fleet of hundreds is drawn every frame.
     let balancer = has_balancer(app);
     let mut counts: Vec<(&'static str, &'static str, &'static str, usize)> = Vec::new();
-    for n in &app.nodes {
+    for n in &app.run().nodes {
         let (word, key) = class(n, balancer);
         let glyph = cell_glyph(&g, n);
         match counts.iter_mut().find(|c| c.0 == word) {
@@ -427,7 +430,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
     buf.set_line(x0, area.y + 1, &line, width);
 
     let selected = app.selected;
-    for (i, n) in app.nodes.iter().enumerate() {
+    for (i, n) in app.run().nodes.iter().enumerate() {
         let row = (i / per_row) as u16;
         let col = (i % per_row) as u16;
         let y = area.y + 2 + row;
@@ -443,7 +446,7 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
     // what the selection is
     if let Some(n) = app.selected_node() {
         let lk = look(app, n);
-        let rows = app.nodes.len().div_ceil(per_row) as u16;
+        let rows = app.run().nodes.len().div_ceil(per_row) as u16;
         let y = (area.y + 2 + rows).min(area.bottom().saturating_sub(1));
         let text = format!(
             " {} {} {} {} {} {}",
@@ -456,4 +459,5 @@ fn render_compact(app: &mut App, area: Rect, buf: &mut Buffer, focused: bool) {
         );
         put(buf, x0, y, &text, th.get("accent"), area);
     }
+    per_row
 }

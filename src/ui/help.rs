@@ -58,7 +58,7 @@ fn section<'a>(app: &App, scope: Scope, heading: &'a str, key_w: usize) -> Vec<L
     lines
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+pub(crate) fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
     // Over the whole body, between the header and the footer.
     let rect = Rect {
@@ -122,9 +122,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 const DROP_FIRST: [&str; 6] = ["select", "focus", "older", "filter", "all nodes", "log"];
 
 /// The footer: the keys that apply now, from the same table, within `width` columns.
-pub fn footer_line(app: &App, width: usize) -> Line<'static> {
+pub(crate) fn footer_line(app: &App, width: usize) -> Line<'static> {
     let th = &app.theme;
-    let mut entries = keys::footer(app, app.scope());
+    let mut entries = keys::footer(app, keys::scope(app));
     let len = |e: &Vec<(&str, String)>| {
         e.iter()
             .map(|(k, w)| k.chars().count() + 1 + w.chars().count() + 2)

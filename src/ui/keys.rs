@@ -1,16 +1,17 @@
 //! The one table of key bindings. Key handling, the footer and the `?` help all read
-//! [`BINDINGS`], so what the screen says a key does is what it does.
+//! `BINDINGS`, so what the screen says a key does is what it does.
 //!
-//! This module only maps keys to [`Action`]s and says when each binding applies; it performs
-//! nothing itself (that is `app.rs`) and draws nothing (that is `help.rs` and the footer).
+//! This module only maps keys to `Action`s and says, from the state it reads, which layer hears
+//! keys and when each binding applies; it performs nothing itself (that is `input.rs`) and draws
+//! nothing (that is `help.rs` and the footer).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, Focus};
+use super::app::{App, Dialog, Focus};
 
-/// What a key asks for. `App::perform` carries it out.
+/// What a key asks for. `input::perform` carries it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     PauseResume,
     Promote,
     OpenOutput,
@@ -56,7 +57,7 @@ pub enum Action {
 
 /// Where a binding is heard: the main screen or one of the layers drawn over it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     Main,
     Confirm,
     QuitDialog,
@@ -66,7 +67,7 @@ pub enum Scope {
 
 /// When a binding applies. Evaluated against the current state for handling, footer and help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum When {
+pub(crate) enum When {
     Always,
     /// A live run that has not finished and is not at a gate or aborting.
     CanPause,
@@ -80,6 +81,7 @@ pub enum When {
     Replay,
 }
 
+/// One key press as the console reads it: the key, and whether control was held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
     pub code: KeyCode,
@@ -102,7 +104,7 @@ const fn ctrl(c: char) -> Key {
     }
 }
 
-pub struct Binding {
+pub(crate) struct Binding {
     pub scope: Scope,
     pub keys: &'static [Key],
     /// How the keys are written in the footer and the help.
@@ -132,7 +134,7 @@ macro_rules! bind {
 /// Every key the console answers to. Order matters: the first binding whose keys match and
 /// whose condition holds wins (so `space` ticks a selected manual checklist item before it
 /// pauses).
-pub static BINDINGS: &[Binding] = &[
+pub(crate) static BINDINGS: &[Binding] = &[
     // main screen
     bind!(
         Main,
@@ -483,7 +485,7 @@ pub static BINDINGS: &[Binding] = &[
 ];
 
 impl Key {
-    pub fn from_event(ev: &KeyEvent) -> Key {
+    pub(crate) fn from_event(ev: &KeyEvent) -> Key {
         // Shift is not part of a key: terminals report shift-letters as the upper-case char
         // (`R`), some with SHIFT set and some without.
         Key {
@@ -493,13 +495,26 @@ impl Key {
     }
 }
 
+/// Which layer hears keys now: a dialog, the help, the output view, or the main screen.
+pub(crate) fn scope(app: &App) -> Scope {
+    match &app.dialog {
+        Some(Dialog::Confirm { .. }) => Scope::Confirm,
+        Some(Dialog::Quit) => Scope::QuitDialog,
+        None if app.show_help => Scope::Help,
+        None if app.output.is_some() => Scope::Output,
+        None => Scope::Main,
+    }
+}
+
 /// Whether a binding's condition holds now.
-pub fn applies(app: &App, when: When) -> bool {
+pub(crate) fn applies(app: &App, when: When) -> bool {
     match when {
         When::Always => true,
         When::CanPause => app.can_pause(),
         When::AtGate => {
-            !app.replay && (app.gate.is_some() || app.monitoring.is_some()) && !app.finished()
+            !app.replay
+                && (app.run().gate.is_some() || app.run().monitoring.is_some())
+                && !app.finished()
         }
         When::NotAtGate => !applies(app, When::AtGate),
         When::ManualItemSelected => {
@@ -514,7 +529,7 @@ pub fn applies(app: &App, when: When) -> bool {
 }
 
 /// The binding a key press means in this scope now, if any.
-pub fn lookup(app: &App, scope: Scope, key: Key) -> Option<&'static Binding> {
+pub(crate) fn lookup(app: &App, scope: Scope, key: Key) -> Option<&'static Binding> {
     BINDINGS
         .iter()
         .filter(|b| b.scope == scope)
@@ -523,7 +538,7 @@ pub fn lookup(app: &App, scope: Scope, key: Key) -> Option<&'static Binding> {
 }
 
 /// The bindings to show in the footer for this scope now, one per action.
-pub fn footer(app: &App, scope: Scope) -> Vec<(&'static str, String)> {
+pub(crate) fn footer(app: &App, scope: Scope) -> Vec<(&'static str, String)> {
     let mut out: Vec<(&'static str, String)> = Vec::new();
     let mut seen: Vec<Action> = Vec::new();
     for b in BINDINGS.iter().filter(|b| b.scope == scope) {
@@ -536,7 +551,7 @@ pub fn footer(app: &App, scope: Scope) -> Vec<(&'static str, String)> {
             Action::PauseResume if app.is_paused_or_pausing() => "resume".to_string(),
             Action::ReplayPause if app.replay_paused => "play".to_string(),
             Action::LogFilter if app.log_filter.is_some() => "all nodes".to_string(),
-            Action::Promote if app.gate.is_none() => "end watch".to_string(),
+            Action::Promote if app.run().gate.is_none() => "end watch".to_string(),
             _ => word.to_string(),
         };
         let shown = match b.action {

@@ -15,7 +15,9 @@ use tui_logger::{TuiLoggerWidget, TuiWidgetState};
 
 use crate::event::{Event, EventKind, Level as EventLevel};
 
-use super::app::{verdict_level, App};
+use super::app::App;
+use super::input::LogScroll;
+use super::model::verdict_level;
 
 const RUN_TARGET: &str = "deckhand";
 
@@ -39,7 +41,7 @@ impl Log for PaneLogger {
 
 /// Make the log pane the process's logger. Harmless when a logger is already installed: the
 /// pane still receives every event through [`LogPane::record`].
-pub fn install() {
+pub(crate) fn install() {
     tui_logger::set_default_level(LevelFilter::Info);
     let logger = PaneLogger {
         drain: tui_logger::Drain::new(),
@@ -69,7 +71,7 @@ impl LogPane {
     }
 
     /// Show only one node's lines (`None`: every line).
-    pub fn set_filter(&mut self, node: Option<&str>) {
+    pub(crate) fn set_filter(&mut self, node: Option<&str>) {
         self.state = match node {
             Some(n) => TuiWidgetState::new()
                 .set_default_display_level(LevelFilter::Off)
@@ -79,12 +81,12 @@ impl LogPane {
     }
 
     /// Page through the history (tui-logger's page mode), or back to the newest lines.
-    pub fn scroll(&self, dir: super::app::LogScroll) {
+    pub(crate) fn scroll(&self, dir: LogScroll) {
         use tui_logger::TuiWidgetEvent as W;
         self.state.transition(match dir {
-            super::app::LogScroll::Older => W::PrevPageKey,
-            super::app::LogScroll::Newer => W::NextPageKey,
-            super::app::LogScroll::Newest => W::EscapeKey,
+            LogScroll::Older => W::PrevPageKey,
+            LogScroll::Newer => W::NextPageKey,
+            LogScroll::Newest => W::EscapeKey,
         });
     }
 
@@ -102,7 +104,7 @@ impl LogPane {
         );
     }
 
-    pub fn render(&self, app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
+    pub(crate) fn render(&self, app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         tui_logger::move_events();
         let th = &app.theme;
         let border = if focused {
@@ -145,7 +147,7 @@ fn log_level(level: EventLevel) -> Level {
 
 /// The log line for an event: target (node or run), level and text. `None` for events that
 /// add nothing a reader of the log needs.
-pub fn describe(event: &Event) -> Option<(String, Level, String)> {
+pub(crate) fn describe(event: &Event) -> Option<(String, Level, String)> {
     let run = RUN_TARGET.to_string();
     let at_node = |n: &Option<String>| n.clone().unwrap_or_else(|| run.clone());
     Some(match &event.kind {

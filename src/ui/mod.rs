@@ -7,20 +7,27 @@
 //! out: a normal quit, an error, a panic, SIGTERM or SIGHUP.
 //!
 //! Rendering is event-driven: a frame is drawn after engine events or a key, bursts of events
-//! are folded into one frame (at most one every [`FRAME_MS`]), and a slow tick moves spinners
+//! are folded into one frame (at most one every `FRAME_MS`), and a slow tick moves spinners
 //! and the clock only while something is running.
+//!
+//! Inside, data flows one way: events go into the run state (`model`, only through
+//! `App::apply`); a frame is drawn from `&App` (`view` and the panes) and hands back what it laid
+//! out (`view::Drawn`); a key is turned by `input` (reading the table in `keys` and that layout)
+//! into screen state and effects, which this loop carries out. Leaving follows `crate::leave`.
 
-pub mod app;
-pub mod checklist;
-#[doc(hidden)]
-pub mod fixtures;
-pub mod grid;
-pub mod help;
-pub mod keys;
-pub mod log;
-pub mod phases;
-pub mod theme;
-pub mod view;
+pub mod app; // App: the run state and the screen state around it
+pub(crate) mod checklist; // the checklist pane
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures; // test scenes (the `fixtures` feature): snapshot tests, screenshots, benchmark
+pub(crate) mod grid; // the balancer line and the node grid
+pub(crate) mod help; // the `?` help and the footer
+pub mod input; // key presses: key -> action -> screen state and effects
+pub mod keys; // the one table of key bindings
+pub mod log; // the log pane
+pub mod model; // the run state: the reducer over engine events
+pub(crate) mod phases; // the phases pane and the output view
+pub mod theme; // colours and glyphs
+pub mod view; // one frame: draws from &App, returns what keys need
 
 use std::io::{self, Stdout};
 use std::path::Path;
@@ -40,21 +47,24 @@ use tokio::sync::mpsc;
 
 use crate::engine::RunHandle;
 use crate::event::{Control, Event, Outcome};
+use crate::leave::{self, Going, Leave};
 
-use app::{App, Effect, FlashLevel, Mode};
+use app::{App, FlashLevel, Mode};
+use input::Effect;
 use theme::{Glyphs, Theme};
+use view::Drawn;
 
 /// Shortest time between two frames: bursts of events inside it become one frame.
-pub const FRAME_MS: u64 = 16;
+pub(crate) const FRAME_MS: u64 = 16;
 /// Spinner speed while a step runs.
 const SPIN_MS: u64 = 100;
 /// Clock tick while a run is live but nothing spins (paused, waiting at a gate).
 const CLOCK_MS: u64 = 1000;
 /// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
 const REPLAY_MAX_GAP_MS: u64 = 1500;
-/// How long leaving (pause-and-leave, or a signal) waits for the running step to end before it
-/// aborts the run; the console and the headless line printer alike.
-pub const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+/// How long leaving waits for the running step to end before it aborts the run (the policy is
+/// [`crate::leave`], shared with the headless line printer).
+pub use crate::leave::SIGNAL_GRACE;
 
 /// How the console looks.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +79,7 @@ pub struct UiOptions {
 
 impl UiOptions {
     /// The starting theme and glyphs for these options and this environment.
-    pub fn resolve(&self) -> anyhow::Result<(Theme, Glyphs)> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<(Theme, Glyphs)> {
         let theme = Theme::choose(
             self.theme.as_deref(),
             self.inventory_theme.as_deref(),
@@ -122,7 +132,7 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
         // The engine waits, paused, holding the lock; the process may end.
         return Ok(Ending::LeftPaused);
     }
-    let outcome_seen = app.outcome;
+    let outcome_seen = app.run().outcome;
     if result.is_err() && !app.finished() {
         // The screen failed while the run was live: never leave it running unseen.
         let _ = controls.send(Control::Abort);
@@ -184,17 +194,19 @@ struct Console {
     source: Source,
     log: log::LogPane,
     terminal: Option<Terminal<CrosstermBackend<Stdout>>>,
+    /// What the last frame laid out (the grid's columns), for the keys.
+    drawn: Drawn,
     dirty: bool,
     last_draw: Option<Instant>,
-    abort_sent: bool,
-    /// When leaving began (quit with pause-and-leave, or a signal).
-    leaving_since: Option<Instant>,
+    /// Leaving on the operator's request or a signal (pause, then go; abort when asked twice or
+    /// when the running step outlasts the grace).
+    leave: Leave,
     /// Left once the run had paused: the lock stays held for `deckhand resume`.
     left_paused: bool,
 }
 
 /// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
-pub fn restore_terminal() {
+pub(crate) fn restore_terminal() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
 }
@@ -238,10 +250,10 @@ impl Console {
             source,
             log: log::LogPane::new(),
             terminal: Some(terminal),
+            drawn: Drawn::default(),
             dirty: true,
             last_draw: None,
-            abort_sent: false,
-            leaving_since: None,
+            leave: Leave::new(),
             left_paused: false,
         })
     }
@@ -263,14 +275,16 @@ impl Console {
         let Some(terminal) = self.terminal.as_mut() else {
             return Ok(());
         };
-        let app = &mut self.app;
+        let app = &self.app;
         let log = &self.log;
+        let mut layout = Drawn::default();
         let drawn = terminal.draw(|f| {
             let area = f.area();
-            view::draw(app, Some(log), area, f.buffer_mut());
+            layout = view::draw(app, Some(log), area, f.buffer_mut());
         });
+        self.drawn = layout.or(self.drawn);
         if let Err(e) = drawn {
-            if self.leaving_since.is_some() {
+            if self.leave.leaving() {
                 // The terminal may be gone (SIGHUP): go on leaving without a screen.
                 self.terminal = None;
             } else {
@@ -309,7 +323,13 @@ impl Console {
             match e {
                 Effect::Send(c) => self.send(c),
                 Effect::Quit => quit = true,
-                Effect::PauseAndLeave => self.start_leaving("the operator left the console"),
+                Effect::PauseAndLeave => {
+                    if self.app.finished() {
+                        quit |= self.leave_step(leave::Input::Ended);
+                    }
+                    let rolling_back = self.app.run().rolling_back;
+                    quit |= self.leave_step(leave::Input::PauseAndLeave { rolling_back });
+                }
                 Effect::LogFilter(node) => self.log.set_filter(node.as_deref()),
                 Effect::LogScroll(dir) => self.log.scroll(dir),
                 Effect::ReplayPause => {
@@ -331,44 +351,41 @@ impl Console {
         quit
     }
 
-    /// Leave at the next step boundary: the engine pauses there and keeps the lock, so the
-    /// run can be continued or rolled back later with `deckhand resume`. A rollback under way is
-    /// left to finish first (the engine does not pause a rollback).
-    fn start_leaving(&mut self, reason: &str) {
-        if self.leaving_since.is_some() {
-            return;
+    /// Feed the leave policy one input and carry out its answer: send its control, flash its
+    /// notice. True: leave now (after a pause, the lock stays held for `deckhand resume`).
+    fn leave_step(&mut self, input: leave::Input) -> bool {
+        let answer = self.leave.step(input, Instant::now());
+        if let Some(c) = answer.send {
+            self.send(c);
         }
-        self.leaving_since = Some(Instant::now());
-        if !self.app.rolling_back && !self.app.finished() {
-            self.send(Control::Interrupt {
-                reason: reason.to_string(),
-            });
+        if let Some(n) = answer.say {
+            self.app.flash(n.level(), n.console());
         }
         self.dirty = true;
+        match answer.go {
+            Some(Going::Paused) => {
+                self.left_paused = true;
+                true
+            }
+            Some(Going::Ended) => true,
+            None => false,
+        }
     }
 
     /// While leaving: go once the run is paused or over; abort a step that will not end.
     fn leave_progress(&mut self) -> bool {
-        let Some(since) = self.leaving_since else {
+        if !self.leave.leaving() {
             return false;
-        };
-        if self.app.finished() {
+        }
+        let closed = matches!(self.source, Source::Live { closed: true, .. });
+        if self.app.finished() || closed {
+            return self.leave_step(leave::Input::Ended);
+        }
+        if self.app.mode() == Mode::Paused && self.leave_step(leave::Input::Paused) {
             return true;
         }
-        if let Source::Live { closed: true, .. } = self.source {
-            return true;
-        }
-        if self.app.mode() == Mode::Paused {
-            self.left_paused = true;
-            return true;
-        }
-        if since.elapsed() > SIGNAL_GRACE && !self.abort_sent {
-            self.abort_sent = true;
-            self.app.flash(
-                FlashLevel::Error,
-                "the running step did not end in time: aborting it",
-            );
-            self.send(Control::Abort);
+        if self.leave.deadline().is_some_and(|d| Instant::now() >= d) {
+            return self.leave_step(leave::Input::GraceElapsed);
         }
         false
     }
@@ -392,7 +409,7 @@ impl Console {
             }
             let tick = if self.app.animating() {
                 Duration::from_millis(SPIN_MS)
-            } else if self.app.run.is_some() && !self.app.finished() {
+            } else if self.app.run().info.is_some() && !self.app.finished() {
                 Duration::from_millis(CLOCK_MS)
             } else {
                 Duration::from_secs(3600)
@@ -458,7 +475,8 @@ impl Console {
                 term = input.next() => {
                     match term {
                         Some(Ok(TermEvent::Key(k))) if k.kind != KeyEventKind::Release => {
-                            let effects = self.app.handle_key(keys::Key::from_event(&k));
+                            let key = keys::Key::from_event(&k);
+                            let effects = input::handle_key(&mut self.app, key, &self.drawn);
                             if self.effects(effects) {
                                 return Ok(());
                             }
@@ -476,7 +494,8 @@ impl Console {
                 }
                 _ = tokio::time::sleep(frame_wait.min(tick)) => {
                     if !self.app.replay {
-                        self.dirty = self.dirty || self.app.run.is_some() && !self.app.finished();
+                        self.dirty =
+                            self.dirty || self.app.run().info.is_some() && !self.app.finished();
                     } else {
                         self.app.frame += 1;
                         self.dirty = self.dirty || self.app.animating();
@@ -520,22 +539,12 @@ impl Console {
     /// SIGTERM or SIGHUP: leave at the next step boundary with the lock held (as the line
     /// printer does); the same signal again aborts the run now. True: leave at once (nothing
     /// is running: a replay, or a run that has finished).
-    fn on_signal(&mut self, name: &str) -> bool {
+    fn on_signal(&mut self, name: &'static str) -> bool {
+        let mut go = false;
         if self.app.finished() || self.app.replay {
-            return true;
+            go |= self.leave_step(leave::Input::Ended);
         }
-        if self.leaving_since.is_none() {
-            self.app.flash(
-                FlashLevel::Warn,
-                format!("{name}: pausing at the next step boundary, then leaving (again: abort)"),
-            );
-            self.start_leaving(&format!("{name} received"));
-        } else if !self.abort_sent {
-            self.abort_sent = true;
-            self.app
-                .flash(FlashLevel::Error, format!("{name} again: aborting the run"));
-            self.send(Control::Abort);
-        }
-        false
+        let rolling_back = self.app.run().rolling_back;
+        go | self.leave_step(leave::Input::Signal { name, rolling_back })
     }
 }

@@ -10,11 +10,12 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
-use super::app::{App, PhaseStatus, PhaseView};
+use super::app::App;
+use super::model::{PhaseStatus, PhaseView};
 use crate::event::{NodeState, StepResult};
 
 /// `1.2s`, `42s`, `3m05s`.
-pub fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     if ms < 10_000 {
         format!("{:.1}s", ms as f64 / 1000.0)
     } else if ms < 60_000 {
@@ -65,7 +66,7 @@ fn phase_line<'a>(app: &App, p: &'a PhaseView, name_w: usize) -> Line<'a> {
     ])
 }
 
-pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
+pub(crate) fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
     let th = &app.theme;
     let border = if focused {
         th.get("border_focus")
@@ -93,14 +94,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         .unwrap_or(&[]);
     let name_w = node_phases
         .iter()
-        .chain(app.local.iter())
+        .chain(app.run().local.iter())
         .map(|p| p.name.chars().count())
         .max()
         .unwrap_or(8)
         .clamp(8, 22);
-    if !app.local.is_empty() {
+    if !app.run().local.is_empty() {
         lines.push(Line::from(Span::styled(" on this machine", th.get("dim"))));
-        for p in &app.local {
+        for p in &app.run().local {
             if p.status == PhaseStatus::Running && running.is_none() {
                 running = Some(lines.len());
             }
@@ -159,7 +160,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
 }
 
 /// The full output of one node (or of this machine), over the body of the screen.
-pub fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
+pub(crate) fn render_output(app: &App, area: Rect, buf: &mut Buffer) {
     let Some(view) = app.output.as_ref() else {
         return;
     };

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use ratatui::style::{Color, Modifier, Style};
 
 /// The built-in themes, in the order `t` cycles through them. The first is the default.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
     (
@@ -73,7 +73,7 @@ const KEYS: &[&str] = &[
 /// A resolved palette: one style per semantic name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Theme {
-    pub name: String,
+    pub(crate) name: String,
     styles: BTreeMap<String, Style>,
 }
 
@@ -102,7 +102,7 @@ impl Theme {
     }
 
     /// `--theme NAME|FILE`: a built-in name, or a path to a theme file.
-    pub fn resolve(spec: &str) -> anyhow::Result<Theme> {
+    pub(crate) fn resolve(spec: &str) -> anyhow::Result<Theme> {
         if let Some(t) = Theme::builtin(spec) {
             return Ok(t);
         }
@@ -121,7 +121,7 @@ impl Theme {
 
     /// The theme to start with: the `--theme` flag wins, then `NO_COLOR` (monochrome), then the
     /// inventory's `theme` key, then the default.
-    pub fn choose(
+    pub(crate) fn choose(
         flag: Option<&str>,
         inventory: Option<&str>,
         no_color: bool,
@@ -139,7 +139,7 @@ impl Theme {
     }
 
     /// The built-in theme after this one (for the `t` key).
-    pub fn next_builtin(&self) -> Theme {
+    pub(crate) fn next_builtin(&self) -> Theme {
         let pos = BUILTIN.iter().position(|(n, _)| *n == self.name);
         let next = match pos {
             Some(i) => (i + 1) % BUILTIN.len(),
@@ -150,7 +150,7 @@ impl Theme {
 }
 
 /// True when the environment asks for no colour (<https://no-color.org>: set and not empty).
-pub fn no_color_requested() -> bool {
+pub(crate) fn no_color_requested() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
@@ -204,7 +204,7 @@ fn parse(src: &str, path: Option<&Path>) -> anyhow::Result<Theme> {
 }
 
 /// `"<fg> [on <bg>] [bold] [dim] [italic] [underline] [reverse]"`.
-pub fn parse_style(spec: &str) -> anyhow::Result<Style> {
+pub(crate) fn parse_style(spec: &str) -> anyhow::Result<Style> {
     let mut style = Style::default();
     let mut words = spec.split_whitespace().peekable();
     let mut fg_set = false;
@@ -270,43 +270,44 @@ fn parse_color(word: &str) -> anyhow::Result<Color> {
 /// show more (`--ascii`, or a locale that is not UTF-8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Glyphs {
-    pub ascii: bool,
-    pub arrow: &'static str,
-    pub down: &'static str,
-    pub cut: &'static str,
-    pub vline: &'static str,
-    pub hline: &'static str,
-    pub tee_down: &'static str,
-    pub dot: &'static str,
-    pub spinner: &'static [&'static str],
-    pub ok: &'static str,
-    pub fail: &'static str,
-    pub pending: &'static str,
-    pub skipped: &'static str,
-    pub drained: &'static str,
-    pub in_rotation: &'static str,
-    pub healthy: &'static str,
-    pub rolled_back: &'static str,
-    pub unknown: &'static str,
-    pub confirm: &'static str,
-    pub box_empty: &'static str,
-    pub ellipsis: &'static str,
+    pub(crate) ascii: bool,
+    pub(crate) arrow: &'static str,
+    pub(crate) down: &'static str,
+    pub(crate) cut: &'static str,
+    pub(crate) vline: &'static str,
+    pub(crate) hline: &'static str,
+    pub(crate) tee_down: &'static str,
+    pub(crate) dot: &'static str,
+    pub(crate) spinner: &'static [&'static str],
+    pub(crate) ok: &'static str,
+    pub(crate) fail: &'static str,
+    pub(crate) pending: &'static str,
+    pub(crate) skipped: &'static str,
+    pub(crate) drained: &'static str,
+    pub(crate) in_rotation: &'static str,
+    pub(crate) healthy: &'static str,
+    pub(crate) rolled_back: &'static str,
+    pub(crate) unknown: &'static str,
+    pub(crate) confirm: &'static str,
+    pub(crate) box_empty: &'static str,
+    pub(crate) ellipsis: &'static str,
     /// A node mid-update with no step running (paused, or between two steps).
-    pub paused: &'static str,
-    pub between: &'static str,
-    pub border: ratatui::symbols::border::Set<'static>,
+    pub(crate) paused: &'static str,
+    pub(crate) between: &'static str,
+    pub(crate) border: ratatui::symbols::border::Set<'static>,
 }
 
-pub const ASCII_BORDER: ratatui::symbols::border::Set<'static> = ratatui::symbols::border::Set {
-    top_left: "+",
-    top_right: "+",
-    bottom_left: "+",
-    bottom_right: "+",
-    vertical_left: "|",
-    vertical_right: "|",
-    horizontal_top: "-",
-    horizontal_bottom: "-",
-};
+pub(crate) const ASCII_BORDER: ratatui::symbols::border::Set<'static> =
+    ratatui::symbols::border::Set {
+        top_left: "+",
+        top_right: "+",
+        bottom_left: "+",
+        bottom_right: "+",
+        vertical_left: "|",
+        vertical_right: "|",
+        horizontal_top: "-",
+        horizontal_bottom: "-",
+    };
 
 impl Glyphs {
     pub const UNICODE: Glyphs = Glyphs {
@@ -362,7 +363,7 @@ impl Glyphs {
         border: ASCII_BORDER,
     };
 
-    pub fn new(ascii: bool) -> Glyphs {
+    pub(crate) fn new(ascii: bool) -> Glyphs {
         if ascii {
             Glyphs::ASCII
         } else {
@@ -372,7 +373,7 @@ impl Glyphs {
 
     /// Whether the terminal can show the Unicode glyphs: the locale must promise UTF-8, and the
     /// bare consoles (`TERM=linux`, `vt100`, `vt220`, `dumb`) cannot, whatever the locale says.
-    pub fn unicode_ok() -> bool {
+    pub(crate) fn unicode_ok() -> bool {
         let term = std::env::var("TERM").unwrap_or_default();
         if matches!(
             term.as_str(),
@@ -384,7 +385,7 @@ impl Glyphs {
     }
 
     /// Whether the locale promises UTF-8; without that, glyphs fall back to ASCII.
-    pub fn locale_is_utf8() -> bool {
+    pub(crate) fn locale_is_utf8() -> bool {
         for var in ["LC_ALL", "LC_CTYPE", "LANG"] {
             if let Ok(v) = std::env::var(var) {
                 if !v.is_empty() {
@@ -396,7 +397,7 @@ impl Glyphs {
         false
     }
 
-    pub fn spinner_frame(&self, frame: usize) -> &'static str {
+    pub(crate) fn spinner_frame(&self, frame: usize) -> &'static str {
         self.spinner[frame % self.spinner.len()]
     }
 }

@@ -3,8 +3,9 @@
 //! over them (node output, help, a confirm dialog). Below 80×24 it draws only a request for a
 //! bigger terminal.
 //!
-//! Pure drawing into a buffer from [`App`]; used the same way by the live console, replay,
-//! the snapshot tests, the screenshots and the benchmark.
+//! Pure drawing into a buffer from `&App`: it changes no state, and hands back what the frame
+//! laid out that key handling needs ([`Drawn`]: the grid's columns, for up and down). Used the
+//! same way by the live console, replay, the snapshot tests, the screenshots and the benchmark.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -16,11 +17,37 @@ use super::app::{App, Dialog, FlashLevel, Focus, Mode};
 use super::log::LogPane;
 use super::{checklist, grid, help, phases};
 
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
+pub(crate) const MIN_WIDTH: u16 = 80;
+pub(crate) const MIN_HEIGHT: u16 = 24;
+
+/// What a frame laid out that key handling needs (television's render task sends its `UiState`
+/// back the same way): returned by [`draw`], kept by the console loop and handed to
+/// [`handle_key`](super::input::handle_key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drawn {
+    /// How many nodes a row of the grid holds; `None` when no grid was drawn (the terminal is
+    /// too small).
+    pub(crate) grid_columns: Option<usize>,
+}
+
+impl Drawn {
+    /// How many nodes `↑`/`↓` move the selection by: a row of the grid (one before any grid was
+    /// drawn).
+    pub(crate) fn grid_columns(&self) -> usize {
+        self.grid_columns.unwrap_or(1)
+    }
+
+    /// This frame's layout, keeping what an earlier frame knew where this one drew less (a
+    /// too-small terminal draws no grid: the last grid's rows still hold).
+    pub(crate) fn or(self, earlier: Drawn) -> Drawn {
+        Drawn {
+            grid_columns: self.grid_columns.or(earlier.grid_columns),
+        }
+    }
+}
 
 /// `00:42`, `1:02:03`.
-pub fn clock(ms: i64) -> String {
+pub(crate) fn clock(ms: i64) -> String {
     let s = ms / 1000;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
@@ -29,12 +56,14 @@ pub fn clock(ms: i64) -> String {
     }
 }
 
-pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) {
+/// Draw one frame of the console into `buf` (the log pane only when one is given), and say what
+/// it laid out.
+pub fn draw(app: &App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) -> Drawn {
     let bg = app.theme.get("background");
     buf.set_style(area, bg);
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         too_small(app, area, buf);
-        return;
+        return Drawn::default();
     }
     let [header, body, flash, footer] = Layout::vertical([
         Constraint::Length(2),
@@ -48,7 +77,7 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
     let (shape, grid_h) = grid::layout(app, body.width, body.height.saturating_sub(9).max(5));
     let [grid_area, panes] =
         Layout::vertical([Constraint::Length(grid_h), Constraint::Min(6)]).areas(body);
-    grid::render(app, shape, grid_area, buf, app.focus == Focus::Grid);
+    let grid_columns = grid::render(app, shape, grid_area, buf, app.focus == Focus::Grid);
 
     let (panes, log_area) = if app.show_log {
         let [p, l] =
@@ -92,6 +121,7 @@ pub fn draw(app: &mut App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) 
     if app.dialog.is_some() {
         draw_dialog(app, area, buf);
     }
+    Drawn { grid_columns }
 }
 
 fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
@@ -132,7 +162,7 @@ fn too_small(app: &App, area: Rect, buf: &mut Buffer) {
 /// The release the fleet is coming from: what most nodes served at the start.
 fn from_release(app: &App) -> Option<String> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
-    for n in &app.nodes {
+    for n in &app.run().nodes {
         if let Some(r) = n.start_release.as_deref() {
             match counts.iter_mut().find(|c| c.0 == r) {
                 Some(c) => c.1 += 1,
@@ -162,7 +192,7 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
         brand,
         th.get("accent").add_modifier(Modifier::BOLD),
     )];
-    match &app.run {
+    match &app.run().info {
         None => spans.push(Span::styled(
             " waiting for the deployment to start…",
             th.get("dim"),
@@ -179,7 +209,7 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
                 Some(from) if from != r.release => format!("{from} {} {}", g.arrow, r.release),
                 _ => r.release.clone(),
             };
-            let batch = match app.batch {
+            let batch = match app.run().batch {
                 Some(b) => format!("{}, batch {}/{}", r.strategy, b + 1, r.batches.len()),
                 None => format!(
                     "{}, {}",
@@ -187,7 +217,7 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
                     crate::util::count(r.batches.len(), "batch", "batches")
                 ),
             };
-            let lock = if app.locked {
+            let lock = if app.run().locked {
                 format!("lock: {}@{}", r.who, r.from_host)
             } else {
                 "no lock held".to_string()
@@ -247,16 +277,17 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
 
 fn status_sentence(app: &App, mode: Mode) -> String {
     match mode {
-        Mode::Ready if app.run.is_none() => String::new(),
+        Mode::Ready if app.run().info.is_none() => String::new(),
         Mode::Ready => "preflight: reading every node's live release".into(),
         Mode::Deploying => {
             let busy: Vec<&str> = app
+                .run()
                 .nodes
                 .iter()
                 .filter(|n| n.in_flight())
                 .map(|n| n.name.as_str())
                 .collect();
-            if let (true, Some((window, _))) = (busy.is_empty(), &app.monitoring) {
+            if let (true, Some((window, _))) = (busy.is_empty(), &app.run().monitoring) {
                 format!(
                     "every node updated; watching the {window} checklist window (enter ends it early)"
                 )
@@ -268,15 +299,15 @@ fn status_sentence(app: &App, mode: Mode) -> String {
         }
         Mode::Pausing => "pausing: the running step ends first, no new step starts".into(),
         Mode::Paused => "paused: no step is running; p resumes, R rolls back".into(),
-        Mode::Waiting => match app.gate_until {
+        Mode::Waiting => match app.run().gate_until {
             Some(until) => format!(
                 "gate: {} — passes by itself in {}; enter promotes now, R rolls back",
-                app.gate.as_deref().unwrap_or("waiting"),
+                app.run().gate.as_deref().unwrap_or("waiting"),
                 clock((until - app.now()).max(0))
             ),
             None => format!(
                 "gate: {} — enter promotes, R rolls back",
-                app.gate.as_deref().unwrap_or("waiting")
+                app.run().gate.as_deref().unwrap_or("waiting")
             ),
         },
         Mode::RollingBack => {
@@ -285,6 +316,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
         Mode::Aborting => "aborting: stopping running steps".into(),
         Mode::Failed => {
             let failed: Vec<String> = app
+                .run()
                 .nodes
                 .iter()
                 .filter(|n| n.state == crate::event::NodeState::Failed)
@@ -294,8 +326,8 @@ fn status_sentence(app: &App, mode: Mode) -> String {
                 })
                 .collect();
             let tail = if app.finished() {
-                app.finish_message.clone().unwrap_or_default()
-            } else if app.gate.is_some() {
+                app.run().finish_message.clone().unwrap_or_default()
+            } else if app.run().gate.is_some() {
                 "enter to go on anyway, R to roll back".into()
             } else {
                 String::new()
@@ -315,7 +347,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
         | Mode::Partial
         | Mode::LockHeld => format!(
             "{} — q to leave",
-            app.finish_message.clone().unwrap_or_default()
+            app.run().finish_message.clone().unwrap_or_default()
         ),
     }
 }
@@ -414,4 +446,41 @@ fn draw_dialog(app: &App, area: Rect, buf: &mut Buffer) {
         },
         buf,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::fixtures;
+
+    fn draw_at(app: &App, width: u16, height: u16) -> Drawn {
+        let area = Rect::new(0, 0, width, height);
+        let mut buf = Buffer::empty(area);
+        draw(app, None, area, &mut buf)
+    }
+
+    #[test]
+    fn a_frame_reports_the_grid_columns_it_drew() {
+        let app = fixtures::mid_rollout().into_app();
+        let wide = draw_at(&app, 160, 40).grid_columns;
+        let narrow = draw_at(&app, 80, 40).grid_columns;
+        assert!(
+            wide.is_some_and(|c| c >= 5),
+            "{wide:?}: five boxes in a row"
+        );
+        assert!(narrow.is_some_and(|c| c < 5), "{narrow:?}: web-5 wraps");
+        // The compact grid: one cell per node, two columns each.
+        let large = fixtures::large_fleet(120).into_app();
+        assert_eq!(draw_at(&large, 120, 36).grid_columns, Some(59));
+    }
+
+    #[test]
+    fn a_terminal_too_small_draws_no_grid_and_the_last_one_holds() {
+        let app = fixtures::mid_rollout().into_app();
+        let small = draw_at(&app, 70, 20);
+        assert_eq!(small, Drawn::default());
+        let wide = draw_at(&app, 160, 40);
+        assert_eq!(small.or(wide), wide);
+        assert_eq!(Drawn::default().grid_columns(), 1);
+    }
 }
