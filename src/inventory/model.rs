@@ -1,8 +1,8 @@
 //! The typed inventory: what the operator declared, after loading and validation.
 //!
-//! These types hold no I/O and no defaults logic beyond plain values; `load.rs` fills them from
-//! TOML and `validate.rs` checks how they refer to each other. Byte spans are kept where later
-//! checks need to point back into the file.
+//! These types hold no I/O and no defaults logic beyond plain values; `read` fills them from
+//! TOML and `validate` checks how they refer to each other. Byte spans (never serialized) are
+//! kept where those checks need to point back into the file.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -13,6 +13,23 @@ use serde::Serialize;
 use crate::secrets::Secrets;
 
 pub type Span = Range<usize>;
+
+/// A name as the file wrote it, and where: kept where `validate` may have to point at a name
+/// that refers to nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) name: String,
+    pub(crate) span: Span,
+}
+
+impl Written {
+    pub(crate) fn new(name: &str, span: &Span) -> Self {
+        Written {
+            name: name.to_string(),
+            span: span.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
@@ -253,8 +270,31 @@ pub struct Environment {
     /// `.env.example` (relative to the inventory) whose keys every node's `shared/.env` must have.
     pub config_example: Option<String>,
     pub allow_migrate_without_backup: bool,
+    /// Its name in `[environments.NAME]`.
     #[serde(skip)]
     pub span: Span,
+    /// Its lists as written, for `validate`.
+    #[serde(skip)]
+    pub(crate) written: WrittenLists,
+}
+
+/// What an environment's `nodes`, `roles` and `groups` said, name by name with spans. The
+/// resolved members (`Environment::nodes`) and the strategy's groups are what deckhand uses;
+/// `validate` checks these against the inventory and points at a name that refers to nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WrittenLists {
+    /// `nodes`, each name once.
+    pub(crate) nodes: Vec<Written>,
+    pub(crate) roles: Vec<Written>,
+    /// Blue-green only.
+    pub(crate) groups: Option<WrittenGroups>,
+}
+
+/// A blue-green environment's `groups`: where it is written, and each group's members.
+#[derive(Debug, Clone)]
+pub(crate) struct WrittenGroups {
+    pub(crate) span: Span,
+    pub(crate) groups: Vec<(String, Vec<Written>)>,
 }
 
 /// Which checklist window a check belongs to.
@@ -466,6 +506,7 @@ pub struct Phase {
     pub action: Action,
     #[serde(with = "crate::util::opt_duration_serde")]
     pub timeout: Option<Duration>,
+    /// The `[[phases]]` table, its `roles` and its `name`.
     #[serde(skip)]
     pub span: Span,
     #[serde(skip)]
