@@ -45,6 +45,7 @@ invalid!(
     bad_ssh_setting,
     jump_hop_not_a_string,
     bad_jump_hop,
+    syntax_errors,
 );
 
 #[test]
@@ -64,6 +65,40 @@ fn every_problem_is_reported_at_once() {
         r.contains("6 errors in tests/fixtures/invalid/many_errors.toml"),
         "{r}"
     );
+}
+
+#[test]
+fn every_syntax_error_is_reported_at_once() {
+    let r = report("syntax_errors");
+    let file = "tests/fixtures/invalid/syntax_errors.toml";
+    // One per broken line, in file order; the unclosed array is shown where it opens.
+    let places: Vec<&str> = r
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--> "))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            format!("{file}:2:8"),
+            format!("{file}:6:19"),
+            format!("{file}:7:16"),
+            format!("{file}:10:17"),
+            format!("{file}:14:9"),
+        ],
+        "{r}"
+    );
+    assert!(r.contains("5 errors in"), "{r}");
+    // Only syntax: no complaint about the shape of what could not be read.
+    assert!(
+        !r.contains("is missing `") && !r.contains("unknown key"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_table_defined_twice_is_one_error_not_one_per_key() {
+    let r = report("duplicate_node");
+    assert_eq!(r.matches("error:").count(), 1, "{r}");
 }
 
 #[test]

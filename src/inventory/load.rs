@@ -1,4 +1,4 @@
-//! Loading an inventory file: read it, parse its TOML (stopping at a syntax error),
+//! Loading an inventory file: read it, parse its TOML (every syntax error of the file at once),
 //! read every section into the typed model (`read`), check the whole (`validate`), and hand back
 //! either the [`Inventory`] or one [`Report`] with every problem, in file order.
 //!
@@ -10,8 +10,8 @@ use std::path::Path;
 use toml::de::DeTable;
 
 use super::model::Inventory;
-use super::{read, validate};
-use crate::diag::{Diagnostic, Report};
+use super::{read, syntax, validate};
+use crate::diag::Report;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -46,14 +46,11 @@ pub fn load_str(
         source: source.to_string(),
         diagnostics,
     };
-    let root = match DeTable::parse(source) {
-        Ok(t) => t,
-        Err(e) => {
-            let d = Diagnostic::new(format!("invalid TOML: {}", e.message().trim()), e.span())
-                .help("fix the syntax at this spot; see the inventory reference in README.md");
-            return Err(report(vec![d]));
-        }
-    };
+    // What the parser made of a broken file is a guess: its shape is not worth reporting on.
+    let (root, errors) = DeTable::parse_recoverable(source);
+    if !errors.is_empty() {
+        return Err(report(syntax::diagnostics(source, &root, &errors)));
+    }
     let mut cx = read::Cx::new(env);
     let inv = read::inventory(&mut cx, file, &root);
     let mut diags = cx.diags;
