@@ -135,6 +135,11 @@ pub struct Node {
     pub ssh: SshSettings,
     /// The node's server name in the load balancer (default: its name).
     pub lb_server: String,
+    /// Its name in `[nodes.NAME]`, and its `lb_server` value when it has one.
+    #[serde(skip)]
+    pub(crate) span: Span,
+    #[serde(skip)]
+    pub(crate) lb_server_span: Option<Span>,
 }
 
 /// How nodes take their turn.
@@ -218,6 +223,9 @@ pub struct HaproxyBalancer {
     pub backend: String,
     /// `local` (this machine) or the node whose connection reaches the socket (with socat).
     pub via: String,
+    /// Where `via` is written, when it is.
+    #[serde(skip)]
+    pub(crate) via_span: Option<Span>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,8 @@
 //! An environment's `load_balancer`: one table or an array of them, each HAProxy (runtime API
 //! socket, backend, reached locally or via a node) or commands run on this machine, with the
 //! timeouts and rotation rules every balancer has.
+//!
+//! `via` is kept with its span; whether it names a node is `validate`'s to check.
 
 use std::time::Duration;
 
@@ -143,10 +145,10 @@ fn haproxy(cx: &mut Cx, t: &mut Table) -> Option<BalancerKind> {
     let socket = t.require(cx, "socket", socket, "\"/run/haproxy/admin.sock\"");
     let backend = t.string(cx, "backend", "\"app\"");
     let backend = t.require(cx, "backend", backend, "\"app\"");
-    let via = t
-        .string(cx, "via", "\"local\"")
-        .map(|(v, _)| v)
-        .unwrap_or_else(|| "local".into());
+    let (via, via_span) = match t.string(cx, "via", "\"local\"") {
+        Some((v, sp)) => (v, Some(sp)),
+        None => ("local".into(), None),
+    };
     if let Some((sock, sp)) = &socket {
         if !sock.starts_with('/') {
             cx.error(
@@ -160,6 +162,7 @@ fn haproxy(cx: &mut Cx, t: &mut Table) -> Option<BalancerKind> {
         socket: socket?.0,
         backend: backend?.0,
         via,
+        via_span,
     }))
 }
 

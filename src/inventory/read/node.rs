@@ -76,12 +76,16 @@ pub(super) fn read(
     if let Some((p, sp)) = &deploy_path {
         app::check_deploy_path(cx, p, sp.clone());
     }
-    let lb_server = t.string(cx, "lb_server", "\"web1\"").map(|(s, _)| s);
+    let lb_server = t.string(cx, "lb_server", "\"web1\"");
     let ssh = ssh::read(cx, &mut t, Some(ssh_defaults));
     t.finish(cx, KEYS);
     let deploy_path = deploy_path
         .map(|(p, _)| p)
         .or_else(|| app.map(|a| a.deploy_path.clone()))?;
+    let (lb_server, lb_server_span) = match lb_server {
+        Some((s, sp)) => (s, Some(sp)),
+        None => (name.to_string(), None),
+    };
     Some(Node {
         name: name.to_string(),
         host: host.map(|(h, _)| h).unwrap_or_else(|| "127.0.0.1".into()),
@@ -89,6 +93,8 @@ pub(super) fn read(
         transport,
         deploy_path,
         ssh,
-        lb_server: lb_server.unwrap_or_else(|| name.to_string()),
+        lb_server,
+        span,
+        lb_server_span,
     })
 }

@@ -1,11 +1,13 @@
 //! Checks over a whole loaded inventory: how its parts refer to each other. Names that must point
 //! at something real (an environment's nodes and roles, blue-green groups, a phase's roles, a
-//! check's `on`, `requires`), names that must be unique (phases, checks), builtin ordering, and the rules that need several sections at
+//! check's `on`, `requires`, a balancer's `via`), names that must be unique (phases, checks,
+//! servers behind one balancer), builtin ordering, and the rules that need several sections at
 //! once (a `once` phase in every environment, backups before migrations in protected ones).
 //!
 //! Shape errors (types, unknown keys, words) are `read`'s job; this module sees a fully typed
 //! [`Inventory`] with the spans of what was written, and only reports, never changes it.
 
+mod balancers;
 mod checks;
 mod environments;
 mod phases;
@@ -29,6 +31,7 @@ pub(crate) fn validate(inv: &Inventory, source: &str) -> Vec<Diagnostic> {
     environments::check(&cx, &mut out);
     phases::check(&cx, &mut out);
     checks::check(&cx, &mut out);
+    balancers::check(&cx, &mut out);
     out
 }
 
@@ -47,5 +50,10 @@ impl Facts<'_> {
     /// The line of a byte offset, 1-based.
     fn line(&self, at: usize) -> usize {
         crate::diag::line_col(self.source, at).0
+    }
+
+    /// "FILE:LINE" of a byte offset, for a message that names a second place.
+    fn place(&self, at: usize) -> String {
+        format!("{}:{}", self.inv.file.display(), self.line(at))
     }
 }
