@@ -1,8 +1,8 @@
 //! The typed inventory: what the operator declared, after loading and validation.
 //!
 //! These types hold no I/O and no defaults logic beyond plain values; `read` fills them from
-//! TOML and `validate` checks how they refer to each other. Byte spans (never serialized) are
-//! kept where those checks need to point back into the file.
+//! TOML and `validate` checks how they refer to each other. Byte spans (crate-private, never
+//! serialized) are kept where those checks need to point back into the file.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::secrets::Secrets;
 
-pub type Span = Range<usize>;
+pub(crate) type Span = Range<usize>;
 
 /// A name as the file wrote it, and where: kept where `validate` may have to point at a name
 /// that refers to nothing.
@@ -155,7 +155,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub fn word(&self) -> &'static str {
+    pub(crate) fn word(&self) -> &'static str {
         match self {
             Strategy::Rolling => "rolling",
             Strategy::BlueGreen { .. } => "blue-green",
@@ -280,7 +280,7 @@ pub struct Environment {
     pub allow_migrate_without_backup: bool,
     /// Its name in `[environments.NAME]`.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
     /// Its lists as written, for `validate`.
     #[serde(skip)]
     pub(crate) written: WrittenLists,
@@ -315,7 +315,7 @@ pub enum Window {
 }
 
 impl Window {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Window::Immediate => "immediate",
             Window::Short => "short",
@@ -336,7 +336,7 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             CheckKind::Health => "health",
             CheckKind::Errors => "errors",
@@ -398,7 +398,7 @@ pub struct Check {
     pub timeout: Duration,
     pub on_fail: OnFail,
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -460,7 +460,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Stage::Before => "before",
             Stage::Node => "node",
@@ -485,7 +485,7 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Builtin::Release => "release",
             Builtin::Switch => "switch",
@@ -516,9 +516,9 @@ pub struct Phase {
     pub timeout: Option<Duration>,
     /// The `[[phases]]` table, its `roles` and its `name`.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
     #[serde(skip)]
-    pub roles_span: Option<Span>,
+    pub(crate) roles_span: Option<Span>,
     #[serde(skip)]
-    pub name_span: Span,
+    pub(crate) name_span: Span,
 }
