@@ -33,6 +33,29 @@ proptest! {
         }
     }
 
+    /// Damaged in several places at once, every problem the loader reports points at a place
+    /// in the file (a line and a column), never at the file as a whole.
+    #[test]
+    fn every_problem_of_a_file_damaged_in_several_places_has_a_place(
+        damage in proptest::collection::vec((0usize..6000, 0usize..40, "[\\[\\]{}=\"'\\n a-z0-9$%.]{0,12}"), 1..5)
+    ) {
+        let mut src = std::fs::read_to_string("inventory/askproai.toml").unwrap();
+        for (cut, len, junk) in &damage {
+            let start = (*cut).min(src.len());
+            let end = (start + len).min(src.len());
+            if src.is_char_boundary(start) && src.is_char_boundary(end) {
+                src = format!("{}{}{}", &src[..start], junk, &src[end..]);
+            }
+        }
+        let env = |_: &str| Some("x".to_string());
+        if let Err(r) = deckhand::inventory::load_str(Path::new("askproai.toml"), &src, &env) {
+            prop_assert!(!r.diagnostics.is_empty());
+            for d in &r.diagnostics {
+                prop_assert!(d.span.is_some(), "no place for {:?} in:\n{}", d.message, src);
+            }
+        }
+    }
+
     /// A template never lets a value out of its quotes: the shell reads back exactly the value.
     #[test]
     fn placeholder_values_reach_the_shell_verbatim(value in "[ -~\\n]{0,30}") {

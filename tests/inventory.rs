@@ -45,6 +45,10 @@ invalid!(
     bad_ssh_setting,
     jump_hop_not_a_string,
     bad_jump_hop,
+    syntax_errors,
+    lb_server_twice,
+    lb_server_takes_a_node_name,
+    balancer_via_unknown_node,
 );
 
 #[test]
@@ -64,6 +68,76 @@ fn every_problem_is_reported_at_once() {
         r.contains("6 errors in tests/fixtures/invalid/many_errors.toml"),
         "{r}"
     );
+}
+
+#[test]
+fn every_syntax_error_is_reported_at_once() {
+    let r = report("syntax_errors");
+    let file = "tests/fixtures/invalid/syntax_errors.toml";
+    // One per broken line, in file order; the unclosed array is shown where it opens.
+    let places: Vec<&str> = r
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--> "))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            format!("{file}:2:8"),
+            format!("{file}:6:19"),
+            format!("{file}:7:16"),
+            format!("{file}:10:17"),
+            format!("{file}:14:9"),
+        ],
+        "{r}"
+    );
+    assert!(r.contains("5 errors in"), "{r}");
+    // Only syntax: no complaint about the shape of what could not be read.
+    assert!(
+        !r.contains("is missing `") && !r.contains("unknown key"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_table_defined_twice_is_one_error_not_one_per_key() {
+    let r = report("duplicate_node");
+    assert_eq!(r.matches("error:").count(), 1, "{r}");
+}
+
+#[test]
+fn two_nodes_behind_one_balancer_with_one_server_name_are_refused() {
+    let r = report("lb_server_twice");
+    let file = "tests/fixtures/invalid/lb_server_twice.toml";
+    // Both places: the second node's at the caret, the first node's in the help.
+    assert!(r.contains(&format!("--> {file}:11:13")), "{r}");
+    assert!(r.contains(&format!("{file}:7")), "{r}");
+    assert!(r.contains("`web-1`") && r.contains("`web-2`"), "{r}");
+    let r = report("lb_server_takes_a_node_name");
+    let file = "tests/fixtures/invalid/lb_server_takes_a_node_name.toml";
+    assert!(r.contains(&format!("--> {file}:10:13")), "{r}");
+    assert!(r.contains(&format!("{file}:5")), "{r}");
+}
+
+#[test]
+fn one_server_name_is_fine_for_nodes_that_never_share_a_balancer() {
+    let base = "[app]\nname = \"shop\"\ndeploy_path = \"/srv/shop\"\n\n\
+                [nodes.web-1]\nhost = \"10.0.0.1\"\nlb_server = \"web\"\n\n\
+                [nodes.web-2]\nhost = \"10.0.0.2\"\nlb_server = \"web\"\n\n";
+    let lb = "load_balancer = { socket = \"/run/haproxy/admin.sock\", backend = \"shop\" }\n";
+    let env = |_: &str| None;
+    // Each behind its own environment's balancer.
+    let apart = format!(
+        "{base}[environments.staging]\nnodes = [\"web-1\"]\n{lb}\n\
+         [environments.prod]\nnodes = [\"web-2\"]\n{lb}"
+    );
+    if let Err(r) = load_str(Path::new("apart.toml"), &apart, &env) {
+        panic!("refused:\n{r}");
+    }
+    // Together, but with no balancer to confuse them in.
+    let unbalanced = format!("{base}[environments.prod]\nnodes = [\"web-1\", \"web-2\"]\n");
+    if let Err(r) = load_str(Path::new("unbalanced.toml"), &unbalanced, &env) {
+        panic!("refused:\n{r}");
+    }
 }
 
 #[test]

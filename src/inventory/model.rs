@@ -1,8 +1,8 @@
 //! The typed inventory: what the operator declared, after loading and validation.
 //!
-//! These types hold no I/O and no defaults logic beyond plain values; `load.rs` fills them from
-//! TOML and `validate.rs` checks how they refer to each other. Byte spans are kept where later
-//! checks need to point back into the file.
+//! These types hold no I/O and no defaults logic beyond plain values; `read` fills them from
+//! TOML and `validate` checks how they refer to each other. Byte spans (crate-private, never
+//! serialized) are kept where those checks need to point back into the file.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -12,7 +12,24 @@ use serde::Serialize;
 
 use crate::secrets::Secrets;
 
-pub type Span = Range<usize>;
+pub(crate) type Span = Range<usize>;
+
+/// A name as the file wrote it, and where: kept where `validate` may have to point at a name
+/// that refers to nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) name: String,
+    pub(crate) span: Span,
+}
+
+impl Written {
+    pub(crate) fn new(name: &str, span: &Span) -> Self {
+        Written {
+            name: name.to_string(),
+            span: span.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
@@ -118,6 +135,11 @@ pub struct Node {
     pub ssh: SshSettings,
     /// The node's server name in the load balancer (default: its name).
     pub lb_server: String,
+    /// Its name in `[nodes.NAME]`, and its `lb_server` value when it has one.
+    #[serde(skip)]
+    pub(crate) span: Span,
+    #[serde(skip)]
+    pub(crate) lb_server_span: Option<Span>,
 }
 
 /// How nodes take their turn.
@@ -133,7 +155,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub fn word(&self) -> &'static str {
+    pub(crate) fn word(&self) -> &'static str {
         match self {
             Strategy::Rolling => "rolling",
             Strategy::BlueGreen { .. } => "blue-green",
@@ -201,6 +223,9 @@ pub struct HaproxyBalancer {
     pub backend: String,
     /// `local` (this machine) or the node whose connection reaches the socket (with socat).
     pub via: String,
+    /// Where `via` is written, when it is.
+    #[serde(skip)]
+    pub(crate) via_span: Option<Span>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,8 +278,31 @@ pub struct Environment {
     /// `.env.example` (relative to the inventory) whose keys every node's `shared/.env` must have.
     pub config_example: Option<String>,
     pub allow_migrate_without_backup: bool,
+    /// Its name in `[environments.NAME]`.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
+    /// Its lists as written, for `validate`.
+    #[serde(skip)]
+    pub(crate) written: WrittenLists,
+}
+
+/// What an environment's `nodes`, `roles` and `groups` said, name by name with spans. The
+/// resolved members (`Environment::nodes`) and the strategy's groups are what deckhand uses;
+/// `validate` checks these against the inventory and points at a name that refers to nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WrittenLists {
+    /// `nodes`, each name once.
+    pub(crate) nodes: Vec<Written>,
+    pub(crate) roles: Vec<Written>,
+    /// Blue-green only.
+    pub(crate) groups: Option<WrittenGroups>,
+}
+
+/// A blue-green environment's `groups`: where it is written, and each group's members.
+#[derive(Debug, Clone)]
+pub(crate) struct WrittenGroups {
+    pub(crate) span: Span,
+    pub(crate) groups: Vec<(String, Vec<Written>)>,
 }
 
 /// Which checklist window a check belongs to.
@@ -267,7 +315,7 @@ pub enum Window {
 }
 
 impl Window {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Window::Immediate => "immediate",
             Window::Short => "short",
@@ -288,7 +336,7 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             CheckKind::Health => "health",
             CheckKind::Errors => "errors",
@@ -350,7 +398,7 @@ pub struct Check {
     pub timeout: Duration,
     pub on_fail: OnFail,
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -412,7 +460,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Stage::Before => "before",
             Stage::Node => "node",
@@ -437,7 +485,7 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Builtin::Release => "release",
             Builtin::Switch => "switch",
@@ -466,10 +514,11 @@ pub struct Phase {
     pub action: Action,
     #[serde(with = "crate::util::opt_duration_serde")]
     pub timeout: Option<Duration>,
+    /// The `[[phases]]` table, its `roles` and its `name`.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
     #[serde(skip)]
-    pub roles_span: Option<Span>,
+    pub(crate) roles_span: Option<Span>,
     #[serde(skip)]
-    pub name_span: Span,
+    pub(crate) name_span: Span,
 }
