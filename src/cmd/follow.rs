@@ -7,8 +7,8 @@ use deckhand::engine::{Control, EventKind, Outcome, RunHandle};
 use deckhand::event::RunKind;
 use deckhand::exit;
 use deckhand::headless::{Format, Printer};
-use deckhand::ui::{UiOptions, SIGNAL_GRACE};
-use deckhand::util;
+use deckhand::leave::{self, Going, Input, Leave};
+use deckhand::ui::UiOptions;
 
 /// Follow a run in the console or headless.
 pub(crate) async fn follow(
@@ -72,8 +72,10 @@ fn say_left_paused(resume_hint: &str) {
     );
 }
 
-/// Follow a run to its end with the line printer. SIGINT, SIGTERM or SIGHUP pause it at the
-/// next step boundary and leave with the lock held, saying how to resume; a second signal aborts.
+/// Follow a run to its end with the line printer. Signals follow the leave policy (see
+/// `deckhand::leave`): SIGINT, SIGTERM or SIGHUP pause the run at the next step boundary and
+/// leave with the lock held, saying how to resume; a second signal aborts; a step that outlasts
+/// the grace is aborted.
 pub(crate) async fn drive(
     mut h: RunHandle,
     output: Format,
@@ -85,14 +87,24 @@ pub(crate) async fn drive(
     let controls = h.controls.clone();
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut finished_msg = None;
-    let mut sigs: Vec<(&str, Option<tokio::signal::unix::Signal>)> = vec![
+    let mut sigs: Vec<(&'static str, Option<tokio::signal::unix::Signal>)> = vec![
         ("SIGINT", signal(SignalKind::interrupt()).ok()),
         ("SIGTERM", signal(SignalKind::terminate()).ok()),
         ("SIGHUP", signal(SignalKind::hangup()).ok()),
     ];
-    let mut leaving: Option<tokio::time::Instant> = None;
-    let mut aborted = false;
-    loop {
+    let mut leave = Leave::new();
+    let mut rolling_back = false;
+    // Carry out one answer of the policy; Some when it says to go.
+    let answer = |r: leave::Response| -> Option<Going> {
+        if let Some(c) = r.send {
+            let _ = controls.send(c);
+        }
+        if let Some(n) = r.say {
+            eprintln!("{}", n.line());
+        }
+        r.go
+    };
+    let going = loop {
         let any_signal = async {
             let futs = sigs.iter_mut().map(|(name, s)| {
                 Box::pin(async move {
@@ -101,52 +113,56 @@ pub(crate) async fn drive(
                             s.recv().await;
                             *name
                         }
-                        None => std::future::pending::<&str>().await,
+                        None => std::future::pending::<&'static str>().await,
                     }
                 })
             });
             futures::future::select_all(futs).await.0
         };
+        let deadline = leave.deadline();
         let grace = async {
-            match leaving {
-                Some(t) if !aborted => tokio::time::sleep_until(t + SIGNAL_GRACE).await,
-                _ => std::future::pending::<()>().await,
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
+        let input = tokio::select! {
             ev = h.events.recv() => match ev {
                 Some(e) => {
-                    if let EventKind::Finished { outcome, message, .. } = &e.kind {
-                        finished_msg = Some((*outcome, message.clone()));
-                    }
                     printer.print(&e);
-                    if leaving.is_some() && !aborted && matches!(e.kind, EventKind::Paused) {
-                        say_left_paused(resume_hint);
-                        return exit::FAILED;
-                    }
-                    if interactive && leaving.is_none() && matches!(e.kind, EventKind::Gate { .. }) {
-                        ask_at_gate(controls.clone());
+                    match &e.kind {
+                        EventKind::Finished { outcome, message, .. } => {
+                            finished_msg = Some((*outcome, message.clone()));
+                            Some(Input::Ended)
+                        }
+                        EventKind::Paused => Some(Input::Paused),
+                        EventKind::RollbackStarted { .. } => {
+                            rolling_back = true;
+                            None
+                        }
+                        EventKind::Gate { .. } if interactive && !leave.leaving() => {
+                            ask_at_gate(controls.clone());
+                            None
+                        }
+                        _ => None,
                     }
                 }
-                None => break,
+                None => break Going::Ended,
             },
-            name = any_signal => {
-                if leaving.is_none() {
-                    leaving = Some(tokio::time::Instant::now());
-                    eprintln!("{name}: pausing at the next step boundary, then leaving (send it again to abort now)");
-                    let _ = controls.send(Control::Interrupt { reason: format!("{name} received") });
-                } else if !aborted {
-                    aborted = true;
-                    eprintln!("{name} again: aborting — running steps are killed, unfinished releases removed, the lock released");
-                    let _ = controls.send(Control::Abort);
+            name = any_signal => Some(Input::Signal { name, rolling_back }),
+            _ = grace => Some(Input::GraceElapsed),
+        };
+        if let Some(input) = input {
+            if let Some(go) = answer(leave.step(input, std::time::Instant::now())) {
+                if go == Going::Paused {
+                    break go;
                 }
-            }
-            _ = grace => {
-                aborted = true;
-                eprintln!("the running step did not end within {}; aborting it", util::format_duration(SIGNAL_GRACE));
-                let _ = controls.send(Control::Abort);
             }
         }
+    };
+    if going == Going::Paused {
+        say_left_paused(resume_hint);
+        return exit::FAILED;
     }
     let outcome = h.done.await.unwrap_or(Outcome::Failed);
     if let Some((_, msg)) = &finished_msg {

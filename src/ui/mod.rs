@@ -62,10 +62,6 @@ const SPIN_MS: u64 = 100;
 const CLOCK_MS: u64 = 1000;
 /// Longest real wait between two replayed events at speed 1 (quiet stretches are shortened).
 const REPLAY_MAX_GAP_MS: u64 = 1500;
-/// How long leaving waits for the running step to end before it aborts the run (the policy is
-/// [`crate::leave`], shared with the headless line printer).
-pub use crate::leave::SIGNAL_GRACE;
-
 /// How the console looks.
 #[derive(Debug, Clone, Default)]
 pub struct UiOptions {
