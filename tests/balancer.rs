@@ -451,3 +451,77 @@ async fn preflight_refuses_a_node_the_balancer_does_not_know() {
     assert!(msg.unwrap().contains("has no server `web-two`"));
     assert_eq!(f.current("web-1").as_deref(), Some("v1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_balancer_that_restarts_mid_node_is_told_again_before_the_switch() {
+    let mut f = LbFleet::new(LbSpec {
+        nodes: 3,
+        env: "batches = 1",
+        balancer: true,
+        balancer_extra: "",
+    });
+    let hold = f.path().join("ctl/hold-build-web-2");
+    std::fs::write(&hold, "").unwrap();
+    let mut h = deploy(&f, "v2", f.options());
+    let mut seen = Vec::new();
+    until(&mut h, &mut seen, step_started("web-2", "build")).await;
+    let pid_file = f.path().join("ctl/pid-build-web-2");
+    while !pid_file.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(f.haproxy.status("web-2").starts_with("DRAIN"));
+    // HAProxy restarts and loses its runtime state: web-2 serves again mid-update.
+    f.haproxy.restart();
+    f.haproxy.wait_up(&["web-1", "web-2", "web-3"]);
+    std::fs::remove_file(&hold).unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // End the build step's sleep (the step's shell then goes on and succeeds).
+    let sleeps: Vec<i32> = support::procs::tree(pid)
+        .into_iter()
+        .filter(|p| *p != pid)
+        .collect();
+    assert!(!sleeps.is_empty(), "the held build's sleep");
+    for p in sleeps {
+        support::procs::kill(p);
+    }
+    let (o, rest) = finish(h).await;
+    seen.extend(rest);
+    assert_eq!(
+        o,
+        Outcome::Deployed,
+        "{:#?}",
+        seen.iter()
+            .filter(|e| matches!(
+                e.kind,
+                EventKind::Notice { .. } | EventKind::StepFinished { .. }
+            ))
+            .map(|e| &e.kind)
+            .collect::<Vec<_>>()
+    );
+    let at = |pred: &dyn Fn(&EventKind) -> bool| seen.iter().position(|e| pred(&e.kind));
+    let notice = at(&|k| {
+        matches!(k, EventKind::Notice { message, .. }
+            if message.starts_with("web-2 should be out of rotation before switch") && message.contains("draining it again"))
+    })
+    .expect("a notice says the balancer forgot web-2");
+    let switch = at(&|k| step_started("web-2", "switch")(k)).expect("web-2 switched");
+    let redrain = seen[notice..]
+        .iter()
+        .position(|e| step_started("web-2", "drain")(&e.kind))
+        .map(|i| i + notice)
+        .expect("web-2 drained again");
+    assert!(
+        notice < redrain && redrain < switch,
+        "{notice} {redrain} {switch}"
+    );
+    for n in nodes(&f) {
+        assert_eq!(f.current(&n).as_deref(), Some("v2"));
+    }
+    for n in ["web-1", "web-2", "web-3"] {
+        assert!(f.haproxy.status(n).starts_with("UP"), "{n}");
+    }
+}

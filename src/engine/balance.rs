@@ -421,6 +421,41 @@ impl Balancing {
             .await
     }
 
+    /// Before a disruptive phase: every balancer must still have `node` out of rotation. One
+    /// that forgot (it restarted and lost its runtime state) or cannot say is drained again,
+    /// as a step of its own, and the log says why.
+    pub async fn still_out(
+        &self,
+        node: &str,
+        phase: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), StepError> {
+        if self.lbs.is_empty() || self.blue_green {
+            return Ok(());
+        }
+        let mut forgot = Vec::new();
+        for lb in &self.lbs {
+            match self.server_state(lb, node, cancel).await {
+                Ok(Some(s)) if s.admin == Admin::Ready => {
+                    forgot.push(format!("{} has it {}", lb.driver.describe(), s.word))
+                }
+                Ok(_) => {}
+                Err(e) => forgot.push(format!("{} cannot say ({e})", lb.driver.describe())),
+            }
+        }
+        if forgot.is_empty() {
+            return Ok(());
+        }
+        self.steps.em.notice(
+            Level::Warn,
+            format!(
+                "{node} should be out of rotation before {phase}, but {} (did the balancer restart?); draining it again",
+                forgot.join("; ")
+            ),
+        );
+        self.step(node, true, cancel).await
+    }
+
     /// Nodes this run took out of rotation and has not put back.
     pub fn out_of_rotation(&self) -> Vec<String> {
         if self.blue_green {

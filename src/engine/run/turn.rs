@@ -50,6 +50,9 @@ impl Run {
         self.show_phases_that_do_not_apply(node, &steps);
         let cancel = self.ctl.forward.clone();
         let mut updating = false;
+        // From `switch` on, a node's phases disrupt what it serves: it must be out of rotation.
+        let disruptive_from = crate::plan::switch_index(&self.inv);
+        let drained = steps.iter().any(|s| matches!(s, NodeStep::Drain));
         for step in steps {
             if !self.plan.groups.is_empty() && matches!(step, NodeStep::Drain | NodeStep::Enable) {
                 continue;
@@ -64,6 +67,15 @@ impl Run {
                     if !updating {
                         updating = true;
                         self.set_state(node, NodeState::Updating);
+                    }
+                    if drained && disruptive_from.is_some_and(|si| *index >= si) {
+                        let phase = &self.inv.phases[*index].name;
+                        if let Err(e) = self.lb.still_out(node, phase, &cancel).await {
+                            if self.ctl.stop_reason().is_some() {
+                                return Err(NodeStop::Stopped);
+                            }
+                            return Err(failed(Some("drain"), e));
+                        }
                     }
                     self.run_phase(
                         *index,
