@@ -214,6 +214,62 @@ impl CheckStatus {
     }
 }
 
+/// Where a run's time went: did deckhand or the steps take it?
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct TimeReport {
+    /// From the first event to the last.
+    pub wall_ms: u64,
+    /// From the start until the lock was held on every node (preflight and locks).
+    pub preflight_ms: u64,
+    /// Time during which at least one step was running: the work's critical path.
+    pub steps_ms: u64,
+    /// Time spent waiting for the operator (gates, pauses) or the checklist's windows.
+    pub waiting_ms: u64,
+    /// Wall minus steps minus waiting: deckhand's own time, preflight and locks included.
+    pub overhead_ms: u64,
+    /// The phases that took longest, summed over nodes.
+    #[serde(default)]
+    pub slowest_phases: Vec<Slow>,
+    /// The nodes whose steps took longest.
+    #[serde(default)]
+    pub slowest_nodes: Vec<Slow>,
+}
+
+impl TimeReport {
+    /// One line for people: does deckhand or do the steps take the time?
+    pub fn summary(&self) -> String {
+        let d = |ms: u64| crate::util::format_duration(std::time::Duration::from_millis(ms));
+        let list = |v: &[Slow]| {
+            v.iter()
+                .map(|s| format!("{} {}", s.name, d(s.ms)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut line = format!(
+            "wall {} = steps {} (critical path) + waiting {} + deckhand {} (preflight and locks {})",
+            d(self.wall_ms),
+            d(self.steps_ms),
+            d(self.waiting_ms),
+            d(self.overhead_ms),
+            d(self.preflight_ms)
+        );
+        if !self.slowest_phases.is_empty() {
+            line.push_str(&format!("; slowest phases: {}", list(&self.slowest_phases)));
+        }
+        if !self.slowest_nodes.is_empty() {
+            line.push_str(&format!("; slowest nodes: {}", list(&self.slowest_nodes)));
+        }
+        line
+    }
+}
+
+/// A phase or a node and how long its steps took.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Slow {
+    pub name: String,
+    pub ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeRelease {
     pub node: String,
@@ -348,6 +404,8 @@ pub enum EventKind {
         verdict: String,
         reason: String,
     },
+    /// Where the run's time went, just before its last event.
+    Timing(TimeReport),
     /// The last event of every run.
     Finished {
         outcome: Outcome,

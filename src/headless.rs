@@ -249,6 +249,7 @@ impl<W: Write> Printer<W> {
                 "unconfirmed" => format!("DECISION: keep, unconfirmed — {reason}"),
                 other => format!("DECISION: {other} — {reason}"),
             },
+            EventKind::Timing(t) => format!("time: {}", t.summary()),
             EventKind::Finished {
                 outcome, message, ..
             } => format!("{}: {message}", outcome.word().to_uppercase()),

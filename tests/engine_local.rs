@@ -555,3 +555,52 @@ async fn upload_and_deploy_script_phases_run_on_the_node() {
         assert!(f.node_dir(n).join(".deckhand/deploy.sh").is_file());
     }
 }
+
+#[tokio::test]
+async fn every_run_ends_with_where_its_time_went() {
+    let f = Fleet::new(FleetSpec::default());
+    f.deploy("v1").await;
+    // web-1's build takes a second; the operator pauses about a second and a half meanwhile.
+    f.ctl("hold-build-web-1", "1");
+    let mut h = f.start("v2", f.options());
+    let mut seen = Vec::new();
+    until(&mut h, &mut seen, step_started("web-1", "build")).await;
+    send(&h, Control::Pause);
+    until(&mut h, &mut seen, |k| matches!(k, EventKind::Paused)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send(&h, Control::Resume);
+    let (o, rest) = finish(h).await;
+    assert_eq!(o, Outcome::Deployed);
+    seen.extend(rest);
+    let n = seen.len();
+    assert!(matches!(seen[n - 1].kind, EventKind::Finished { .. }));
+    let EventKind::Timing(t) = &seen[n - 2].kind else {
+        panic!(
+            "the last but one event is the time report: {:?}",
+            seen[n - 2]
+        );
+    };
+    let wall = (seen[n - 1].at_ms - seen[0].at_ms) as u64;
+    assert!(t.wall_ms.abs_diff(wall) < 50, "{t:?} vs {wall}");
+    assert!(
+        t.steps_ms >= 1000,
+        "the held build counts as step time: {t:?}"
+    );
+    assert!(t.waiting_ms >= 1400, "the pause counts as waiting: {t:?}");
+    assert!(t.preflight_ms > 0 && t.preflight_ms < t.wall_ms, "{t:?}");
+    assert_eq!(t.overhead_ms, t.wall_ms - t.steps_ms - t.waiting_ms);
+    assert_eq!(t.slowest_phases[0].name, "build");
+    assert_eq!(t.slowest_nodes[0].name, "web-1");
+    // The same report is in the journal.
+    let journal = f.journal_dir();
+    let file = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("a journal");
+    let (events, _) = read_journal(&file).unwrap();
+    assert!(events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Timing(j) if j == t)));
+}

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::emit::Emitter;
+use super::timing::Timing;
 use crate::event::{Control, EventKind, Level};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,6 +41,9 @@ pub struct Ctl {
     state: watch::Sender<CtlState>,
     active: Mutex<(usize, bool)>,
     emitter: Arc<Emitter>,
+    timing: Arc<Timing>,
+    /// Since when the run has been paused with nothing running (for the time report).
+    paused_since: Mutex<Option<std::time::Instant>>,
     /// Cancelled on abort or rollback: kills forward steps.
     pub forward: CancellationToken,
     /// Cancelled on abort only: kills everything, rollback steps included.
@@ -47,12 +51,14 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    pub fn new(emitter: Arc<Emitter>) -> Arc<Self> {
+    pub fn new(emitter: Arc<Emitter>, timing: Arc<Timing>) -> Arc<Self> {
         let all = CancellationToken::new();
         Arc::new(Ctl {
             state: watch::channel(CtlState::default()).0,
             active: Mutex::new((0, false)),
             emitter,
+            timing,
+            paused_since: Mutex::new(None),
             forward: all.child_token(),
             all,
         })
@@ -129,6 +135,9 @@ impl Ctl {
                     a.1 = false;
                 }
                 self.state.send_modify(|s| s.paused = false);
+                if let Some(since) = self.paused_since.lock().ok().and_then(|mut p| p.take()) {
+                    self.timing.waited(since, std::time::Instant::now());
+                }
                 self.emitter.emit(EventKind::Resumed);
             }
             Control::Promote if before.monitoring && !before.gate_open => {
@@ -226,11 +235,13 @@ impl Ctl {
         }
         let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let start = self.snapshot().promotions;
+        let opened = std::time::Instant::now();
         self.state.send_modify(|s| s.gate_open = true);
         let waited = self
             .wait_until(deadline, |s| (s.promotions > start).then_some(()))
             .await;
         self.state.send_modify(|s| s.gate_open = false);
+        self.timing.waited(opened, std::time::Instant::now());
         if waited?.is_none() {
             self.emitter
                 .notice(Level::Info, "the pause is over; going on");
@@ -262,6 +273,9 @@ impl Ctl {
             _ => false,
         };
         if announce {
+            if let Ok(mut p) = self.paused_since.lock() {
+                *p = Some(std::time::Instant::now());
+            }
             self.emitter.emit(EventKind::Paused);
         }
     }

@@ -262,6 +262,7 @@ impl Locks {
             }
         }
         self.state().locked = true;
+        self.steps.timing.locked();
         self.steps.em.emit(EventKind::Locked {
             deployment: self.id.clone(),
         });

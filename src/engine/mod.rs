@@ -10,7 +10,8 @@
 //! - `policy`: what a failure leads to, where a rollback sends each node; pure;
 //! - `preflight`, `health`, `lock`, `balance`: the checks before a change, the health check,
 //!   the locks with their heartbeat, the balancers around a node's turn;
-//! - `control` (pause, gates, stops) and `emit` (the single exit of every event);
+//! - `control` (pause, gates, stops), `emit` (the single exit of every event) and `timing`
+//!   (where the time went);
 //! - `remote`: the on-node layout and the scripts that read and change it; `status` reads an
 //!   environment without changing it; `promote` says what may be promoted.
 
@@ -29,6 +30,7 @@ mod run;
 pub(crate) mod script;
 pub mod status;
 pub(crate) mod steps;
+pub(crate) mod timing;
 
 use std::path::PathBuf;
 use std::time::Duration;

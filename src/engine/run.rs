@@ -30,6 +30,7 @@ use super::policy::RollbackTarget;
 use super::preflight;
 use super::script::{self, Vars};
 use super::steps::{Nodes, StepRunner};
+use super::timing::Timing;
 use super::{RunHandle, RunOptions};
 use crate::event::*;
 use crate::inventory::{Environment, Inventory, Probe, TransportKind};
@@ -80,13 +81,15 @@ fn start(
     };
     let notifier = crate::notify::Notifier::start(&inv.notify).map(Arc::new);
     let em = Arc::new(Emitter::new(ev_tx, inv.secrets.clone(), journal, notifier));
-    let ctl = Ctl::new(em.clone());
+    let timing = Arc::new(Timing::new());
+    let ctl = Ctl::new(em.clone(), timing.clone());
     let nodes = Arc::new(Nodes::new(inv.clone(), &plan.nodes)?);
     let lbs = crate::lb::build(&inv, &env.load_balancers, &|name| nodes.any(name))?;
     let steps = Arc::new(StepRunner {
         em: em.clone(),
         ctl: ctl.clone(),
         nodes,
+        timing,
     });
     let ledger = Arc::new(Ledger::new(&plan.nodes));
     let locks = Locks::new(
@@ -326,7 +329,7 @@ impl Run {
     /// The checklist's verdict: keep the release (recorded as verified on every node when no
     /// node failed), or roll it back.
     async fn checklist(&self, release: &str, tolerated: usize) -> Result<(), Ended> {
-        match self.monitor().await {
+        match self.monitor_timed().await {
             Err(stop) => Err(self.stop(stop).await),
             Ok(monitor::Monitored::RollBack(reason)) => {
                 let outcome = self.rollback_all(reason.clone()).await;
@@ -474,6 +477,7 @@ impl Run {
                 out.join(", ")
             )
         };
+        self.em.emit(EventKind::Timing(self.steps.timing.report()));
         self.em.emit(EventKind::Finished {
             outcome,
             message,

@@ -20,6 +20,7 @@ use super::control::Ctl;
 use super::emit::Emitter;
 use super::error::StepError;
 use super::remote::{self, NodeSnapshot, ScriptError};
+use super::timing::{Span, Timing};
 use crate::event::{EventKind, StepResult, Stream};
 use crate::inventory::Inventory;
 use crate::plan::Target;
@@ -91,6 +92,7 @@ pub(crate) struct StepRunner {
     pub em: Arc<Emitter>,
     pub ctl: Arc<Ctl>,
     pub nodes: Arc<Nodes>,
+    pub timing: Arc<Timing>,
 }
 
 impl StepRunner {
@@ -111,6 +113,12 @@ impl StepRunner {
             command,
         });
         let out = work.await;
+        self.timing.step(Span {
+            node: node.map(String::from),
+            phase: phase.to_string(),
+            start: started,
+            end: Instant::now(),
+        });
         self.em.emit(EventKind::StepFinished {
             node: node.map(String::from),
             phase: phase.to_string(),

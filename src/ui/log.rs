@@ -293,6 +293,7 @@ pub(crate) fn describe(event: &Event) -> Option<(String, Level, String)> {
             log_level(verdict_level(verdict)),
             format!("checklist decision: {verdict} ({reason})"),
         ),
+        EventKind::Timing(t) => (run, Level::Info, format!("time: {}", t.summary())),
         EventKind::Finished {
             outcome, message, ..
         } => (

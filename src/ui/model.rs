@@ -213,6 +213,8 @@ pub(crate) struct RunState {
     pub aborting: bool,
     pub outcome: Option<Outcome>,
     pub finish_message: Option<String>,
+    /// Where the run's time went (its last but one event).
+    pub timing: Option<crate::event::TimeReport>,
     pub finished_ms: Option<i64>,
     pub last_event_ms: i64,
     pub events_seen: u64,
@@ -245,6 +247,7 @@ impl RunState {
             aborting: false,
             outcome: None,
             finish_message: None,
+            timing: None,
             finished_ms: None,
             last_event_ms: 0,
             events_seen: 0,
@@ -533,6 +536,7 @@ impl RunState {
                     format!("checklist decision: {verdict} — {reason}"),
                 ));
             }
+            EventKind::Timing(t) => self.timing = Some(t.clone()),
             EventKind::Finished {
                 outcome,
                 message,

@@ -213,7 +213,7 @@ impl Run {
                 );
             }
         }
-        Ok(match self.monitor().await {
+        Ok(match self.monitor_timed().await {
             Err(stop) => self.stop(stop).await,
             Ok(super::monitor::Monitored::RollBack(reason)) => {
                 let outcome = self.switch_back(&old, &idle, reason.clone()).await;

@@ -194,6 +194,16 @@ impl Run {
         (folded, detail)
     }
 
+    /// The monitoring window, counted as waiting in the time report.
+    pub(super) async fn monitor_timed(&self) -> Result<Monitored, Stop> {
+        let started = std::time::Instant::now();
+        let r = self.monitor().await;
+        if !self.inv.checks.is_empty() {
+            self.steps.timing.waited(started, std::time::Instant::now());
+        }
+        r
+    }
+
     /// The monitoring window. Err when the operator aborts or rolls back meanwhile.
     pub(super) async fn monitor(&self) -> Result<Monitored, Stop> {
         let checks = self.inv.checks.clone();
