@@ -160,6 +160,13 @@ impl Compared {
         (median(diffs), mean)
     }
 
+    /// Only one node at a time lets a step be compared with the same command alone: in a batch
+    /// the commands alone run side by side with nothing between them and compete for the CPU
+    /// as deckhand's never do.
+    fn one_at_a_time(&self) -> bool {
+        self.label.contains("one at a time")
+    }
+
     fn balancer_ms(&self) -> u64 {
         self.deck.total(|p| !is_shell(p)).0
     }
@@ -217,13 +224,19 @@ fn print_compared(rows: &[Compared], rtt: Duration) {
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         let (med, mean) = r.per_step();
-        let rtts = if r.label.contains("slow") {
+        let one = r.one_at_a_time();
+        let rtts = if r.label.contains("slow") && one {
             format!("{:.1}", med / ms(rtt))
         } else {
             "—".into()
         };
+        let per = if one {
+            format!("{med:.1} ms ({mean:.1} ms)")
+        } else {
+            "—".into()
+        };
         println!(
-            "| {} ({} commands) | {} ({:.2} s, {:.2} s) | {} | {:.2} | {med:.1} ms ({mean:.1} ms) | {rtts} | {} | {} |",
+            "| {} ({} commands) | {} ({:.2} s, {:.2} s) | {} | {:.2} | {per} | {rtts} | {} | {} |",
             r.label,
             r.commands,
             secs(r.work.wall),
@@ -236,7 +249,7 @@ fn print_compared(rows: &[Compared], rtt: Duration) {
         );
     }
     println!();
-    println!("Where wall − work went, as deckhand's own events and time report tell it. \"Steps over the work\" is the sum, over the shell steps, of each step's time in deckhand minus the same command's alone; \"the rest\" is what remains (the gaps between steps). In a batch the nodes' steps overlap, so only the one-at-a-time rows add up.\n");
+    println!("Where wall − work went, as deckhand's own events and time report tell it. \"Steps over the work\" is the sum, over the shell steps, of each step's time in deckhand minus the same command's alone; \"the rest\" is what remains (the gaps between steps). Steps are compared one by one only when nodes take their turn one at a time: in a batch the commands alone run side by side with nothing between them and compete for the CPU as deckhand's do not.\n");
     println!("| deploy | wall − work | time report: deckhand overhead | differs by | preflight and locks | drain + enable | steps over the work | the rest | events |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
@@ -257,13 +270,16 @@ fn print_compared(rows: &[Compared], rtt: Duration) {
         let bal = r.balancer_ms() as f64;
         let shell_steps = r.deck.total(is_shell).1 as f64;
         let over = r.per_step().1 * shell_steps;
-        let rest = if r.label.contains("one at a time") {
-            format!("{:.0} ms", wmw - pre - bal - over)
+        let (over, rest) = if r.one_at_a_time() {
+            (
+                format!("{over:.0} ms"),
+                format!("{:.0} ms", wmw - pre - bal - over),
+            )
         } else {
-            "—".into()
+            ("—".into(), "—".into())
         };
         println!(
-            "| {} | {wmw:.0} ms | {overhead} | {differs} | {pre:.0} ms | {bal:.0} ms | {over:.0} ms | {rest} | {} |",
+            "| {} | {wmw:.0} ms | {overhead} | {differs} | {pre:.0} ms | {bal:.0} ms | {over} | {rest} | {} |",
             r.label, r.deck.events
         );
     }

@@ -167,8 +167,23 @@ fn login_ids(user: &str) -> Option<(u32, u32)> {
 
 impl Rig {
     /// `n` sshd nodes with their apps (and a bastion), the app's files, delay proxies of
-    /// `one_way` in front of every node and the bastion.
+    /// `one_way` in front of every node and the bastion. The harness picks ports without holding
+    /// them; on a machine where other fleets start at the same time one can be taken before its
+    /// server binds it: the whole fleet is then started again, up to three times.
     pub fn start(n: usize, bastion: bool, one_way: Duration) -> Rig {
+        for attempt in 1..=3 {
+            match std::panic::catch_unwind(|| Rig::start_once(n, bastion, one_way)) {
+                Ok(rig) => return rig,
+                Err(_) if attempt < 3 => {
+                    eprintln!("the fleet did not start (see above); starting it again")
+                }
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn start_once(n: usize, bastion: bool, one_way: Duration) -> Rig {
         eprintln!("starting {n} sshd nodes with their apps on 127.0.0.1 …");
         let spec = FleetSpec::nodes(n).with_apps();
         let fleet = if bastion {
