@@ -29,9 +29,9 @@ impl DeckRun {
     }
 }
 
-/// Deploy `release` with the inventory at `inv`; journals go under `state`. Panics with
-/// deckhand's own words when the deploy does not end deployed.
-pub async fn deploy(inv: &Path, state: &Path, release: &str) -> DeckRun {
+/// Deploy `release` with the inventory at `inv`; journals go under `state`. Err: deckhand's own
+/// words when the deploy does not end deployed.
+pub async fn deploy(inv: &Path, state: &Path, release: &str) -> Result<DeckRun, String> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
         .arg("-i")
@@ -91,12 +91,12 @@ pub async fn deploy(inv: &Path, state: &Path, release: &str) -> DeckRun {
     let out = child.wait_with_output().await.expect("deckhand's exit");
     run.wall = started.elapsed();
     if !out.status.success() {
-        panic!(
-            "deckhand did not deploy {release} ({}): {}\n{}",
+        return Err(format!(
+            "deckhand did not deploy {release} ({}): {}{}",
             out.status,
             said.join("\n"),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ));
     }
-    run
+    Ok(run)
 }

@@ -198,7 +198,7 @@ async fn compare(
     link: Link,
     turns: Turns,
     tag: &str,
-) -> Compared {
+) -> Result<Compared, String> {
     let label = format!("{n} nodes, {}, {}", turns.word(), link.word());
     eprintln!("{label}: the work alone, deckhand, the work alone …");
     let before = work_alone(rig, haproxy, n, turns, &format!("w{n}-{tag}a")).await;
@@ -207,8 +207,9 @@ async fn compare(
     let load = start_load(haproxy);
     let deck = deck::deploy(&inv, &rig.dir.join("state"), &format!("d{n}-{tag}")).await;
     let report = load.finish().await;
+    let deck = deck.map_err(|e| format!("{label}: {e}"))?;
     let after = work_alone(rig, haproxy, n, turns, &format!("w{n}-{tag}b")).await;
-    Compared {
+    Ok(Compared {
         label,
         load: load_now,
         work: work::WorkRun::mean(&before, &after),
@@ -216,7 +217,19 @@ async fn compare(
         deck,
         failed: failed(&report),
         commands: steps::commands(n),
+    })
+}
+
+/// A deploy that did not end deployed is a finding too: said after the tables, not hidden.
+fn print_failures(failures: &[String]) {
+    if failures.is_empty() {
+        return;
     }
+    println!("Runs that did not end deployed (their rows are missing above):\n");
+    for f in failures {
+        println!("- {}", f.replace('\n', " "));
+    }
+    println!();
 }
 
 fn print_compared(rows: &[Compared], rtt: Duration) {
@@ -474,10 +487,17 @@ async fn part_deploy(quick: bool) {
     println!("Load average at the start: {}\n", load_average());
     links(&rig, &all).await;
     let mut rows = Vec::new();
+    let mut failures = Vec::new();
     for &(n, turns) in runs {
         let haproxy = rig.haproxy(n);
         for (k, &link) in all.iter().enumerate() {
-            rows.push(compare(&rig, &haproxy, n, link, turns, &format!("{k}")).await);
+            match compare(&rig, &haproxy, n, link, turns, &format!("{k}")).await {
+                Ok(c) => rows.push(c),
+                Err(e) => {
+                    eprintln!("{e}");
+                    failures.push(e);
+                }
+            }
         }
     }
     println!("### Deploys\n");
@@ -497,6 +517,7 @@ async fn part_deploy(quick: bool) {
         })
         .collect();
     print_per_phase(&same);
+    print_failures(&failures);
     println!("Load average at the end: {}\n", load_average());
 }
 
@@ -516,7 +537,17 @@ async fn part_tools(quick: bool) {
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for &n in sizes {
         let haproxy = rig.haproxy(n);
-        let c = compare(&rig, &haproxy, n, Link::Direct, Turns::OneAtATime, "t").await;
+        let c = match compare(&rig, &haproxy, n, Link::Direct, Turns::OneAtATime, "t").await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                println!(
+                    "| {n} | deckhand failed: {} | | | | | |",
+                    e.replace('\n', " ")
+                );
+                continue;
+            }
+        };
         let work = c.work.wall;
         let times =
             |d: Duration| format!("{} ({:.1}×)", secs(d), d.as_secs_f64() / work.as_secs_f64());
@@ -582,7 +613,10 @@ async fn part_scale(quick: bool) {
         secs(at_once)
     );
     let haproxy = rig.haproxy(n_nodes);
-    let c = compare(&rig, &haproxy, n_nodes, Link::Direct, Turns::Count(10), "s").await;
+    let c = match compare(&rig, &haproxy, n_nodes, Link::Direct, Turns::Count(10), "s").await {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
     let pre = c.deck.report.as_ref().map(|r| r.preflight_ms).unwrap_or(0);
     println!(
         "| headless deploy, batches of 10: preflight and locks (time report) | {} | |",
