@@ -361,18 +361,25 @@ fn print_per_phase(rows: &[&Compared]) {
 async fn links(rig: &Rig, links: &[Link]) {
     println!("### Connecting and one step, per link\n");
     println!(
-        "A slow link adds {} each way ({} per round trip); the delay proxy accepts the TCP connection itself, so TCP's own handshake is not delayed. `ssh … true` is OpenSSH alone: a fresh connection (key exchange curve25519, public key login), one command, and the exit.\n",
+        "A slow link adds {} each way ({} per round trip); the delay proxy accepts the TCP connection itself, so TCP's own handshake is not delayed. `ssh … true` is OpenSSH alone: a fresh connection (key exchange curve25519, public key login), one command, and the exit. On a slow link each figure is compared with the same link without the delay (direct, or the bastion): the difference, in round trips, is how many the link costs.\n",
         format_ms(ONE_WAY),
         format_ms(ONE_WAY * 2)
     );
     println!("| link | deckhand connects (median of 5) | `ssh … true`, no reuse (median of 5) | one step (`true`) on an open connection (median of 30, p95) |");
     println!("| --- | --- | --- | --- |");
     let rtt = ms(ONE_WAY * 2);
-    let in_rtt = |link: Link, v: f64| {
-        if link.slow() {
-            format!("{v:.0} ms = {:.1} round trips", v / rtt)
-        } else {
-            format!("{v:.1} ms")
+    // A slow link's figures beside the same link without the delay: the difference is what the
+    // round trips cost, counted in round trips.
+    let mut fast: Vec<(Link, [f64; 3])> = Vec::new();
+    let in_rtt = |link: Link, i: usize, v: f64, fast: &[(Link, [f64; 3])]| {
+        let base = match link {
+            Link::Slow => Link::Direct,
+            Link::SlowBastion => Link::Bastion,
+            _ => return format!("{v:.1} ms"),
+        };
+        match fast.iter().find(|(l, _)| *l == base) {
+            Some((_, f)) => format!("{v:.0} ms: {:.1} round trips more", (v - f[i]) / rtt),
+            None => format!("{v:.0} ms"),
         }
     };
     for &link in links {
@@ -406,13 +413,15 @@ async fn links(rig: &Rig, links: &[Link]) {
         }
         step.sort_by(|a, b| a.total_cmp(b));
         let p95 = step[(step.len() - 1) * 95 / 100];
+        let m = [median(connects), median(plain), median(step)];
         println!(
             "| {} | {} | {} | {} (p95 {p95:.1} ms) |",
             link.word(),
-            in_rtt(link, median(connects)),
-            in_rtt(link, median(plain)),
-            in_rtt(link, median(step)),
+            in_rtt(link, 0, m[0], &fast),
+            in_rtt(link, 1, m[1], &fast),
+            in_rtt(link, 2, m[2], &fast),
         );
+        fast.push((link, m));
     }
     println!();
 }
