@@ -37,9 +37,6 @@ impl Link {
             Link::SlowBastion => "slow link to the bastion",
         }
     }
-    pub fn slow(self) -> bool {
-        matches!(self, Link::Slow | Link::SlowBastion)
-    }
 }
 
 /// How the nodes take their turn: one at a time, or batches (the inventory's `batches`).
