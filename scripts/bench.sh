@@ -7,9 +7,12 @@
 #   scripts/bench.sh deploy       the rolling deploy against the work alone: 5 and 20 nodes one at
 #                                 a time, 50 in batches of 20 %, directly, through the bastion and
 #                                 over a slow link (benches/deploy)
+#   scripts/bench.sh rollback     20 nodes deployed with deckhand's builtins and rolled back
 #   scripts/bench.sh tools        the same deploy with deckhand, Capistrano and Ansible in turn
 #   scripts/bench.sh scale        100 nodes: connecting, a deploy in batches of 10, the console
-#   scripts/bench.sh all          deploy, tools and scale in one run
+#   scripts/bench.sh all          deploy, rollback, tools and scale in one run
+#
+# After the name, `quick` shrinks the fleets: a check that the harness works, not figures.
 #
 # `tools` installs Capistrano and ansible-core (Debian packages) when they are missing: they are
 # only the bench's, never the tests'. DECKHAND_BENCH_PROFILE=dev skips the optimised build (the
@@ -31,10 +34,10 @@ install() {
 
 part="${1:-ssh}"
 case "$part" in
-    ssh | deploy | tools | scale | all) ;;
+    ssh | deploy | rollback | tools | scale | all) ;;
     -*) part=ssh ;; # flags for the ssh bench, as before
     *)
-        echo "bench.sh: unknown bench \`$part\`; use ssh, deploy, tools, scale or all" >&2
+        echo "bench.sh: unknown bench \`$part\`; use ssh, deploy, rollback, tools, scale or all" >&2
         exit 2
         ;;
 esac
@@ -57,6 +60,6 @@ install "${need[@]+"${need[@]}"}"
 
 case "$part" in
     ssh) exec cargo bench --locked --profile "$profile" --bench ssh "$@" ;;
-    all) exec cargo bench --locked --profile "$profile" --bench deploy -- deploy tools scale ;;
-    *) exec cargo bench --locked --profile "$profile" --bench deploy -- "$part" ;;
+    all) exec cargo bench --locked --profile "$profile" --bench deploy -- deploy rollback tools scale "$@" ;;
+    *) exec cargo bench --locked --profile "$profile" --bench deploy -- "$part" "$@" ;;
 esac

@@ -32,20 +32,28 @@ impl DeckRun {
 /// Deploy `release` with the inventory at `inv`; journals go under `state`. Err: deckhand's own
 /// words when the deploy does not end deployed.
 pub async fn deploy(inv: &Path, state: &Path, release: &str) -> Result<DeckRun, String> {
+    let what = format!("deploy {release}");
+    run(
+        inv,
+        state,
+        &["deploy", "production", "--release", release],
+        &what,
+    )
+    .await
+}
+
+/// Roll every node back to its previous release (`deckhand rollback production`).
+pub async fn rollback(inv: &Path, state: &Path) -> Result<DeckRun, String> {
+    run(inv, state, &["rollback", "production"], "roll back").await
+}
+
+async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<DeckRun, String> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
         .arg("-i")
         .arg(inv)
-        .args([
-            "deploy",
-            "production",
-            "--release",
-            release,
-            "--headless",
-            "--yes",
-            "--output",
-            "json",
-        ])
+        .args(command)
+        .args(["--headless", "--yes", "--output", "json"])
         .env("XDG_STATE_HOME", state)
         .env_remove("DECKHAND_INVENTORY")
         .stdin(Stdio::null())
@@ -92,7 +100,7 @@ pub async fn deploy(inv: &Path, state: &Path, release: &str) -> Result<DeckRun, 
     run.wall = started.elapsed();
     if !out.status.success() {
         return Err(format!(
-            "deckhand did not deploy {release} ({}): {}{}",
+            "deckhand did not {what} ({}): {}{}",
             out.status,
             said.join("\n"),
             String::from_utf8_lossy(&out.stderr)

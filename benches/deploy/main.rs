@@ -3,11 +3,13 @@
 //! after: 9N+4 commands) on a loopback fleet of real sshd nodes behind a real HAProxy, under a
 //! steady load through HAProxy, each run timed against the work alone (the same commands run
 //! on this machine, one `sh -c` each, in the same order and concurrency). Parts, run in the
-//! order given (all three by default):
+//! order given (all four by default):
 //!
 //! - `deploy`: 5 and 20 nodes one at a time and 50 in batches of 20 %, directly, through the
 //!   bastion, over a slow link (a delay proxy in front of each node) and over a slow link to
 //!   the bastion; with what connecting and one step cost on each link.
+//! - `rollback`: 20 nodes one at a time, deployed with deckhand's `release` and `switch` builtins
+//!   and rolled back, directly, through the bastion and over the slow link: no request may fail.
 //! - `tools`: 5 and 20 nodes one at a time with deckhand, Capistrano and Ansible in turn.
 //! - `scale`: 100 nodes: connecting to all, a deploy in batches of 10 headless and in the console
 //!   (key to screen while the events pour in).
@@ -530,6 +532,60 @@ async fn part_deploy(quick: bool) {
     println!("Load average at the end: {}\n", load_average());
 }
 
+/// A deploy with deckhand's builtins, then a rollback of every node, under the load: both must
+/// lose no request.
+async fn part_rollback(quick: bool) {
+    let n = if quick { 5 } else { 20 };
+    let rig = Rig::start(n, true, ONE_WAY);
+    println!("## Deploy and roll back: {n} nodes, one at a time, with deckhand's builtins\n");
+    println!("Load average at the start: {}\n", load_average());
+    println!("| link | deploy: wall (events) | failed requests | rollback: wall (events) | failed requests | every node back on | load |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let haproxy = rig.haproxy(n);
+    for (k, link) in [Link::Direct, Link::Bastion, Link::Slow]
+        .into_iter()
+        .enumerate()
+    {
+        let inv = rig.inventory_with_builtins(n, link, &haproxy);
+        let state = rig.dir.join("state");
+        // Something to go back to: a first release, then the one that is rolled back.
+        let first = format!("rb{k}-1");
+        if let Err(e) = deck::deploy(&inv, &state, &first).await {
+            println!(
+                "| {} | the first deploy failed: {} | | | | | |",
+                link.word(),
+                e.replace('\n', " ")
+            );
+            continue;
+        }
+        let load_now = load1();
+        let load = start_load(&haproxy);
+        let deployed = deck::deploy(&inv, &state, &format!("rb{k}-2")).await;
+        let deploy_failed = failed(&load.finish().await);
+        let load = start_load(&haproxy);
+        let rolled = deck::rollback(&inv, &state).await;
+        let rollback_failed = failed(&load.finish().await);
+        let back: Vec<String> = (0..n).filter_map(|i| rig.fleet.version(i)).collect();
+        let all_back = if back.len() == n && back.iter().all(|v| *v == first) {
+            format!("{first} (all {n})")
+        } else {
+            format!("**not all**: {back:?}")
+        };
+        let cell = |r: &Result<deck::DeckRun, String>| match r {
+            Ok(d) => format!("{} ({})", secs(d.wall), d.events),
+            Err(e) => format!("failed: {}", e.replace('\n', " ")),
+        };
+        println!(
+            "| {} | {} | {deploy_failed} | {} | {rollback_failed} | {all_back} | {load_now} |",
+            link.word(),
+            cell(&deployed),
+            cell(&rolled),
+        );
+    }
+    println!();
+    println!("Load average at the end: {}\n", load_average());
+}
+
 async fn part_tools(quick: bool) {
     let sizes: &[usize] = if quick { &[5] } else { &[5, 20] };
     let rig = Rig::start(sizes[sizes.len() - 1], false, ONE_WAY);
@@ -674,13 +730,18 @@ fn main() {
     let quick = parts.iter().any(|p| p == "quick");
     parts.retain(|p| p != "quick");
     let parts = if parts.is_empty() {
-        vec!["deploy".into(), "tools".into(), "scale".into()]
+        vec![
+            "deploy".into(),
+            "rollback".into(),
+            "tools".into(),
+            "scale".into(),
+        ]
     } else {
         parts
     };
     for p in &parts {
-        if !["deploy", "tools", "scale"].contains(&p.as_str()) {
-            eprintln!("unknown part `{p}`: the parts are deploy, tools and scale");
+        if !["deploy", "rollback", "tools", "scale"].contains(&p.as_str()) {
+            eprintln!("unknown part `{p}`: the parts are deploy, rollback, tools and scale");
             std::process::exit(2);
         }
     }
@@ -694,6 +755,7 @@ fn main() {
         for p in &parts {
             match p.as_str() {
                 "deploy" => part_deploy(quick).await,
+                "rollback" => part_rollback(quick).await,
                 "tools" => part_tools(quick).await,
                 _ => part_scale(quick).await,
             }

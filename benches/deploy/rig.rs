@@ -304,6 +304,23 @@ impl Rig {
     /// deckhand's inventory for the first `n` nodes over `link`, taking turns as `turns` says,
     /// behind `haproxy`; returns its path.
     pub fn inventory(&self, n: usize, link: Link, turns: Turns, haproxy: &Haproxy) -> PathBuf {
+        self.inventory_with(n, link, turns, haproxy, false)
+    }
+
+    /// The same, with deckhand's own `release` and `switch` builtins in place of the `switch`
+    /// command (what a rollback needs: deckhand then knows which phases follow the switch).
+    pub fn inventory_with_builtins(&self, n: usize, link: Link, haproxy: &Haproxy) -> PathBuf {
+        self.inventory_with(n, link, Turns::OneAtATime, haproxy, true)
+    }
+
+    fn inventory_with(
+        &self,
+        n: usize,
+        link: Link,
+        turns: Turns,
+        haproxy: &Haproxy,
+        builtins: bool,
+    ) -> PathBuf {
         let q = |s: &str| toml::Value::String(s.to_string()).to_string();
         let root = self.root();
         let mut t = format!(
@@ -338,27 +355,35 @@ impl Rig {
             q(&steps::deckhand_run(&steps::HEALTH, &root)),
             q(&haproxy.socket.display().to_string()),
         ));
-        let mut phase = |s: &steps::Step, stage: &str, once: bool| {
-            t.push_str(&format!(
+        let phase = |s: &steps::Step, stage: &str, once: bool| {
+            format!(
                 "[[phases]]\nname = \"{}\"\nstage = \"{stage}\"\n{}run = {}\ntimeout = \"60s\"\n\n",
                 s.name,
                 if once { "once = true\n" } else { "" },
                 q(&steps::deckhand_run(s, &root)),
-            ));
+            )
         };
         for s in steps::BEFORE {
-            phase(s, "before", true);
+            t.push_str(&phase(s, "before", true));
+        }
+        if builtins {
+            t.push_str("[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n");
         }
         for s in steps::NODE {
-            phase(s, "node", false);
+            if builtins && s.name == "switch" {
+                t.push_str("[[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n");
+                continue;
+            }
+            t.push_str(&phase(s, "node", false));
         }
         for s in steps::AFTER {
-            phase(s, "after", true);
+            t.push_str(&phase(s, "after", true));
         }
         let path = self.dir.join(format!(
-            "deckhand-{n}-{}-{}.toml",
+            "deckhand-{n}-{}-{}{}.toml",
             link.word().replace(' ', "-"),
-            turns.batch(n)
+            turns.batch(n),
+            if builtins { "-builtins" } else { "" }
         ));
         std::fs::write(&path, t).expect("write the inventory");
         path
