@@ -10,6 +10,8 @@
 //! - `balanced`: local nodes with real HTTP apps behind a real HAProxy (`LbFleet`).
 //! - `haproxy`, `http`, `prometheus`: real servers in front of or beside the nodes, a plain GET
 //!   and a load loop.
+//! - `delay`: a slow link on loopback, a TCP proxy that delays each direction (for benchmarks
+//!   that count round trips).
 //! - `node`: what a node's deploy path holds, and the node app (`app.py`) both kinds of fleet run.
 //! - `output`, `ports`, `procs`, `tmux`, `tools`, `wait`: what a `deckhand` process said, ports
 //!   for test servers, this machine's processes, a real terminal for the console, where the
@@ -25,6 +27,7 @@
 #![allow(dead_code)]
 
 pub mod balanced;
+pub mod delay;
 pub mod haproxy;
 pub mod http;
 pub mod local;

@@ -1,0 +1,110 @@
+//! One deckhand run as a user starts it: the `deckhand` binary, `deploy production --headless
+//! --yes --output json`, its events read from its output as they come. What the bench keeps:
+//! the wall time from start to exit, each step's duration as deckhand reports it, its time
+//! report, how many events it sent, and how it ended.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use deckhand::event::{Event, EventKind, TimeReport};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub struct DeckRun {
+    pub wall: Duration,
+    /// (node, phase, duration in ms as the event says)
+    pub steps: Vec<(Option<String>, String, u64)>,
+    pub report: Option<TimeReport>,
+    pub events: usize,
+    pub outcome: String,
+}
+
+impl DeckRun {
+    /// Steps named by `pred`: their summed duration (ms) and count.
+    pub fn total(&self, pred: impl Fn(&str) -> bool) -> (u64, usize) {
+        self.steps
+            .iter()
+            .filter(|(_, p, _)| pred(p))
+            .fold((0, 0), |(t, n), (_, _, ms)| (t + ms, n + 1))
+    }
+}
+
+/// Deploy `release` with the inventory at `inv`; journals go under `state`. Err: deckhand's own
+/// words when the deploy does not end deployed.
+pub async fn deploy(inv: &Path, state: &Path, release: &str) -> Result<DeckRun, String> {
+    let what = format!("deploy {release}");
+    run(
+        inv,
+        state,
+        &["deploy", "production", "--release", release],
+        &what,
+    )
+    .await
+}
+
+/// Roll every node back to its previous release (`deckhand rollback production`).
+pub async fn rollback(inv: &Path, state: &Path) -> Result<DeckRun, String> {
+    run(inv, state, &["rollback", "production"], "roll back").await
+}
+
+async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<DeckRun, String> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("-i")
+        .arg(inv)
+        .args(command)
+        .args(["--headless", "--yes", "--output", "json"])
+        .env("XDG_STATE_HOME", state)
+        .env_remove("DECKHAND_INVENTORY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start deckhand");
+    let stdout = child.stdout.take().expect("deckhand's output");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut run = DeckRun {
+        wall: Duration::ZERO,
+        steps: Vec::new(),
+        report: None,
+        events: 0,
+        outcome: String::new(),
+    };
+    let mut said = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(e) = serde_json::from_str::<Event>(&line) else {
+            said.push(line);
+            continue;
+        };
+        run.events += 1;
+        match e.kind {
+            EventKind::StepFinished {
+                node,
+                phase,
+                duration_ms,
+                ..
+            } => run.steps.push((node, phase, duration_ms)),
+            EventKind::Timing(t) => run.report = Some(t),
+            EventKind::Finished {
+                outcome, message, ..
+            } => {
+                run.outcome = format!("{outcome:?}");
+                said.push(message);
+            }
+            EventKind::Notice { message, .. } => said.push(message),
+            _ => {}
+        }
+    }
+    let out = child.wait_with_output().await.expect("deckhand's exit");
+    run.wall = started.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "deckhand did not {what} ({}): {}{}",
+            out.status,
+            said.join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(run)
+}
