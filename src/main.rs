@@ -66,6 +66,10 @@ pub(crate) struct RunArgs {
     pub watch: Option<std::time::Duration>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Format,
+    /// Step mode: start paused before the first step; in the console `s` runs the next step of
+    /// each node in flight, `p` goes on normally
+    #[arg(long)]
+    pub step: bool,
 }
 
 #[derive(Subcommand)]

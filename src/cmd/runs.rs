@@ -19,11 +19,23 @@ use super::{
 use crate::RunArgs;
 
 pub(crate) async fn deploy(ctx: &Ctx, env: &str, release: &str, run: RunArgs) -> Code {
+    deploy_from(ctx, env, release, run, None).await
+}
+
+/// A deployment; `promote_from` names the environment whose verified release it ships.
+async fn deploy_from(
+    ctx: &Ctx,
+    env: &str,
+    release: &str,
+    run: RunArgs,
+    promote_from: Option<&str>,
+) -> Code {
     let RunArgs {
         headless,
         yes,
         watch,
         output,
+        step,
     } = run;
     check_release(release)?;
     let inv = ctx.load()?;
@@ -36,10 +48,18 @@ pub(crate) async fn deploy(ctx: &Ctx, env: &str, release: &str, run: RunArgs) ->
         );
         return Err(exit::BAD_INPUT);
     }
+    if headless && step {
+        eprintln!(
+            "error: --step waits for a key before each step, and a headless run has nobody to press it\n  = help: run in a terminal without --headless"
+        );
+        return Err(exit::BAD_INPUT);
+    }
     let opts = RunOptions {
         auto_promote: yes,
         headless,
         watch,
+        step,
+        promote_from: promote_from.map(String::from),
         ..ctx.run_options()
     };
     let ui = ctx.ui_for(&inv);
@@ -59,7 +79,7 @@ pub(crate) async fn promote(ctx: &Ctx, from: &str, to: &str, run: RunArgs) -> Co
         exit::NOT_READY
     })?;
     eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
-    deploy(ctx, to, &release, run).await
+    deploy_from(ctx, to, &release, run, Some(from)).await
 }
 
 pub(crate) async fn rollback(
@@ -134,6 +154,7 @@ pub(crate) async fn resume(ctx: &Ctx, env: &str, cont: bool, rollback: bool, run
         yes,
         watch,
         output,
+        step,
     } = run;
     let (inv, e) = ctx.load_env(env)?;
     let dir = deckhand::journal::default_journal_dir();
@@ -240,6 +261,7 @@ pub(crate) async fn resume(ctx: &Ctx, env: &str, cont: bool, rollback: bool, run
     let headless = headless_wanted(headless);
     let opts = RunOptions {
         resume_id: Some(int.deployment.clone()),
+        step: step && !headless,
         watch,
         headless,
         auto_promote: yes || choice == 'r',

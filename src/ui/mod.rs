@@ -96,9 +96,32 @@ pub enum Ending {
     LeftPaused,
 }
 
+/// Where a run's console was opened from, which decides how it is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Opened {
+    /// A command (`deploy`, `rollback`, ...): `q` leaves.
+    #[default]
+    Command,
+    /// The home screen: at the run's end `esc` goes back there.
+    Home,
+}
+
+/// How a run's console was left: how the run ended, and whether the operator asked for the
+/// home screen (`esc` after the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    pub ending: Ending,
+    pub home: bool,
+}
+
 /// Drive a live deployment from the terminal until the operator leaves, and say how it ended:
 /// the run's outcome, or [`Ending::LeftPaused`] when the console was left while the run paused.
 pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Ending> {
+    Ok(run_console(handle, opts, Opened::Command).await?.ending)
+}
+
+/// [`run_until_left`], opened from `from`: from the home screen, `esc` at the end goes back.
+pub async fn run_console(handle: RunHandle, opts: UiOptions, from: Opened) -> anyhow::Result<Left> {
     let RunHandle {
         events,
         controls,
@@ -109,9 +132,11 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
         controls: controls.clone(),
         closed: false,
     };
-    let started = opts
-        .resolve()
-        .and_then(|(theme, glyphs)| Console::start(App::new(theme, glyphs), source));
+    let started = opts.resolve().and_then(|(theme, glyphs)| {
+        let mut app = App::new(theme, glyphs);
+        app.from_home = from == Opened::Home;
+        Console::start(app, source)
+    });
     let mut console = match started {
         Ok(c) => c,
         Err(e) => {
@@ -123,10 +148,14 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
     };
     let result = console.run_loop().await;
     let left_paused = console.left_paused;
+    let home = console.home;
     let app = console.finish();
     if left_paused && result.is_ok() {
         // The engine waits, paused, holding the lock; the process may end.
-        return Ok(Ending::LeftPaused);
+        return Ok(Left {
+            ending: Ending::LeftPaused,
+            home: false,
+        });
     }
     let outcome_seen = app.run().outcome;
     if result.is_err() && !app.finished() {
@@ -145,7 +174,10 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
         Err(_) => outcome_seen.unwrap_or(Outcome::Aborted),
     };
     result?;
-    Ok(Ending::Finished(outcome))
+    Ok(Left {
+        ending: Ending::Finished(outcome),
+        home,
+    })
 }
 
 /// Play a journal (JSONL of events) through the same screen: `p` stops and goes on, `.` steps,
@@ -199,6 +231,8 @@ struct Console {
     leave: Leave,
     /// Left once the run had paused: the lock stays held for `deckhand resume`.
     left_paused: bool,
+    /// Left with `esc` after the run, to go back to the home screen.
+    home: bool,
 }
 
 /// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
@@ -251,6 +285,7 @@ impl Console {
             last_draw: None,
             leave: Leave::new(),
             left_paused: false,
+            home: false,
         })
     }
 
@@ -319,6 +354,10 @@ impl Console {
             match e {
                 Effect::Send(c) => self.send(c),
                 Effect::Quit => quit = true,
+                Effect::Home => {
+                    self.home = true;
+                    quit = true;
+                }
                 Effect::PauseAndLeave => {
                     if self.app.finished() {
                         quit |= self.leave_step(leave::Input::Ended);
