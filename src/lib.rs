@@ -13,6 +13,7 @@ pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rol
 pub mod event; // the protocol: Event out of the engine, Control into it (plain serde data)
 pub mod exit; // the exit codes, and the one conversion of a run's outcome into one
 pub mod headless; // line and JSON output of events for CI
+pub mod history; // an environment's deployments and rollbacks, from the nodes' own history
 pub mod import; // servers from Ansible, Deployer and ssh_config into one model and a commented TOML file
 pub mod init; // `deckhand init`: templates (generic, laravel), imports, write once and validate
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation

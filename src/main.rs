@@ -161,6 +161,21 @@ switched (--rollback). The lock is taken over only by the same deployment."
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// An environment's deployments and rollbacks, newest first, as its nodes recorded them
+    #[command(
+        long_about = "Reads every node's own history (.deckhand/history.jsonl) and joins the lines of each run: \
+when, kind (deploy, rollback, resume, promote), release, outcome, who and from which host, duration and failed nodes. \
+Every operator sees the same history, from whichever machine they ran. A node that cannot be read is named (exit 4)."
+    )]
+    History {
+        /// Environment, as named under [environments.NAME] in the inventory
+        env: String,
+        /// Show at most this many runs (newest first)
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
     /// Remove a lock left by a deployment that died (shows the holder and asks first)
     Unlock {
         /// Environment, as named under [environments.NAME] in the inventory
@@ -304,6 +319,9 @@ async fn run(cli: Cli) -> i32 {
         } => cmd::inspect::plan(&ctx, &env, &release, output),
         Command::Config { env, output } => cmd::inspect::config(&ctx, &env, output).await,
         Command::Status { env, output } => cmd::inspect::status(&ctx, &env, output).await,
+        Command::History { env, limit, output } => {
+            cmd::inspect::history(&ctx, &env, limit, output).await
+        }
         Command::Unlock { env, yes } => cmd::inspect::unlock(&ctx, &env, yes).await,
         Command::Replay { journal, speed } => cmd::inspect::replay(&ctx, &journal, speed).await,
         Command::Deploy { env, release, run } => cmd::runs::deploy(&ctx, &env, &release, run).await,

@@ -137,6 +137,18 @@ pub(crate) fn footer_line(app: &App, width: usize) -> Line<'static> {
         entries.retain(|(_, w)| w != word);
     }
     let mut spans = Vec::new();
+    if let Some(whose) = app
+        .watch
+        .as_ref()
+        .filter(|_| keys::scope(app) == keys::Scope::Main)
+    {
+        // Whose run this is, first: this console only looks.
+        spans.push(Span::styled(
+            format!(" WATCHING {whose} · read-only "),
+            th.get("mode_paused"),
+        ));
+        spans.push(Span::styled("  ", th.get("dim")));
+    }
     for (i, (shown, word)) in entries.into_iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled("  ", th.get("dim")));
