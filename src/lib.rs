@@ -28,3 +28,4 @@ pub mod secrets; // masking of secret values in everything that leaves the engin
 pub mod transport; // running scripts on nodes: local and ssh
 pub mod ui; // the console: node grid, phases, checklist, log, keys, themes, replay
 pub mod util; // quoting, placeholders, names, durations
+pub mod watch; // following another console's deployment from what the nodes and balancers say

@@ -176,6 +176,20 @@ Every operator sees the same history, from whichever machine they ran. A node th
         #[arg(long, value_enum, default_value = "text")]
         output: Format,
     },
+    /// Watch, read-only, a deployment another console runs on ENV (any user, any machine that
+    /// reaches the nodes)
+    #[command(
+        long_about = "Follows the deployment that holds ENV's lock, in the same grid as the console that runs it: each \
+node's live release, what it is doing (from the progress the running console records beside its lock), its history and \
+the balancer's own answer, read from the nodes every half second. Nothing here can pause, promote or roll back that run. \
+Without a terminal, prints one line per change."
+    )]
+    Watch {
+        /// Environment, as named under [environments.NAME] in the inventory
+        env: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
     /// Remove a lock left by a deployment that died (shows the holder and asks first)
     Unlock {
         /// Environment, as named under [environments.NAME] in the inventory
@@ -322,6 +336,7 @@ async fn run(cli: Cli) -> i32 {
         Command::History { env, limit, output } => {
             cmd::inspect::history(&ctx, &env, limit, output).await
         }
+        Command::Watch { env, output } => cmd::inspect::watch(&ctx, &env, output).await,
         Command::Unlock { env, yes } => cmd::inspect::unlock(&ctx, &env, yes).await,
         Command::Replay { journal, speed } => cmd::inspect::replay(&ctx, &journal, speed).await,
         Command::Deploy { env, release, run } => cmd::runs::deploy(&ctx, &env, &release, run).await,

@@ -157,6 +157,27 @@ pub(crate) async fn history(ctx: &Ctx, env: &str, limit: Option<usize>, output: 
     })
 }
 
+pub(crate) async fn watch(ctx: &Ctx, env: &str, output: Format) -> Code {
+    let (inv, e) = ctx.load_env(env)?;
+    let ui = ctx.ui_for(&inv);
+    let reader = engine::status::Reader::new(std::sync::Arc::new(inv));
+    let mut events = deckhand::watch::spawn(reader, e);
+    if super::headless_wanted(false) {
+        let mut printer = deckhand::headless::Printer::new(std::io::stdout(), output);
+        while let Some(ev) = events.recv().await {
+            printer.print(&ev);
+        }
+        return Ok(exit::OK);
+    }
+    match deckhand::ui::watch(events, ui, env).await {
+        Ok(()) => Ok(exit::OK),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Err(exit::FAILED)
+        }
+    }
+}
+
 pub(crate) async fn unlock(ctx: &Ctx, env: &str, yes: bool) -> Code {
     let (inv, e) = ctx.load_env(env)?;
     let statuses = engine::status::read_status(&inv, &e.nodes).await;

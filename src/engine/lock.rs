@@ -148,6 +148,10 @@ impl Tracker {
                 p.id = deployment.clone();
                 p.total = nodes.len();
                 p.batches = batches.len();
+                p.kind = match kind {
+                    crate::event::RunKind::Deploy => "deploy".into(),
+                    crate::event::RunKind::Rollback => "rollback".into(),
+                };
                 p.state = match kind {
                     crate::event::RunKind::Deploy => "preflight".into(),
                     crate::event::RunKind::Rollback => "rolling back".into(),

@@ -169,6 +169,9 @@ impl HistoryEntry {
 pub struct Progress {
     /// The deployment id (the lock's).
     pub id: String,
+    /// `deploy` or `rollback`.
+    #[serde(default)]
+    pub kind: String,
     /// `deploying`, `pausing`, `paused`, `waiting` (a gate), `rolling back`, `aborting`,
     /// `checklist` (the monitoring window), or how it ended.
     pub state: String,
@@ -528,6 +531,7 @@ mod tests {
     fn the_state_answer_carries_the_holders_progress() {
         let p = Progress {
             id: "d1".into(),
+            kind: "deploy".into(),
             state: "deploying".into(),
             batch: Some(2),
             batches: 3,

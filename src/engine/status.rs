@@ -40,7 +40,8 @@ pub struct NodeStatus {
 }
 
 impl NodeStatus {
-    fn new(name: &str, host: String) -> Self {
+    /// A node not read yet (nothing known, not reachable).
+    pub fn new(name: &str, host: String) -> Self {
         NodeStatus {
             node: name.to_string(),
             host,

@@ -193,12 +193,31 @@ impl App {
     /// says on the flash line, forget a control it answers, reset the selection for a new run,
     /// close a dialog the run's end made moot. Pure: the same events give the same screen.
     pub fn apply(&mut self, event: &Event) {
-        let news = self.run.apply(event);
+        let mut news = self.run.apply(event);
+        if let (Some(n), true) = (news.as_mut(), self.watch.is_some()) {
+            // A watcher's keys do nothing to the run: leave out what they would do.
+            if let Some((said, _keys)) = n.text.split_once(" — ") {
+                n.text = said.to_string();
+            }
+        }
         if let Some(n) = news {
             self.flash_at(n.level, n.text, event.at_ms);
         }
         match &event.kind {
-            EventKind::Started { .. } => {
+            EventKind::Started {
+                who,
+                from_host,
+                kind,
+                release,
+                ..
+            } => {
+                if self.watch.is_some() {
+                    let what = match kind {
+                        RunKind::Deploy => "deployment",
+                        RunKind::Rollback => "rollback",
+                    };
+                    self.watch = Some(format!("{who}@{from_host}'s {what} of {release}"));
+                }
                 self.selected = 0;
                 self.selected_check = self.run.checklist_order().first().copied().unwrap_or(0);
             }

@@ -199,6 +199,30 @@ pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<
     result
 }
 
+/// Watch a run that another console drives, from `events` (see [`crate::watch::spawn`]): the
+/// same screen, read-only. No key can reach that run: this console holds no control channel
+/// to it. The footer says whose run it is.
+pub async fn watch(
+    events: mpsc::UnboundedReceiver<Event>,
+    opts: UiOptions,
+    env: &str,
+) -> anyhow::Result<()> {
+    let (theme, glyphs) = opts.resolve()?;
+    let mut app = App::new(theme, glyphs);
+    app.watch = Some(format!("{env} (no deployment yet)"));
+    // A channel nobody listens to: whatever were sent would go nowhere.
+    let (controls, _) = mpsc::unbounded_channel();
+    let source = Source::Live {
+        events,
+        controls,
+        closed: false,
+    };
+    let mut console = Console::start(app, source)?;
+    let result = console.run_loop().await;
+    console.finish();
+    result
+}
+
 /// Read a journal to replay it (see [`crate::journal::read_for_replay`]).
 pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
     Ok(crate::journal::read_for_replay(path)?)
@@ -491,7 +515,7 @@ impl Console {
                             if let Source::Live { closed, .. } = &mut self.source {
                                 *closed = true;
                             }
-                            if !self.app.finished() {
+                            if !self.app.finished() && !self.app.watching() {
                                 self.app.flash(FlashLevel::Error,
                                     "the deployment stopped without a last word; see the log (l)");
                             }
@@ -576,7 +600,7 @@ impl Console {
     /// is running: a replay, or a run that has finished).
     fn on_signal(&mut self, name: &'static str) -> bool {
         let mut go = false;
-        if self.app.finished() || self.app.replay {
+        if self.app.finished() || self.app.replay || self.app.watching() {
             go |= self.leave_step(leave::Input::Ended);
         }
         let rolling_back = self.app.run().rolling_back;

@@ -291,6 +291,31 @@ fn status_sentence(app: &App, mode: Mode) -> String {
     match mode {
         Mode::Ready if app.run().info.is_none() => String::new(),
         Mode::Ready => "preflight: reading every node's live release".into(),
+        Mode::Deploying | Mode::Failed | Mode::RollingBack if app.watching() && !app.finished() => {
+            let busy: Vec<String> = app
+                .run()
+                .nodes
+                .iter()
+                .filter(|n| n.in_flight())
+                .map(|n| match &n.phase {
+                    Some(p) => format!("{} {p}", n.name),
+                    None => format!("{} {}", n.name, n.state.word()),
+                })
+                .collect();
+            format!(
+                "{}: {} (read from the nodes every half second)",
+                if app.run().rolling_back {
+                    "rolling back"
+                } else {
+                    "deploying"
+                },
+                if busy.is_empty() {
+                    "between steps".to_string()
+                } else {
+                    busy.join(", ")
+                }
+            )
+        }
         Mode::Deploying => {
             let busy: Vec<&str> = app
                 .run()
@@ -318,6 +343,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
             "step {}: each node in flight runs its next step, then the run pauses again",
             app.run().steps_taken
         ),
+        Mode::Waiting if app.watching() => "gate: waiting for its operator to promote".into(),
         Mode::Waiting => match app.run().gate_until {
             Some(until) => format!(
                 "gate: {} — passes by itself in {}; enter promotes now, R rolls back",
