@@ -12,6 +12,7 @@ pub mod diag; // file:line:col diagnostics with a caret and a fix
 pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback
 pub mod event; // the protocol: Event out of the engine, Control into it (plain serde data)
 pub mod exit; // the exit codes, and the one conversion of a run's outcome into one
+pub mod fleet; // every environment read at once, answers sent as they come (the home screen)
 pub mod headless; // line and JSON output of events for CI
 pub mod history; // an environment's deployments and rollbacks, from the nodes' own history
 pub mod import; // servers from Ansible, Deployer and ssh_config into one model and a commented TOML file

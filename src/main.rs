@@ -49,7 +49,7 @@ struct Cli {
     #[arg(long, global = true)]
     take_over_stale: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// How a run is shown and how far it may go without asking.
@@ -74,6 +74,9 @@ pub(crate) struct RunArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The home screen (also `deckhand` alone): every environment, its nodes and history;
+    /// deploy, roll back, promote, unlock and watch from there
+    Console,
     /// Check the inventory and report every problem with file, line and column
     Validate,
     /// Show the steps a deployment would run, in order, without touching any node
@@ -324,7 +327,13 @@ async fn run(cli: Cli) -> i32 {
         lock_wait: cli.lock_wait,
         take_over_stale: cli.take_over_stale,
     };
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        return match cmd::home::home(&ctx).await {
+            Ok(c) | Err(c) => c,
+        };
+    };
+    let result = match command {
+        Command::Console => cmd::home::home(&ctx).await,
         Command::Validate => cmd::inspect::validate(&ctx),
         Command::Plan {
             env,

@@ -103,20 +103,9 @@ pub(crate) async fn rollback(
             return Err(exit::BAD_INPUT);
         }
         let statuses = engine::status::read_status(&inv, &p.nodes).await;
-        let lines: Vec<String> = statuses
-            .iter()
-            .map(|s| {
-                let to = to
-                    .clone()
-                    .or(s.previous_release.clone())
-                    .unwrap_or_else(|| "(none)".into());
-                format!(
-                    "  {}: {} → {}",
-                    s.node,
-                    s.live_release.as_deref().unwrap_or("(none)"),
-                    to
-                )
-            })
+        let lines: Vec<String> = engine::status::rollback_preview(&statuses, to.as_deref())
+            .into_iter()
+            .map(|r| format!("  {}: {} → {}", r.node, r.from, r.to))
             .collect();
         let question = format!("Roll back {env}?\n{}", lines.join("\n"));
         let protected = inv.environment(env).map(|e| e.protected).unwrap_or(false);
@@ -338,7 +327,41 @@ pub(crate) async fn demo(ctx: &Ctx, a: DemoArgs) -> Code {
     };
     let ui = ctx.ui_for(&inv);
     let hint = super::resume_hint(Some(&d.inventory), demo::ENV);
+    let home_inv = inv.clone();
     let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) if !headless => {
+            // The demo ends on the home screen (esc after the run): history, roll back, deploy.
+            match deckhand::ui::run_console(h, ui, deckhand::ui::Opened::Home).await {
+                Ok(left) => match left.ending {
+                    deckhand::ui::Ending::Finished(outcome) if left.home => {
+                        let demo_ctx = Ctx {
+                            inventory: Some(d.inventory.clone()),
+                            ui: ctx.ui.clone(),
+                            lock_wait: ctx.lock_wait,
+                            take_over_stale: ctx.take_over_stale,
+                        };
+                        let code = exit::of_run(RunKind::Deploy, outcome);
+                        match super::home::home_with(&demo_ctx, home_inv, Some(code)).await {
+                            Ok(c) | Err(c) => c,
+                        }
+                    }
+                    deckhand::ui::Ending::Finished(outcome) => {
+                        eprintln!("deckhand: {}", outcome.word());
+                        exit::of_run(RunKind::Deploy, outcome)
+                    }
+                    deckhand::ui::Ending::LeftPaused => {
+                        eprintln!(
+                            "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{hint} --continue` or `{hint} --rollback`"
+                        );
+                        exit::FAILED
+                    }
+                },
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::FAILED
+                }
+            }
+        }
         Ok(h) => follow(h, headless, ui, a.output, RunKind::Deploy, &hint).await,
         Err(e) => {
             eprintln!("error: {e}");

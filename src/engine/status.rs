@@ -225,6 +225,30 @@ pub async fn read_status(inv: &Inventory, nodes: &[String]) -> Vec<NodeStatus> {
     out.into_iter().map(|(_, s)| s).collect()
 }
 
+/// One node of a rollback's confirmation: where it is, and where the rollback puts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRow {
+    pub node: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What a rollback to `to` (None: each node's previous release) would do to each node, as the
+/// command line's question and the home screen's dialog name it.
+pub fn rollback_preview(statuses: &[NodeStatus], to: Option<&str>) -> Vec<RollbackRow> {
+    statuses
+        .iter()
+        .map(|s| RollbackRow {
+            node: s.node.clone(),
+            from: s.live_release.clone().unwrap_or_else(|| "(none)".into()),
+            to: to
+                .map(String::from)
+                .or(s.previous_release.clone())
+                .unwrap_or_else(|| "(none)".into()),
+        })
+        .collect()
+}
+
 /// Remove the lock on the given nodes, whoever holds it. Returns per-node errors.
 pub async fn force_unlock(inv: &Inventory, nodes: &[String]) -> Vec<String> {
     let mut errors = Vec::new();

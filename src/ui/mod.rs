@@ -21,6 +21,7 @@ pub(crate) mod checklist; // the checklist pane
 pub mod fixtures; // test scenes (the `fixtures` feature): snapshot tests, screenshots, benchmark
 pub(crate) mod grid; // the balancer line and the node grid
 pub(crate) mod help; // the `?` help and the footer
+pub mod home; // the home screen: every environment, the selected one's nodes and history, actions
 pub mod input; // key presses: key -> action -> screen state and effects
 pub mod keys; // the one table of key bindings
 pub mod log; // the log pane
