@@ -167,7 +167,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
         Step,
         CanStep,
         Some("step"),
-        "Paused: run the next step of each node in flight, then pause again"
+        "Paused: one more step per node in flight"
     ),
     bind!(
         Main,
@@ -176,7 +176,7 @@ pub(crate) static BINDINGS: &[Binding] = &[
         Home,
         EndedFromHome,
         Some("home"),
-        "After the run: back to the home screen (history, roll back)"
+        "After the run: back to the home screen"
     ),
     bind!(
         Main,
