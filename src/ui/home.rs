@@ -118,6 +118,8 @@ pub struct Home {
     pub(crate) glyphs: Glyphs,
     /// The plan text of a release, from the inventory (no node is contacted).
     plan_for: Option<std::sync::Arc<Inventory>>,
+    /// Each node's address from the inventory (shown before it answered).
+    hosts: HashMap<String, String>,
 }
 
 /// What a key asked the loop for, besides leaving.
@@ -166,6 +168,11 @@ impl Home {
             theme,
             glyphs,
             plan_for: Some(std::sync::Arc::new(inv.clone())),
+            hosts: inv
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.host.clone()))
+                .collect(),
         }
     }
 
@@ -388,6 +395,7 @@ impl Home {
             .nodes
             .iter()
             .filter_map(|n| self.nodes.get(n).cloned())
+            .filter(|s| s.reachable)
             .collect();
         let mut lines = vec!["Each node goes back to its previous release:".to_string()];
         for r in crate::engine::status::rollback_preview(&statuses, None) {
@@ -396,12 +404,20 @@ impl Home {
                 r.node, r.from, self.glyphs.arrow, r.to
             ));
         }
-        let unread = e.nodes.len() - statuses.len();
-        if unread > 0 {
-            lines.push(format!(
-                "  {} not read yet: the rollback reads every node first",
-                crate::util::count(unread, "node", "nodes")
-            ));
+        for n in &e.nodes {
+            match self.nodes.get(n) {
+                Some(s) if s.reachable => {}
+                Some(s) => lines.push(format!(
+                    "  {n:<14} cannot be read: {}",
+                    s.error.as_deref().unwrap_or("no answer")
+                )),
+                None => lines.push(format!("  {n:<14} not read yet")),
+            }
+        }
+        if statuses.len() < e.nodes.len() {
+            lines.push(
+                "The rollback reads every node first and changes nothing unless all answer.".into(),
+            );
         }
         HomeDialog::Confirm {
             exit: HomeExit::Rollback {
@@ -881,7 +897,7 @@ pub fn draw(home: &Home, area: Rect, buf: &mut Buffer) {
         );
         return;
     }
-    let env_h = (home.envs.len() as u16 + 3).min(area.height / 3).max(5);
+    let env_h = (env_rows(home) as u16 + 3).min(area.height / 3).max(5);
     let node_count = home.env().map(|e| e.nodes.len()).unwrap_or(0) as u16;
     let rest = area.height.saturating_sub(2 + env_h + 2);
     let nodes_h = (node_count + 3).min(rest.saturating_mul(55) / 100).max(5);
@@ -1021,6 +1037,18 @@ fn draw_header(home: &Home, area: Rect, buf: &mut Buffer) {
     );
 }
 
+/// How many rows the environments pane needs: one per environment, and one more under each
+/// whose lock is held (who holds it and how far the run is).
+fn env_rows(home: &Home) -> usize {
+    home.envs
+        .iter()
+        .map(|e| match home.lock(e) {
+            Some((t, _)) if t != "free" && t.contains(home.glyphs.dot) => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
 fn draw_envs(home: &Home, area: Rect, buf: &mut Buffer) {
     let th = &home.theme;
     let b = block(home, "Environments".into(), home.pane == Pane::Envs);
@@ -1028,11 +1056,10 @@ fn draw_envs(home: &Home, area: Rect, buf: &mut Buffer) {
     b.render(area, buf);
     let w = inner.width as usize;
     // name, strategy, nodes, live, lock, last
-    let (wn, ws, wc) = (14usize, 11usize, 6usize);
-    let rest = w.saturating_sub(wn + ws + wc + 4);
-    let wl = (rest * 26 / 100).max(12);
-    let wk = (rest * 36 / 100).max(12);
-    let wlast = rest.saturating_sub(wl + wk);
+    let (wn, ws, wc, wk) = (16usize, 11usize, 6usize, 16usize);
+    let rest = w.saturating_sub(wn + ws + wc + wk + 1);
+    let wl = (rest * 45 / 100).max(12);
+    let wlast = rest.saturating_sub(wl);
     let head = format!(
         " {}{}{}{}{}{}",
         pad("ENVIRONMENT", wn),
@@ -1043,37 +1070,48 @@ fn draw_envs(home: &Home, area: Rect, buf: &mut Buffer) {
         pad("LAST DEPLOYMENT", wlast)
     );
     buf.set_stringn(inner.x, inner.y, head, w, th.get("dim"));
-    let rows = inner.height.saturating_sub(1) as usize;
-    let first = home.selected_env.saturating_sub(rows.saturating_sub(1));
-    for (i, e) in home.envs.iter().enumerate().skip(first).take(rows) {
-        let y = inner.y + 1 + (i - first) as u16;
+    let bottom = inner.y + inner.height;
+    let mut y = inner.y + 1;
+    // Keep the selected environment in view.
+    let room = inner.height.saturating_sub(1) as usize;
+    let first = if home.selected_env >= room / 2 && env_rows(home) > room {
+        home.selected_env + 1 - (room / 2).max(1)
+    } else {
+        0
+    };
+    for (i, e) in home.envs.iter().enumerate().skip(first) {
+        if y >= bottom {
+            break;
+        }
         let selected = i == home.selected_env;
         let base = if selected {
             th.get("selection")
         } else {
             th.get("text")
         };
-        let name = if e.protected {
-            format!("{} (prot.)", e.name)
-        } else {
-            e.name.clone()
-        };
-        let mark = if selected { "▸" } else { " " };
-        let mark = if home.glyphs.ascii && selected {
-            ">"
-        } else {
-            mark
+        let mark = match (selected, home.glyphs.ascii) {
+            (true, false) => "▸",
+            (true, true) => ">",
+            _ => " ",
         };
         let (live, live_style) = match home.live(e) {
             None => ("…".to_string(), th.get("dim")),
             Some((t, true)) => (format!("{t} MIXED"), th.get("flash_warn")),
             Some((t, false)) => (t, th.get("title")),
         };
-        let (lock, lock_style) = match home.lock(e) {
-            None => ("…".to_string(), th.get("dim")),
-            Some((t, true)) => (t, th.get("flash_error")),
-            Some((t, false)) if t == "free" => (t, th.get("dim")),
-            Some((t, false)) => (t, th.get("mode_deploying")),
+        let lock = home.lock(e);
+        let (short, detail) = match &lock {
+            None => ("…".to_string(), None),
+            Some((t, _)) => match t.split_once(&format!(" {} ", home.glyphs.dot)) {
+                Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                None => (t.clone(), None),
+            },
+        };
+        let lock_style = match &lock {
+            None => th.get("dim"),
+            Some((_, true)) => th.get("flash_error"),
+            Some((t, false)) if t == "free" => th.get("dim"),
+            Some(_) => th.get("mode_deploying"),
         };
         let (last, last_style) = match home.history(&e.name).first() {
             Some(d) => (
@@ -1091,18 +1129,36 @@ fn draw_envs(home: &Home, area: Rect, buf: &mut Buffer) {
             None if home.live(e).is_none() => ("…".into(), th.get("dim")),
             None => ("none recorded".into(), th.get("dim")),
         };
+        let pick = |style: Style| if selected { base } else { style };
         let spans = vec![
             Span::styled(
-                format!("{mark} {}", pad(&name, wn - 1)),
+                format!("{mark} {}", pad(&e.name, wn - 1)),
                 base.add_modifier(Modifier::BOLD),
             ),
             Span::styled(pad(&e.strategy, ws), base),
             Span::styled(pad(&e.nodes.len().to_string(), wc), base),
-            Span::styled(pad(&live, wl), if selected { base } else { live_style }),
-            Span::styled(pad(&lock, wk), if selected { base } else { lock_style }),
-            Span::styled(pad(&last, wlast), if selected { base } else { last_style }),
+            Span::styled(pad(&live, wl), pick(live_style)),
+            Span::styled(pad(&short, wk), pick(lock_style)),
+            Span::styled(pad(&last, wlast), pick(last_style)),
         ];
         buf.set_line(inner.x, y, &Line::from(spans), inner.width);
+        y += 1;
+        if let Some(d) = detail {
+            if y < bottom {
+                let arrow = if home.glyphs.ascii { "\\_" } else { "└" };
+                buf.set_line(
+                    inner.x,
+                    y,
+                    &Line::from(vec![
+                        Span::styled(" ".repeat(wn + ws + wc - 1), th.get("dim")),
+                        Span::styled(format!("{arrow} "), th.get("dim")),
+                        Span::styled(d, lock_style),
+                    ]),
+                    inner.width,
+                );
+                y += 1;
+            }
+        }
     }
 }
 
@@ -1122,16 +1178,20 @@ fn draw_nodes(home: &Home, area: Rect, buf: &mut Buffer) {
         return;
     };
     let rot = home.rotation.get(&e.name);
+    let name = if e.protected {
+        format!("{} (protected)", e.name)
+    } else {
+        e.name.clone()
+    };
     let title = match rot {
-        Some(Err(why)) => format!("{} · nodes · balancer: {why}", e.name),
+        Some(Err(why)) => format!("{name} · nodes · balancer: {why}"),
         Some(Ok(m)) => format!(
-            "{} · nodes · balancer: {}/{} in rotation",
-            e.name,
+            "{name} · nodes · balancer: {}/{} in rotation",
             m.values().filter(|v| **v).count(),
             e.nodes.len()
         ),
-        None if e.balancer => format!("{} · nodes · balancer: …", e.name),
-        None => format!("{} · nodes", e.name),
+        None if e.balancer => format!("{name} · nodes · balancer: …"),
+        None => format!("{name} · nodes"),
     };
     let b = block(home, title, home.pane == Pane::Nodes);
     let inner = b.inner(area);
@@ -1164,7 +1224,10 @@ fn draw_nodes(home: &Home, area: Rect, buf: &mut Buffer) {
         } else {
             th.get("text")
         };
-        let host = st.map(|s| s.host.clone()).unwrap_or_default();
+        let host = st
+            .map(|s| s.host.clone())
+            .or_else(|| home.hosts.get(name).cloned())
+            .unwrap_or_default();
         let lead = vec![
             Span::styled(
                 format!(" {}", pad(name, wn)),

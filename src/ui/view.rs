@@ -415,30 +415,30 @@ fn draw_timing(app: &App, t: &crate::event::TimeReport, area: Rect, buf: &mut Bu
         Span::styled(d(t.waiting_ms), th.get("text")),
         Span::styled(" + deckhand ", th.get("dim")),
         Span::styled(d(t.overhead_ms), th.get("text")),
-        Span::styled(
-            format!(" (preflight and locks {})", d(t.preflight_ms)),
-            th.get("dim"),
-        ),
+        Span::styled(format!(" (preflight {})", d(t.preflight_ms)), th.get("dim")),
     ];
-    if let Some(s) = t.slowest_phases.first() {
-        spans.push(Span::styled(
-            format!(" {} slowest phase: ", app.glyphs.dot),
-            th.get("dim"),
-        ));
-        spans.push(Span::styled(
-            format!("{} {}", s.name, d(s.ms)),
-            th.get("text"),
-        ));
+    // The slowest phase, then the slowest node, as far as the line has room.
+    let mut slowest: Vec<String> = Vec::new();
+    let used: usize = spans.iter().map(|s| s.width()).sum::<usize>() + 12;
+    for s in t
+        .slowest_phases
+        .first()
+        .into_iter()
+        .chain(t.slowest_nodes.first())
+    {
+        let next = format!("{} {}", s.name, d(s.ms));
+        let len: usize = slowest.iter().map(|x| x.chars().count() + 2).sum();
+        if used + len + next.chars().count() > area.width as usize {
+            break;
+        }
+        slowest.push(next);
     }
-    if let Some(s) = t.slowest_nodes.first() {
+    if !slowest.is_empty() {
         spans.push(Span::styled(
-            format!(" {} slowest node: ", app.glyphs.dot),
+            format!(" {} slowest: ", app.glyphs.dot),
             th.get("dim"),
         ));
-        spans.push(Span::styled(
-            format!("{} {}", s.name, d(s.ms)),
-            th.get("text"),
-        ));
+        spans.push(Span::styled(slowest.join(", "), th.get("text")));
     }
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
