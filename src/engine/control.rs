@@ -33,9 +33,11 @@ pub struct CtlState {
     pub end_monitoring: bool,
     /// Why forward work stopped, in words for the operator.
     pub reason: Option<String>,
-    /// Bumped by each [`Control::Step`]: a task that began waiting at a boundary before the
-    /// bump may start its next step although the run is paused.
-    pub step_gen: u64,
+    /// Step mode: opened by [`Control::Step`] while paused, closed when the first step started
+    /// in it ends. While open, boundaries let tasks through although the run is paused: the
+    /// run between batches passes (no step of its own), each node in flight starts its next
+    /// step, and a node whose step ended finds the window closed at its next boundary.
+    pub step_window: bool,
 }
 
 /// Why forward work stopped.
@@ -165,7 +167,7 @@ impl Ctl {
                     self.timing.waited(since, std::time::Instant::now());
                 }
                 self.emitter.emit(EventKind::Stepping);
-                self.state.send_modify(|s| s.step_gen += 1);
+                self.state.send_modify(|s| s.step_window = true);
             }
             Control::Step => self.emitter.notice(
                 Level::Warn,
@@ -248,12 +250,12 @@ impl Ctl {
         {
             self.begin_pause();
         }
-        let gen = self.snapshot().step_gen;
-        if self.snapshot().paused {
+        let s = self.snapshot();
+        if s.paused && !s.step_window {
             // Nothing may be running any more (a step mode pass just ended): say paused.
             self.announce_paused_if_idle();
         }
-        self.wait_until(None, |s| (!s.paused || s.step_gen > gen).then_some(()))
+        self.wait_until(None, |s| (!s.paused || s.step_window).then_some(()))
             .await
             .map(|_| ())
     }
@@ -302,6 +304,9 @@ impl Ctl {
     pub fn step_ended(&self) {
         if let Ok(mut a) = self.active.lock() {
             a.0 = a.0.saturating_sub(1);
+        }
+        if self.snapshot().step_window {
+            self.state.send_modify(|s| s.step_window = false);
         }
         self.announce_paused_if_idle();
     }
@@ -409,10 +414,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_first_step_between_batches_starts_the_batch_and_its_first_steps() {
+        let (c, mut rx) = ctl();
+        c.start_paused();
+        let passed = Arc::new(AtomicUsize::new(0));
+        // The run between batches waits at its boundary, then its nodes take their steps.
+        let run = {
+            let (c, passed) = (c.clone(), passed.clone());
+            tokio::spawn(async move {
+                if c.boundary().await.is_ok() {
+                    let a = node(&c, &passed);
+                    let b = node(&c, &passed);
+                    let _ = a.await;
+                    let _ = b.await;
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(kinds(&mut rx), vec!["Pausing", "Paused"]);
+        c.apply(Control::Step);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(passed.load(Ordering::SeqCst), 2, "one step on each node");
+        assert_eq!(kinds(&mut rx), vec!["Stepping", "Paused"]);
+        c.apply(Control::Abort);
+        let _ = run.await;
+    }
+
+    #[tokio::test]
     async fn a_step_while_running_changes_nothing_but_says_why() {
         let (c, mut rx) = ctl();
         c.apply(Control::Step);
-        assert_eq!(c.snapshot().step_gen, 0);
+        assert!(!c.snapshot().step_window);
         let said = kinds(&mut rx);
         assert!(said[0].contains("pause first"), "{said:?}");
     }
