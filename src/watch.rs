@@ -33,7 +33,13 @@ struct Seen {
     batch: Option<usize>,
     run_state: String,
     problems: HashMap<String, String>,
+    /// When the lock was first seen gone without the run's end recorded yet (the holder writes
+    /// the end just after it releases the lock).
+    gone_since: Option<i64>,
 }
+
+/// How long a watcher waits, once the lock is gone, for the run's recorded end.
+const END_GRACE_MS: i64 = 5_000;
 
 /// Turns reads of an environment into the events of the run that holds its lock.
 pub struct Watcher {
@@ -287,11 +293,16 @@ impl Watcher {
         let still_locked = reads
             .iter()
             .any(|r| r.lock.as_ref().is_some_and(|l| l.id == id) || (r.locked && r.lock.is_none()));
-        if answered > 0 && !still_locked {
-            let finished = reads
-                .iter()
-                .flat_map(|r| r.history.iter())
-                .find(|h| h.id == id && h.kind == "finished");
+        let finished = reads
+            .iter()
+            .flat_map(|r| r.history.iter())
+            .find(|h| h.id == id && h.kind == "finished");
+        let waiting_for_end =
+            finished.is_none() && now_ms - *seen.gone_since.get_or_insert(now_ms) < END_GRACE_MS;
+        if still_locked {
+            seen.gone_since = None;
+        }
+        if answered > 0 && !still_locked && !waiting_for_end {
             let (outcome, message) = match finished {
                 Some(f) => (
                     outcome_of(&f.result).unwrap_or(Outcome::Failed),
