@@ -217,8 +217,7 @@ impl Watcher {
                     let last = r
                         .history
                         .iter()
-                        .filter(|h| h.id == id && (h.kind == "deploy" || h.kind == "rollback"))
-                        .next_back();
+                        .rfind(|h| h.id == id && (h.kind == "deploy" || h.kind == "rollback"));
                     let st = match last.map(|h| (h.kind.as_str(), h.result.as_str())) {
                         Some(("deploy", "ok")) => NodeState::Done,
                         Some(("rollback", "ok")) => NodeState::RolledBack,

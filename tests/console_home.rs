@@ -614,7 +614,9 @@ fn history_json_tells_a_deploy_a_failed_deploy_that_rolled_back_and_a_rollback()
     let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id").stdout)
         .trim()
         .to_string();
-    let got: Vec<(String, String, Option<String>, String, Vec<String>)> = v
+    // (kind, release, from, outcome, failed nodes) of each run, newest first.
+    type Run = (String, String, Option<String>, String, Vec<String>);
+    let got: Vec<Run> = v
         .iter()
         .map(|d| {
             assert_eq!(d["who"], me.as_str());

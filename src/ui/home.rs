@@ -275,7 +275,7 @@ impl Home {
         if !any {
             return None;
         }
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         if counts.len() == 1 {
             return Some((counts[0].0.clone(), false));
         }
