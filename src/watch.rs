@@ -679,6 +679,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_gone_without_a_recorded_end_is_said_so_after_a_grace() {
+        let inv = inv();
+        let env = inv.environment("prod").cloned().expect("prod");
+        let mut w = Watcher::new(inv, env);
+        let p = progress("deploying", 1, &[]);
+        assert!(!w
+            .update(&[read("web-1", "v1", Some(&p), vec![])], None, 0)
+            .is_empty());
+        // The holder releases its lock a moment before it records the end: wait for it.
+        assert!(w
+            .update(&[read("web-1", "v2", None, vec![])], None, 1_000)
+            .iter()
+            .all(|e| !matches!(e.kind, EventKind::Finished { .. })));
+        assert!(!w.ended);
+        let ev = w.update(
+            &[read("web-1", "v2", None, vec![])],
+            None,
+            1_000 + END_GRACE_MS,
+        );
+        match ev.last().map(|e| &e.kind) {
+            Some(EventKind::Finished {
+                outcome, message, ..
+            }) => {
+                assert_eq!(*outcome, Outcome::Failed);
+                assert!(message.contains("without a recorded end"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn the_holder_is_named() {
         let p = progress("deploying", 1, &[]);
         assert_eq!(
