@@ -538,7 +538,15 @@ pub fn rolled_back() -> Script {
 
 /// Every node on the new release; the run's last events say where its time went.
 pub fn done() -> Script {
-    let mut s = opening(5, false);
+    // An environment without a checklist: the run ends when the last node is back.
+    let mut s = Script::new();
+    s.push(started(5, false, false));
+    for n in node_names(5) {
+        s.preflight(&n).rotation(&n, true);
+    }
+    s.push(EventKind::Locked {
+        deployment: "20260101-090000-a1b2".into(),
+    });
     for (i, batch) in [
         vec!["web-1"],
         vec!["web-2", "web-3"],
@@ -559,11 +567,11 @@ pub fn done() -> Script {
         deployment: "20260101-090000-a1b2".into(),
     });
     s.push(EventKind::Timing(crate::event::TimeReport {
-        wall_ms: 161_400,
+        wall_ms: 66_400,
         preflight_ms: 1_900,
-        steps_ms: 118_200,
-        waiting_ms: 38_600,
-        overhead_ms: 4_600,
+        steps_ms: 48_200,
+        waiting_ms: 12_600,
+        overhead_ms: 5_600,
         slowest_phases: vec![crate::event::Slow {
             name: "install_dependencies".into(),
             ms: 32_000,
@@ -798,7 +806,11 @@ pub fn scene(name: &str) -> Option<App> {
             app.from_home = true;
             app
         }
-        "stepping" => stepping().into_app(),
+        "stepping" => {
+            let mut app = stepping().into_app();
+            app.selected = 1;
+            app
+        }
         "watching" => {
             let mut app = App::new(Theme::default_theme(), Glyphs::UNICODE);
             app.watch = Some("production (no deployment yet)".into());

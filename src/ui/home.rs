@@ -1111,7 +1111,7 @@ fn draw_envs(home: &Home, area: Rect, buf: &mut Buffer) {
             None => th.get("dim"),
             Some((_, true)) => th.get("flash_error"),
             Some((t, false)) if t == "free" => th.get("dim"),
-            Some(_) => th.get("mode_deploying"),
+            Some(_) => th.get("node_updating"),
         };
         let (last, last_style) = match home.history(&e.name).first() {
             Some(d) => (
@@ -1165,7 +1165,7 @@ fn draw_envs(home: &Home, area: Rect, buf: &mut Buffer) {
 fn outcome_style(home: &Home, outcome: &str) -> Style {
     home.theme.get(match outcome {
         "deployed" | "verified" => "phase_ok",
-        "running" => "mode_deploying",
+        "running" => "node_updating",
         "rolled back" => "node_rolled_back",
         _ => "phase_failed",
     })
