@@ -282,6 +282,13 @@ fn deploy_and_roll_back_from_home_and_the_history_grows() {
     );
     // Each run went through the engine's journal, as from the command line.
     assert_eq!(journals(&fleet).len(), 3);
+    // enter on the newest history entry replays its journal, q comes back home.
+    t.keys("Tab");
+    t.keys("Tab");
+    t.keys("Enter");
+    t.wait_for("the replay", 30, |s| header(s).contains("deckhand replay"));
+    t.keys("q");
+    t.wait_for("home again", 30, |s| header(s).contains("HOME"));
     t.keys("q");
     t.wait_for("the console to close", 10, |s| s.contains("EXITED 0"));
 }

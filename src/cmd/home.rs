@@ -18,6 +18,10 @@ use super::{Code, Ctx};
 
 /// `deckhand` with no command, or `deckhand console`.
 pub(crate) async fn home(ctx: &Ctx) -> Code {
+    if let Err(e) = ctx.inventory_path() {
+        eprintln!("error: {e}\n  = help: `deckhand demo` shows deckhand on local demo nodes; `deckhand --help` lists every command");
+        return Err(exit::BAD_INPUT);
+    }
     let inv = ctx.load()?;
     if !std::io::stdout().is_terminal() {
         return print_all(&inv).await;
