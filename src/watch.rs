@@ -183,7 +183,8 @@ impl Watcher {
                         reason: "its operator aborted".into(),
                     }),
                     ("waiting", _) => Some(EventKind::Promoted),
-                    ("paused" | "pausing", "deploying") => Some(EventKind::Resumed),
+                    (_, "stepping") => Some(EventKind::Stepping),
+                    ("paused" | "pausing" | "stepping", "deploying") => Some(EventKind::Resumed),
                     _ => None,
                 };
                 if let Some(k) = kind {

@@ -193,6 +193,7 @@ impl Tracker {
             }
             EventKind::Pausing => p.state = "pausing".into(),
             EventKind::Paused => p.state = "paused".into(),
+            EventKind::Stepping => p.state = "stepping".into(),
             EventKind::Gate { .. } => p.state = "waiting".into(),
             EventKind::Resumed | EventKind::Promoted => p.state = "deploying".into(),
             EventKind::RollbackStarted { .. } => p.state = "rolling back".into(),

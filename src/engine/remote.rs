@@ -172,7 +172,7 @@ pub struct Progress {
     /// `deploy` or `rollback`.
     #[serde(default)]
     pub kind: String,
-    /// `deploying`, `pausing`, `paused`, `waiting` (a gate), `rolling back`, `aborting`,
+    /// `deploying`, `pausing`, `paused`, `stepping`, `waiting` (a gate), `rolling back`, `aborting`,
     /// `checklist` (the monitoring window), or how it ended.
     pub state: String,
     /// The batch running now, from 1 (None before the first batch).
