@@ -416,7 +416,7 @@ impl Locks {
     }
 
     /// Refresh the heartbeat every [`HEARTBEAT_EVERY`], and record the progress beside the lock
-    /// within a second of each change (on every node at once, each write bounded in time).
+    /// within a second of each change (32 nodes at a time, each write bounded in time).
     fn start_heartbeat(&self) {
         let targets: Vec<_> = self
             .nodes
@@ -445,17 +445,25 @@ impl Locks {
                 }
                 written = version;
                 last = Instant::now();
-                let writes = targets.iter().map(|(t, dp)| {
-                    let req = crate::transport::ExecRequest::new(remote::progress_script(
-                        dp, &id, &progress,
-                    ))
-                    .timeout(Duration::from_secs(10));
-                    let never = &never;
-                    async move {
-                        let _ = t.exec(&req, None, never).await;
-                    }
-                });
-                futures::future::join_all(writes).await;
+                let writes: Vec<_> = targets
+                    .iter()
+                    .map(|(t, dp)| {
+                        let req = crate::transport::ExecRequest::new(remote::progress_script(
+                            dp, &id, &progress,
+                        ))
+                        .timeout(Duration::from_secs(10));
+                        let (t, never) = (t.clone(), never.clone());
+                        async move {
+                            let _ = t.exec(&req, None, &never).await;
+                        }
+                    })
+                    .collect();
+                // At most 32 nodes at once, like every other read or write of the fleet.
+                use futures::stream::StreamExt;
+                futures::stream::iter(writes)
+                    .buffer_unordered(32)
+                    .collect::<Vec<()>>()
+                    .await;
             }
         });
         if let Some(old) = self.state().heartbeat.replace(task) {
