@@ -64,6 +64,15 @@ impl Deployment {
         }
     }
 
+    /// How long it took: `42s`, `3m05s`, `<1s`; `-` while unknown or running.
+    pub fn took(&self) -> String {
+        match self.duration_s {
+            Some(0) => "<1s".into(),
+            Some(s) => crate::util::format_duration(std::time::Duration::from_secs(s)),
+            None => "-".into(),
+        }
+    }
+
     /// `2026-12-02 14:03`, in UTC.
     pub fn when(&self) -> String {
         self.started
@@ -309,9 +318,7 @@ pub fn render_text(h: &History, limit: Option<usize>) -> String {
             d.releases("->"),
             outcome,
             d.by(),
-            d.duration_s
-                .map(|s| crate::util::format_duration(std::time::Duration::from_secs(s)))
-                .unwrap_or_else(|| "-".into()),
+            d.took(),
         ));
     }
     if h.deployments.is_empty() {

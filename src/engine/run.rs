@@ -562,18 +562,25 @@ impl Run {
         }
     }
 
-    /// The run's end in every node's history: its outcome, failed nodes, and when it started, so
-    /// that any console reading the nodes tells the same story. A run that changed nothing
-    /// (the lock was held, preflight failed) leaves no line.
+    /// The run's end in the history of every node it changed (or tried to): its outcome, failed
+    /// nodes, and when it started, so that any console reading the nodes tells the same story.
+    /// A run that changed nothing (the lock was held, preflight failed) leaves no line.
     async fn record_finished(&self, outcome: Outcome) {
         if matches!(outcome, Outcome::LockHeld | Outcome::PreflightFailed) {
             return;
         }
-        let failed: Vec<String> = self
-            .ledger
-            .all()
-            .into_iter()
+        let facts = self.ledger.all();
+        let failed: Vec<String> = facts
+            .iter()
             .filter(|(_, f)| f.failed)
+            .map(|(n, _)| n.clone())
+            .collect();
+        // Only the nodes this run changed or tried to: the others' history stays as it was.
+        let touched: Vec<String> = facts
+            .into_iter()
+            .filter(|(_, f)| {
+                f.done || f.failed || f.rolled_back || f.created || f.switched.is_some()
+            })
             .map(|(n, _)| n)
             .collect();
         let entry = super::remote::HistoryEntry {
@@ -582,7 +589,7 @@ impl Run {
             ..self.history_entry("finished", &self.plan.release, outcome.word())
         };
         let never = tokio_util::sync::CancellationToken::new();
-        let writes = self.plan.nodes.iter().map(|node| {
+        let writes = touched.iter().map(|node| {
             let script = super::remote::history_script(&self.steps.nodes.deploy_path(node), &entry);
             let never = &never;
             async move {

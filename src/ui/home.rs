@@ -1331,10 +1331,7 @@ fn draw_history(home: &Home, area: Rect, buf: &mut Buffer) {
             (true, _) => format!("{} {} verified", d.outcome, home.glyphs.ok),
             _ => d.outcome.clone(),
         };
-        let took = d
-            .duration_s
-            .map(|s| crate::util::format_duration(Duration::from_secs(s)))
-            .unwrap_or_else(|| "-".into());
+        let took = d.took();
         let failed = if d.failed_nodes.is_empty() {
             "-".into()
         } else {
