@@ -20,7 +20,7 @@ pub fn keys(text: &str) -> Vec<String> {
 }
 
 /// `(key, value)` pairs of a dotenv text, values unquoted.
-pub fn entries(text: &str) -> Vec<(String, String)> {
+pub(crate) fn entries(text: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         let l = line.trim();
@@ -51,14 +51,14 @@ pub fn entries(text: &str) -> Vec<(String, String)> {
 }
 
 /// Print the key names of `{dp}/shared/.env` (values stay on the node), or `missing`.
-pub fn node_keys_script(dp: &str) -> String {
+pub(crate) fn node_keys_script(dp: &str) -> String {
     format!(
         "f={}/shared/.env\nif [ -f \"$f\" ]; then echo present; sed -n 's/^[[:space:]]*\\(export[[:space:]][[:space:]]*\\)\\{{0,1\\}}\\([A-Za-z_][A-Za-z0-9_]*\\)[[:space:]]*=.*/key=\\2/p' \"$f\"; else echo missing; fi\n",
         sh_quote(dp.trim_end_matches('/'))
     )
 }
 
-pub fn parse_node_keys(out: &str) -> (bool, Vec<String>) {
+pub(crate) fn parse_node_keys(out: &str) -> (bool, Vec<String>) {
     let exists = out.lines().next() == Some("present");
     let keys = out
         .lines()
@@ -72,7 +72,7 @@ pub fn parse_node_keys(out: &str) -> (bool, Vec<String>) {
 const ENVIRONMENT_MARKER: &str = "__deckhand_environment__";
 
 /// Print the node's `.env` whole, then the names of its login environment's variables.
-pub fn node_config_script(dp: &str) -> String {
+pub(crate) fn node_config_script(dp: &str) -> String {
     format!(
         "f={}/shared/.env\nif [ -f \"$f\" ]; then cat \"$f\"; fi\necho {ENVIRONMENT_MARKER}\nenv | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'\n",
         sh_quote(dp.trim_end_matches('/'))
@@ -80,7 +80,7 @@ pub fn node_config_script(dp: &str) -> String {
 }
 
 /// Split what [`node_config_script`] printed: the `.env` text, and the environment's names.
-pub fn parse_node_config(out: &str) -> (&str, Vec<String>) {
+pub(crate) fn parse_node_config(out: &str) -> (&str, Vec<String>) {
     let (dotenv, names) = out
         .split_once(&format!("{ENVIRONMENT_MARKER}\n"))
         .unwrap_or((out, ""));
@@ -144,7 +144,7 @@ pub async fn read(inv: &Inventory, env: &Environment) -> Vec<NodeConfig> {
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Does a key name say its value is secret?
-pub fn secret_key(k: &str) -> bool {
+pub(crate) fn secret_key(k: &str) -> bool {
     let u = k.to_ascii_uppercase();
     [
         "PASSWORD",
@@ -170,7 +170,7 @@ pub struct Resolved {
 }
 
 /// Resolve every key of the example and of the node's `.env`, by the dotenv priority.
-pub fn resolve(example: &str, node_env: &str, env_names: &[String]) -> Vec<Resolved> {
+pub(crate) fn resolve(example: &str, node_env: &str, env_names: &[String]) -> Vec<Resolved> {
     let ex = entries(example);
     let ne = entries(node_env);
     let mut keys: Vec<String> = ex.iter().map(|(k, _)| k.clone()).collect();

@@ -220,7 +220,7 @@ pub async fn prepare(dir: &Path, n: usize, fail_node: Option<&str>, fast: bool) 
             watch: Some(std::time::Duration::ZERO),
             ..RunOptions::default()
         };
-        let mut h = engine::spawn_deploy(inv, plan, opts).map_err(anyhow::Error::msg)?;
+        let mut h = engine::spawn_deploy(inv, plan, opts)?;
         let mut last = None;
         while let Some(e) = h.events.recv().await {
             if let engine::EventKind::Finished { message, .. } = &e.kind {

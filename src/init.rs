@@ -149,7 +149,7 @@ impl InitReport {
 
 /// Ask for what was not given on the command line (the template and the app's name), on a
 /// terminal only; the caller decides whether there is one.
-pub fn ask_missing(
+pub(crate) fn ask_missing(
     opts: &mut InitOptions,
     input: &mut dyn BufRead,
     out: &mut dyn Write,

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use crate::event::Event;
 
 /// A new deployment id: time plus a few random-ish hex digits.
-pub fn new_deployment_id() -> String {
+pub(crate) fn new_deployment_id() -> String {
     let now = chrono::Utc::now();
     let nanos = now.timestamp_subsec_nanos() as u64 ^ ((std::process::id() as u64) << 16);
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), nanos & 0xffff)
 }
 
 /// Whether `s` has the shape [`new_deployment_id`] gives: `20260101T120000Z-1a2b`.
-pub fn is_deployment_id(s: &str) -> bool {
+pub(crate) fn is_deployment_id(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 21
         && b[..8].iter().all(u8::is_ascii_digit)
@@ -43,21 +43,21 @@ pub fn default_journal_dir() -> PathBuf {
 }
 
 /// The journal file of one run: `{app}-{env}-{deployment id}.jsonl`.
-pub fn journal_name(app: &str, env: &str, id: &str) -> String {
+pub(crate) fn journal_name(app: &str, env: &str, id: &str) -> String {
     format!("{app}-{env}-{id}.jsonl")
 }
 
 /// Whether the file called `file` is the journal of a run of `app` in `env`. Environment names
 /// may contain `-`, so what follows `{app}-{env}-` must be a whole deployment id: the journals
 /// of `prod-eu` are not journals of `prod`.
-pub fn is_journal_of(file: &str, app: &str, env: &str) -> bool {
+pub(crate) fn is_journal_of(file: &str, app: &str, env: &str) -> bool {
     file.strip_prefix(&format!("{app}-{env}-"))
         .and_then(|rest| rest.strip_suffix(".jsonl"))
         .is_some_and(is_deployment_id)
 }
 
 /// Create a journal file readable only by its owner (mode 0600, directory 0700).
-pub fn create_journal(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
+pub(crate) fn create_journal(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -77,7 +77,7 @@ pub type BadLine = (usize, serde_json::Error);
 
 /// Read a journal back: its events, and the lines that are not events, for the caller to word.
 /// A truncated last line (a crash mid-write) is one of those.
-pub fn read_events(path: &Path) -> std::io::Result<(Vec<Event>, Vec<BadLine>)> {
+pub(crate) fn read_events(path: &Path) -> std::io::Result<(Vec<Event>, Vec<BadLine>)> {
     let text = std::fs::read_to_string(path)?;
     let mut events = Vec::new();
     let mut bad = Vec::new();
@@ -123,7 +123,7 @@ pub enum ReplayError {
 }
 
 /// Read a journal to replay it: every line must be an event, and there must be at least one.
-pub fn read_for_replay(path: &Path) -> Result<Vec<Event>, ReplayError> {
+pub(crate) fn read_for_replay(path: &Path) -> Result<Vec<Event>, ReplayError> {
     let shown = path.display().to_string();
     let (events, bad) = read_events(path).map_err(|source| ReplayError::Read {
         path: shown.clone(),

@@ -2,7 +2,7 @@
 //! console or the headless line printer) to go away. The first signal (or the console's "pause
 //! and leave") pauses the run at the next step boundary and leaves once it is paused, with the
 //! lock held for `deckhand resume`; a second signal aborts; a running step that does not end
-//! within [`SIGNAL_GRACE`] is aborted; a run that has ended is simply left.
+//! within `SIGNAL_GRACE` is aborted; a run that has ended is simply left.
 //!
 //! A small state machine over plain inputs ([`Input`]) answering plain outputs ([`Response`]):
 //! it reads no clock (the caller passes `now` and asks for the [`Leave::deadline`]), sends
@@ -15,7 +15,7 @@ use crate::event::{Control, Level};
 
 /// How long leaving waits for the running step to end before it aborts the run; the console and
 /// the headless line printer alike.
-pub const SIGNAL_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const SIGNAL_GRACE: Duration = Duration::from_secs(60);
 
 /// What a front end tells the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Input {
     PauseAndLeave { rolling_back: bool },
     /// The run is paused at a step boundary (its `Paused` event, or the console sees it paused).
     Paused,
-    /// [`SIGNAL_GRACE`] has passed since leaving began (see [`Leave::deadline`]).
+    /// `SIGNAL_GRACE` has passed since leaving began (see [`Leave::deadline`]).
     GraceElapsed,
     /// The run has ended (its `Finished` event, or its event stream closed), or there is no
     /// run a signal could stop (a replay).
@@ -44,7 +44,7 @@ pub enum Notice {
     Pausing { signal: &'static str },
     /// The same signal again: the run is aborted now.
     AbortingOnSignal { signal: &'static str },
-    /// The running step did not end within [`SIGNAL_GRACE`]: it is aborted.
+    /// The running step did not end within `SIGNAL_GRACE`: it is aborted.
     GraceOver,
 }
 

@@ -32,7 +32,7 @@ pub fn print_man(cmd: clap::Command) -> i32 {
 }
 
 /// Write the man page (roff) of the command and, after it, a section per subcommand.
-pub fn man_page(cmd: clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn man_page(cmd: clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
     let cmd = cmd.disable_help_subcommand(true);
     let man = clap_mangen::Man::new(cmd.clone());
     man.render_title(out)?;

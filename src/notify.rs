@@ -137,7 +137,7 @@ impl Notifier {
     }
 
     /// Look at an (already masked) event and queue the message it calls for, if any.
-    pub fn observe(&self, e: &Event) {
+    pub(crate) fn observe(&self, e: &Event) {
         let mut ctx = match self.ctx.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -312,11 +312,11 @@ impl Notifier {
     }
 }
 
-pub fn slack_payload(m: &Message) -> serde_json::Value {
+pub(crate) fn slack_payload(m: &Message) -> serde_json::Value {
     json!({ "text": format!("{} {}", m.topic.icon(), m.text) })
 }
 
-pub fn teams_payload(m: &Message) -> serde_json::Value {
+pub(crate) fn teams_payload(m: &Message) -> serde_json::Value {
     json!({
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",
@@ -326,7 +326,7 @@ pub fn teams_payload(m: &Message) -> serde_json::Value {
     })
 }
 
-pub fn webhook_payload(m: &Message) -> serde_json::Value {
+pub(crate) fn webhook_payload(m: &Message) -> serde_json::Value {
     json!({
         "event": m.topic.key(),
         "text": m.text,

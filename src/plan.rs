@@ -90,11 +90,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn node_plan(&self, node: &str) -> Option<&NodePlan> {
+    pub(crate) fn node_plan(&self, node: &str) -> Option<&NodePlan> {
         self.node_plans.iter().find(|p| p.node == node)
     }
     /// Node phase names in order, as the phases pane lists them.
-    pub fn phase_names(&self) -> Vec<String> {
+    pub(crate) fn phase_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         for np in &self.node_plans {
             for s in &np.steps {
@@ -109,7 +109,7 @@ impl Plan {
 }
 
 /// Sizes of consecutive batches for `total` nodes under a ramp (see the module docs).
-pub fn batch_sizes(ramp: &[BatchSize], total: usize) -> Vec<usize> {
+pub(crate) fn batch_sizes(ramp: &[BatchSize], total: usize) -> Vec<usize> {
     let mut sizes = Vec::new();
     let mut left = total;
     let mut i = 0;
@@ -138,7 +138,11 @@ fn node_count(size: BatchSize, total: usize) -> usize {
 
 /// The node a `once` phase runs on: the first in plan order with one of its roles (or simply
 /// the first node when it names no roles).
-pub fn once_node<'a>(inv: &Inventory, env: &'a Environment, phase: &Phase) -> Option<&'a String> {
+pub(crate) fn once_node<'a>(
+    inv: &Inventory,
+    env: &'a Environment,
+    phase: &Phase,
+) -> Option<&'a String> {
     env.nodes.iter().find(|n| phase_applies(inv, phase, n))
 }
 
@@ -366,7 +370,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
 }
 
 /// Index of the `switch` phase in the inventory, if any.
-pub fn switch_index(inv: &Inventory) -> Option<usize> {
+pub(crate) fn switch_index(inv: &Inventory) -> Option<usize> {
     inv.phases
         .iter()
         .position(|p| matches!(p.action, Action::Builtin(Builtin::Switch)))

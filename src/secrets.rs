@@ -31,7 +31,7 @@ impl Secrets {
     }
 
     /// Secret-looking variables of this process's environment.
-    pub fn from_process_env() -> Vec<String> {
+    pub(crate) fn from_process_env() -> Vec<String> {
         std::env::vars()
             .filter(|(k, _)| SECRET_SUFFIXES.iter().any(|s| k.ends_with(s)))
             .map(|(_, v)| v)
@@ -53,7 +53,7 @@ impl Secrets {
     }
 
     /// Mask every string inside a JSON value, in place.
-    pub fn mask_json(&self, value: &mut serde_json::Value) {
+    pub(crate) fn mask_json(&self, value: &mut serde_json::Value) {
         if self.values.is_empty() {
             return;
         }

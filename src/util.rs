@@ -21,7 +21,7 @@ pub fn sh_quote(value: &str) -> String {
 }
 
 /// The placeholders a `run` command may use.
-pub const PLACEHOLDERS: &[&str] = &[
+pub(crate) const PLACEHOLDERS: &[&str] = &[
     "release",
     "release_path",
     "previous_release",
@@ -41,7 +41,7 @@ pub enum Piece<'a> {
 
 /// Split a template into text and placeholders. `{{` and `}}` stand for literal braces; a brace
 /// group that is not an identifier (`{print $1}`, `${HOME}` already expanded) stays literal.
-pub fn template_pieces(template: &str) -> Vec<Piece<'_>> {
+pub(crate) fn template_pieces(template: &str) -> Vec<Piece<'_>> {
     let bytes = template.as_bytes();
     let mut pieces = Vec::new();
     let mut text = String::new();
@@ -88,7 +88,7 @@ pub fn template_pieces(template: &str) -> Vec<Piece<'_>> {
 }
 
 /// Placeholders in `template` that are not known, with their byte offsets.
-pub fn unknown_placeholders(template: &str) -> Vec<(String, usize)> {
+pub(crate) fn unknown_placeholders(template: &str) -> Vec<(String, usize)> {
     template_pieces(template)
         .into_iter()
         .filter_map(|p| match p {
@@ -133,7 +133,7 @@ pub fn valid_release(name: &str) -> bool {
 }
 
 /// Node, environment and role names: the same rule as releases, so they are safe in paths.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     valid_release(name)
 }
 
@@ -152,7 +152,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
 }
 
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
@@ -170,7 +170,7 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
 }
 
 /// The operator's name for locks and history.
-pub fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     std::env::var("DECKHAND_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
@@ -202,7 +202,7 @@ pub fn hostname() -> String {
 pub mod duration_serde {
     use serde::Serializer;
     use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }
@@ -210,7 +210,7 @@ pub mod duration_serde {
 pub mod opt_duration_serde {
     use serde::Serializer;
     use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
             None => s.serialize_none(),

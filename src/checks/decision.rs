@@ -70,7 +70,7 @@ pub fn decide(obs: &[Observation<'_>]) -> Verdict {
 }
 
 /// Fold per-node results into one status: any failure fails, then any unknown, then running.
-pub fn fold(statuses: &[CheckStatus]) -> CheckStatus {
+pub(crate) fn fold(statuses: &[CheckStatus]) -> CheckStatus {
     use CheckStatus::*;
     for s in [Fail, Unknown, NeedsConfirmation, Running, Pending] {
         if statuses.contains(&s) {

@@ -43,7 +43,7 @@ impl ProbeResult {
     }
 }
 
-pub fn format_number(v: f64) -> String {
+pub(crate) fn format_number(v: f64) -> String {
     if v == v.trunc() && v.abs() < 1e12 {
         format!("{}", v as i64)
     } else if v.abs() >= 0.01 {
@@ -77,7 +77,7 @@ pub fn within(value: f64, min: Option<f64>, max: Option<f64>) -> Result<(), Stri
 }
 
 /// The last number in a command's output (`queue depth: 1234` → 1234).
-pub fn last_number(text: &str) -> Option<f64> {
+pub(crate) fn last_number(text: &str) -> Option<f64> {
     text.split(|c: char| {
         !(c.is_ascii_digit() || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+')
     })

@@ -123,6 +123,7 @@ pub(crate) async fn home_with(ctx: &Ctx, inv: Inventory, code: Option<i32>) -> C
                             ..ctx.run_options()
                         };
                         engine::spawn_rollback(inv.clone(), p, RollbackTarget::Previous, opts)
+                            .map_err(|e| e.to_string())
                     });
                 if let Some(c) =
                     follow(ctx, started, &ui_opts, &env, RunKind::Rollback, &mut home).await
@@ -187,7 +188,7 @@ fn start_deploy(
         promote_from: promote_from.map(String::from),
         ..ctx.run_options()
     };
-    engine::spawn_deploy(inv.clone(), p, opts)
+    engine::spawn_deploy(inv.clone(), p, opts).map_err(|e| e.to_string())
 }
 
 /// Follow a run started from home in the run screen. None: back home (the outcome on the flash

@@ -424,7 +424,7 @@ impl Balancing {
     /// Before a disruptive phase: every balancer must still have `node` out of rotation. One
     /// that forgot (it restarted and lost its runtime state) or cannot say is drained again,
     /// as a step of its own, and the log says why.
-    pub async fn still_out(
+    pub(crate) async fn still_out(
         &self,
         node: &str,
         phase: &str,
@@ -457,7 +457,7 @@ impl Balancing {
     }
 
     /// Nodes this run took out of rotation and has not put back.
-    pub fn out_of_rotation(&self) -> Vec<String> {
+    pub(crate) fn out_of_rotation(&self) -> Vec<String> {
         if self.blue_green {
             return Vec::new(); // blue-green keeps a group out by design
         }
@@ -500,7 +500,7 @@ impl Balancing {
     }
 
     /// Which nodes every balancer has in rotation now (None when a balancer cannot say).
-    pub async fn rotation_now(&self) -> Result<Option<Vec<String>>, LbError> {
+    pub(crate) async fn rotation_now(&self) -> Result<Option<Vec<String>>, LbError> {
         let never = CancellationToken::new();
         let servers = self.names_and_vars();
         let mut serving: Option<Vec<String>> = None;
@@ -525,7 +525,7 @@ impl Balancing {
 
     /// Whether some balancer has this node out of rotation now (a balancer that cannot say, or
     /// cannot be read, counts as not knowing it out).
-    pub async fn is_out(&self, node: &str) -> bool {
+    pub(crate) async fn is_out(&self, node: &str) -> bool {
         let never = CancellationToken::new();
         let mut out = false;
         for lb in &self.lbs {

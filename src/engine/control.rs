@@ -78,17 +78,17 @@ impl Ctl {
     }
 
     /// Step mode from the start: the run pauses before its first step.
-    pub fn start_paused(&self) {
+    pub(crate) fn start_paused(&self) {
         self.pause_first
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    pub fn set_monitoring(&self, on: bool) {
+    pub(crate) fn set_monitoring(&self, on: bool) {
         self.state.send_modify(|s| s.monitoring = on);
     }
 
     /// Wait until `deadline`, or until the operator ends monitoring, aborts or rolls back.
-    pub async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
+    pub(crate) async fn monitor_wait(&self, deadline: tokio::time::Instant) -> Result<bool, Stop> {
         Ok(self
             .wait_until(Some(deadline), |s| s.end_monitoring.then_some(()))
             .await?
@@ -132,7 +132,7 @@ impl Ctl {
         self.state.borrow().clone()
     }
 
-    pub fn stop_reason(&self) -> Option<Stop> {
+    pub(crate) fn stop_reason(&self) -> Option<Stop> {
         let s = self.snapshot();
         if s.abort {
             Some(Stop::Abort)
@@ -221,7 +221,7 @@ impl Ctl {
     }
 
     /// Stop forward work and ask for a rollback (by the operator or by `on_failure`).
-    pub fn request_rollback(&self, reason: &str) {
+    pub(crate) fn request_rollback(&self, reason: &str) {
         self.state.send_modify(|s| {
             s.rollback = true;
             s.paused = false;
@@ -231,7 +231,7 @@ impl Ctl {
     }
 
     /// Stop everything (by the operator or by `on_failure`); a second abort changes nothing.
-    pub fn request_abort(&self, reason: &str) {
+    pub(crate) fn request_abort(&self, reason: &str) {
         if !self.snapshot().abort {
             self.state.send_modify(|s| s.abort = true);
             self.emitter.emit(EventKind::Aborting {
@@ -266,7 +266,7 @@ impl Ctl {
     }
 
     /// A gate that also passes by itself after `wait` (a canary's timed pause).
-    pub async fn gate_for(
+    pub(crate) async fn gate_for(
         &self,
         reason: String,
         auto_promote: bool,
@@ -301,7 +301,7 @@ impl Ctl {
         }
     }
 
-    pub fn step_ended(&self) {
+    pub(crate) fn step_ended(&self) {
         if let Ok(mut a) = self.active.lock() {
             a.0 = a.0.saturating_sub(1);
         }

@@ -69,22 +69,22 @@ impl Emitter {
     }
 
     /// Follow every event as it goes out (masked, numbered), after the journal.
-    pub fn observe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
+    pub(crate) fn observe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
         match self.observers.lock() {
             Ok(mut o) => o.push(Box::new(f)),
             Err(p) => p.into_inner().push(Box::new(f)),
         }
     }
 
-    pub fn notifier(&self) -> Option<&Arc<Notifier>> {
+    pub(crate) fn notifier(&self) -> Option<&Arc<Notifier>> {
         self.notifier.as_ref()
     }
 
-    pub fn journal_path(&self) -> Option<&Path> {
+    pub(crate) fn journal_path(&self) -> Option<&Path> {
         self.journal_path.as_deref()
     }
 
-    pub fn emit(&self, kind: EventKind) {
+    pub(crate) fn emit(&self, kind: EventKind) {
         let Some(kind) = self.mask(kind).or_else(|| self.mask(withheld_notice())) else {
             // Even the notice would show a secret (a secret equal to one of its words): nothing
             // goes out.

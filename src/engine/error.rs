@@ -82,6 +82,21 @@ pub(crate) struct NodeFailure {
     pub error: StepError,
 }
 
+/// Why a run could not start; nothing was contacted yet.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("environment `{0}` is not defined")]
+    UnknownEnvironment(String),
+    #[error("cannot create the journal in {dir}: {source}")]
+    Journal { dir: String, source: std::io::Error },
+    /// A node's transport could not be set up (`node NAME: why`).
+    #[error("{0}")]
+    Node(String),
+    /// A balancer could not be set up.
+    #[error("{0}")]
+    Balancer(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,7 +173,7 @@ impl Ledger {
     }
 
     /// A copy of one node's facts.
-    pub fn facts(&self, node: &str) -> NodeFacts {
+    pub(crate) fn facts(&self, node: &str) -> NodeFacts {
         self.with(node, |f| f.clone())
     }
 
@@ -192,7 +192,7 @@ impl Ledger {
     // ------------------------------------------------------------ facts as they become true
 
     /// Preflight read the node: its live release is the one before this run.
-    pub fn read_at_start(&self, node: &str, snap: NodeSnapshot) {
+    pub(crate) fn read_at_start(&self, node: &str, snap: NodeSnapshot) {
         self.with(node, |f| {
             f.live_before = snap.current.clone();
             f.current = snap.current.clone();
@@ -201,7 +201,7 @@ impl Ledger {
     }
 
     /// A later read of the node's lock (while waiting for a lock to be released).
-    pub fn reread_lock(&self, node: &str, snap: &NodeSnapshot) {
+    pub(crate) fn reread_lock(&self, node: &str, snap: &NodeSnapshot) {
         self.with(node, |f| {
             f.snapshot.locked = snap.locked;
             f.snapshot.lock = snap.lock.clone();
@@ -209,11 +209,11 @@ impl Ledger {
         });
     }
 
-    pub fn set_created(&self, node: &str, created: bool) {
+    pub(crate) fn set_created(&self, node: &str, created: bool) {
         self.with(node, |f| f.created = created);
     }
 
-    pub fn set_drained(&self, node: &str, drained: bool) {
+    pub(crate) fn set_drained(&self, node: &str, drained: bool) {
         self.with(node, |f| f.drained = drained);
     }
 
@@ -233,27 +233,27 @@ impl Ledger {
         }
     }
 
-    pub fn mark_done(&self, node: &str) {
+    pub(crate) fn mark_done(&self, node: &str) {
         self.with(node, |f| f.done = true);
     }
 
     /// Records the failure; answers how many nodes of the run have failed so far.
-    pub fn mark_failed(&self, node: &str) -> usize {
+    pub(crate) fn mark_failed(&self, node: &str) -> usize {
         self.with(node, |f| f.failed = true);
         self.all().iter().filter(|(_, f)| f.failed).count()
     }
 
-    pub fn mark_skipped(&self, node: &str) {
+    pub(crate) fn mark_skipped(&self, node: &str) {
         self.with(node, |f| f.skipped = true);
     }
 
-    pub fn mark_rolled_back(&self, node: &str) {
+    pub(crate) fn mark_rolled_back(&self, node: &str) {
         self.with(node, |f| f.rolled_back = true);
     }
 
     // ------------------------------------------------------------ questions
 
-    pub fn live_before(&self, node: &str) -> Option<String> {
+    pub(crate) fn live_before(&self, node: &str) -> Option<String> {
         self.with(node, |f| f.live_before.clone())
     }
 
@@ -262,12 +262,12 @@ impl Ledger {
     }
 
     /// The node's turn is over with the release on it (deployed, or already there).
-    pub fn landed(&self, node: &str) -> bool {
+    pub(crate) fn landed(&self, node: &str) -> bool {
         self.with(node, |f| f.done || f.skipped)
     }
 
     /// Nodes that finished their turn in this run.
-    pub fn done_nodes(&self) -> Vec<String> {
+    pub(crate) fn done_nodes(&self) -> Vec<String> {
         self.all()
             .into_iter()
             .filter(|(_, f)| f.done)
@@ -276,7 +276,7 @@ impl Ledger {
     }
 
     /// Nodes this run took out of rotation and has not put back.
-    pub fn out_of_rotation(&self) -> Vec<String> {
+    pub(crate) fn out_of_rotation(&self) -> Vec<String> {
         self.all()
             .into_iter()
             .filter(|(_, f)| f.drained)
@@ -284,15 +284,15 @@ impl Ledger {
             .collect()
     }
 
-    pub fn rollback_order(&self) -> RollbackOrder {
+    pub(crate) fn rollback_order(&self) -> RollbackOrder {
         rollback_order(&self.all())
     }
 
-    pub fn abort_plan(&self) -> AbortPlan {
+    pub(crate) fn abort_plan(&self) -> AbortPlan {
         abort_plan(&self.all())
     }
 
-    pub fn release_summary(&self) -> String {
+    pub(crate) fn release_summary(&self) -> String {
         release_summary(&self.all())
     }
 

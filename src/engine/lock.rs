@@ -273,7 +273,7 @@ impl Locks {
     }
 
     /// Take every node's lock for a run of `release`, or say why not (holders, ages, what to do).
-    pub async fn acquire(&self, release: &str) -> Result<(), LockError> {
+    pub(crate) async fn acquire(&self, release: &str) -> Result<(), LockError> {
         let started = Instant::now();
         let mut waited_notice = false;
         loop {

@@ -38,6 +38,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use crate::event::{Control, Event, EventKind, Outcome};
+pub use error::StartError;
 pub use policy::RollbackTarget;
 pub use run::{spawn_deploy, spawn_rollback};
 

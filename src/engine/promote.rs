@@ -23,7 +23,7 @@ pub enum NotPromotable {
 }
 
 /// The nodes on which `release` has not passed the checklist (an unreachable node says why).
-pub fn unverified_on(release: &str, statuses: &[NodeStatus]) -> Vec<String> {
+pub(crate) fn unverified_on(release: &str, statuses: &[NodeStatus]) -> Vec<String> {
     statuses
         .iter()
         .filter_map(|s| {

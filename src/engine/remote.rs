@@ -10,8 +10,8 @@
 //! ```
 //! Scripts are built here with every value quoted; decisions (which release is previous, what
 //! cleanup may delete) are made in Rust from what the scripts read, so they can be unit-tested.
-//! [`exec_checked`] and [`read_snapshot`] are the one way the engine runs its own bookkeeping
-//! scripts on a node (quietly, under [`STATE_TIMEOUT`]).
+//! `exec_checked` and `read_snapshot` are the one way the engine runs its own bookkeeping
+//! scripts on a node (quietly, under `STATE_TIMEOUT`).
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::transport::{ExecOutcome, ExecRequest, Transport};
 use crate::util::{sh_quote, valid_release};
 
 /// How long one of the engine's own scripts (state, lock, history, unlock) may take on a node.
-pub const STATE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why one of the engine's own scripts did not succeed on a node.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub enum ScriptError {
 
 /// Run one of the engine's own scripts on a node: no output streamed, [`STATE_TIMEOUT`], and
 /// anything but a clean exit is an error.
-pub async fn exec_checked(
+pub(crate) async fn exec_checked(
     t: &dyn Transport,
     script: String,
     cancel: &CancellationToken,
@@ -60,7 +60,7 @@ pub async fn exec_checked(
 }
 
 /// Read what the node under `dp` looks like now ([`state_script`], then [`parse_state`]).
-pub async fn read_snapshot(
+pub(crate) async fn read_snapshot(
     t: &dyn Transport,
     dp: &str,
     cancel: &CancellationToken,
@@ -92,7 +92,7 @@ impl LockInfo {
 
 /// A lock is stale once its heartbeat is `stale_after` old: the console holding it stopped
 /// refreshing it. An unknown age is not stale.
-pub fn lock_is_stale(age_s: Option<u64>, stale_after: Duration) -> bool {
+pub(crate) fn lock_is_stale(age_s: Option<u64>, stale_after: Duration) -> bool {
     age_s.is_some_and(|a| a >= stale_after.as_secs())
 }
 
@@ -229,7 +229,7 @@ impl Progress {
     }
 }
 
-/// What a node looks like right now, as read by [`state_script`].
+/// What a node looks like right now, as read by `state_script`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSnapshot {
     pub current: Option<String>,
@@ -272,8 +272,8 @@ pub fn release_path(dp: &str, release: &str) -> String {
 /// The last line of a whole state answer. An answer without it was cut short.
 const STATE_END: &str = "end=deckhand-state";
 
-/// Read the node's state: `key=value` lines, parsed by [`parse_state`], then [`STATE_END`].
-pub fn state_script(dp: &str) -> String {
+/// Read the node's state: `key=value` lines, parsed by [`parse_state`], then an end marker.
+pub(crate) fn state_script(dp: &str) -> String {
     format!(
         "cd {dp} 2>/dev/null || {{ echo missing=1; echo {STATE_END}; exit 0; }}\n\
          printf 'current=%s\\n' \"$(readlink current 2>/dev/null)\"\n\
@@ -289,7 +289,7 @@ pub fn state_script(dp: &str) -> String {
 }
 
 /// The release a `current` link points at (`releases/v1.0` or an absolute path → `v1.0`).
-pub fn release_of_link(target: &str) -> Option<String> {
+pub(crate) fn release_of_link(target: &str) -> Option<String> {
     let t = target.trim().trim_end_matches('/');
     if t.is_empty() {
         return None;
@@ -298,9 +298,9 @@ pub fn release_of_link(target: &str) -> Option<String> {
     Some(name.to_string()).filter(|n| !n.is_empty())
 }
 
-/// Parse a state answer. Err when it does not end with [`STATE_END`]: an answer cut short
+/// Parse a state answer. Err when it does not end with the end marker: an answer cut short
 /// (output lost, a node that stopped mid-way) must never read as a fresh or unlocked node.
-pub fn parse_state(out: &str) -> Result<NodeSnapshot, String> {
+pub(crate) fn parse_state(out: &str) -> Result<NodeSnapshot, String> {
     let lines: Vec<&str> = out.lines().collect();
     match lines.last() {
         Some(&last) if last == STATE_END => {}
@@ -336,7 +336,7 @@ pub fn parse_state(out: &str) -> Result<NodeSnapshot, String> {
 /// Take the lock with an atomic `mkdir`; prints `acquired`, or `held` and the holder's info.
 /// With `replace_id`, a lock held by exactly that deployment is taken over (resume, or a stale
 /// lock the operator chose to take): its info is rewritten in place, never removed first.
-pub fn lock_script(dp: &str, info: &LockInfo, replace_id: Option<&str>) -> String {
+pub(crate) fn lock_script(dp: &str, info: &LockInfo, replace_id: Option<&str>) -> String {
     let json = serde_json::to_string(info).unwrap_or_default();
     let takeover = match replace_id {
         Some(id) => format!(
@@ -357,15 +357,6 @@ pub fn lock_script(dp: &str, info: &LockInfo, replace_id: Option<&str>) -> Strin
     )
 }
 
-/// Refresh the lock's heartbeat, if the lock is still ours.
-pub fn heartbeat_script(dp: &str, id: &str) -> String {
-    format!(
-        "if grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then touch {dp}/.deckhand/lock/heartbeat; fi\n",
-        dp = sh_quote(dp.trim_end_matches('/')),
-        id = sh_quote(&format!("\"id\":\"{id}\""))
-    )
-}
-
 /// Refresh the lock's heartbeat and record the run's progress beside it, if the lock is still
 /// ours (written to a temporary file and renamed, so a reader never sees half of it).
 pub fn progress_script(dp: &str, id: &str, progress: &Progress) -> String {
@@ -379,7 +370,7 @@ pub fn progress_script(dp: &str, id: &str, progress: &Progress) -> String {
 }
 
 /// Release the lock, but only if it is still ours.
-pub fn unlock_script(dp: &str, id: &str) -> String {
+pub(crate) fn unlock_script(dp: &str, id: &str) -> String {
     format!(
         "if grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then rm -rf {dp}/.deckhand/lock; fi\n",
         dp = sh_quote(dp.trim_end_matches('/')),
@@ -388,14 +379,14 @@ pub fn unlock_script(dp: &str, id: &str) -> String {
 }
 
 /// Remove a lock whoever holds it (the `unlock` command, after the operator confirmed).
-pub fn force_unlock_script(dp: &str) -> String {
+pub(crate) fn force_unlock_script(dp: &str) -> String {
     format!(
         "rm -rf {dp}/.deckhand/lock\n",
         dp = sh_quote(dp.trim_end_matches('/'))
     )
 }
 
-pub fn history_script(dp: &str, entry: &HistoryEntry) -> String {
+pub(crate) fn history_script(dp: &str, entry: &HistoryEntry) -> String {
     let json = serde_json::to_string(entry).unwrap_or_default();
     format!(
         "umask 077\nmkdir -p {dp}/.deckhand && printf '%s\\n' {json} >> {dp}/.deckhand/history.jsonl\n",
@@ -406,7 +397,7 @@ pub fn history_script(dp: &str, entry: &HistoryEntry) -> String {
 
 /// Make a fresh `releases/<release>` and link the shared files and dirs into it. Refuses to
 /// touch the release `current` points at.
-pub fn release_script(
+pub(crate) fn release_script(
     dp: &str,
     release: &str,
     shared_files: &[String],
@@ -445,7 +436,7 @@ pub fn release_script(
 
 /// Point `current` at `releases/<release>` atomically (a new link renamed over the old one),
 /// then print where it points now.
-pub fn switch_script(dp: &str, release: &str, tmp_tag: &str) -> String {
+pub(crate) fn switch_script(dp: &str, release: &str, tmp_tag: &str) -> String {
     format!(
         "set -e\ncd {dp}\n[ -d {rel} ] || {{ echo 'release directory '{rel}' is missing' >&2; exit 3; }}\n\
          ln -sfn {rel} {tmp}\nmv -fT {tmp} current\nprintf 'current=%s\\n' \"$(readlink current)\"\n",
@@ -456,7 +447,7 @@ pub fn switch_script(dp: &str, release: &str, tmp_tag: &str) -> String {
 }
 
 /// Remove a release directory this run created but never switched to.
-pub fn remove_release_script(dp: &str, release: &str) -> String {
+pub(crate) fn remove_release_script(dp: &str, release: &str) -> String {
     format!(
         "if [ \"$(readlink {dpq}/current 2>/dev/null)\" != {relname} ]; then rm -rf {relq}; fi\n",
         dpq = sh_quote(dp.trim_end_matches('/')),
@@ -467,7 +458,7 @@ pub fn remove_release_script(dp: &str, release: &str) -> String {
 
 /// Which releases cleanup deletes: all but the `keep` newest, and never the live, previous or
 /// new one. `newest_first` is the directory listing by modification time.
-pub fn cleanup_victims(
+pub(crate) fn cleanup_victims(
     newest_first: &[String],
     keep: usize,
     protect: &[Option<&str>],
@@ -482,7 +473,7 @@ pub fn cleanup_victims(
         .collect()
 }
 
-pub fn cleanup_script(dp: &str, victims: &[String]) -> String {
+pub(crate) fn cleanup_script(dp: &str, victims: &[String]) -> String {
     let mut s = String::from("set -e\n");
     for v in victims {
         s.push_str(&format!(

@@ -24,6 +24,7 @@ mod turn;
 use super::balance::{Balancing, Server};
 use super::control::{Ctl, Stop};
 use super::emit::Emitter;
+use super::error::StartError;
 use super::ledger::Ledger;
 use super::lock::{LockPolicy, Locks};
 use super::policy::RollbackTarget;
@@ -67,18 +68,22 @@ fn start(
     inv: Arc<Inventory>,
     plan: Plan,
     opts: RunOptions,
-) -> Result<(Arc<Run>, RunHandle, mpsc::UnboundedReceiver<Control>), String> {
+) -> Result<(Arc<Run>, RunHandle, mpsc::UnboundedReceiver<Control>), StartError> {
     let env = inv
         .environment(&plan.env)
         .cloned()
-        .ok_or_else(|| format!("environment `{}` is not defined", plan.env))?;
+        .ok_or_else(|| StartError::UnknownEnvironment(plan.env.clone()))?;
     let id = opts.resume_id.clone().unwrap_or_else(new_deployment_id);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let journal = match &opts.journal_dir {
         Some(dir) => Some(
-            create_journal(dir, &journal_name(&inv.app.name, &env.name, &id))
-                .map_err(|e| format!("cannot create the journal in {}: {e}", dir.display()))?,
+            create_journal(dir, &journal_name(&inv.app.name, &env.name, &id)).map_err(
+                |source| StartError::Journal {
+                    dir: dir.display().to_string(),
+                    source,
+                },
+            )?,
         ),
         None => None,
     };
@@ -89,8 +94,9 @@ fn start(
     if opts.step {
         ctl.start_paused();
     }
-    let nodes = Arc::new(Nodes::new(inv.clone(), &plan.nodes)?);
-    let lbs = crate::lb::build(&inv, &env.load_balancers, &|name| nodes.any(name))?;
+    let nodes = Arc::new(Nodes::new(inv.clone(), &plan.nodes).map_err(StartError::Node)?);
+    let lbs = crate::lb::build(&inv, &env.load_balancers, &|name| nodes.any(name))
+        .map_err(StartError::Balancer)?;
     let steps = Arc::new(StepRunner {
         em: em.clone(),
         ctl: ctl.clone(),
@@ -165,7 +171,7 @@ fn launch<F, Fut>(
     plan: Plan,
     opts: RunOptions,
     work: F,
-) -> Result<RunHandle, String>
+) -> Result<RunHandle, StartError>
 where
     F: FnOnce(Arc<Run>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Outcome> + Send,
@@ -190,7 +196,7 @@ pub fn spawn_deploy(
     inv: Arc<Inventory>,
     plan: Plan,
     opts: RunOptions,
-) -> Result<RunHandle, String> {
+) -> Result<RunHandle, StartError> {
     launch(inv, plan, opts, |run| async move {
         match run.deploy().await {
             Ok(e) | Err(e) => e.0,
@@ -204,7 +210,7 @@ pub fn spawn_rollback(
     plan: Plan,
     target: RollbackTarget,
     opts: RunOptions,
-) -> Result<RunHandle, String> {
+) -> Result<RunHandle, StartError> {
     launch(inv, plan, opts, |run| async move {
         match run.rollback_command(target).await {
             Ok(e) | Err(e) => e.0,

@@ -166,7 +166,7 @@ impl StepRunner {
 
     /// Run a script with its output forwarded as events, but no step events of its own (a part
     /// of a larger step, such as one attempt of a health check).
-    pub async fn exec_quiet(
+    pub(crate) async fn exec_quiet(
         &self,
         node: Option<&str>,
         phase: &str,
@@ -212,7 +212,7 @@ impl StepRunner {
     }
 
     /// Read a node's state now (no step events).
-    pub async fn read_node(
+    pub(crate) async fn read_node(
         &self,
         node: &str,
         cancel: &CancellationToken,

@@ -127,7 +127,7 @@ impl Inventory {
     }
 
     /// Every host with its groups and merged variables, in inventory order.
-    pub fn resolve(&self) -> Result<Vec<AnsibleHost>, String> {
+    pub(crate) fn resolve(&self) -> Result<Vec<AnsibleHost>, String> {
         let parents = self.parents();
         // Depth: the longest path from `all`.
         let mut depth: BTreeMap<String, usize> = BTreeMap::new();
@@ -664,7 +664,7 @@ fn split_port(pattern: &str) -> (String, Option<u16>) {
 
 /// Expand Ansible host ranges: `web[01:20].example.com`, `db-[a:c]`, `node[1:9:2]`; several
 /// ranges in one pattern multiply.
-pub fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
+pub(crate) fn expand_range(pattern: &str) -> Result<Vec<String>, String> {
     let Some(open) = pattern.find('[') else {
         return Ok(vec![pattern.to_string()]);
     };
@@ -808,7 +808,7 @@ fn python_string(body: &str, quote: char) -> Option<String> {
 
 /// Split a line into words as a POSIX shell would (Python's `shlex.split`): quotes group,
 /// backslashes escape, and with `comments` a word starting with `#` ends the line.
-pub fn shell_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
+pub(crate) fn shell_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -871,7 +871,7 @@ pub fn shell_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
 /// The jump hosts in ssh arguments (`-J a,b`, `-o ProxyJump=a`, `-o ProxyCommand="ssh -W %h:%p
 /// user@bastion"`), as `user@host:port` hops; and the names (never the values) of whatever else
 /// the arguments said.
-pub fn jump_from_ssh_args(args: &str) -> Result<(Vec<String>, Vec<String>), String> {
+pub(crate) fn jump_from_ssh_args(args: &str) -> Result<(Vec<String>, Vec<String>), String> {
     let words = shell_words(args, false)?;
     let mut jumps = Vec::new();
     let mut other = Vec::new();
@@ -1088,7 +1088,7 @@ fn pick(h: &AnsibleHost, keys: &[&'static str]) -> Option<(&'static str, String)
 }
 
 /// Build the model from resolved hosts (also what a test compares with ansible-inventory).
-pub fn to_servers(path: &Path, hosts: &[AnsibleHost]) -> Result<Servers, ImportError> {
+pub(crate) fn to_servers(path: &Path, hosts: &[AnsibleHost]) -> Result<Servers, ImportError> {
     let mut servers = Servers {
         source: format!("the Ansible inventory {}", path.display()),
         ..Servers::default()

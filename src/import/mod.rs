@@ -130,7 +130,7 @@ pub struct EnvContext {
 }
 
 /// Whether an environment's name says it serves real users (so it gets the careful settings).
-pub fn is_production(name: &str) -> bool {
+pub(crate) fn is_production(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(n.as_str(), "production" | "prod" | "live" | "prd")
         || n.starts_with("prod-")
@@ -140,7 +140,7 @@ pub fn is_production(name: &str) -> bool {
 }
 
 /// Whether an environment's name says it is the rehearsal before production.
-pub fn is_staging(name: &str) -> bool {
+pub(crate) fn is_staging(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     matches!(
         n.as_str(),
@@ -149,7 +149,7 @@ pub fn is_staging(name: &str) -> bool {
 }
 
 /// Words that, as a whole group, label or directory name, mean an environment.
-pub fn is_environment_word(name: &str) -> bool {
+pub(crate) fn is_environment_word(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
         "production"
@@ -217,7 +217,7 @@ impl NameMap {
 
 /// `raw` with every character deckhand does not allow in a name replaced by `-`, starting with
 /// a letter or digit, at most 128 characters ("node" when nothing is left).
-pub fn plain_name(raw: &str) -> String {
+pub(crate) fn plain_name(raw: &str) -> String {
     let mapped: String = raw
         .chars()
         .map(|c| {
@@ -238,18 +238,18 @@ pub fn plain_name(raw: &str) -> String {
 }
 
 /// A TOML basic string for `value`, with `${` written as `$${` so the loader takes it literally.
-pub fn toml_string(value: &str) -> String {
+pub(crate) fn toml_string(value: &str) -> String {
     toml::Value::String(value.replace("${", "$${")).to_string()
 }
 
 /// A TOML array of strings.
-pub fn toml_strings(values: &[String]) -> String {
+pub(crate) fn toml_strings(values: &[String]) -> String {
     let items: Vec<String> = values.iter().map(|v| toml_string(v)).collect();
     format!("[{}]", items.join(", "))
 }
 
 /// A table key: bare when TOML allows it, quoted otherwise (`web1.example.com`).
-pub fn toml_key(key: &str) -> String {
+pub(crate) fn toml_key(key: &str) -> String {
     if !key.is_empty()
         && key
             .chars()
@@ -262,7 +262,7 @@ pub fn toml_key(key: &str) -> String {
 }
 
 /// Text safe inside a `#` comment: one line, no control characters.
-pub fn comment_text(text: &str) -> String {
+pub(crate) fn comment_text(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -290,7 +290,7 @@ fn shared<T: Clone + PartialEq>(
 
 /// Write the whole inventory: header, `[app]`, `[ssh]`, nodes, environments, then the template's
 /// phases and checklist. The result is meant to pass `deckhand validate` as written.
-pub fn write_toml(servers: &Servers, scaffold: &Scaffold) -> String {
+pub(crate) fn write_toml(servers: &Servers, scaffold: &Scaffold) -> String {
     let mut out = String::new();
     for l in &scaffold.title {
         let _ = writeln!(out, "# {}", comment_text(l));
@@ -518,7 +518,7 @@ fn write_import_notes(out: &mut String, servers: &Servers) {
 }
 
 /// Lines for `init` to print about an import: what it found and what needs attention.
-pub fn summary(servers: &Servers) -> Vec<String> {
+pub(crate) fn summary(servers: &Servers) -> Vec<String> {
     let mut out = vec![format!(
         "imported {} and {} from {}",
         crate::util::count(servers.nodes.len(), "node", "nodes"),

@@ -289,7 +289,7 @@ fn expand_include(from: &Path, pattern: &str) -> Vec<PathBuf> {
 
 /// ssh's pattern lists: comma-separated patterns, `!pattern` excludes; true when one pattern
 /// matches and no excluding one does.
-pub fn matches_list(list: &str, name: &str) -> bool {
+pub(crate) fn matches_list(list: &str, name: &str) -> bool {
     let mut hit = false;
     for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some(neg) = p.strip_prefix('!') {
@@ -304,7 +304,7 @@ pub fn matches_list(list: &str, name: &str) -> bool {
 }
 
 /// `*` (any run) and `?` (one character) matching of a whole name.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     let (mut pi, mut ni) = (0, 0);

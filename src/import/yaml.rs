@@ -45,7 +45,7 @@ impl Node {
         }
     }
 
-    pub fn entries(&self) -> &[(String, Node)] {
+    pub(crate) fn entries(&self) -> &[(String, Node)] {
         match self {
             Node::Map(m) => m,
             _ => &[],
@@ -53,19 +53,19 @@ impl Node {
     }
 
     /// Strings of a list (or of a single scalar).
-    pub fn strings(&self) -> Vec<String> {
+    pub(crate) fn strings(&self) -> Vec<String> {
         match self {
             Node::Seq(items) => items.iter().filter_map(Node::text).collect(),
             other => other.text().into_iter().collect(),
         }
     }
 
-    pub fn is_map(&self) -> bool {
+    pub(crate) fn is_map(&self) -> bool {
         matches!(self, Node::Map(_))
     }
 
     /// Whether the value is encrypted or otherwise tagged as not plain (`!vault`).
-    pub fn is_vault(&self) -> bool {
+    pub(crate) fn is_vault(&self) -> bool {
         matches!(self, Node::Tagged(t, _) if t == "!vault")
     }
 }

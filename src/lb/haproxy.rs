@@ -107,7 +107,7 @@ impl Haproxy {
 }
 
 /// Parse `show stat` CSV: servers of `backend` with their status and current sessions.
-pub fn parse_stat(csv: &str, backend: &str) -> BTreeMap<String, ServerState> {
+pub(crate) fn parse_stat(csv: &str, backend: &str) -> BTreeMap<String, ServerState> {
     let mut lines = csv.lines();
     let Some(header) = lines.next() else {
         return BTreeMap::new();

@@ -153,7 +153,7 @@ pub fn build(
 }
 
 /// Read a balancer's word for a node's state (command driver `state` output).
-pub fn parse_word(word: &str) -> Option<ServerState> {
+pub(crate) fn parse_word(word: &str) -> Option<ServerState> {
     let w = word.trim().to_ascii_lowercase();
     let (admin, up) = match w.split_whitespace().next().unwrap_or("") {
         "ready" | "up" | "enabled" | "enable" | "in" | "active" | "healthy" => {

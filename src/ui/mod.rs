@@ -224,7 +224,7 @@ pub async fn watch(
     result
 }
 
-/// Read a journal to replay it (see [`crate::journal::read_for_replay`]).
+/// Read a journal to replay it (see `crate::journal::read_for_replay`).
 pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
     Ok(crate::journal::read_for_replay(path)?)
 }
