@@ -215,8 +215,11 @@ fn home_shows_every_environment_as_the_nodes_report_it_and_an_unreachable_node_s
         .find(|l| l.contains("node2"))
         .expect("node2's row");
     assert!(node2.contains("v1"), "{node2}");
-    t.keys("q");
-    t.wait_for("the console to close", 10, |s| s.contains("EXITED"));
+    // SIGTERM (or the terminal going away) leaves the home screen: nothing runs there.
+    terminate(&fleet);
+    t.wait_for("the console to close on SIGTERM", 10, |s| {
+        s.contains("EXITED")
+    });
 }
 
 #[test]
@@ -307,8 +310,27 @@ fn deploy_and_roll_back_from_home_and_the_history_grows() {
     t.wait_for("the replay", 30, |s| header(s).contains("deckhand replay"));
     t.keys("q");
     t.wait_for("home again", 30, |s| header(s).contains("HOME"));
-    t.keys("q");
-    t.wait_for("the console to close", 10, |s| s.contains("EXITED 0"));
+    // After runs (their consoles listened for signals), SIGTERM still leaves the home screen.
+    terminate(&fleet);
+    t.wait_for("the console to close on SIGTERM", 10, |s| {
+        s.contains("EXITED 0")
+    });
+}
+
+/// Send SIGTERM to the console this test started for `fleet`.
+fn terminate(fleet: &Fleet) {
+    let inv = fleet.root.join("deckhand.toml").display().to_string();
+    let pid = support::processes()
+        .into_iter()
+        .find(|p| {
+            p.live()
+                && p.cmdline.starts_with(env!("CARGO_BIN_EXE_deckhand"))
+                && p.cmdline.contains(&inv)
+        })
+        .expect("the console's process")
+        .pid;
+    // SAFETY: kill has no memory preconditions; the pid is the console this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
 }
 
 /// A second unix user on this host, with its own key to the nodes (root only).

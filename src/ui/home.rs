@@ -1514,6 +1514,11 @@ async fn home_loop(home: &mut Home, reader: &Reader) -> anyhow::Result<HomeExit>
         ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
             .context("opening the terminal")?;
     let mut input = EventStream::new();
+    // The terminal going away (SIGHUP) or a polite stop (SIGTERM): nothing runs here, so leave.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
     home.refreshing();
     let mut fleet = crate::fleet::spawn_read(reader.clone());
     let mut fleet_open = true;
@@ -1577,6 +1582,8 @@ async fn home_loop(home: &mut Home, reader: &Reader) -> anyhow::Result<HomeExit>
                 Some(Err(e)) => return Err(e).context("reading the keyboard"),
                 None => return Ok(HomeExit::Quit),
             },
+            _ = sigterm.recv() => return Ok(HomeExit::Quit),
+            _ = sighup.recv() => return Ok(HomeExit::Quit),
             _ = tokio::time::sleep(wait) => { dirty = true; }
         }
     }
