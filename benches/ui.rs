@@ -1,5 +1,7 @@
 //! Console benchmarks: one full frame for fleets of 10, 100 and 500 nodes, a burst of engine
-//! events folded into the state, and the path from the `p` key to a frame that shows PAUSING.
+//! events folded into the state, the path from the `p` key to a frame that shows PAUSING, and
+//! the home screen: its first paint with 200 nodes in 8 environments before any node answered,
+//! a frame once they answered, and 200 answers folded in.
 //!
 //! Run with `cargo bench --bench ui`; figures are kept in docs/benchmarks.md.
 
@@ -102,5 +104,81 @@ fn key_to_pausing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, frames, reducer, key_to_pausing);
+fn home(c: &mut Criterion) {
+    use deckhand::ui::home::{self, Home};
+    let mut group = c.benchmark_group("home");
+    // The first paint: the inventory read, nothing answered yet.
+    let mut term = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
+    group.bench_function("first paint, 200 nodes in 8 environments", |b| {
+        b.iter(|| {
+            let h = fixtures::home_scene("home-first-paint").expect("scene");
+            term.draw(|f| {
+                let area = f.area();
+                home::draw(&h, area, f.buffer_mut());
+            })
+            .expect("draw");
+            black_box(term.backend().buffer().area);
+        })
+    });
+    // Every node answered: 200 answers folded in, then frames.
+    let answers: Vec<deckhand::fleet::FleetNews> = (1..=8)
+        .flat_map(|e| {
+            (1..=25).map(move |i| {
+                let mut s = fixtures::node_status(
+                    &format!("env{e}-{i}"),
+                    "10.0.0.1",
+                    "v1.1",
+                    &["v1.1", "v1.0", "v0.9"],
+                );
+                s.history = vec![];
+                deckhand::fleet::FleetNews::Node(Box::new(s))
+            })
+        })
+        .collect();
+    group.bench_function("200 answers folded in", |b| {
+        b.iter_batched(
+            || {
+                (
+                    fixtures::home_scene("home-first-paint").expect("scene"),
+                    answers.clone(),
+                )
+            },
+            |(mut h, answers): (Home, Vec<deckhand::fleet::FleetNews>)| {
+                for a in answers {
+                    h.apply(a);
+                }
+                black_box(h.envs.len())
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut answered = fixtures::home_scene("home-first-paint").expect("scene");
+    for a in answers.clone() {
+        answered.apply(a);
+    }
+    group.bench_function("frame, 200 nodes answered", |b| {
+        b.iter(|| {
+            term.draw(|f| {
+                let area = f.area();
+                home::draw(&answered, area, f.buffer_mut());
+            })
+            .expect("draw");
+            black_box(term.backend().buffer().area);
+        })
+    });
+    let scene = fixtures::home_scene("home").expect("scene");
+    group.bench_function("frame, the home scene", |b| {
+        b.iter(|| {
+            term.draw(|f| {
+                let area = f.area();
+                home::draw(&scene, area, f.buffer_mut());
+            })
+            .expect("draw");
+            black_box(term.backend().buffer().area);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, frames, reducer, key_to_pausing, home);
 criterion_main!(benches);

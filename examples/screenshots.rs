@@ -53,6 +53,16 @@ const SHOTS: &[(&str, &str, &str, u16, u16, bool)] = &[
         false,
     ),
     ("monochrome", "checklist", "monochrome", 120, 36, false),
+    ("step-mode", "stepping", "dark", 120, 36, false),
+    ("watch", "watching", "dark", 120, 36, false),
+    ("done", "done", "dark", 120, 36, false),
+];
+
+/// (file name, home scene): the home screen.
+const HOME_SHOTS: &[(&str, &str)] = &[
+    ("home", "home"),
+    ("history", "home-history"),
+    ("home-rollback", "home-rollback"),
 ];
 
 fn main() {
@@ -83,6 +93,29 @@ fn main() {
         };
         let buf = render(&app, pane.as_ref(), *w, *h);
         let svg = to_svg(&buf, app.theme());
+        let path = out.join(format!("{file}.svg"));
+        if let Err(e) = std::fs::write(&path, svg) {
+            eprintln!("error: writing {}: {e}", path.display());
+            std::process::exit(1);
+        }
+        println!("{}", path.display());
+    }
+    for (file, name) in HOME_SHOTS {
+        let Some(h) = fixtures::home_scene(name) else {
+            eprintln!("error: no home scene {name}");
+            std::process::exit(1);
+        };
+        let mut t = match Terminal::new(TestBackend::new(120, 36)) {
+            Ok(t) => t,
+            Err(e) => panic!("test terminal: {e}"),
+        };
+        if let Err(e) = t.draw(|f| {
+            let area = f.area();
+            deckhand::ui::home::draw(&h, area, f.buffer_mut());
+        }) {
+            panic!("draw: {e}");
+        }
+        let svg = to_svg(t.backend().buffer(), &Theme::default_theme());
         let path = out.join(format!("{file}.svg"));
         if let Err(e) = std::fs::write(&path, svg) {
             eprintln!("error: writing {}: {e}", path.display());

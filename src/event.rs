@@ -20,6 +20,9 @@ pub enum Control {
     Abort,
     /// Stop forward work and put every switched node back on its previous release.
     Rollback,
+    /// While paused: let each node in flight (or the run between batches) start exactly its next
+    /// step, then stay paused.
+    Step,
     /// Tick a manual checklist item: the operator confirms it by name.
     Confirm { check: String },
     /// The console is going away (a signal): pause at the next step boundary and record why;
@@ -374,6 +377,9 @@ pub enum EventKind {
     /// A pause was asked for; running steps are finishing.
     Pausing,
     Paused,
+    /// Step mode: the operator let each waiting node start its next step; the run stays paused
+    /// and says `Paused` again once those steps ended.
+    Stepping,
     Resumed,
     RollbackStarted {
         reason: String,

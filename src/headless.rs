@@ -204,6 +204,9 @@ impl<W: Write> Printer<W> {
             EventKind::Promoted => "promoted".into(),
             EventKind::Pausing => "pausing: running steps finish first".into(),
             EventKind::Paused => "paused".into(),
+            EventKind::Stepping => {
+                "step: each node in flight runs its next step, then the run pauses again".into()
+            }
             EventKind::Resumed => "resumed".into(),
             EventKind::RollbackStarted { reason, nodes } => {
                 format!(

@@ -12,7 +12,9 @@ pub mod diag; // file:line:col diagnostics with a caret and a fix
 pub mod engine; // the run loop: locks, phases, health, gates, pause, abort, rollback
 pub mod event; // the protocol: Event out of the engine, Control into it (plain serde data)
 pub mod exit; // the exit codes, and the one conversion of a run's outcome into one
+pub mod fleet; // every environment read at once, answers sent as they come (the home screen)
 pub mod headless; // line and JSON output of events for CI
+pub mod history; // an environment's deployments and rollbacks, from the nodes' own history
 pub(crate) mod import; // servers from Ansible, Deployer and ssh_config into one model and a commented TOML file
 pub mod init; // `deckhand init`: templates (generic, laravel), imports, write once and validate
 pub mod inventory; // TOML inventory: model, loading with ${VAR}, validation
@@ -27,3 +29,4 @@ pub(crate) mod secrets; // masking of secret values in everything that leaves th
 pub mod transport; // running scripts on nodes: local and ssh
 pub mod ui; // the console: node grid, phases, checklist, log, keys, themes, replay
 pub mod util; // quoting, placeholders, names, durations
+pub mod watch; // following another console's deployment from what the nodes and balancers say

@@ -49,7 +49,7 @@ struct Cli {
     #[arg(long, global = true)]
     take_over_stale: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// How a run is shown and how far it may go without asking.
@@ -66,10 +66,17 @@ pub(crate) struct RunArgs {
     pub watch: Option<std::time::Duration>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Format,
+    /// Step mode: start paused before the first step; in the console `s` runs the next step of
+    /// each node in flight, `p` goes on normally
+    #[arg(long)]
+    pub step: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The home screen (also `deckhand` alone): every environment, its nodes and history;
+    /// deploy, roll back, promote, unlock and watch from there
+    Console,
     /// Check the inventory and report every problem with file, line and column
     Validate,
     /// Show the steps a deployment would run, in order, without touching any node
@@ -152,6 +159,35 @@ switched (--rollback). The lock is taken over only by the same deployment."
     },
     /// Show each node's live release, previous release and lock holder
     Status {
+        /// Environment, as named under [environments.NAME] in the inventory
+        env: String,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// An environment's deployments and rollbacks, newest first, as its nodes recorded them
+    #[command(
+        long_about = "Reads every node's own history (.deckhand/history.jsonl) and joins the lines of each run: \
+when, kind (deploy, rollback, resume, promote), release, outcome, who and from which host, duration and failed nodes. \
+Every operator sees the same history, from whichever machine they ran. A node that cannot be read is named (exit 4)."
+    )]
+    History {
+        /// Environment, as named under [environments.NAME] in the inventory
+        env: String,
+        /// Show at most this many runs (newest first)
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Format,
+    },
+    /// Watch, read-only, a deployment another console runs on ENV (any user, any machine that
+    /// reaches the nodes)
+    #[command(
+        long_about = "Follows the deployment that holds ENV's lock, in the same grid as the console that runs it: each \
+node's live release, what it is doing (from the progress the running console records beside its lock), its history and \
+the balancer's own answer, read from the nodes every half second. Nothing here can pause, promote or roll back that run. \
+Without a terminal, prints one line per change."
+    )]
+    Watch {
         /// Environment, as named under [environments.NAME] in the inventory
         env: String,
         #[arg(long, value_enum, default_value = "text")]
@@ -291,7 +327,13 @@ async fn run(cli: Cli) -> i32 {
         lock_wait: cli.lock_wait,
         take_over_stale: cli.take_over_stale,
     };
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        return match cmd::home::home(&ctx).await {
+            Ok(c) | Err(c) => c,
+        };
+    };
+    let result = match command {
+        Command::Console => cmd::home::home(&ctx).await,
         Command::Validate => cmd::inspect::validate(&ctx),
         Command::Plan {
             env,
@@ -300,6 +342,10 @@ async fn run(cli: Cli) -> i32 {
         } => cmd::inspect::plan(&ctx, &env, &release, output),
         Command::Config { env, output } => cmd::inspect::config(&ctx, &env, output).await,
         Command::Status { env, output } => cmd::inspect::status(&ctx, &env, output).await,
+        Command::History { env, limit, output } => {
+            cmd::inspect::history(&ctx, &env, limit, output).await
+        }
+        Command::Watch { env, output } => cmd::inspect::watch(&ctx, &env, output).await,
         Command::Unlock { env, yes } => cmd::inspect::unlock(&ctx, &env, yes).await,
         Command::Replay { journal, speed } => cmd::inspect::replay(&ctx, &journal, speed).await,
         Command::Deploy { env, release, run } => cmd::runs::deploy(&ctx, &env, &release, run).await,

@@ -324,6 +324,8 @@ mod tests {
             lock_age_s: Some(age),
             free_kb: None,
             verified: vec![],
+            progress: None,
+            history: vec![],
         }
     }
 

@@ -411,3 +411,53 @@ fn config_shows_where_each_key_comes_from_with_secrets_masked() {
     );
     assert!(!out.contains("hunter2hunter2"));
 }
+
+#[test]
+fn deckhand_alone_without_a_terminal_prints_every_environment_and_says_so() {
+    let t = tempfile::tempdir().expect("temp dir");
+    let o = demo(t.path(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inv = t.path().join("deckhand.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("-i")
+        .arg(&inv)
+        .env("XDG_STATE_HOME", t.path().join("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run deckhand");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.starts_with("no terminal: printing every environment's status"),
+        "{out}"
+    );
+    assert!(out.contains("demo (rolling, 5 nodes):"), "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(" v1.1 ") && l.contains("free"))
+            .count(),
+        5,
+        "{out}"
+    );
+    // The history of the demo's two runs (v1.0 put live, v1.1 deployed), newest first.
+    let o = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .arg("-i")
+        .arg(&inv)
+        .args(["history", "demo", "--output", "json"])
+        .env("XDG_STATE_HOME", t.path().join("state"))
+        .output()
+        .expect("run deckhand");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let releases: Vec<&str> = v
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|d| d["release"].as_str())
+        .collect();
+    assert_eq!(releases, vec!["v1.1", "v1.0"], "{v}");
+    assert_eq!(v[0]["outcome"], "deployed");
+}

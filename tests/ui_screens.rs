@@ -361,3 +361,66 @@ fn the_running_phase_stays_in_view_even_when_an_earlier_row_says_running() {
         "the running row is out of view:\n{screen}"
     );
 }
+
+#[test]
+fn the_final_screen_says_where_the_time_went() {
+    let s = screen("done");
+    assert!(s.contains(" DONE "));
+    let line = s
+        .lines()
+        .find(|l| l.contains(" time "))
+        .expect("a time line");
+    for part in [
+        "1m06s",
+        "steps 48.2s",
+        "waiting 12.6s",
+        "deckhand 5.6s",
+        "install_dependencies 32.0s",
+    ] {
+        assert!(line.contains(part), "{part} in {line:?}");
+    }
+    assert!(s.contains("esc home"), "from home, esc goes back:\n{s}");
+    insta::assert_snapshot!("done", s);
+}
+
+#[test]
+fn step_mode_says_one_step_runs_then_it_pauses_again() {
+    let s = screen("stepping");
+    assert!(s.contains(" STEPPING "));
+    assert!(s.contains("step 1: each node in flight runs its next step"));
+    insta::assert_snapshot!("stepping", s);
+    // Paused, `s` asks for exactly one step.
+    let mut app = fixtures::paused().into_app();
+    let effects = handle_key(&mut app, key('s'), &Drawn::default());
+    assert_eq!(effects, vec![Effect::Send(deckhand::event::Control::Step)]);
+}
+
+#[test]
+fn a_watching_console_names_whose_run_it_is_and_sends_nothing() {
+    let s = screen("watching");
+    assert!(s.contains(" deckhand watch "));
+    assert!(
+        s.contains("WATCHING maria@ops-laptop's deployment of v1.1 · read-only"),
+        "{s}"
+    );
+    assert!(!s.contains("R roll back") && !s.contains("a abort") && !s.contains("pause"));
+    insta::assert_snapshot!("watching", s);
+    let mut app = scene("watching").expect("scene");
+    for c in "pRaysx ".chars() {
+        assert!(
+            !handle_key(&mut app, key(c), &Drawn::default())
+                .iter()
+                .any(|e| matches!(e, Effect::Send(_))),
+            "{c} sent a control"
+        );
+    }
+    let after = draw(&app, 120, 36);
+    assert!(
+        !after.contains("Roll back askproai"),
+        "no dialog opens:\n{after}"
+    );
+    assert!(
+        !after.contains("Abort the deployment"),
+        "no dialog opens:\n{after}"
+    );
+}

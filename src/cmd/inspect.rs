@@ -84,7 +84,15 @@ pub(crate) async fn config(ctx: &Ctx, env: &str, output: Format) -> Code {
 fn lock_column(s: &NodeStatus) -> String {
     match (&s.lock, s.locked, &s.error) {
         (_, _, Some(err)) => format!("unreachable: {err}"),
-        (Some(l), _, _) => format!("held by {}{}", l.describe(), age_note(s.lock_age_s)),
+        (Some(l), _, _) => match &s.progress {
+            Some(p) => format!(
+                "held by {}{}; now: {}",
+                l.describe(),
+                age_note(s.lock_age_s),
+                p.describe()
+            ),
+            None => format!("held by {}{}", l.describe(), age_note(s.lock_age_s)),
+        },
         (None, true, _) => "held (holder unreadable)".into(),
         _ => "-".into(),
     }
@@ -120,6 +128,54 @@ pub(crate) async fn status(ctx: &Ctx, env: &str, output: Format) -> Code {
     } else {
         exit::OK
     })
+}
+
+pub(crate) async fn history(ctx: &Ctx, env: &str, limit: Option<usize>, output: Format) -> Code {
+    let (inv, e) = ctx.load_env(env)?;
+    let h = deckhand::history::read(&inv, &e).await;
+    for (node, why) in &h.unreachable {
+        eprintln!("warning: {node} could not be read, its lines are missing: {why}");
+    }
+    match output {
+        Format::Json => {
+            let shown: Vec<_> = h
+                .deployments
+                .iter()
+                .take(limit.unwrap_or(usize::MAX))
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shown).unwrap_or_default()
+            );
+        }
+        Format::Text => print!("{}", deckhand::history::render_text(&h, limit)),
+    }
+    Ok(if h.unreachable.is_empty() {
+        exit::OK
+    } else {
+        exit::NOT_READY
+    })
+}
+
+pub(crate) async fn watch(ctx: &Ctx, env: &str, output: Format) -> Code {
+    let (inv, e) = ctx.load_env(env)?;
+    let ui = ctx.ui_for(&inv);
+    let reader = engine::status::Reader::new(std::sync::Arc::new(inv));
+    let mut events = deckhand::watch::spawn(reader, e);
+    if super::headless_wanted(false) {
+        let mut printer = deckhand::headless::Printer::new(std::io::stdout(), output);
+        while let Some(ev) = events.recv().await {
+            printer.print(&ev);
+        }
+        return Ok(exit::OK);
+    }
+    match deckhand::ui::watch(events, ui, env).await {
+        Ok(()) => Ok(exit::OK),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Err(exit::FAILED)
+        }
+    }
 }
 
 pub(crate) async fn unlock(ctx: &Ctx, env: &str, yes: bool) -> Code {

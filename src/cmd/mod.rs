@@ -6,6 +6,7 @@
 //! code of a problem already printed, so `?` leaves early with the right code.
 
 pub(crate) mod follow;
+pub(crate) mod home;
 pub(crate) mod inspect;
 pub(crate) mod runs;
 

@@ -19,11 +19,23 @@ use super::{
 use crate::RunArgs;
 
 pub(crate) async fn deploy(ctx: &Ctx, env: &str, release: &str, run: RunArgs) -> Code {
+    deploy_from(ctx, env, release, run, None).await
+}
+
+/// A deployment; `promote_from` names the environment whose verified release it ships.
+async fn deploy_from(
+    ctx: &Ctx,
+    env: &str,
+    release: &str,
+    run: RunArgs,
+    promote_from: Option<&str>,
+) -> Code {
     let RunArgs {
         headless,
         yes,
         watch,
         output,
+        step,
     } = run;
     check_release(release)?;
     let inv = ctx.load()?;
@@ -36,10 +48,18 @@ pub(crate) async fn deploy(ctx: &Ctx, env: &str, release: &str, run: RunArgs) ->
         );
         return Err(exit::BAD_INPUT);
     }
+    if headless && step {
+        eprintln!(
+            "error: --step waits for a key before each step, and a headless run has nobody to press it\n  = help: run in a terminal without --headless"
+        );
+        return Err(exit::BAD_INPUT);
+    }
     let opts = RunOptions {
         auto_promote: yes,
         headless,
         watch,
+        step,
+        promote_from: promote_from.map(String::from),
         ..ctx.run_options()
     };
     let ui = ctx.ui_for(&inv);
@@ -59,7 +79,7 @@ pub(crate) async fn promote(ctx: &Ctx, from: &str, to: &str, run: RunArgs) -> Co
         exit::NOT_READY
     })?;
     eprintln!("promote: {release} passed {from}'s checklist; deploying it to {to}");
-    deploy(ctx, to, &release, run).await
+    deploy_from(ctx, to, &release, run, Some(from)).await
 }
 
 pub(crate) async fn rollback(
@@ -83,20 +103,9 @@ pub(crate) async fn rollback(
             return Err(exit::BAD_INPUT);
         }
         let statuses = engine::status::read_status(&inv, &p.nodes).await;
-        let lines: Vec<String> = statuses
-            .iter()
-            .map(|s| {
-                let to = to
-                    .clone()
-                    .or(s.previous_release.clone())
-                    .unwrap_or_else(|| "(none)".into());
-                format!(
-                    "  {}: {} → {}",
-                    s.node,
-                    s.live_release.as_deref().unwrap_or("(none)"),
-                    to
-                )
-            })
+        let lines: Vec<String> = engine::status::rollback_preview(&statuses, to.as_deref())
+            .into_iter()
+            .map(|r| format!("  {}: {} → {}", r.node, r.from, r.to))
             .collect();
         let question = format!("Roll back {env}?\n{}", lines.join("\n"));
         let protected = inv.environment(env).map(|e| e.protected).unwrap_or(false);
@@ -134,6 +143,7 @@ pub(crate) async fn resume(ctx: &Ctx, env: &str, cont: bool, rollback: bool, run
         yes,
         watch,
         output,
+        step,
     } = run;
     let (inv, e) = ctx.load_env(env)?;
     let dir = deckhand::journal::default_journal_dir();
@@ -240,6 +250,7 @@ pub(crate) async fn resume(ctx: &Ctx, env: &str, cont: bool, rollback: bool, run
     let headless = headless_wanted(headless);
     let opts = RunOptions {
         resume_id: Some(int.deployment.clone()),
+        step: step && !headless,
         watch,
         headless,
         auto_promote: yes || choice == 'r',
@@ -316,7 +327,41 @@ pub(crate) async fn demo(ctx: &Ctx, a: DemoArgs) -> Code {
     };
     let ui = ctx.ui_for(&inv);
     let hint = super::resume_hint(Some(&d.inventory), demo::ENV);
+    let home_inv = inv.clone();
     let code = match engine::spawn_deploy(Arc::new(inv), p, opts) {
+        Ok(h) if !headless => {
+            // The demo ends on the home screen (esc after the run): history, roll back, deploy.
+            match deckhand::ui::run_console(h, ui, deckhand::ui::Opened::Home).await {
+                Ok(left) => match left.ending {
+                    deckhand::ui::Ending::Finished(outcome) if left.home => {
+                        let demo_ctx = Ctx {
+                            inventory: Some(d.inventory.clone()),
+                            ui: ctx.ui.clone(),
+                            lock_wait: ctx.lock_wait,
+                            take_over_stale: ctx.take_over_stale,
+                        };
+                        let code = exit::of_run(RunKind::Deploy, outcome);
+                        match super::home::home_with(&demo_ctx, home_inv, Some(code)).await {
+                            Ok(c) | Err(c) => c,
+                        }
+                    }
+                    deckhand::ui::Ending::Finished(outcome) => {
+                        eprintln!("deckhand: {}", outcome.word());
+                        exit::of_run(RunKind::Deploy, outcome)
+                    }
+                    deckhand::ui::Ending::LeftPaused => {
+                        eprintln!(
+                            "paused and leaving: nothing is running; every node is on a whole release and the lock stays held.\n  = help: continue or roll back with `{hint} --continue` or `{hint} --rollback`"
+                        );
+                        exit::FAILED
+                    }
+                },
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::FAILED
+                }
+            }
+        }
         Ok(h) => follow(h, headless, ui, a.output, RunKind::Deploy, &hint).await,
         Err(e) => {
             eprintln!("error: {e}");

@@ -4,6 +4,11 @@
 //! Pause never interrupts a running step: steps check [`Ctl::boundary`] before they start, and
 //! the `Paused` event is emitted only once the last running step has ended. Abort and rollback
 //! cancel the forward token, which kills running steps through their transports.
+//!
+//! Step mode: while paused, [`Control::Step`] lets every task waiting at a boundary (each node in
+//! flight, or the run between batches) start exactly its next step; the run is still paused, and
+//! `Paused` is announced again once those steps ended. A run started with `--step` pauses at its
+//! first boundary, before any step.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +33,11 @@ pub struct CtlState {
     pub end_monitoring: bool,
     /// Why forward work stopped, in words for the operator.
     pub reason: Option<String>,
+    /// Step mode: opened by [`Control::Step`] while paused, closed when the first step started
+    /// in it ends. While open, boundaries let tasks through although the run is paused: the
+    /// run between batches passes (no step of its own), each node in flight starts its next
+    /// step, and a node whose step ended finds the window closed at its next boundary.
+    pub step_window: bool,
 }
 
 /// Why forward work stopped.
@@ -44,6 +54,8 @@ pub struct Ctl {
     timing: Arc<Timing>,
     /// Since when the run has been paused with nothing running (for the time report).
     paused_since: Mutex<Option<std::time::Instant>>,
+    /// Step mode from the start: pause at the first boundary (`deploy --step`).
+    pause_first: std::sync::atomic::AtomicBool,
     /// Cancelled on abort or rollback: kills forward steps.
     pub forward: CancellationToken,
     /// Cancelled on abort only: kills everything, rollback steps included.
@@ -59,9 +71,16 @@ impl Ctl {
             emitter,
             timing,
             paused_since: Mutex::new(None),
+            pause_first: std::sync::atomic::AtomicBool::new(false),
             forward: all.child_token(),
             all,
         })
+    }
+
+    /// Step mode from the start: the run pauses before its first step.
+    pub(crate) fn start_paused(&self) {
+        self.pause_first
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub(crate) fn set_monitoring(&self, on: bool) {
@@ -140,6 +159,20 @@ impl Ctl {
                 }
                 self.emitter.emit(EventKind::Resumed);
             }
+            Control::Step if before.paused && !before.abort && !before.rollback => {
+                if let Ok(mut a) = self.active.lock() {
+                    a.1 = false;
+                }
+                if let Some(since) = self.paused_since.lock().ok().and_then(|mut p| p.take()) {
+                    self.timing.waited(since, std::time::Instant::now());
+                }
+                self.emitter.emit(EventKind::Stepping);
+                self.state.send_modify(|s| s.step_window = true);
+            }
+            Control::Step => self.emitter.notice(
+                Level::Warn,
+                "step runs the next step of each node while paused; pause first (p)",
+            ),
             Control::Promote if before.monitoring && !before.gate_open => {
                 self.state.send_modify(|s| s.end_monitoring = true);
                 self.emitter
@@ -208,9 +241,21 @@ impl Ctl {
         }
     }
 
-    /// Wait here until the run may start a new step. Err when forward work must stop.
+    /// Wait here until the run may start a new step (not paused, or a step was asked for since
+    /// this task began waiting). Err when forward work must stop.
     pub async fn boundary(&self) -> Result<(), Stop> {
-        self.wait_until(None, |s| (!s.paused).then_some(()))
+        if self
+            .pause_first
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.begin_pause();
+        }
+        let s = self.snapshot();
+        if s.paused && !s.step_window {
+            // Nothing may be running any more (a step mode pass just ended): say paused.
+            self.announce_paused_if_idle();
+        }
+        self.wait_until(None, |s| (!s.paused || s.step_window).then_some(()))
             .await
             .map(|_| ())
     }
@@ -260,6 +305,9 @@ impl Ctl {
         if let Ok(mut a) = self.active.lock() {
             a.0 = a.0.saturating_sub(1);
         }
+        if self.snapshot().step_window {
+            self.state.send_modify(|s| s.step_window = false);
+        }
         self.announce_paused_if_idle();
     }
 
@@ -291,5 +339,113 @@ impl Ctl {
                 me.apply(c);
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn ctl() -> (Arc<Ctl>, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let em = Arc::new(Emitter::new(
+            tx,
+            crate::secrets::Secrets::default(),
+            None,
+            None,
+        ));
+        (Ctl::new(em, Arc::new(Timing::new())), rx)
+    }
+
+    fn kinds(rx: &mut mpsc::UnboundedReceiver<Event>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            out.push(format!("{:?}", e.kind));
+        }
+        out
+    }
+
+    /// Two nodes in flight, each taking steps in a loop at its boundaries.
+    fn node(c: &Arc<Ctl>, passed: &Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+        let (c, passed) = (c.clone(), passed.clone());
+        tokio::spawn(async move {
+            while c.boundary().await.is_ok() {
+                c.step_started();
+                passed.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                c.step_ended();
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn step_mode_starts_paused_and_each_step_lets_every_node_run_one_step() {
+        let (c, mut rx) = ctl();
+        c.start_paused();
+        let passed = Arc::new(AtomicUsize::new(0));
+        let tasks = [node(&c, &passed), node(&c, &passed)];
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            passed.load(Ordering::SeqCst),
+            0,
+            "paused before the first step"
+        );
+        assert_eq!(kinds(&mut rx), vec!["Pausing", "Paused"]);
+        for round in 1..=3 {
+            c.apply(Control::Step);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert_eq!(
+                passed.load(Ordering::SeqCst),
+                2 * round,
+                "one step per node per key"
+            );
+            assert_eq!(kinds(&mut rx), vec!["Stepping", "Paused"]);
+        }
+        // Resume: the nodes run freely again.
+        c.apply(Control::Resume);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(passed.load(Ordering::SeqCst) > 20);
+        c.apply(Control::Abort);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_step_between_batches_starts_the_batch_and_its_first_steps() {
+        let (c, mut rx) = ctl();
+        c.start_paused();
+        let passed = Arc::new(AtomicUsize::new(0));
+        // The run between batches waits at its boundary, then its nodes take their steps.
+        let run = {
+            let (c, passed) = (c.clone(), passed.clone());
+            tokio::spawn(async move {
+                if c.boundary().await.is_ok() {
+                    let a = node(&c, &passed);
+                    let b = node(&c, &passed);
+                    let _ = a.await;
+                    let _ = b.await;
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(kinds(&mut rx), vec!["Pausing", "Paused"]);
+        c.apply(Control::Step);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(passed.load(Ordering::SeqCst), 2, "one step on each node");
+        assert_eq!(kinds(&mut rx), vec!["Stepping", "Paused"]);
+        c.apply(Control::Abort);
+        let _ = run.await;
+    }
+
+    #[tokio::test]
+    async fn a_step_while_running_changes_nothing_but_says_why() {
+        let (c, mut rx) = ctl();
+        c.apply(Control::Step);
+        assert!(!c.snapshot().step_window);
+        let said = kinds(&mut rx);
+        assert!(said[0].contains("pause first"), "{said:?}");
     }
 }

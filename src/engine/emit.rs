@@ -17,8 +17,12 @@ use crate::event::{Event, EventKind, Level};
 use crate::notify::Notifier;
 use crate::secrets::Secrets;
 
+/// Something inside the engine that follows the events as they go out (the lock's progress).
+type Observer = Box<dyn Fn(&Event) + Send + Sync>;
+
 pub struct Emitter {
     inner: Mutex<Inner>,
+    observers: Mutex<Vec<Observer>>,
     notifier: Option<Arc<Notifier>>,
     tx: mpsc::UnboundedSender<Event>,
     secrets: Secrets,
@@ -56,10 +60,19 @@ impl Emitter {
                 journal: file,
                 journal_error_reported: false,
             }),
+            observers: Mutex::new(Vec::new()),
             tx,
             secrets,
             journal_path,
             notifier,
+        }
+    }
+
+    /// Follow every event as it goes out (masked, numbered), after the journal.
+    pub(crate) fn observe(&self, f: impl Fn(&Event) + Send + Sync + 'static) {
+        match self.observers.lock() {
+            Ok(mut o) => o.push(Box::new(f)),
+            Err(p) => p.into_inner().push(Box::new(f)),
         }
     }
 
@@ -97,6 +110,11 @@ impl Emitter {
         }
         if let Some(n) = &self.notifier {
             n.observe(&event);
+        }
+        if let Ok(observers) = self.observers.lock() {
+            for o in observers.iter() {
+                o(&event);
+            }
         }
         let _ = self.tx.send(event);
         if let Some(e) = failed {

@@ -6,6 +6,12 @@
 //! (`--take-over-stale`); `--lock-wait` queues behind a live lock; a resumed run takes over its
 //! own lock by deployment id. Which found locks block and which may be taken over is decided by
 //! [`sort_held`], a pure function.
+//!
+//! While the run holds its locks, the heartbeat also records how far the run is beside each
+//! lock (`progress.json`: state, batch, the nodes in flight and their phase), so that `status`,
+//! the home screen and a watching console on any machine that reaches the nodes can say it. The
+//! progress follows the run's own events ([`Tracker`], pure) and is written at most once a
+//! second when it changed, else with the heartbeat.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,10 +20,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::ledger::Ledger;
-use super::remote::{self, LockInfo};
+use super::remote::{self, LockInfo, NodeProgress, Progress};
 use super::steps::StepRunner;
 use super::HEARTBEAT_EVERY;
-use crate::event::{EventKind, Level};
+use crate::event::{Event, EventKind, Level, NodeState};
 use crate::util::format_duration;
 
 /// How the run treats locks it finds (from the command line).
@@ -107,12 +113,103 @@ pub(crate) struct Locks {
     who: String,
     policy: LockPolicy,
     state: Mutex<State>,
+    tracker: Arc<Mutex<Tracker>>,
 }
 
 #[derive(Default)]
 struct State {
     locked: bool,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often the heartbeat looks whether the progress changed (and writes it when it did).
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// The run's progress as its events tell it: a pure reducer, unit-tested.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tracker {
+    pub progress: Progress,
+    /// Bumped on every change, so the heartbeat writes only what is new.
+    pub version: u64,
+}
+
+impl Tracker {
+    pub fn observe(&mut self, ev: &Event) {
+        let before = self.progress.clone();
+        let p = &mut self.progress;
+        match &ev.kind {
+            EventKind::Started {
+                deployment,
+                nodes,
+                batches,
+                kind,
+                ..
+            } => {
+                p.id = deployment.clone();
+                p.total = nodes.len();
+                p.batches = batches.len();
+                p.kind = match kind {
+                    crate::event::RunKind::Deploy => "deploy".into(),
+                    crate::event::RunKind::Rollback => "rollback".into(),
+                };
+                p.state = match kind {
+                    crate::event::RunKind::Deploy => "preflight".into(),
+                    crate::event::RunKind::Rollback => "rolling back".into(),
+                };
+            }
+            EventKind::Locked { .. } if p.state == "preflight" => p.state = "deploying".into(),
+            EventKind::BatchStarted { index, .. } => p.batch = Some(index + 1),
+            EventKind::NodeState { node, state } => {
+                p.nodes.retain(|n| &n.node != node);
+                match state {
+                    NodeState::Draining
+                    | NodeState::Updating
+                    | NodeState::Checking
+                    | NodeState::Enabling
+                    | NodeState::RollingBack => p.nodes.push(NodeProgress {
+                        node: node.clone(),
+                        state: state.word().into(),
+                        phase: None,
+                    }),
+                    NodeState::Done => p.done += 1,
+                    _ => {}
+                }
+            }
+            EventKind::StepStarted {
+                node: Some(node),
+                phase,
+                ..
+            } => {
+                if let Some(n) = p.nodes.iter_mut().find(|n| &n.node == node) {
+                    n.phase = Some(phase.clone());
+                }
+            }
+            EventKind::StepFinished {
+                node: Some(node), ..
+            } => {
+                if let Some(n) = p.nodes.iter_mut().find(|n| &n.node == node) {
+                    n.phase = None;
+                }
+            }
+            EventKind::Pausing => p.state = "pausing".into(),
+            EventKind::Paused => p.state = "paused".into(),
+            EventKind::Stepping => p.state = "stepping".into(),
+            EventKind::Gate { .. } => p.state = "waiting".into(),
+            EventKind::Resumed | EventKind::Promoted => p.state = "deploying".into(),
+            EventKind::RollbackStarted { .. } => p.state = "rolling back".into(),
+            EventKind::Aborting { .. } => p.state = "aborting".into(),
+            EventKind::Monitoring { window, .. } => p.state = format!("checklist ({window})"),
+            EventKind::Finished { outcome, .. } => {
+                p.state = outcome.word().into();
+                p.nodes.clear();
+            }
+            _ => {}
+        }
+        if self.progress != before {
+            self.version += 1;
+            self.progress.at_ms = ev.at_ms;
+        }
+    }
 }
 
 impl Locks {
@@ -125,6 +222,13 @@ impl Locks {
         who: String,
         policy: LockPolicy,
     ) -> Self {
+        let tracker = Arc::new(Mutex::new(Tracker::default()));
+        let t = tracker.clone();
+        steps.em.observe(move |ev| {
+            if let Ok(mut t) = t.lock() {
+                t.observe(ev);
+            }
+        });
         Locks {
             steps,
             ledger,
@@ -134,6 +238,7 @@ impl Locks {
             who,
             policy,
             state: Mutex::new(State::default()),
+            tracker,
         }
     }
 
@@ -310,33 +415,55 @@ impl Locks {
         }
     }
 
+    /// Refresh the heartbeat every [`HEARTBEAT_EVERY`], and record the progress beside the lock
+    /// within a second of each change (32 nodes at a time, each write bounded in time).
     fn start_heartbeat(&self) {
         let targets: Vec<_> = self
             .nodes
             .iter()
             .filter_map(|n| {
-                self.steps.nodes.node(n).map(|t| {
-                    (
-                        t,
-                        remote::heartbeat_script(&self.steps.nodes.deploy_path(n), &self.id),
-                    )
-                })
+                self.steps
+                    .nodes
+                    .node(n)
+                    .map(|t| (t, self.steps.nodes.deploy_path(n)))
             })
             .collect();
+        let tracker = self.tracker.clone();
+        let id = self.id.clone();
         let task = tokio::spawn(async move {
             let never = CancellationToken::new();
+            let mut written = 0u64;
+            let mut last = Instant::now();
             loop {
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
-                for (t, script) in &targets {
-                    let _ = t
-                        .exec(
-                            &crate::transport::ExecRequest::new(script.clone())
-                                .timeout(Duration::from_secs(10)),
-                            None,
-                            &never,
-                        )
-                        .await;
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                let (version, progress) = match tracker.lock() {
+                    Ok(t) => (t.version, t.progress.clone()),
+                    Err(_) => continue,
+                };
+                if version == written && last.elapsed() < HEARTBEAT_EVERY {
+                    continue;
                 }
+                written = version;
+                last = Instant::now();
+                let writes: Vec<_> = targets
+                    .iter()
+                    .map(|(t, dp)| {
+                        let req = crate::transport::ExecRequest::new(remote::progress_script(
+                            dp, &id, &progress,
+                        ))
+                        .timeout(Duration::from_secs(10));
+                        let (t, never) = (t.clone(), never.clone());
+                        async move {
+                            let _ = t.exec(&req, None, &never).await;
+                        }
+                    })
+                    .collect();
+                // At most 32 nodes at once, like every other read or write of the fleet.
+                use futures::stream::StreamExt;
+                futures::stream::iter(writes)
+                    .buffer_unordered(32)
+                    .collect::<Vec<()>>()
+                    .await;
             }
         });
         if let Some(old) = self.state().heartbeat.replace(task) {
@@ -408,6 +535,59 @@ mod tests {
             describe_held(&h, Duration::from_secs(60)),
             "web-1 is locked (holder unreadable) — STALE: no heartbeat for 9999s (take it over with --take-over-stale once you know that console is gone)"
         );
+    }
+
+    fn ev(kind: EventKind) -> Event {
+        Event {
+            seq: 1,
+            at_ms: 7,
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_progress_follows_the_runs_events() {
+        let mut t = Tracker::default();
+        t.observe(&ev(EventKind::BatchStarted {
+            index: 1,
+            nodes: vec!["web-2".into()],
+        }));
+        t.observe(&ev(EventKind::NodeState {
+            node: "web-2".into(),
+            state: NodeState::Updating,
+        }));
+        t.observe(&ev(EventKind::StepStarted {
+            node: Some("web-2".into()),
+            phase: "switch".into(),
+            command: None,
+        }));
+        let v = t.version;
+        assert_eq!(t.progress.batch, Some(2));
+        assert_eq!(
+            t.progress.nodes,
+            vec![NodeProgress {
+                node: "web-2".into(),
+                state: "updating".into(),
+                phase: Some("switch".into())
+            }]
+        );
+        // Output changes nothing: no new write.
+        t.observe(&ev(EventKind::Output {
+            node: Some("web-2".into()),
+            phase: "switch".into(),
+            stream: crate::event::Stream::Stdout,
+            line: "x".into(),
+        }));
+        assert_eq!(t.version, v);
+        t.observe(&ev(EventKind::NodeState {
+            node: "web-2".into(),
+            state: NodeState::Done,
+        }));
+        t.observe(&ev(EventKind::Paused));
+        assert!(t.progress.nodes.is_empty());
+        assert_eq!(t.progress.done, 1);
+        assert_eq!(t.progress.state, "paused");
+        assert!(t.version > v);
     }
 
     #[test]

@@ -66,6 +66,11 @@ pub struct RunOptions {
     pub stale_after: Duration,
     /// Resume: run under this deployment id and take over its own lock.
     pub resume_id: Option<String>,
+    /// Step mode from the start (`--step`): pause before the first step.
+    pub step: bool,
+    /// A promotion: the environment whose verified release this run deploys (recorded in the
+    /// nodes' history as a `promote`).
+    pub promote_from: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -80,6 +85,8 @@ impl Default for RunOptions {
             take_over_stale: false,
             stale_after: DEFAULT_STALE_AFTER,
             resume_id: None,
+            step: false,
+            promote_from: None,
         }
     }
 }

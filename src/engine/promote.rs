@@ -87,6 +87,8 @@ mod tests {
             lock_age_s: None,
             free_kb: None,
             verified: verified.iter().map(|v| v.to_string()).collect(),
+            progress: None,
+            history: vec![],
         }
     }
 

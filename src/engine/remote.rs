@@ -5,6 +5,7 @@
 //! {deploy_path}/shared/                 files and dirs linked into every release
 //! {deploy_path}/current -> releases/<release>   switched atomically (rename over)
 //! {deploy_path}/.deckhand/lock/info.json        the lock (mkdir is the atomic test-and-set)
+//! {deploy_path}/.deckhand/lock/progress.json    how far the holder's run is (for watchers)
 //! {deploy_path}/.deckhand/history.jsonl         one line per deployment or rollback
 //! ```
 //! Scripts are built here with every value quoted; decisions (which release is previous, what
@@ -108,17 +109,124 @@ pub fn lock_age_note(age_s: Option<u64>, stale_after: Duration) -> String {
 }
 
 /// One line of a node's `history.jsonl`.
+///
+/// Per node and run: `deploy`, `rollback` or `verified` lines as each node's turn ends, and one
+/// `finished` line when the run ends (its outcome, failed nodes, who ran it from where). Fields
+/// added after the first version are optional, so older lines still read, and older readers
+/// skip the `finished` kind.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HistoryEntry {
     pub id: String,
-    /// `deploy` or `rollback`.
+    /// `deploy`, `rollback`, `verified`, or `finished` (the run's end).
     pub kind: String,
     pub release: String,
     pub from: Option<String>,
     pub who: String,
     pub at: String,
-    /// `ok` or `failed`.
+    /// `ok` or `failed`; on a `finished` line, the run's outcome in words (`deployed`,
+    /// `rolled back`, ...).
     pub result: String,
+    /// The host the run was started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The environment of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// What the run was: `deploy`, `rollback`, `resume` or `promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// When the run started (RFC 3339), on `finished` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// The nodes that failed in the run, on `finished` lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
+}
+
+impl HistoryEntry {
+    /// A line with only the first version's fields set.
+    pub fn new(id: &str, kind: &str, release: &str, who: &str, at: &str, result: &str) -> Self {
+        HistoryEntry {
+            id: id.into(),
+            kind: kind.into(),
+            release: release.into(),
+            from: None,
+            who: who.into(),
+            at: at.into(),
+            result: result.into(),
+            host: None,
+            env: None,
+            run: None,
+            started: None,
+            failed: vec![],
+        }
+    }
+}
+
+/// How far a running deployment is, as its holder records it beside the lock (for `status`,
+/// the home screen and `watch`). Written by the lock's heartbeat when it changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Progress {
+    /// The deployment id (the lock's).
+    pub id: String,
+    /// `deploy` or `rollback`.
+    #[serde(default)]
+    pub kind: String,
+    /// `deploying`, `pausing`, `paused`, `stepping`, `waiting` (a gate), `rolling back`, `aborting`,
+    /// `checklist` (the monitoring window), or how it ended.
+    pub state: String,
+    /// The batch running now, from 1 (None before the first batch).
+    #[serde(default)]
+    pub batch: Option<usize>,
+    #[serde(default)]
+    pub batches: usize,
+    /// Nodes that finished their turn, and the run's node count.
+    #[serde(default)]
+    pub done: usize,
+    #[serde(default)]
+    pub total: usize,
+    /// The nodes in flight and what each is doing.
+    #[serde(default)]
+    pub nodes: Vec<NodeProgress>,
+    /// When this was written (ms since the epoch, the holder's clock).
+    #[serde(default)]
+    pub at_ms: i64,
+}
+
+/// One node in flight.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeProgress {
+    pub node: String,
+    /// The node's state in words (`draining`, `updating`, ...).
+    pub state: String,
+    /// The phase running on it, if any.
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+impl Progress {
+    /// `batch 2/3 · web-4 switch · 3/5 done`, for status lines.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![self.state.clone()];
+        if let Some(b) = self.batch {
+            parts.push(format!("batch {b}/{}", self.batches));
+        }
+        let busy: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| match &n.phase {
+                Some(p) => format!("{} {p}", n.node),
+                None => format!("{} {}", n.node, n.state),
+            })
+            .collect();
+        if !busy.is_empty() {
+            parts.push(busy.join(", "));
+        }
+        if self.total > 0 {
+            parts.push(format!("{}/{} done", self.done, self.total));
+        }
+        parts.join(" · ")
+    }
 }
 
 /// What a node looks like right now, as read by `state_script`.
@@ -131,6 +239,8 @@ pub struct NodeSnapshot {
     /// Seconds since the lock's heartbeat was last refreshed.
     pub lock_age_s: Option<u64>,
     pub history: Vec<HistoryEntry>,
+    /// How far the lock holder's run is (when it records it).
+    pub progress: Option<Progress>,
     /// Release directories, newest first.
     pub releases: Vec<String>,
     pub free_kb: Option<u64>,
@@ -168,7 +278,8 @@ pub(crate) fn state_script(dp: &str) -> String {
         "cd {dp} 2>/dev/null || {{ echo missing=1; echo {STATE_END}; exit 0; }}\n\
          printf 'current=%s\\n' \"$(readlink current 2>/dev/null)\"\n\
          if [ -d .deckhand/lock ]; then printf 'lock=%s\\n' \"$(tr -d '\\n' < .deckhand/lock/info.json 2>/dev/null)\"; \
-         hb=$(stat -c %Y .deckhand/lock/heartbeat 2>/dev/null || stat -c %Y .deckhand/lock); printf 'lock_age=%s\\n' $(( $(date +%s) - hb )); fi\n\
+         hb=$(stat -c %Y .deckhand/lock/heartbeat 2>/dev/null || stat -c %Y .deckhand/lock); printf 'lock_age=%s\\n' $(( $(date +%s) - hb )); \
+         if [ -f .deckhand/lock/progress.json ]; then printf 'progress=%s\\n' \"$(tr -d '\\n' < .deckhand/lock/progress.json 2>/dev/null)\"; fi; fi\n\
          if [ -f .deckhand/history.jsonl ]; then tail -n 200 .deckhand/history.jsonl | sed 's/^/history=/'; fi\n\
          if [ -d releases ]; then ls -1t releases | sed 's/^/release=/'; fi\n\
          df -Pk . 2>/dev/null | awk 'NR==2 {{print \"free_kb=\" $4}}'\n\
@@ -207,6 +318,7 @@ pub(crate) fn parse_state(out: &str) -> Result<NodeSnapshot, String> {
                 s.locked = true;
                 s.lock = serde_json::from_str(v).ok();
             }
+            "progress" => s.progress = serde_json::from_str(v).ok(),
             "history" => {
                 if let Ok(h) = serde_json::from_str(v) {
                     s.history.push(h);
@@ -245,12 +357,15 @@ pub(crate) fn lock_script(dp: &str, info: &LockInfo, replace_id: Option<&str>) -
     )
 }
 
-/// Refresh the lock's heartbeat, if the lock is still ours.
-pub(crate) fn heartbeat_script(dp: &str, id: &str) -> String {
+/// Refresh the lock's heartbeat and record the run's progress beside it, if the lock is still
+/// ours (written to a temporary file and renamed, so a reader never sees half of it).
+pub fn progress_script(dp: &str, id: &str, progress: &Progress) -> String {
+    let json = serde_json::to_string(progress).unwrap_or_default();
     format!(
-        "if grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then touch {dp}/.deckhand/lock/heartbeat; fi\n",
+        "if grep -qF -- {id} {dp}/.deckhand/lock/info.json 2>/dev/null; then printf '%s\\n' {json} > {dp}/.deckhand/lock/.progress.tmp && mv -f {dp}/.deckhand/lock/.progress.tmp {dp}/.deckhand/lock/progress.json; touch {dp}/.deckhand/lock/heartbeat; fi\n",
         dp = sh_quote(dp.trim_end_matches('/')),
-        id = sh_quote(&format!("\"id\":\"{id}\""))
+        id = sh_quote(&format!("\"id\":\"{id}\"")),
+        json = sh_quote(&json)
     )
 }
 
@@ -379,14 +494,59 @@ mod tests {
 
     fn h(release: &str, from: Option<&str>) -> HistoryEntry {
         HistoryEntry {
-            id: "x".into(),
-            kind: "deploy".into(),
-            release: release.into(),
             from: from.map(String::from),
-            who: "a".into(),
-            at: "t".into(),
-            result: "ok".into(),
+            ..HistoryEntry::new("x", "deploy", release, "a", "t", "ok")
         }
+    }
+
+    #[test]
+    fn old_history_lines_still_read_and_new_ones_carry_the_run() {
+        let old = r#"{"id":"d0","kind":"deploy","release":"v1","from":null,"who":"ann","at":"t","result":"ok"}"#;
+        let e: HistoryEntry = serde_json::from_str(old).expect("an old line reads");
+        assert_eq!(e.host, None);
+        assert!(e.failed.is_empty());
+        // A line with only the old fields is written as it was.
+        assert_eq!(serde_json::to_string(&e).unwrap(), old);
+        let new = HistoryEntry {
+            host: Some("jump-1".into()),
+            run: Some("promote".into()),
+            failed: vec!["web-3".into()],
+            ..HistoryEntry::new("d1", "finished", "v2", "ann", "t", "rolled back")
+        };
+        let back: HistoryEntry =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+    }
+
+    #[test]
+    fn the_state_answer_carries_the_holders_progress() {
+        let p = Progress {
+            id: "d1".into(),
+            kind: "deploy".into(),
+            state: "deploying".into(),
+            batch: Some(2),
+            batches: 3,
+            done: 1,
+            total: 5,
+            nodes: vec![NodeProgress {
+                node: "web-2".into(),
+                state: "updating".into(),
+                phase: Some("switch".into()),
+            }],
+            at_ms: 1,
+        };
+        let out = format!(
+            "current=releases/v1\nlock={{\"id\":\"d1\",\"who\":\"ann\",\"host\":\"j\",\"pid\":1,\"at\":\"t\",\"env\":\"p\",\"release\":\"v2\"}}\nprogress={}\nend=deckhand-state\n",
+            serde_json::to_string(&p).unwrap()
+        );
+        let s = parse_state(&out).expect("whole");
+        assert_eq!(s.progress.as_ref(), Some(&p));
+        assert_eq!(
+            p.describe(),
+            "deploying · batch 2/3 · web-2 switch · 1/5 done"
+        );
+        assert!(progress_script("/srv/a b", "d1", &p)
+            .contains("'/srv/a b'/.deckhand/lock/progress.json"));
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub(super) struct Run {
     switched_groups: Mutex<Option<(String, String)>>,
     /// Set when a failure beyond `max_fail` asks for a pause gate after the batch.
     failure_gate: Mutex<Option<String>>,
+    /// What the run is (set by its first event) and when it started, for the nodes' history.
+    kind: Mutex<Option<RunKind>>,
+    started_at: String,
 }
 
 /// Set up a run: its journal, its transports, its balancers, its parts. Errors here are about
@@ -88,6 +91,9 @@ fn start(
     let em = Arc::new(Emitter::new(ev_tx, inv.secrets.clone(), journal, notifier));
     let timing = Arc::new(Timing::new());
     let ctl = Ctl::new(em.clone(), timing.clone());
+    if opts.step {
+        ctl.start_paused();
+    }
     let nodes = Arc::new(Nodes::new(inv.clone(), &plan.nodes).map_err(StartError::Node)?);
     let lbs = crate::lb::build(&inv, &env.load_balancers, &|name| nodes.any(name))
         .map_err(StartError::Balancer)?;
@@ -146,6 +152,8 @@ fn start(
         lb,
         switched_groups: Mutex::new(None),
         failure_gate: Mutex::new(None),
+        kind: Mutex::new(None),
+        started_at: chrono::Utc::now().to_rfc3339(),
     });
     // The join handle is filled in by the caller.
     let handle = RunHandle {
@@ -173,6 +181,7 @@ where
         let listener = run.ctl.listen(ctl_rx);
         let outcome = work(run.clone()).await;
         listener.abort();
+        run.record_finished(outcome).await;
         if let Some(n) = run.em.notifier() {
             n.finish().await;
         }
@@ -428,6 +437,9 @@ impl Run {
 
     /// The run's first event: what is about to happen.
     fn announce(&self, kind: RunKind, release: &str) {
+        if let Ok(mut k) = self.kind.lock() {
+            *k = Some(kind);
+        }
         let checks = &self.inv.checks;
         let cl = &self.inv.checklist;
         self.em.emit(EventKind::Started {
@@ -514,13 +526,8 @@ impl Run {
         ok: bool,
     ) {
         let entry = super::remote::HistoryEntry {
-            id: self.id.clone(),
-            kind: kind.into(),
-            release: release.into(),
             from,
-            who: self.opts.who.clone(),
-            at: chrono::Utc::now().to_rfc3339(),
-            result: if ok { "ok" } else { "failed" }.into(),
+            ..self.history_entry(kind, release, if ok { "ok" } else { "failed" })
         };
         let never = tokio_util::sync::CancellationToken::new();
         let script = super::remote::history_script(&self.steps.nodes.deploy_path(node), &entry);
@@ -530,6 +537,74 @@ impl Run {
                 format!("{node}: could not append to history: {e}"),
             );
         }
+    }
+
+    /// A history line of this run, with who ran it, from where, and what the run is.
+    fn history_entry(
+        &self,
+        kind: &str,
+        release: &str,
+        result: &str,
+    ) -> super::remote::HistoryEntry {
+        let run_kind = self.kind.lock().ok().and_then(|k| *k);
+        let run = match run_kind {
+            Some(RunKind::Rollback) => "rollback",
+            _ if self.opts.resume_id.is_some() => "resume",
+            _ if self.opts.promote_from.is_some() => "promote",
+            _ => "deploy",
+        };
+        super::remote::HistoryEntry {
+            host: Some(crate::util::hostname()),
+            env: Some(self.env.name.clone()),
+            run: Some(run.into()),
+            ..super::remote::HistoryEntry::new(
+                &self.id,
+                kind,
+                release,
+                &self.opts.who,
+                &chrono::Utc::now().to_rfc3339(),
+                result,
+            )
+        }
+    }
+
+    /// The run's end in the history of every node it changed (or tried to): its outcome, failed
+    /// nodes, and when it started, so that any console reading the nodes tells the same story.
+    /// A run that changed nothing (the lock was held, preflight failed) leaves no line.
+    async fn record_finished(&self, outcome: Outcome) {
+        if matches!(outcome, Outcome::LockHeld | Outcome::PreflightFailed) {
+            return;
+        }
+        let facts = self.ledger.all();
+        let failed: Vec<String> = facts
+            .iter()
+            .filter(|(_, f)| f.failed)
+            .map(|(n, _)| n.clone())
+            .collect();
+        // Only the nodes this run changed or tried to: the others' history stays as it was.
+        let touched: Vec<String> = facts
+            .into_iter()
+            .filter(|(_, f)| {
+                f.done || f.failed || f.rolled_back || f.created || f.switched.is_some()
+            })
+            .map(|(n, _)| n)
+            .collect();
+        let entry = super::remote::HistoryEntry {
+            started: Some(self.started_at.clone()),
+            failed,
+            ..self.history_entry("finished", &self.plan.release, outcome.word())
+        };
+        let never = tokio_util::sync::CancellationToken::new();
+        let writes = touched.iter().map(|node| {
+            let script = super::remote::history_script(&self.steps.nodes.deploy_path(node), &entry);
+            let never = &never;
+            async move {
+                if let Err(e) = self.steps.internal(node, script, never).await {
+                    log::warn!("{node}: could not record the run's end in its history: {e}");
+                }
+            }
+        });
+        futures::future::join_all(writes).await;
     }
 
     /// End the run the way the operator (or the failure policy) asked.

@@ -1,14 +1,19 @@
-//! Reading an environment's live state without changing it (`status`), and removing a lock the
-//! operator has confirmed is dead (`unlock`). Both go through the same transports and scripts
-//! as a deployment, so what they show is what a deployment would see.
+//! Reading an environment's live state without changing it (`status`, the home screen, `watch`,
+//! `history`), and removing a lock the operator has confirmed is dead (`unlock`). Both go
+//! through the same transports and scripts as a deployment, so what they show is what a
+//! deployment would see. A [`Reader`] keeps one transport per node between reads (a watcher
+//! reads every second), drops one that failed, and reads the balancers' own view of each node.
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::remote::{self, LockInfo, NodeSnapshot};
-use crate::inventory::Inventory;
-use crate::transport;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::remote::{self, HistoryEntry, LockInfo, NodeSnapshot, Progress};
+use crate::inventory::{Environment, Inventory};
+use crate::transport::{self, Transport};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -26,69 +31,222 @@ pub struct NodeStatus {
     pub free_kb: Option<u64>,
     /// Releases that passed this environment's checklist on this node.
     pub verified: Vec<String>,
+    /// How far the lock holder's run is, as it records it beside the lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The node's history lines (newest last), for the history pane; not printed by `status`.
+    #[serde(skip)]
+    pub history: Vec<HistoryEntry>,
 }
 
-async fn read_one(inv: &Inventory, name: &str) -> NodeStatus {
-    let node = inv.node(name);
-    let host = node.map(|n| n.host.clone()).unwrap_or_default();
-    let mut st = NodeStatus {
-        node: name.to_string(),
-        host,
-        reachable: false,
-        error: None,
-        live_release: None,
-        previous_release: None,
-        releases: vec![],
-        lock: None,
-        locked: false,
-        lock_age_s: None,
-        free_kb: None,
-        verified: vec![],
-    };
-    let Some(node) = node else {
-        st.error = Some("not defined in the inventory".into());
-        return st;
-    };
-    let result: Result<NodeSnapshot, String> = async {
-        let t = transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
-        t.connect().await.map_err(|e| e.to_string())?;
-        remote::read_snapshot(&*t, &node.deploy_path, &CancellationToken::new())
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    match result {
-        Ok(s) => {
-            st.reachable = true;
-            st.previous_release = s.previous();
-            st.live_release = s.current;
-            st.releases = s.releases;
-            st.lock = s.lock;
-            st.locked = s.locked;
-            st.lock_age_s = s.lock_age_s;
-            st.free_kb = s.free_kb;
-            st.verified = s
-                .history
-                .iter()
-                .filter(|h| h.kind == "verified" && h.result == "ok")
-                .map(|h| h.release.clone())
-                .collect();
+impl NodeStatus {
+    /// A node not read yet (nothing known, not reachable).
+    pub fn new(name: &str, host: String) -> Self {
+        NodeStatus {
+            node: name.to_string(),
+            host,
+            reachable: false,
+            error: None,
+            live_release: None,
+            previous_release: None,
+            releases: vec![],
+            lock: None,
+            locked: false,
+            lock_age_s: None,
+            free_kb: None,
+            verified: vec![],
+            progress: None,
+            history: vec![],
         }
-        Err(e) => st.error = Some(e),
     }
-    st
+
+    fn fill(&mut self, s: NodeSnapshot) {
+        self.reachable = true;
+        self.error = None;
+        self.previous_release = s.previous();
+        self.live_release = s.current;
+        self.releases = s.releases;
+        self.lock = s.lock;
+        self.locked = s.locked;
+        self.lock_age_s = s.lock_age_s;
+        self.free_kb = s.free_kb;
+        self.verified = s
+            .history
+            .iter()
+            .filter(|h| h.kind == "verified" && h.result == "ok")
+            .map(|h| h.release.clone())
+            .collect();
+        // Progress left by a run whose lock is gone means nothing.
+        self.progress = s
+            .progress
+            .filter(|p| self.lock.as_ref().is_some_and(|l| l.id == p.id));
+        self.history = s.history;
+    }
+}
+
+/// Reads nodes and balancers again and again, keeping one transport per node.
+#[derive(Clone)]
+pub struct Reader {
+    inv: Arc<Inventory>,
+    transports: Arc<Mutex<HashMap<String, Arc<dyn Transport>>>>,
+}
+
+impl Reader {
+    pub fn new(inv: Arc<Inventory>) -> Self {
+        Reader {
+            inv,
+            transports: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn inventory(&self) -> &Arc<Inventory> {
+        &self.inv
+    }
+
+    fn transport(&self, name: &str) -> Result<Arc<dyn Transport>, String> {
+        if let Some(t) = self
+            .transports
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(t);
+        }
+        let node = self
+            .inv
+            .node(name)
+            .ok_or_else(|| "not defined in the inventory".to_string())?;
+        let t = transport::for_node(node, &self.inv.base_dir()).map_err(|e| e.to_string())?;
+        if let Ok(mut m) = self.transports.lock() {
+            m.insert(name.to_string(), t.clone());
+        }
+        Ok(t)
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut m) = self.transports.lock() {
+            m.remove(name);
+        }
+    }
+
+    /// One node, now. An unreachable node says why, never a guess.
+    pub async fn node(&self, name: &str) -> NodeStatus {
+        let host = self
+            .inv
+            .node(name)
+            .map(|n| n.host.clone())
+            .unwrap_or_default();
+        let mut st = NodeStatus::new(name, host);
+        let Some(node) = self.inv.node(name) else {
+            st.error = Some("not defined in the inventory".into());
+            return st;
+        };
+        let result: Result<NodeSnapshot, String> = async {
+            let t = self.transport(name)?;
+            t.connect().await.map_err(|e| e.to_string())?;
+            remote::read_snapshot(&*t, &node.deploy_path, &CancellationToken::new())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(s) => st.fill(s),
+            Err(e) => {
+                self.forget(name);
+                st.error = Some(e);
+            }
+        }
+        st
+    }
+
+    /// Which nodes of `env` the balancers have in rotation, by their own answer: node → in
+    /// rotation (a node missing from the answer: the balancer cannot say). None when the
+    /// environment has no balancer.
+    pub async fn rotation(
+        &self,
+        env: &Environment,
+    ) -> Option<Result<BTreeMap<String, bool>, String>> {
+        if env.load_balancers.is_empty() {
+            return None;
+        }
+        let me = self.clone();
+        let lbs = match crate::lb::build(&self.inv, &env.load_balancers, &|n| me.transport(n).ok())
+        {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        let servers: Vec<(String, String, BTreeMap<&'static str, String>)> = env
+            .nodes
+            .iter()
+            .map(|n| {
+                let name = self
+                    .inv
+                    .node(n)
+                    .map(|x| x.lb_server.clone())
+                    .unwrap_or_else(|| n.clone());
+                let vars = super::script::vars(&self.inv, &env.name, Some(n), "", None);
+                (n.clone(), name, vars)
+            })
+            .collect();
+        let asked: Vec<(String, BTreeMap<&'static str, String>)> = servers
+            .iter()
+            .map(|(_, s, v)| (s.clone(), v.clone()))
+            .collect();
+        let never = CancellationToken::new();
+        let mut out: BTreeMap<String, bool> = BTreeMap::new();
+        for lb in &lbs {
+            let st = match lb.driver.states(&asked, &never).await {
+                Ok(s) => s,
+                Err(e) => return Some(Err(format!("{}: {e}", lb.driver.describe()))),
+            };
+            for (node, server, _) in &servers {
+                if let Some(s) = st.get(server) {
+                    let here = s.in_rotation();
+                    let e = out.entry(node.clone()).or_insert(true);
+                    *e = *e && here;
+                }
+            }
+        }
+        Some(Ok(out))
+    }
 }
 
 /// Every node of the environment, read concurrently, in plan order.
 pub async fn read_status(inv: &Inventory, nodes: &[String]) -> Vec<NodeStatus> {
+    let reader = Reader::new(Arc::new(inv.clone()));
+    let reader = &reader;
     let owned: Vec<(usize, String)> = nodes.iter().cloned().enumerate().collect();
     let mut out: Vec<(usize, NodeStatus)> = stream::iter(owned)
-        .map(move |(i, n)| async move { (i, read_one(inv, &n).await) })
+        .map(move |(i, n)| async move { (i, reader.node(&n).await) })
         .buffer_unordered(32)
         .collect()
         .await;
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// One node of a rollback's confirmation: where it is, and where the rollback puts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRow {
+    pub node: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What a rollback to `to` (None: each node's previous release) would do to each node, as the
+/// command line's question and the home screen's dialog name it.
+pub fn rollback_preview(statuses: &[NodeStatus], to: Option<&str>) -> Vec<RollbackRow> {
+    statuses
+        .iter()
+        .map(|s| RollbackRow {
+            node: s.node.clone(),
+            from: s.live_release.clone().unwrap_or_else(|| "(none)".into()),
+            to: to
+                .map(String::from)
+                .or(s.previous_release.clone())
+                .unwrap_or_else(|| "(none)".into()),
+        })
+        .collect()
 }
 
 /// Remove the lock on the given nodes, whoever holds it. Returns per-node errors.

@@ -22,6 +22,8 @@ pub(crate) enum Mode {
     Deploying,
     Pausing,
     Paused,
+    /// Step mode: the next step of each node in flight runs, then the run is paused again.
+    Stepping,
     Waiting,
     RollingBack,
     Aborting,
@@ -43,6 +45,7 @@ impl Mode {
             Mode::Deploying => "DEPLOYING",
             Mode::Pausing => "PAUSING…",
             Mode::Paused => "PAUSED",
+            Mode::Stepping => "STEPPING",
             Mode::Waiting => "WAITING",
             Mode::RollingBack => "ROLLING BACK",
             Mode::Aborting => "ABORTING",
@@ -60,7 +63,7 @@ impl Mode {
         match self {
             Mode::Ready => "mode_ready",
             Mode::Deploying => "mode_deploying",
-            Mode::Pausing => "mode_pausing",
+            Mode::Pausing | Mode::Stepping => "mode_pausing",
             Mode::Paused => "mode_paused",
             Mode::Waiting => "mode_waiting",
             Mode::RollingBack | Mode::RolledBack => "mode_rolling_back",
@@ -153,6 +156,10 @@ pub struct App {
     /// Manual checklist items the operator ticked that the engine has not confirmed yet (shown
     /// as passed meanwhile).
     pub(crate) ticked: Vec<String>,
+    /// Watching a run another console drives (whose it is, in words): read-only.
+    pub(crate) watch: Option<String>,
+    /// Opened from the home screen: at the run's end, `esc` goes back there.
+    pub(crate) from_home: bool,
 }
 
 impl App {
@@ -177,6 +184,8 @@ impl App {
             replay_speed: 1.0,
             pending: None,
             ticked: Vec::new(),
+            watch: None,
+            from_home: false,
         }
     }
 
@@ -184,12 +193,31 @@ impl App {
     /// says on the flash line, forget a control it answers, reset the selection for a new run,
     /// close a dialog the run's end made moot. Pure: the same events give the same screen.
     pub fn apply(&mut self, event: &Event) {
-        let news = self.run.apply(event);
+        let mut news = self.run.apply(event);
+        if let (Some(n), true) = (news.as_mut(), self.watch.is_some()) {
+            // A watcher's keys do nothing to the run: leave out what they would do.
+            if let Some((said, _keys)) = n.text.split_once(" — ") {
+                n.text = said.to_string();
+            }
+        }
         if let Some(n) = news {
             self.flash_at(n.level, n.text, event.at_ms);
         }
         match &event.kind {
-            EventKind::Started { .. } => {
+            EventKind::Started {
+                who,
+                from_host,
+                kind,
+                release,
+                ..
+            } => {
+                if self.watch.is_some() {
+                    let what = match kind {
+                        RunKind::Deploy => "deployment",
+                        RunKind::Rollback => "rollback",
+                    };
+                    self.watch = Some(format!("{who}@{from_host}'s {what} of {release}"));
+                }
                 self.selected = 0;
                 self.selected_check = self.run.checklist_order().first().copied().unwrap_or(0);
             }
@@ -198,6 +226,7 @@ impl App {
             | EventKind::Promoted
             | EventKind::Pausing
             | EventKind::Paused
+            | EventKind::Stepping
             | EventKind::Resumed
             | EventKind::RollbackStarted { .. }
             | EventKind::Aborting { .. } => self.pending = None,
@@ -292,6 +321,7 @@ impl App {
         match run.pause {
             Pause::Paused => return Mode::Paused,
             Pause::Pausing => return Mode::Pausing,
+            Pause::Stepping => return Mode::Stepping,
             Pause::Running => {}
         }
         if self.pending == Some(Control::Pause) {
@@ -316,7 +346,7 @@ impl App {
     }
 
     pub(crate) fn is_paused_or_pausing(&self) -> bool {
-        matches!(self.mode(), Mode::Paused | Mode::Pausing)
+        matches!(self.mode(), Mode::Paused | Mode::Pausing | Mode::Stepping)
     }
 
     pub(crate) fn can_pause(&self) -> bool {
@@ -327,12 +357,28 @@ impl App {
             && !self.run.rolling_back
             && matches!(
                 self.mode(),
-                Mode::Deploying | Mode::Paused | Mode::Pausing | Mode::Ready
+                Mode::Deploying | Mode::Paused | Mode::Pausing | Mode::Stepping | Mode::Ready
             )
+            && !self.watching()
+    }
+
+    /// Step mode: paused with nothing running, a live run of this console.
+    pub(crate) fn can_step(&self) -> bool {
+        !self.replay
+            && !self.watching()
+            && !self.finished()
+            && self.mode() == Mode::Paused
+            && self.pending.is_none()
+    }
+
+    /// This console watches a run another console drives: its keys send nothing.
+    pub(crate) fn watching(&self) -> bool {
+        self.watch.is_some()
     }
 
     pub(crate) fn can_rollback(&self) -> bool {
         !self.replay
+            && !self.watching()
             && !self.finished()
             && !self.run.aborting
             && !self.run.rolling_back
@@ -344,7 +390,11 @@ impl App {
     }
 
     pub(crate) fn can_abort(&self) -> bool {
-        !self.replay && self.run.info.is_some() && !self.finished() && !self.run.aborting
+        !self.replay
+            && !self.watching()
+            && self.run.info.is_some()
+            && !self.finished()
+            && !self.run.aborting
     }
 
     /// A checklist item's status and value as shown: the engine's, except that a manual item
@@ -415,7 +465,7 @@ impl App {
                     .local
                     .iter()
                     .any(|p| p.status == PhaseStatus::Running)
-                || matches!(self.mode(), Mode::Pausing | Mode::Aborting))
+                || matches!(self.mode(), Mode::Pausing | Mode::Stepping | Mode::Aborting))
     }
 }
 

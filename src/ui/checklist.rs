@@ -156,7 +156,9 @@ pub(crate) fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
             let (status, value) = app.check_shown(c);
             let (glyph, word, key) = status_look(app, status);
             let waiting = c.info.manual && status == CheckStatus::NeedsConfirmation;
-            let value = if waiting {
+            let value = if waiting && app.watching() {
+                "by its operator".to_string()
+            } else if waiting {
                 "space to tick".to_string()
             } else {
                 value.unwrap_or_default().to_string()

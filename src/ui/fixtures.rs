@@ -11,10 +11,14 @@ use crate::event::{
 };
 
 use super::app::{App, Focus};
+use super::home::Home;
 use super::input::{self, perform};
 use super::keys::{Action, Key};
 use super::theme::{Glyphs, Theme};
 use super::view::Drawn;
+use crate::engine::remote::{HistoryEntry, LockInfo, NodeProgress, Progress};
+use crate::engine::status::NodeStatus;
+use crate::fleet::FleetNews;
 
 pub const FROM: &str = "v1.0";
 pub const TO: &str = "v1.1";
@@ -532,6 +536,74 @@ pub fn rolled_back() -> Script {
     s
 }
 
+/// Every node on the new release; the run's last events say where its time went.
+pub fn done() -> Script {
+    // An environment without a checklist: the run ends when the last node is back.
+    let mut s = Script::new();
+    s.push(started(5, false, false));
+    for n in node_names(5) {
+        s.preflight(&n).rotation(&n, true);
+    }
+    s.push(EventKind::Locked {
+        deployment: "20260101-090000-a1b2".into(),
+    });
+    for (i, batch) in [
+        vec!["web-1"],
+        vec!["web-2", "web-3"],
+        vec!["web-4", "web-5"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.push(EventKind::BatchStarted {
+            index: i,
+            nodes: batch.iter().map(|n| n.to_string()).collect(),
+        });
+        for n in batch {
+            s.update_node(n);
+        }
+    }
+    s.push(EventKind::Unlocked {
+        deployment: "20260101-090000-a1b2".into(),
+    });
+    s.push(EventKind::Timing(crate::event::TimeReport {
+        wall_ms: 66_400,
+        preflight_ms: 1_900,
+        steps_ms: 48_200,
+        waiting_ms: 12_600,
+        overhead_ms: 5_600,
+        slowest_phases: vec![crate::event::Slow {
+            name: "install_dependencies".into(),
+            ms: 32_000,
+        }],
+        slowest_nodes: vec![crate::event::Slow {
+            name: "web-3".into(),
+            ms: 14_900,
+        }],
+    }));
+    s.push(EventKind::Finished {
+        outcome: Outcome::Deployed,
+        message: "v1.1 is live on every node".into(),
+        nodes: node_names(5)
+            .into_iter()
+            .map(|n| NodeRelease {
+                node: n,
+                release: Some(TO.into()),
+            })
+            .collect(),
+    });
+    s
+}
+
+/// Step mode: paused, then one step asked; web-2 runs its next phase.
+pub fn stepping() -> Script {
+    let mut s = paused();
+    s.push(EventKind::Stepping);
+    s.begin("web-2", "run_migrations");
+    s.wait(600);
+    s
+}
+
 pub fn failed_node() -> Script {
     let mut s = first_batch_done(false);
     s.push(EventKind::Promoted);
@@ -729,6 +801,26 @@ pub fn scene(name: &str) -> Option<App> {
             app.selected = 41;
             app
         }
+        "done" => {
+            let mut app = done().into_app();
+            app.from_home = true;
+            app
+        }
+        "stepping" => {
+            let mut app = stepping().into_app();
+            app.selected = 1;
+            app
+        }
+        "watching" => {
+            let mut app = App::new(Theme::default_theme(), Glyphs::UNICODE);
+            app.watch = Some("production (no deployment yet)".into());
+            for e in &mid_rollout().events {
+                app.apply(e);
+            }
+            app.now_ms = mid_rollout().at;
+            app.selected = 1;
+            app
+        }
         _ => return None,
     };
     app.frame = 3;
@@ -749,4 +841,292 @@ pub const SCENES: &[&str] = &[
     "help",
     "output",
     "large-fleet",
+    "done",
+    "stepping",
+    "watching",
 ];
+
+// ------------------------------------------------------------------------------------ home
+
+/// A node as the home screen's read found it.
+pub fn node_status(name: &str, host: &str, live: &str, releases: &[&str]) -> NodeStatus {
+    let mut s = NodeStatus::new(name, host.into());
+    s.reachable = true;
+    s.live_release = Some(live.into());
+    s.releases = releases.iter().map(|r| r.to_string()).collect();
+    s.previous_release = releases.iter().find(|r| **r != live).map(|r| r.to_string());
+    s
+}
+
+fn line(
+    id: &str,
+    kind: &str,
+    release: &str,
+    from: Option<&str>,
+    at: &str,
+    result: &str,
+    env: &str,
+) -> HistoryEntry {
+    HistoryEntry {
+        from: from.map(String::from),
+        env: Some(env.into()),
+        host: Some("ops-laptop".into()),
+        run: Some("deploy".into()),
+        ..HistoryEntry::new(id, kind, release, "maria", at, result)
+    }
+}
+
+/// An inventory of `envs` environments of `per_env` nodes each (text, for the home scenes).
+pub fn inventory_text(envs: &[(&str, usize, bool, Option<&str>)]) -> String {
+    let mut t = String::from("[app]\nname = \"askproai\"\ndeploy_path = \"/var/www/askproai\"\n\n");
+    let mut k = 0usize;
+    let mut envs_text = String::new();
+    for (env, n, protected, requires) in envs {
+        let mut names = Vec::new();
+        for i in 1..=*n {
+            k += 1;
+            let name = format!("{env}-{i}");
+            t.push_str(&format!(
+                "[nodes.{name}]\nhost = \"10.0.{}.{}\"\n",
+                k / 250,
+                10 + k % 250
+            ));
+            names.push(format!("\"{name}\""));
+        }
+        envs_text.push_str(&format!(
+            "[environments.{env}]\nnodes = [{}]\nprotected = {protected}\n{}\n",
+            names.join(", "),
+            requires
+                .map(|r| format!("requires = \"{r}\"\n"))
+                .unwrap_or_default()
+        ));
+    }
+    t.push('\n');
+    t.push_str(&envs_text);
+    t.push_str("[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n[[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n");
+    t
+}
+
+fn home_for(text: &str) -> Home {
+    let inv = crate::inventory::load_str(
+        std::path::Path::new("/etc/deckhand/deckhand.toml"),
+        text,
+        &|_| None,
+    )
+    .expect("the scene's inventory");
+    let mut h = Home::new(&inv, Theme::default_theme(), Glyphs::UNICODE);
+    h.set_journal_dir(std::path::PathBuf::from("/nonexistent"));
+    h.set_clock(T0 + 3 * 3_600_000);
+    h
+}
+
+/// The home screen's scenes: `home` (three environments, a run in progress, an unreachable
+/// node, history), `home-history` (the history pane selected), `home-rollback` (the dialog),
+/// `home-first-paint` (200 nodes in 8 environments, before any node answered).
+pub fn home_scene(name: &str) -> Option<Home> {
+    if name == "home-first-paint" {
+        let envs: Vec<(String, usize)> = (1..=8).map(|i| (format!("env{i}"), 25)).collect();
+        let spec: Vec<(&str, usize, bool, Option<&str>)> = envs
+            .iter()
+            .map(|(e, n)| (e.as_str(), *n, false, None))
+            .collect();
+        return Some(home_for(&inventory_text(&spec)));
+    }
+    let mut h = home_for(&inventory_text(&[
+        ("staging", 2, false, None),
+        ("production", 4, true, Some("staging")),
+        ("canary", 1, false, None),
+    ]));
+    let at = |h: u32, m: u32| format!("2026-01-01T{h:02}:{m:02}:00+00:00");
+    let d1 = "20260101T063000Z-1a2b";
+    let d2 = "20260101T070500Z-3c4d";
+    let d3 = "20260101T080000Z-5e6f";
+    for i in 1..=4 {
+        let name = format!("production-{i}");
+        let mut s = node_status(
+            &name,
+            &format!("10.0.0.{}", 12 + i),
+            "v1.1",
+            &["v1.1", "v1.0", "v0.9"],
+        );
+        let mut hist = vec![
+            line(
+                d1,
+                "deploy",
+                "v1.1",
+                Some("v1.0"),
+                &at(6, 31 + i),
+                "ok",
+                "production",
+            ),
+            HistoryEntry {
+                started: Some(at(6, 30)),
+                ..line(
+                    d1,
+                    "finished",
+                    "v1.1",
+                    None,
+                    &at(6, 36),
+                    "deployed",
+                    "production",
+                )
+            },
+        ];
+        if i == 1 {
+            hist.push(line(
+                d2,
+                "deploy",
+                "v1.2",
+                Some("v1.1"),
+                &at(7, 6),
+                "ok",
+                "production",
+            ));
+            hist.push(line(
+                d2,
+                "rollback",
+                "v1.1",
+                Some("v1.2"),
+                &at(7, 9),
+                "ok",
+                "production",
+            ));
+        }
+        if i == 2 {
+            hist.push(line(
+                d2,
+                "deploy",
+                "v1.2",
+                Some("v1.1"),
+                &at(7, 8),
+                "failed",
+                "production",
+            ));
+        }
+        hist.push(HistoryEntry {
+            started: Some(at(7, 5)),
+            failed: vec!["production-2".into()],
+            ..line(
+                d2,
+                "finished",
+                "v1.2",
+                None,
+                &at(7, 10),
+                "rolled back",
+                "production",
+            )
+        });
+        s.history = hist;
+        if i == 4 {
+            s = NodeStatus::new(&name, "10.0.0.16".into());
+            s.error = Some(
+                "ssh: connect to host 10.0.0.16 port 22: Connection timed out (waited 10s)".into(),
+            );
+        }
+        h.apply(FleetNews::Node(Box::new(s)));
+    }
+    h.apply(FleetNews::Rotation {
+        env: "production".into(),
+        result: Ok(std::collections::BTreeMap::from([
+            ("production-1".to_string(), true),
+            ("production-2".to_string(), true),
+            ("production-3".to_string(), true),
+        ])),
+    });
+    // Staging: a deployment of v1.2 in progress, batch 2 of 2.
+    for i in 1..=2 {
+        let name = format!("staging-{i}");
+        let live = if i == 1 { "v1.2" } else { "v1.1" };
+        let mut s = node_status(
+            &name,
+            &format!("10.0.1.{}", 10 + i),
+            live,
+            &["v1.2", "v1.1", "v1.0"],
+        );
+        s.locked = true;
+        s.lock_age_s = Some(4);
+        s.lock = Some(LockInfo {
+            id: d3.into(),
+            who: "ann".into(),
+            host: "jump-1".into(),
+            pid: 4242,
+            at: at(8, 0),
+            env: "staging".into(),
+            release: "v1.2".into(),
+        });
+        s.progress = Some(Progress {
+            id: d3.into(),
+            kind: "deploy".into(),
+            state: "deploying".into(),
+            batch: Some(2),
+            batches: 2,
+            done: 1,
+            total: 2,
+            nodes: vec![NodeProgress {
+                node: "staging-2".into(),
+                state: "updating".into(),
+                phase: Some("switch".into()),
+            }],
+            at_ms: T0,
+        });
+        s.history = vec![line(
+            d3,
+            "deploy",
+            "v1.2",
+            Some("v1.1"),
+            &at(8, 2),
+            "ok",
+            "staging",
+        )]
+        .into_iter()
+        .filter(|_| i == 1)
+        .collect();
+        h.apply(FleetNews::Node(Box::new(s)));
+    }
+    // Canary: a lock left by a console that died.
+    let mut s = node_status("canary-1", "10.0.2.11", "v1.0", &["v1.0", "v0.9"]);
+    s.locked = true;
+    s.lock_age_s = Some(12 * 60 + 5);
+    s.lock = Some(LockInfo {
+        id: "20260101T084800Z-7a8b".into(),
+        who: "bob".into(),
+        host: "bob-laptop".into(),
+        pid: 777,
+        at: at(8, 48),
+        env: "canary".into(),
+        release: "v1.1".into(),
+    });
+    h.apply(FleetNews::Node(Box::new(s)));
+    h.apply(FleetNews::Done);
+    h.select_env(1);
+    match name {
+        "home" => {}
+        "home-history" => {
+            h.pane = crate::ui::home::Pane::History;
+            h.selected_history = 0;
+        }
+        "home-rollback" => {
+            crate::ui::home::handle_key(
+                &mut h,
+                Key {
+                    code: crossterm::event::KeyCode::Char('R'),
+                    ctrl: false,
+                },
+            );
+            for c in "produc".chars() {
+                crate::ui::home::handle_key(
+                    &mut h,
+                    Key {
+                        code: crossterm::event::KeyCode::Char(c),
+                        ctrl: false,
+                    },
+                );
+            }
+        }
+        _ => return None,
+    }
+    Some(h)
+}
+
+/// Every home scene, in the order the screenshots use.
+pub const HOME_SCENES: &[&str] = &["home", "home-history", "home-rollback", "home-first-paint"];

@@ -125,10 +125,20 @@ const DROP_FIRST: [&str; 6] = ["select", "focus", "older", "filter", "all nodes"
 pub(crate) fn footer_line(app: &App, width: usize) -> Line<'static> {
     let th = &app.theme;
     let mut entries = keys::footer(app, keys::scope(app));
+    let watching = app
+        .watch
+        .as_ref()
+        .filter(|_| keys::scope(app) == keys::Scope::Main)
+        .map(|whose| format!(" WATCHING {whose} · read-only "));
+    let prefix = watching
+        .as_ref()
+        .map(|w| w.chars().count() + 2)
+        .unwrap_or(0);
     let len = |e: &Vec<(&str, String)>| {
-        e.iter()
-            .map(|(k, w)| k.chars().count() + 1 + w.chars().count() + 2)
-            .sum::<usize>()
+        prefix
+            + e.iter()
+                .map(|(k, w)| k.chars().count() + 1 + w.chars().count() + 2)
+                .sum::<usize>()
     };
     for word in DROP_FIRST {
         if len(&entries) <= width {
@@ -137,6 +147,11 @@ pub(crate) fn footer_line(app: &App, width: usize) -> Line<'static> {
         entries.retain(|(_, w)| w != word);
     }
     let mut spans = Vec::new();
+    if let Some(w) = watching {
+        // Whose run this is, first: this console only looks.
+        spans.push(Span::styled(w, th.get("mode_paused")));
+        spans.push(Span::styled("  ", th.get("dim")));
+    }
     for (i, (shown, word)) in entries.into_iter().enumerate() {
         if i > 0 {
             spans.push(Span::styled("  ", th.get("dim")));

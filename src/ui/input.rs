@@ -28,6 +28,8 @@ pub enum Effect {
     LogFilter(Option<String>),
     /// Page through the log pane's history.
     LogScroll(LogScroll),
+    /// The run has ended: go back to the home screen.
+    Home,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,15 @@ pub(crate) fn perform(app: &mut App, drawn: &Drawn, action: Action) -> Vec<Effec
                 vec![Effect::Send(Control::Pause)]
             }
         }
+        Action::Step => {
+            app.pending = Some(Control::Step);
+            app.flash(
+                FlashLevel::Info,
+                "step: the next step of each node in flight, then paused again",
+            );
+            vec![Effect::Send(Control::Step)]
+        }
+        Action::Home => vec![Effect::Home],
         Action::Promote => {
             app.pending = Some(Control::Promote);
             app.flash(FlashLevel::Info, "promote asked");
@@ -184,7 +195,7 @@ pub(crate) fn perform(app: &mut App, drawn: &Drawn, action: Action) -> Vec<Effec
             vec![]
         }
         Action::Quit => {
-            if app.replay || app.run().info.is_none() || app.finished() {
+            if app.replay || app.watching() || app.run().info.is_none() || app.finished() {
                 vec![Effect::Quit]
             } else {
                 app.dialog = Some(Dialog::Quit);

@@ -13,6 +13,8 @@ use super::app::{App, Dialog, Focus};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     PauseResume,
+    Step,
+    Home,
     Promote,
     OpenOutput,
     TickCheck,
@@ -71,6 +73,10 @@ pub(crate) enum When {
     Always,
     /// A live run that has not finished and is not at a gate or aborting.
     CanPause,
+    /// Paused with nothing running, in a run this console drives.
+    CanStep,
+    /// The run has ended and the console was opened from the home screen.
+    EndedFromHome,
     AtGate,
     NotAtGate,
     ManualItemSelected,
@@ -153,6 +159,24 @@ pub(crate) static BINDINGS: &[Binding] = &[
         CanPause,
         Some("pause"),
         "Pause after the running step; again: go on"
+    ),
+    bind!(
+        Main,
+        [ch('s')],
+        "s",
+        Step,
+        CanStep,
+        Some("step"),
+        "Paused: one more step per node in flight"
+    ),
+    bind!(
+        Main,
+        [code(KeyCode::Esc)],
+        "esc",
+        Home,
+        EndedFromHome,
+        Some("home"),
+        "After the run: back to the home screen"
     ),
     bind!(
         Main,
@@ -511,14 +535,17 @@ pub(crate) fn applies(app: &App, when: When) -> bool {
     match when {
         When::Always => true,
         When::CanPause => app.can_pause(),
+        When::CanStep => app.can_step(),
+        When::EndedFromHome => app.from_home && app.finished() && !app.replay,
         When::AtGate => {
             !app.replay
+                && !app.watching()
                 && (app.run().gate.is_some() || app.run().monitoring.is_some())
                 && !app.finished()
         }
         When::NotAtGate => !applies(app, When::AtGate),
         When::ManualItemSelected => {
-            app.focus == Focus::Checklist && app.selected_check_needs_tick()
+            app.focus == Focus::Checklist && app.selected_check_needs_tick() && !app.watching()
         }
         When::CanRollback => app.can_rollback(),
         When::CanAbort => app.can_abort(),

@@ -255,6 +255,11 @@ pub(crate) fn describe(event: &Event) -> Option<(String, Level, String)> {
         EventKind::Promoted => (run.clone(), Level::Info, "promoted".into()),
         EventKind::Pausing => (run.clone(), Level::Info, "pausing".into()),
         EventKind::Paused => (run.clone(), Level::Info, "paused".into()),
+        EventKind::Stepping => (
+            run.clone(),
+            Level::Info,
+            "step: the next step of each node".into(),
+        ),
         EventKind::Resumed => (run.clone(), Level::Info, "resumed".into()),
         EventKind::RollbackStarted { reason, nodes } => (
             run.clone(),

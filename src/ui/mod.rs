@@ -21,6 +21,7 @@ pub(crate) mod checklist; // the checklist pane
 pub mod fixtures; // test scenes (the `fixtures` feature): snapshot tests, screenshots, benchmark
 pub(crate) mod grid; // the balancer line and the node grid
 pub(crate) mod help; // the `?` help and the footer
+pub mod home; // the home screen: every environment, the selected one's nodes and history, actions
 pub mod input; // key presses: key -> action -> screen state and effects
 pub mod keys; // the one table of key bindings
 pub mod log; // the log pane
@@ -96,9 +97,32 @@ pub enum Ending {
     LeftPaused,
 }
 
+/// Where a run's console was opened from, which decides how it is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Opened {
+    /// A command (`deploy`, `rollback`, ...): `q` leaves.
+    #[default]
+    Command,
+    /// The home screen: at the run's end `esc` goes back there.
+    Home,
+}
+
+/// How a run's console was left: how the run ended, and whether the operator asked for the
+/// home screen (`esc` after the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    pub ending: Ending,
+    pub home: bool,
+}
+
 /// Drive a live deployment from the terminal until the operator leaves, and say how it ended:
 /// the run's outcome, or [`Ending::LeftPaused`] when the console was left while the run paused.
 pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Result<Ending> {
+    Ok(run_console(handle, opts, Opened::Command).await?.ending)
+}
+
+/// [`run_until_left`], opened from `from`: from the home screen, `esc` at the end goes back.
+pub async fn run_console(handle: RunHandle, opts: UiOptions, from: Opened) -> anyhow::Result<Left> {
     let RunHandle {
         events,
         controls,
@@ -109,9 +133,11 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
         controls: controls.clone(),
         closed: false,
     };
-    let started = opts
-        .resolve()
-        .and_then(|(theme, glyphs)| Console::start(App::new(theme, glyphs), source));
+    let started = opts.resolve().and_then(|(theme, glyphs)| {
+        let mut app = App::new(theme, glyphs);
+        app.from_home = from == Opened::Home;
+        Console::start(app, source)
+    });
     let mut console = match started {
         Ok(c) => c,
         Err(e) => {
@@ -123,10 +149,14 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
     };
     let result = console.run_loop().await;
     let left_paused = console.left_paused;
+    let home = console.home;
     let app = console.finish();
     if left_paused && result.is_ok() {
         // The engine waits, paused, holding the lock; the process may end.
-        return Ok(Ending::LeftPaused);
+        return Ok(Left {
+            ending: Ending::LeftPaused,
+            home: false,
+        });
     }
     let outcome_seen = app.run().outcome;
     if result.is_err() && !app.finished() {
@@ -145,7 +175,10 @@ pub async fn run_until_left(handle: RunHandle, opts: UiOptions) -> anyhow::Resul
         Err(_) => outcome_seen.unwrap_or(Outcome::Aborted),
     };
     result?;
-    Ok(Ending::Finished(outcome))
+    Ok(Left {
+        ending: Ending::Finished(outcome),
+        home,
+    })
 }
 
 /// Play a journal (JSONL of events) through the same screen: `p` stops and goes on, `.` steps,
@@ -160,6 +193,30 @@ pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<
         events,
         next: 0,
         due: Instant::now(),
+    };
+    let mut console = Console::start(app, source)?;
+    let result = console.run_loop().await;
+    console.finish();
+    result
+}
+
+/// Watch a run that another console drives, from `events` (see [`crate::watch::spawn`]): the
+/// same screen, read-only. No key can reach that run: this console holds no control channel
+/// to it. The footer says whose run it is.
+pub async fn watch(
+    events: mpsc::UnboundedReceiver<Event>,
+    opts: UiOptions,
+    env: &str,
+) -> anyhow::Result<()> {
+    let (theme, glyphs) = opts.resolve()?;
+    let mut app = App::new(theme, glyphs);
+    app.watch = Some(format!("{env} (no deployment yet)"));
+    // A channel nobody listens to: whatever were sent would go nowhere.
+    let (controls, _) = mpsc::unbounded_channel();
+    let source = Source::Live {
+        events,
+        controls,
+        closed: false,
     };
     let mut console = Console::start(app, source)?;
     let result = console.run_loop().await;
@@ -199,6 +256,8 @@ struct Console {
     leave: Leave,
     /// Left once the run had paused: the lock stays held for `deckhand resume`.
     left_paused: bool,
+    /// Left with `esc` after the run, to go back to the home screen.
+    home: bool,
 }
 
 /// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
@@ -251,6 +310,7 @@ impl Console {
             last_draw: None,
             leave: Leave::new(),
             left_paused: false,
+            home: false,
         })
     }
 
@@ -319,6 +379,10 @@ impl Console {
             match e {
                 Effect::Send(c) => self.send(c),
                 Effect::Quit => quit = true,
+                Effect::Home => {
+                    self.home = true;
+                    quit = true;
+                }
                 Effect::PauseAndLeave => {
                     if self.app.finished() {
                         quit |= self.leave_step(leave::Input::Ended);
@@ -452,7 +516,7 @@ impl Console {
                             if let Source::Live { closed, .. } = &mut self.source {
                                 *closed = true;
                             }
-                            if !self.app.finished() {
+                            if !self.app.finished() && !self.app.watching() {
                                 self.app.flash(FlashLevel::Error,
                                     "the deployment stopped without a last word; see the log (l)");
                             }
@@ -537,7 +601,7 @@ impl Console {
     /// is running: a replay, or a run that has finished).
     fn on_signal(&mut self, name: &'static str) -> bool {
         let mut go = false;
-        if self.app.finished() || self.app.replay {
+        if self.app.finished() || self.app.replay || self.app.watching() {
             go |= self.leave_step(leave::Input::Ended);
         }
         let rolling_back = self.app.run().rolling_back;

@@ -184,6 +184,8 @@ pub(crate) enum Pause {
     Running,
     Pausing,
     Paused,
+    /// Step mode: one step per node in flight is running; paused again after it.
+    Stepping,
 }
 
 /// Everything the engine's events said about the run. Changed only by [`RunState::apply`].
@@ -209,6 +211,8 @@ pub(crate) struct RunState {
     pub decision: Option<(String, String)>,
     pub locked: bool,
     pub pause: Pause,
+    /// Steps asked for in step mode (`s`), for the header.
+    pub steps_taken: u32,
     pub rolling_back: bool,
     pub aborting: bool,
     pub outcome: Option<Outcome>,
@@ -236,6 +240,7 @@ impl RunState {
             local: Vec::new(),
             local_output: Vec::new(),
             batch: None,
+            steps_taken: 0,
             gate: None,
             gate_until: None,
             groups: None,
@@ -476,7 +481,16 @@ impl RunState {
                 self.pause = Pause::Paused;
                 news = Some(News::new(
                     Level::Info,
-                    "paused: no new step will start — p to resume".to_string(),
+                    "paused: no new step will start — p to resume, s for one step".to_string(),
+                ));
+            }
+            EventKind::Stepping => {
+                self.pause = Pause::Stepping;
+                self.steps_taken += 1;
+                news = Some(News::new(
+                    Level::Info,
+                    "step: each node in flight runs its next step, then the run pauses again"
+                        .to_string(),
                 ));
             }
             EventKind::Resumed => {

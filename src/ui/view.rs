@@ -65,14 +65,24 @@ pub fn draw(app: &App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) -> D
         too_small(app, area, buf);
         return Drawn::default();
     }
-    let [header, body, flash, footer] = Layout::vertical([
+    // At the end, one line says where the time went (the run's last but one event).
+    let timing = app
+        .run()
+        .timing
+        .as_ref()
+        .filter(|_| app.finished() && area.height > MIN_HEIGHT);
+    let [header, body, time_line, flash, footer] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(10),
+        Constraint::Length(u16::from(timing.is_some())),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(area);
     draw_header(app, header, buf);
+    if let Some(t) = timing {
+        draw_timing(app, t, time_line, buf);
+    }
 
     let (shape, grid_h) = grid::layout(app, body.width, body.height.saturating_sub(9).max(5));
     let [grid_area, panes] =
@@ -185,6 +195,8 @@ fn draw_header(app: &App, area: Rect, buf: &mut Buffer) {
     let width = area.width.saturating_sub(pill_w + 1);
     let brand = if app.replay {
         " deckhand replay "
+    } else if app.watching() {
+        " deckhand watch "
     } else {
         " deckhand "
     };
@@ -279,6 +291,31 @@ fn status_sentence(app: &App, mode: Mode) -> String {
     match mode {
         Mode::Ready if app.run().info.is_none() => String::new(),
         Mode::Ready => "preflight: reading every node's live release".into(),
+        Mode::Deploying | Mode::Failed | Mode::RollingBack if app.watching() && !app.finished() => {
+            let busy: Vec<String> = app
+                .run()
+                .nodes
+                .iter()
+                .filter(|n| n.in_flight())
+                .map(|n| match &n.phase {
+                    Some(p) => format!("{} {p}", n.name),
+                    None => format!("{} {}", n.name, n.state.word()),
+                })
+                .collect();
+            format!(
+                "{}: {} (read from the nodes every half second)",
+                if app.run().rolling_back {
+                    "rolling back"
+                } else {
+                    "deploying"
+                },
+                if busy.is_empty() {
+                    "between steps".to_string()
+                } else {
+                    busy.join(", ")
+                }
+            )
+        }
         Mode::Deploying => {
             let busy: Vec<&str> = app
                 .run()
@@ -298,7 +335,15 @@ fn status_sentence(app: &App, mode: Mode) -> String {
             }
         }
         Mode::Pausing => "pausing: the running step ends first, no new step starts".into(),
-        Mode::Paused => "paused: no step is running; p resumes, R rolls back".into(),
+        Mode::Paused if app.watching() => "paused by its operator: no step is running".into(),
+        Mode::Paused => {
+            "paused: no step is running; p resumes, s runs one step, R rolls back".into()
+        }
+        Mode::Stepping => format!(
+            "step {}: each node in flight runs its next step, then the run pauses again",
+            app.run().steps_taken
+        ),
+        Mode::Waiting if app.watching() => "gate: waiting for its operator to promote".into(),
         Mode::Waiting => match app.run().gate_until {
             Some(until) => format!(
                 "gate: {} — passes by itself in {}; enter promotes now, R rolls back",
@@ -346,10 +391,56 @@ fn status_sentence(app: &App, mode: Mode) -> String {
         | Mode::Halted
         | Mode::Partial
         | Mode::LockHeld => format!(
-            "{} — q to leave",
-            app.run().finish_message.clone().unwrap_or_default()
+            "{} — {}",
+            app.run().finish_message.clone().unwrap_or_default(),
+            if app.from_home {
+                "esc: home (history, roll back) · q to leave"
+            } else {
+                "q to leave"
+            }
         ),
     }
+}
+
+/// Where the run's time went, in one line: the tool's share against the steps' and the waits'.
+fn draw_timing(app: &App, t: &crate::event::TimeReport, area: Rect, buf: &mut Buffer) {
+    let th = &app.theme;
+    let d = |ms: u64| crate::util::format_duration(std::time::Duration::from_millis(ms));
+    let mut spans = vec![
+        Span::styled(" time ", th.get("accent").add_modifier(Modifier::BOLD)),
+        Span::styled(format!("{} ", d(t.wall_ms)), th.get("title")),
+        Span::styled("= steps ", th.get("dim")),
+        Span::styled(d(t.steps_ms), th.get("text")),
+        Span::styled(" + waiting ", th.get("dim")),
+        Span::styled(d(t.waiting_ms), th.get("text")),
+        Span::styled(" + deckhand ", th.get("dim")),
+        Span::styled(d(t.overhead_ms), th.get("text")),
+        Span::styled(format!(" (preflight {})", d(t.preflight_ms)), th.get("dim")),
+    ];
+    // The slowest phase, then the slowest node, as far as the line has room.
+    let mut slowest: Vec<String> = Vec::new();
+    let used: usize = spans.iter().map(|s| s.width()).sum::<usize>() + 12;
+    for s in t
+        .slowest_phases
+        .first()
+        .into_iter()
+        .chain(t.slowest_nodes.first())
+    {
+        let next = format!("{} {}", s.name, d(s.ms));
+        let len: usize = slowest.iter().map(|x| x.chars().count() + 2).sum();
+        if used + len + next.chars().count() > area.width as usize {
+            break;
+        }
+        slowest.push(next);
+    }
+    if !slowest.is_empty() {
+        spans.push(Span::styled(
+            format!(" {} slowest: ", app.glyphs.dot),
+            th.get("dim"),
+        ));
+        spans.push(Span::styled(slowest.join(", "), th.get("text")));
+    }
+    buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
 fn draw_flash(app: &App, area: Rect, buf: &mut Buffer) {
