@@ -10,8 +10,9 @@
 //! While the run holds its locks, the heartbeat also records how far the run is beside each
 //! lock (`progress.json`: state, batch, the nodes in flight and their phase), so that `status`,
 //! the home screen and a watching console on any machine that reaches the nodes can say it. The
-//! progress follows the run's own events ([`Tracker`], pure) and is written at most once a
-//! second when it changed, else with the heartbeat.
+//! progress follows the run's own events ([`Tracker`], pure) and is written, when it changed,
+//! at most twice a second to the first two nodes of the plan, and to every node with the
+//! heartbeat.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +125,9 @@ struct State {
 
 /// How often the heartbeat looks whether the progress changed (and writes it when it did).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How many nodes (the first of the plan) get each change of the progress at once; the others
+/// get it with the heartbeat, so that the writes stay off the nodes the run is busy with.
+const PROGRESS_NODES: usize = 2;
 
 /// The run's progress as its events tell it: a pure reducer, unit-tested.
 #[derive(Debug, Default, Clone)]
@@ -319,14 +323,63 @@ impl Locks {
         }
     }
 
-    /// Take the lock on every node, in plan order; where `replace` names a deployment id for a
-    /// node, a lock held by exactly that deployment is taken over. On failure, what was taken
-    /// is released again.
+    /// Take the lock on one node: None when taken, else why not.
+    async fn take_one(
+        &self,
+        name: &str,
+        info: &LockInfo,
+        replace: &HashMap<String, String>,
+    ) -> Option<String> {
+        let never = CancellationToken::new();
+        let dp = self.steps.nodes.deploy_path(name);
+        let script = remote::lock_script(&dp, info, replace.get(name).map(|s| s.as_str()));
+        match self.steps.internal(name, script, &never).await {
+            Ok(o) if o.stdout.starts_with("acquired") => None,
+            Ok(o) => {
+                let holder = o.stdout.lines().nth(1).unwrap_or("").to_string();
+                Some(match serde_json::from_str::<LockInfo>(&holder) {
+                    Ok(l) => format!("{name} is locked by {}", l.describe()),
+                    Err(_) => format!(
+                        "{name} is locked ({dp}/.deckhand/lock exists but its holder is unreadable)"
+                    ),
+                })
+            }
+            Err(e) => Some(format!("cannot take the lock on {name}: {e}")),
+        }
+    }
+
+    /// Release this run's lock on these nodes, all at once (32 at a time). Err: per node.
+    async fn unlock(&self, names: &[String]) -> Vec<String> {
+        use futures::stream::{self, StreamExt};
+        let unlocks: Vec<_> = names.iter().map(|name| self.unlock_one(name)).collect();
+        let answers: Vec<Option<String>> = stream::iter(unlocks)
+            .buffer_unordered(super::preflight::CONCURRENCY)
+            .collect()
+            .await;
+        answers.into_iter().flatten().collect()
+    }
+
+    async fn unlock_one(&self, name: &str) -> Option<String> {
+        let never = CancellationToken::new();
+        let script = remote::unlock_script(&self.steps.nodes.deploy_path(name), &self.id);
+        self.steps
+            .internal(name, script, &never)
+            .await
+            .err()
+            .map(|e| format!("{name}: {e}"))
+    }
+
+    /// Take the lock on every node. The first node of the plan is taken alone, first: of two
+    /// runs racing for one environment, the one that gets it runs and the other stops there,
+    /// having touched nothing else. The others are then taken all at once (32 at a time). Where
+    /// `replace` names a deployment id for a node, a lock held by exactly that deployment is
+    /// taken over. On failure, what was taken is released again.
     async fn take(
         &self,
         release: &str,
         replace: &HashMap<String, String>,
     ) -> Result<(), LockError> {
+        use futures::stream::{self, StreamExt};
         let info = LockInfo {
             id: self.id.clone(),
             who: self.who.clone(),
@@ -336,35 +389,37 @@ impl Locks {
             env: self.env.clone(),
             release: release.to_string(),
         };
-        let never = CancellationToken::new();
-        let mut taken = Vec::new();
-        for name in &self.nodes {
-            let dp = self.steps.nodes.deploy_path(name);
-            let script = remote::lock_script(&dp, &info, replace.get(name).map(|s| s.as_str()));
-            let held = match self.steps.internal(name, script, &never).await {
-                Ok(o) if o.stdout.starts_with("acquired") => None,
-                Ok(o) => {
-                    let holder = o.stdout.lines().nth(1).unwrap_or("").to_string();
-                    Some(match serde_json::from_str::<LockInfo>(&holder) {
-                        Ok(l) => format!("{name} is locked by {}", l.describe()),
-                        Err(_) => format!("{name} is locked ({dp}/.deckhand/lock exists but its holder is unreadable)"),
-                    })
-                }
-                Err(e) => Some(format!("cannot take the lock on {name}: {e}")),
-            };
-            match held {
-                None => taken.push(name.clone()),
-                Some(msg) => {
-                    for t in &taken {
-                        let dp = self.steps.nodes.deploy_path(t);
-                        let _ = self
-                            .steps
-                            .internal(t, remote::unlock_script(&dp, &self.id), &never)
-                            .await;
-                    }
-                    return Err(LockError::Node(msg));
-                }
-            }
+        let Some((first, rest)) = self.nodes.split_first() else {
+            return Ok(());
+        };
+        if let Some(msg) = self.take_one(first, &info, replace).await {
+            return Err(LockError::Node(msg));
+        }
+        let takes: Vec<_> = rest
+            .iter()
+            .map(|name| self.take_one(name, &info, replace))
+            .collect();
+        let answers: Vec<(String, Option<String>)> = rest
+            .iter()
+            .cloned()
+            .zip(
+                stream::iter(takes)
+                    .buffered(super::preflight::CONCURRENCY)
+                    .collect::<Vec<_>>()
+                    .await,
+            )
+            .collect();
+        let refused: Vec<String> = answers.iter().filter_map(|(_, r)| r.clone()).collect();
+        if let Some(msg) = refused.into_iter().next() {
+            let mut taken: Vec<String> = vec![first.clone()];
+            taken.extend(
+                answers
+                    .into_iter()
+                    .filter(|(_, r)| r.is_none())
+                    .map(|(n, _)| n),
+            );
+            self.unlock(&taken).await;
+            return Err(LockError::Node(msg));
         }
         self.state().locked = true;
         self.steps.timing.locked();
@@ -384,21 +439,13 @@ impl Locks {
             }
             std::mem::replace(&mut s.locked, false)
         };
+        // History lines still being written go first: the lock covers them.
+        self.steps.settle().await;
         if !locked {
             return;
         }
-        let never = CancellationToken::new();
-        let mut problems = Vec::new();
-        for name in &self.nodes {
-            let dp = self.steps.nodes.deploy_path(name);
-            if let Err(e) = self
-                .steps
-                .internal(name, remote::unlock_script(&dp, &self.id), &never)
-                .await
-            {
-                problems.push(format!("{name}: {e}"));
-            }
-        }
+        let mut problems = self.unlock(&self.nodes).await;
+        problems.sort();
         if problems.is_empty() {
             self.steps.em.emit(EventKind::Unlocked {
                 deployment: self.id.clone(),
@@ -440,12 +487,20 @@ impl Locks {
                     Ok(t) => (t.version, t.progress.clone()),
                     Err(_) => continue,
                 };
-                if version == written && last.elapsed() < HEARTBEAT_EVERY {
+                let beat = last.elapsed() >= HEARTBEAT_EVERY;
+                if version == written && !beat {
                     continue;
                 }
                 written = version;
-                last = Instant::now();
-                let writes: Vec<_> = targets
+                // A change goes to the first nodes of the plan at once (a watcher takes the
+                // freshest progress of any node); every node gets it with the heartbeat.
+                let now_to = if beat {
+                    last = Instant::now();
+                    &targets[..]
+                } else {
+                    &targets[..targets.len().min(PROGRESS_NODES)]
+                };
+                let writes: Vec<_> = now_to
                     .iter()
                     .map(|(t, dp)| {
                         let req = crate::transport::ExecRequest::new(remote::progress_script(

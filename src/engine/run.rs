@@ -102,6 +102,7 @@ fn start(
         ctl: ctl.clone(),
         nodes,
         timing,
+        background: Default::default(),
     });
     let ledger = Arc::new(Ledger::new(&plan.nodes));
     let locks = Locks::new(
@@ -181,6 +182,7 @@ where
         let listener = run.ctl.listen(ctl_rx);
         let outcome = work(run.clone()).await;
         listener.abort();
+        run.steps.settle().await;
         run.record_finished(outcome).await;
         if let Some(n) = run.em.notifier() {
             n.finish().await;
@@ -365,8 +367,7 @@ impl Run {
                 if tolerated == 0 {
                     for n in self.plan.nodes.clone() {
                         if self.ledger.landed(&n) {
-                            self.write_history(&n, "verified", release, None, true)
-                                .await;
+                            self.write_history(&n, "verified", release, None, true);
                         }
                     }
                 }
@@ -516,27 +517,16 @@ impl Run {
         script::vars(&self.inv, &self.env.name, node, release, previous)
     }
 
-    /// Append one line to a node's `history.jsonl` (a warning when it cannot be written).
-    async fn write_history(
-        &self,
-        node: &str,
-        kind: &str,
-        release: &str,
-        from: Option<String>,
-        ok: bool,
-    ) {
+    /// Append one line to a node's `history.jsonl`, beside the steps (off the run's critical
+    /// path; a node's lines keep their order, and the run waits for them before it unlocks).
+    fn write_history(&self, node: &str, kind: &str, release: &str, from: Option<String>, ok: bool) {
         let entry = super::remote::HistoryEntry {
             from,
             ..self.history_entry(kind, release, if ok { "ok" } else { "failed" })
         };
-        let never = tokio_util::sync::CancellationToken::new();
         let script = super::remote::history_script(&self.steps.nodes.deploy_path(node), &entry);
-        if let Err(e) = self.steps.internal(node, script, &never).await {
-            self.em.notice(
-                Level::Warn,
-                format!("{node}: could not append to history: {e}"),
-            );
-        }
+        self.steps
+            .in_background(node, script, "append to its history");
     }
 
     /// A history line of this run, with who ran it, from where, and what the run is.

@@ -93,6 +93,9 @@ pub(crate) struct StepRunner {
     pub ctl: Arc<Ctl>,
     pub nodes: Arc<Nodes>,
     pub timing: Arc<Timing>,
+    /// Bookkeeping writes that run beside the steps (history lines), the last one per node: a
+    /// node's writes happen in the order they were asked for.
+    pub background: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 impl StepRunner {
@@ -209,6 +212,41 @@ impl StepRunner {
     ) -> Result<ExecOutcome, ScriptError> {
         let t = self.nodes.transport(&Target::Node(node.to_string()));
         remote::exec_checked(&*t, script, cancel).await
+    }
+
+    /// Run one of the engine's own scripts on a node beside the steps, after the node's earlier
+    /// background scripts; a failure becomes a warning with `what` it was for. [`Self::settle`]
+    /// waits for all of them.
+    pub fn in_background(self: &Arc<Self>, node: &str, script: String, what: &'static str) {
+        let me = self.clone();
+        let n = node.to_string();
+        let mut pending = match self.background.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let before = pending.remove(node);
+        let task = tokio::spawn(async move {
+            if let Some(b) = before {
+                let _ = b.await;
+            }
+            let never = CancellationToken::new();
+            if let Err(e) = me.internal(&n, script, &never).await {
+                me.em.notice(
+                    crate::event::Level::Warn,
+                    format!("{n}: could not {what}: {e}"),
+                );
+            }
+        });
+        pending.insert(node.to_string(), task);
+    }
+
+    /// Wait until every background script has run.
+    pub async fn settle(&self) {
+        let tasks: Vec<_> = match self.background.lock() {
+            Ok(mut g) => g.drain().map(|(_, t)| t).collect(),
+            Err(p) => p.into_inner().drain().map(|(_, t)| t).collect(),
+        };
+        futures::future::join_all(tasks).await;
     }
 
     /// Read a node's state now (no step events).

@@ -225,8 +225,7 @@ impl Run {
             }
             Ok(super::monitor::Monitored::Kept { note }) => {
                 for n in &idle_nodes {
-                    self.write_history(n, "verified", &release, None, true)
-                        .await;
+                    self.write_history(n, "verified", &release, None, true);
                 }
                 if let Some(note) = note {
                     self.em

@@ -115,15 +115,13 @@ impl Run {
         }
         match result {
             Ok(()) => {
-                self.write_history(node, "rollback", &target, bad, true)
-                    .await;
+                self.write_history(node, "rollback", &target, bad, true);
                 self.ledger.mark_rolled_back(node);
                 self.set_state(node, NodeState::RolledBack);
                 true
             }
             Err(e) => {
-                self.write_history(node, "rollback", &target, bad, false)
-                    .await;
+                self.write_history(node, "rollback", &target, bad, false);
                 self.em.notice(
                     Level::Error,
                     format!("{node}: rollback to {target} failed: {e}"),

@@ -103,8 +103,7 @@ impl Run {
                 return Err(failed(Some(step.label()), e));
             }
         }
-        self.write_history(node, "deploy", &release, previous, true)
-            .await;
+        self.write_history(node, "deploy", &release, previous, true);
         self.ledger.mark_done(node);
         self.set_state(node, NodeState::Done);
         Ok(true)
@@ -149,8 +148,7 @@ impl Run {
         self.set_state(node, NodeState::Failed);
         let release = self.plan.release.clone();
         let from = self.ledger.live_before(node);
-        self.write_history(node, "deploy", &release, from, false)
-            .await;
+        self.write_history(node, "deploy", &release, from, false);
         let total = self.plan.nodes.len().max(1);
         let message = failure.to_string();
         match after_failure(
