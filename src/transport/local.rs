@@ -205,6 +205,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn output_read_before_the_grace_ran_out_is_kept() {
+        // A child left in the background holds the pipes past the grace: the pumps are
+        // stopped, and what they had read stays (it used to be dropped whole).
+        let t = LocalTransport::new("/");
+        let out = t
+            .exec(
+                &ExecRequest::new("echo first; echo warn >&2; (sleep 2.5; echo late) &"),
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, "first\n");
+        assert_eq!(out.stderr_tail.len(), 2, "{:?}", out.stderr_tail);
+        assert!(out.stderr_tail[0].contains("cut off"));
+        assert_eq!(out.stderr_tail[1], "warn");
+    }
+
+    #[tokio::test]
+    async fn a_script_reads_as_sh_reads_it() {
+        let t = LocalTransport::new("/");
+        let out = t
+            .exec(
+                &ExecRequest::new("cat; echo \"[$0][$1]\"\nnot_a_command_z\nexit 4"),
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.ended, Ended::Exited(Some(4)));
+        assert_eq!(out.stdout, "[sh][]\n");
+        assert_eq!(
+            out.stderr_tail,
+            vec!["sh: 2: eval: not_a_command_z: not found".to_string()]
+        );
+        let nul = t
+            .exec(&ExecRequest::new("a\0b"), None, &CancellationToken::new())
+            .await;
+        assert!(nul.is_err());
+    }
+
+    #[tokio::test]
     async fn timeout_kills_the_whole_group() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("survivor");
