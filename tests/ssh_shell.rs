@@ -76,9 +76,23 @@ impl Drop for Busy {
     }
 }
 
-/// The node's own processes of deckhand's shells: their first program line is always there.
-fn shell_processes(fleet: &Fleet) -> Vec<(i32, String)> {
-    fleet.survivors("dh_fail()")
+/// The shells deckhand keeps on the fleet: the processes of its shell program that lead their
+/// session (sshd starts each shell as one).
+fn shells(fleet: &Fleet) -> Vec<i32> {
+    fleet
+        .survivors("dh_fail()")
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(") ")
+                        .map(|(_, r)| r.split(' ').nth(3) == Some(&pid.to_string()))
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -125,10 +139,12 @@ async fn steps_back_to_back_and_side_by_side_never_mix_their_output_on_a_busy_ma
         }
     }
     assert_eq!(fleet.logins(0), 1, "all of it over one connection");
+    let open = shells(&fleet);
     assert!(
-        shell_processes(&fleet).len() <= 4 * deckhand::transport::ssh::MAX_SHELLS,
-        "more shells than the pool allows: {:?}",
-        shell_processes(&fleet)
+        !open.is_empty() && open.len() <= deckhand::transport::ssh::MAX_SHELLS,
+        "{} shells open, the pool allows {}",
+        open.len(),
+        deckhand::transport::ssh::MAX_SHELLS
     );
 }
 
@@ -360,20 +376,7 @@ async fn a_shell_killed_mid_step_loses_the_step_and_the_next_step_gets_a_new_one
         assert!(running_soon(&fleet, "sleep 480").await);
         // The shell sshd started (its session's leader), killed as a crash or the OOM killer
         // would.
-        let leaders: Vec<i32> = support::processes()
-            .into_iter()
-            .filter(|p| p.cmdline.contains("dh_fail()") && p.state != 'Z')
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(") ")
-                            .map(|(_, r)| r.split(' ').nth(3) == Some(&p.pid.to_string()))
-                    })
-                    .unwrap_or(false)
-            })
-            .map(|p| p.pid)
-            .collect();
+        let leaders = shells(&fleet);
         assert!(!leaders.is_empty(), "no shell found on the node");
         for pid in leaders {
             // SAFETY: plain syscall on a process of the test fleet.
@@ -428,4 +431,29 @@ async fn a_script_and_its_secrets_never_reach_a_process_list() {
         assert!(out.expect("runs").success());
         assert!(seen.is_empty(), "the secret is in a process list: {seen:?}");
     }
+}
+
+#[tokio::test]
+async fn a_step_that_signals_its_own_process_group_spares_the_shell_and_earlier_leftovers() {
+    // `trap 'kill 0' EXIT` (stop my background jobs when I end) is a common idiom: it must not
+    // take the shell down with the step, nor what an earlier step started.
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    let out = run(&t, "nohup sleep 4901 >/dev/null 2>&1 & echo started").await;
+    assert_eq!(out.stdout, "started\n");
+    let out = run(&t, "trap 'kill 0' EXIT; sleep 4902 & echo ok").await;
+    assert_eq!(out.stdout, "ok\n");
+    let left = gone_within(&fleet, "sleep 4902", 5).await;
+    assert!(left.is_empty(), "the step's own kill missed: {left:?}");
+    assert_eq!(run(&t, "echo next").await.stdout, "next\n");
+    assert_eq!(
+        fleet
+            .survivors("sleep 490")
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect::<Vec<_>>(),
+        vec!["sleep 4901"],
+        "the earlier step's process is left alone"
+    );
+    assert_eq!(fleet.logins(0), 1);
 }

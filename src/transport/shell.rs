@@ -101,12 +101,13 @@ set -f; set -- $dh_st; set +f
 dh_pg=$3
 set --
 dh_d=$(mktemp -d "${TMPDIR:-/tmp}/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under ${TMPDIR:-/tmp} (mktemp -d failed); check that it exists and is writable"
-mkfifo -m 600 "$dh_d/o" "$dh_d/e" "$dh_d/a" "$dh_d/b" "$dh_d/n" || { rm -rf "$dh_d"; dh_fail "cannot create FIFOs in $dh_d (mkfifo failed)"; }
+mkfifo -m 600 "$dh_d/o" "$dh_d/e" "$dh_d/s" "$dh_d/a" "$dh_d/n" || { rm -rf "$dh_d"; dh_fail "cannot create FIFOs in $dh_d (mkfifo failed)"; }
 : > "$dh_d/cur"; : > "$dh_d/cancel"; : > "$dh_d/killing"; : > "$dh_d/drain"
 exec 9<&0 </dev/null 6<>"$dh_d/n"
+trap '' TERM INT HUP QUIT
 dh_num() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 dh_copy() {
-  exec 6>&- 9<&-
+  exec 4<&- 5>&- 6<&- 9<&-
   while :; do
     exec 3<"$1" || exit 1
     IFS= read -r dh_i <&3 || { exec 3<&-; continue; }
@@ -131,19 +132,21 @@ dh_run() {
   IFS=' ' read -r dh_up dh_x < /proc/uptime
   IFS=' ' read -r dh_x dh_x dh_x dh_x dh_p < /proc/loadavg
   printf '%s %s %s\n' "$dh_i" "${dh_up%.*}${dh_up#*.}" "$dh_p" > "$dh_d/cur"
-  printf 'go\n' >&5
-  exec 7>"$dh_d/o" 8>"$dh_d/e"
+  printf 'go\n' >&$dh_tout
+  exec 7>"$dh_d/o" 8>"$dh_d/e" 3>"$dh_d/s"
   printf '%s\n' "$dh_i" >&7
   printf '%s\n' "$dh_i" >&8
+  printf '%s\n' "$dh_i" >&3
   IFS= read -r dh_x < "$dh_d/cancel"
   if [ "$dh_x" = "$dh_i" ]; then
     dh_rc=143
   else
     (
-      exec 4<&- 5<&- 6<&- 7>&- 8>&- 9<&-
+      exec 4<&- 5>&- 6<&- 7>&- 8>&- 9<&-
+      trap - TERM INT HUP QUIT
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
-      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_up dh_p dh_v dh_c dh_b dh_w dh_tok dh_co dh_ce dh_sb dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_up dh_p dh_v dh_c dh_b dh_w dh_tin dh_tout dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
     ) </dev/null >&7 2>&8
     dh_rc=$?
@@ -151,52 +154,58 @@ dh_run() {
   while [ -s "$dh_d/killing" ]; do DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1; done
   : > "$dh_d/cur"
   printf '%s\n' "$dh_i" > "$dh_d/drain"
-  exec 7>&- 8>&-
-  dh_o= dh_e= dh_y=
-  while [ -z "$dh_o" ] || [ -z "$dh_e" ]; do
+  exec 7>&- 8>&- 3>&-
+  dh_o= dh_e= dh_z= dh_y=
+  while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
     IFS=' ' read -r dh_w dh_x dh_k <&6 || return 1
     case $dh_w:$dh_x in
       "o:$dh_i") dh_o=1 ;;
       "e:$dh_i") dh_e=$dh_k ;;
-      "tick:$dh_i") [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc"; dh_y=1 ;;
+      "s:$dh_i") dh_z=1 ;;
+      "tick:$dh_i")
+        if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then break; fi
+        [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
+        dh_y=1
+        ;;
       quit:*) return 1 ;;
     esac
   done
   : > "$dh_d/drain"
-  printf '@dh:%s end %s %s\n' "$dh_n" "$dh_rc" "$dh_e"
+  printf '@dh:%s end %s %s %s\n' "$dh_n" "$dh_rc" "$dh_e" "${dh_z:-0}" >&5
 }
 dh_quit() {
-  kill "$dh_co" "$dh_ce" 2>/dev/null
+  kill -KILL "$dh_co" "$dh_ce" "$dh_cs" 2>/dev/null
   rm -rf "$dh_d"
-  exit 0
 }
 dh_serve() {
-  if [ "$1" = a ]; then exec 5>"$dh_d/b" 4<"$dh_d/a"; dh_tok=1; else exec 4<"$dh_d/b" 5>"$dh_d/a"; dh_tok=; fi
+  if [ "$1" = a ]; then dh_tin=4 dh_tout=1; exec 4<"$dh_d/a"; else dh_tin=0 dh_tout=4; exec 4>"$dh_d/a"; fi
+  [ "$1" = a ] || { IFS= read -r dh_w <&$dh_tin && [ "$dh_w" = go ] || return 0; }
   while :; do
-    if [ -z "$dh_tok" ]; then
-      IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || break
-    fi
-    dh_tok=1
     if ! IFS=' ' read -r dh_v dh_i dh_n dh_c dh_b <&9; then
       IFS=' ' read -r dh_x dh_up < "$dh_d/cur"
       [ -z "$dh_x" ] || dh_stop "$dh_x"
-      break
+      trap '' PIPE
+      printf 'quit\n' >&$dh_tout
+      printf 'quit\n' >&6
+      while IFS= read -r dh_w <&$dh_tin; do :; done
+      dh_quit
+      return 0
     fi
     case $dh_v in
       run)
         dh_num "$dh_i" && dh_num "$dh_c" && dh_num "$dh_b" || continue
         case $dh_n in ''|*[!0-9a-f]*) continue ;; esac
         if [ "$dh_b" -gt HEAD_THRESHOLD ]; then
-          dh_s=$(head -c "$dh_b" <&9; printf .) || break
+          dh_s=$(head -c "$dh_b" <&9; printf .) || return 0
           dh_s=${dh_s%.}
         else
           dh_s=
           while [ "$dh_c" -gt 0 ] && IFS= read -r dh_l <&9; do dh_s="$dh_s$dh_l
 "; dh_c=$((dh_c-1)); done
         fi
-        IFS= read -r dh_l <&9 && [ "$dh_l" = . ] || break
-        dh_tok=
-        dh_run || break
+        IFS= read -r dh_l <&9 && [ "$dh_l" = . ] || { printf 'quit\n' >&$dh_tout; return 0; }
+        dh_run || return 0
+        IFS= read -r dh_w <&$dh_tin && [ "$dh_w" = go ] || return 0
         ;;
       kill) dh_num "$dh_i" && dh_stop "$dh_i" ;;
       tick)
@@ -205,17 +214,14 @@ dh_serve() {
         ;;
     esac
   done
-  trap '' PIPE
-  printf 'quit\n' >&5
-  printf 'quit\n' >&6
-  dh_quit
 }
 dh_copy "$dh_d/o" o & dh_co=$!
 dh_copy "$dh_d/e" e >&2 & dh_ce=$!
-exec 2>/dev/null
-dh_serve b & dh_sb=$!
-printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_sb" "$dh_co" "$dh_ce"
-dh_serve a
+dh_copy "$dh_d/s" s >/dev/null & dh_cs=$!
+exec 5>&1 2>/dev/null
+printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_co" "$dh_ce" "$dh_cs"
+{ dh_serve a; } | { dh_serve b; }
+dh_quit
 "#;
 
 /// The shell program, as run by `sh -c` on the node.
@@ -257,7 +263,8 @@ pub(crate) struct Hello {
     pub pgid: i32,
     /// The shell's private directory on the node (FIFOs and the running step's reference).
     pub dir: String,
-    /// The shell's own processes: the two servers and the two copiers.
+    /// The shell's own processes: the shell itself, the two copiers and the sentinel's reader (the
+    /// two servers are its pipeline).
     pub pids: Vec<i32>,
 }
 
@@ -370,12 +377,14 @@ pub(crate) enum Record<'a> {
     /// holds its output open. The record may have landed inside a line of that output: `before`
     /// is its beginning, and the next line of data its end.
     Exited { before: &'a [u8], code: i32 },
-    /// The step is over: its status, and how many lines it wrote on stderr (which travel apart
-    /// and may arrive after this).
+    /// The step is over: its status, how many lines it wrote on stderr (which travel apart
+    /// and may arrive after this), and whether everything it started has ended (else the shell
+    /// must not run another step: its process group still holds this one's leftovers).
     End {
         before: &'a [u8],
         code: i32,
         stderr_lines: u64,
+        all_ended: bool,
     },
 }
 
@@ -388,20 +397,29 @@ pub(crate) fn parse_stdout<'a>(line: &'a [u8], nonce: &str) -> Record<'a> {
     };
     let before = &line[..at];
     let rest = std::str::from_utf8(&line[at + tag.len()..]).unwrap_or("");
-    let mut words = rest.split(' ');
-    match (words.next(), words.next(), words.next(), words.next()) {
-        (Some("rc"), Some(code), None, None) => match code.parse() {
+    let w: Vec<&str> = rest.split(' ').collect();
+    match (
+        w.first().copied(),
+        w.get(1).copied(),
+        w.get(2).copied(),
+        w.get(3).copied(),
+        w.len(),
+    ) {
+        (Some("rc"), Some(code), None, None, 2) => match code.parse() {
             Ok(code) => Record::Exited { before, code },
             Err(_) => Record::Data(line),
         },
-        (Some("end"), Some(code), Some(lines), None) => match (code.parse(), lines.parse()) {
-            (Ok(code), Ok(stderr_lines)) => Record::End {
-                before,
-                code,
-                stderr_lines,
-            },
-            _ => Record::Data(line),
-        },
+        (Some("end"), Some(code), Some(lines), Some(ended), 4) => {
+            match (code.parse(), lines.parse(), ended) {
+                (Ok(code), Ok(stderr_lines), "0" | "1") => Record::End {
+                    before,
+                    code,
+                    stderr_lines,
+                    all_ended: ended == "1",
+                },
+                _ => Record::Data(line),
+            }
+        }
         _ => Record::Data(line),
     }
 }
@@ -431,11 +449,21 @@ mod tests {
         assert_eq!(parse_stdout(b"hello", n), Record::Data(b"hello"));
         assert_eq!(parse_stdout(b"", n), Record::Data(b""));
         assert_eq!(
-            parse_stdout(b"@dh:0123456789abcdef end 3 2", n),
+            parse_stdout(b"@dh:0123456789abcdef end 3 2 1", n),
             Record::End {
                 before: b"",
                 code: 3,
-                stderr_lines: 2
+                stderr_lines: 2,
+                all_ended: true
+            }
+        );
+        assert_eq!(
+            parse_stdout(b"@dh:0123456789abcdef end 0 0 0", n),
+            Record::End {
+                before: b"",
+                code: 0,
+                stderr_lines: 0,
+                all_ended: false
             }
         );
         assert_eq!(
@@ -455,9 +483,11 @@ mod tests {
         );
         // Another step's nonce, a guess, or a malformed record is output like any other line.
         for line in [
-            &b"@dh:fedcba9876543210 end 0 0"[..],
-            b"@dh:0123456789abcdef end x 0",
-            b"@dh:0123456789abcdef end 0",
+            &b"@dh:fedcba9876543210 end 0 0 1"[..],
+            b"@dh:0123456789abcdef end x 0 1",
+            b"@dh:0123456789abcdef end 0 0",
+            b"@dh:0123456789abcdef end 0 0 2",
+            b"@dh:0123456789abcdef end 0 0 1 1",
             b"@dh:0123456789abcdef rc 0 0",
             b"@dh:0123456789abcdef flush",
         ] {
@@ -545,6 +575,7 @@ mod tests {
                         before,
                         code,
                         stderr_lines,
+                        ..
                     } => {
                         assert!(before.is_empty());
                         break (code, stderr_lines);
@@ -574,6 +605,18 @@ mod tests {
         // An error from the shell reads as it always did.
         let (_, e, _) = step(3, "echo x\nnot_a_command_y");
         assert_eq!(e, vec!["sh: 2: eval: not_a_command_y: not found"]);
+        // Both servers run steps in turn; under either, a step's signals are as under `sh -c`
+        // (nothing ignored: an `&` would have ignored INT and QUIT).
+        for id in [4, 5] {
+            let (o, _, _) = step(id, "grep SigIgn /proc/self/status");
+            let mask = o
+                .first()
+                .and_then(|l| l.strip_prefix("SigIgn:\t"))
+                .and_then(|m| u64::from_str_radix(m, 16).ok())
+                .unwrap_or_else(|| panic!("step {id}: {o:?}"));
+            // HUP, INT, QUIT and TERM (bits 0, 1, 2 and 14).
+            assert_eq!(mask & 0x4007, 0, "step {id}: {o:?}");
+        }
         let started = Instant::now();
         drop(stdin);
         let status = child.wait().expect("exit");

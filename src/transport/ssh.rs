@@ -56,7 +56,7 @@ pub const MAX_SHELLS: usize = 6;
 const SHELL_START: Duration = Duration::from_secs(30);
 /// When a running step is first asked for an early exit status (see [`shell::tick_request`]),
 /// and how often after that. A step done sooner is never asked.
-const FIRST_TICK: Duration = Duration::from_millis(200);
+const FIRST_TICK: Duration = Duration::from_millis(50);
 const TICK: Duration = Duration::from_millis(500);
 /// How long output may pause before deckhand answers it (see the nudge in `exec`).
 const NUDGE: Duration = Duration::from_millis(1);
@@ -1097,6 +1097,8 @@ impl Transport for SshTransport {
         // early status cut in two.
         let mut status: Option<i32> = None;
         let mut end: Option<u64> = None;
+        // Whether everything the step started has ended: only then may the shell run another.
+        let mut alone = false;
         let mut stderr_seen: u64 = 0;
         let mut split: Vec<u8> = Vec::new();
         let mut stopped: Option<Ended> = None;
@@ -1109,7 +1111,7 @@ impl Transport for SshTransport {
         let far = deadline + Duration::from_secs(24 * 3600);
         let finish = loop {
             if end.is_some_and(|n| stderr_seen >= n) {
-                break Finish::Clean;
+                break if alone { Finish::Clean } else { Finish::Retire };
             }
             let shell = lease.shell();
             tokio::select! {
@@ -1130,7 +1132,8 @@ impl Transport for SshTransport {
                             let g = Duration::from_millis(if code == 0 && stopped.is_none() { 2000 } else { 300 });
                             grace = Some((Instant::now() + g, g));
                         }
-                        Record::End { before, code, stderr_lines } => {
+                        Record::End { before, code, stderr_lines, all_ended } => {
+                            alone = all_ended;
                             split.extend_from_slice(before);
                             if !split.is_empty() {
                                 out.line(Stream::Stdout, &std::mem::take(&mut split));
