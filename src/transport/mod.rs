@@ -6,7 +6,7 @@
 //!
 //! A transport knows nothing about releases or phases: the engine builds every script (with all
 //! values shell-quoted) and a transport only carries it. Remote text is sanitised here, before
-//! anyone can print it, and what a step printed is gathered here ([`Collector`]): what was read
+//! anyone can print it, and what a step printed is gathered here (`Collector`): what was read
 //! is never dropped; when the rest could not be read, the outcome says so.
 
 pub mod kex;
