@@ -124,12 +124,12 @@ dh_num() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 dh_copy() {
   exec 4<&- 5>&- 6<&- 9<&-
   while :; do
-    exec 3<"$1" || exit 1
-    IFS= read -r dh_i <&3 || { exec 3<&-; continue; }
+    exec 0<"$1" || exit 1
+    IFS= read -r dh_i || { exec 0<&-; continue; }
     dh_k=0
-    while IFS= read -r dh_l <&3; do printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); done
+    while IFS= read -r dh_l; do printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); done
     [ -z "$dh_l" ] || { printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); }
-    exec 3<&-
+    exec 0<&-
     printf '%s %s %s\n' "$2" "$dh_i" "$dh_k" > "$dh_d/n"
   done
 }
@@ -157,11 +157,11 @@ dh_run() {
     dh_rc=143
   else
     (
-      exec 4<&- 5>&- 6<&- 7>&- 8>&- 9<&-
+      exec 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
       trap - TERM INT HUP QUIT
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
-      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_up dh_p dh_v dh_c dh_b dh_w dh_tin dh_tout dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_up dh_p dh_v dh_c dh_b dh_w dh_tout dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
     ) </dev/null >&7 2>&8
     dh_rc=$?
@@ -193,16 +193,20 @@ dh_quit() {
   rm -rf "$dh_d"
 }
 dh_serve() {
-  if [ "$1" = a ]; then dh_tin=4 dh_tout=1; exec 4<"$dh_d/a"; else dh_tin=0 dh_tout=4; exec 4>"$dh_d/a"; fi
-  [ "$1" = a ] || { IFS= read -r dh_w <&$dh_tin && [ "$dh_w" = go ] || return 0; }
+  if [ "$1" = a ]; then
+    dh_tout=1; exec 0<&9 9<&- 4<"$dh_d/a"
+  else
+    dh_tout=9; exec 4<&0 0<&9 9>"$dh_d/a"
+    IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || return 0
+  fi
   while :; do
-    if ! IFS=' ' read -r dh_v dh_i dh_n dh_c dh_b <&9; then
+    if ! IFS=' ' read -r dh_v dh_i dh_n dh_c dh_b; then
       IFS=' ' read -r dh_x dh_up < "$dh_d/cur"
       [ -z "$dh_x" ] || dh_stop "$dh_x"
       trap '' PIPE
       printf 'quit\n' >&$dh_tout
       printf 'quit\n' >&6
-      while IFS= read -r dh_w <&$dh_tin; do :; done
+      while IFS= read -r dh_w <&4; do :; done
       dh_quit
       return 0
     fi
@@ -211,16 +215,16 @@ dh_serve() {
         dh_num "$dh_i" && dh_num "$dh_c" && dh_num "$dh_b" || continue
         case $dh_n in ''|*[!0-9a-f]*) continue ;; esac
         if [ "$dh_b" -gt HEAD_THRESHOLD ]; then
-          dh_s=$(head -c "$dh_b" <&9; printf .) || return 0
+          dh_s=$(head -c "$dh_b"; printf .) || return 0
           dh_s=${dh_s%.}
         else
           dh_s=
-          while [ "$dh_c" -gt 0 ] && IFS= read -r dh_l <&9; do dh_s="$dh_s$dh_l
+          while [ "$dh_c" -gt 0 ] && IFS= read -r dh_l; do dh_s="$dh_s$dh_l
 "; dh_c=$((dh_c-1)); done
         fi
-        IFS= read -r dh_l <&9 && [ "$dh_l" = . ] || { printf 'quit\n' >&$dh_tout; return 0; }
+        IFS= read -r dh_l && [ "$dh_l" = . ] || { printf 'quit\n' >&$dh_tout; return 0; }
         dh_run || return 0
-        IFS= read -r dh_w <&$dh_tin && [ "$dh_w" = go ] || return 0
+        IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || return 0
         ;;
       kill) dh_num "$dh_i" && dh_stop "$dh_i" ;;
       tick)
