@@ -23,7 +23,8 @@
 //! - three *copiers*, for the step's stdout, its stderr and a sentinel. A step writes into FIFOs
 //!   opened for it alone; the copiers forward its lines to the channel as they come and, once
 //!   every process has closed a FIFO, tell the server (through a mailbox FIFO) how many lines
-//!   it carried. The sentinel is a FIFO every step process inherits on fd 3 and never writes:
+//!   it carried. (A shell gets its next step only once all three have ended, so the mailbox
+//!   never holds news of an earlier step.) The sentinel is a FIFO every step process inherits on fd 3 and never writes:
 //!   it ends when everything the step started has ended (or closed what it inherited).
 //!
 //! The server then writes one record: the exit status, the number of stderr lines, and whether
@@ -125,12 +126,11 @@ dh_copy() {
   exec 4<&- 5>&- 6<&- 9<&-
   while :; do
     exec 0<"$1" || exit 1
-    IFS= read -r dh_i || { exec 0<&-; continue; }
     dh_k=0
     while IFS= read -r dh_l; do printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); done
     [ -z "$dh_l" ] || { printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); }
     exec 0<&-
-    printf '%s %s %s\n' "$2" "$dh_i" "$dh_k" > "$dh_d/n"
+    printf '%s %s\n' "$2" "$dh_k" > "$dh_d/n"
   done
 }
 "#;
@@ -149,9 +149,6 @@ dh_run() {
   printf '%s %s %s\n' "$dh_i" "${dh_up%.*}${dh_up#*.}" "$dh_p" > "$dh_d/cur"
   printf 'go\n' >&$dh_tout
   exec 7>"$dh_d/o" 8>"$dh_d/e" 3>"$dh_d/s"
-  printf '%s\n' "$dh_i" >&7
-  printf '%s\n' "$dh_i" >&8
-  printf '%s\n' "$dh_i" >&3
   IFS= read -r dh_x < "$dh_d/cancel"
   if [ "$dh_x" = "$dh_i" ]; then
     dh_rc=143
@@ -172,11 +169,11 @@ dh_run() {
   exec 7>&- 8>&- 3>&-
   dh_o= dh_e= dh_z= dh_y=
   while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
-    IFS=' ' read -r dh_w dh_x dh_k <&6 || return 1
+    IFS=' ' read -r dh_w dh_x <&6 || return 1
     case $dh_w:$dh_x in
-      "o:$dh_i") dh_o=1 ;;
-      "e:$dh_i") dh_e=$dh_k ;;
-      "s:$dh_i") dh_z=1 ;;
+      o:*) dh_o=1 ;;
+      e:*) dh_e=$dh_x ;;
+      s:*) dh_z=1 ;;
       "tick:$dh_i")
         if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then break; fi
         [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
