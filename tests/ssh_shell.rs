@@ -263,8 +263,10 @@ async fn exit_statuses_and_the_stderr_tail_come_back_as_the_step_left_them() {
 async fn a_timeout_stops_the_step_but_not_what_an_earlier_step_left_running() {
     let fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));
-    // Started in the background with its output elsewhere, as a restart phase would.
-    let out = run(&t, "nohup sleep 4501 >/dev/null 2>&1 & echo started").await;
+    // Started in the background with its output elsewhere, as a restart phase would, and with
+    // every descriptor it inherited closed (as a daemon does), so the same shell runs the next
+    // step: only the rule for which processes are the step's can spare it.
+    let out = run(&t, "nohup sleep 4501 >/dev/null 2>&1 3>&- & echo started").await;
     assert_eq!(out.stdout, "started\n");
     let req = ExecRequest::new("sleep 4502 & sleep 4503").timeout(Duration::from_millis(800));
     let out = t
@@ -279,6 +281,12 @@ async fn a_timeout_stops_the_step_but_not_what_an_earlier_step_left_running() {
         "only the earlier step's process may be left"
     );
     assert_eq!(run(&t, "echo again").await.stdout, "again\n");
+    assert_eq!(fleet.logins(0), 1);
+    assert_eq!(
+        shells(&fleet).len(),
+        1,
+        "the shell was kept for the next steps"
+    );
 }
 
 #[tokio::test]

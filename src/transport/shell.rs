@@ -42,10 +42,10 @@
 //!
 //! # Which processes belong to a step
 //! A process group of its own per step would cost an `exec` (`setsid`/`timeout`) per step, more
-//! than the whole step on these machines. Instead the server writes a *reference point* before
-//! it starts the step: the clock in ticks (`/proc/uptime`) and the last pid handed out
-//! (`/proc/loadavg`). The step's processes are those of the shell's process group born after
-//! that point (start time in `/proc/PID/stat`, ties broken by pid), minus any that carry another
+//! than the whole step on these machines. Instead the step's first process (the subshell)
+//! records its pid (the one entry of `/proc/self/task`, no `exec`); when the step is stopped, its
+//! start time is read from `/proc/PID/stat`. The step's processes are those of the shell's process
+//! group started since (by start time, ties broken by pid), minus any that carry another
 //! step's `DECKHAND_STEP` in their environment. Stopping a step is: SIGTERM to those, up to 2 s
 //! for them to go, SIGKILL to what is left, as before. Like before, a process that left the
 //! group on purpose (`setsid`, a daemon) is not touched.
@@ -55,7 +55,9 @@
 //! - `run ID NONCE LINES BYTES\n`, the script (`LINES` lines, `BYTES` bytes), then `.\n`; a
 //!   request cut short is never run.
 //! - `kill ID\n`: stop step `ID`; its end record follows once that is done.
-//! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now.
+//! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now
+//!   (passed on to the server that runs it only once its subshell has ended; one that arrives
+//!   later is ignored by its id).
 //! - an empty line: nothing (the console's answer to output, see `ssh.rs`).
 //! - end of file: the console is gone (or closing): the running step, if any, is stopped and
 //!   the shell exits. A step that already ended is left alone with whatever it started.
@@ -99,7 +101,14 @@ DECKHAND_STEP="*) continue ;; esac
   return $k_any
 }
 dh_kill() {
-  k_id=$1 k_t=$2 k_p=$3
+  k_id=$1 k_p=$2 k_t=0 k_st=
+  IFS= read -r k_st < "/proc/$k_p/stat" 2>/dev/null
+  if [ -n "$k_st" ]; then
+    k_st=${k_st##*) }
+    set -f; set -- $k_st; set +f
+    k_t=${20}
+  fi
+  k_p=$((k_p - 1))
   k_sig=TERM; dh_signal
   k_sig= k_n=0
   while [ "$k_n" -lt 20 ] && dh_signal; do sleep 0.1 2>/dev/null || sleep 1; k_n=$((k_n+1)); done
@@ -118,7 +127,7 @@ dh_pg=$3
 set --
 dh_d=$(mktemp -d "${TMPDIR:-/tmp}/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under ${TMPDIR:-/tmp} (mktemp -d failed); check that it exists and is writable"
 mkfifo -m 600 "$dh_d/o" "$dh_d/e" "$dh_d/s" "$dh_d/a" "$dh_d/n" || { rm -rf "$dh_d"; dh_fail "cannot create FIFOs in $dh_d (mkfifo failed)"; }
-: > "$dh_d/cur"; : > "$dh_d/cancel"; : > "$dh_d/killing"; : > "$dh_d/drain"
+: > "$dh_d/cur"; : > "$dh_d/cancel"; : > "$dh_d/killing"
 exec 9<&0 </dev/null 6<>"$dh_d/n"
 trap '' TERM INT HUP QUIT
 dh_num() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
@@ -139,37 +148,44 @@ dh_copy() {
 const PROGRAM_TAIL: &str = r#"dh_stop() {
   printf '%s\n' "$1" > "$dh_d/cancel"
   printf '1\n' > "$dh_d/killing"
-  IFS=' ' read -r k_id k_t k_p < "$dh_d/cur"
-  [ "$k_id" != "$1" ] || dh_kill "$k_id" "$k_t" "$k_p"
+  k_n=0
+  while :; do
+    IFS=' ' read -r k_id k_p < "$dh_d/cur"
+    [ "$k_id" = "$1" ] || break
+    if dh_num "$k_p"; then dh_kill "$k_id" "$k_p"; break; fi
+    [ "$k_n" -lt 40 ] || break
+    DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1
+    k_n=$((k_n+1))
+  done
   : > "$dh_d/killing"
 }
 dh_run() {
-  IFS=' ' read -r dh_up dh_x < /proc/uptime
-  IFS=' ' read -r dh_x dh_x dh_x dh_x dh_p < /proc/loadavg
-  printf '%s %s %s\n' "$dh_i" "${dh_up%.*}${dh_up#*.}" "$dh_p" > "$dh_d/cur"
-  printf 'go\n' >&$dh_tout
+  printf '%s\n' "$dh_i" > "$dh_d/cur"
+  printf 'go\n'
   exec 7>"$dh_d/o" 8>"$dh_d/e" 3>"$dh_d/s"
-  IFS= read -r dh_x < "$dh_d/cancel"
+  dh_x=
+  [ ! -s "$dh_d/cancel" ] || IFS= read -r dh_x < "$dh_d/cancel"
   if [ "$dh_x" = "$dh_i" ]; then
     dh_rc=143
   else
     (
-      exec 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
       trap - TERM INT HUP QUIT
+      set -- /proc/self/task/*
+      printf '%s %s\n' "$dh_i" "${1##*/}" > "$dh_d/cur"
+      set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
-      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_up dh_p dh_v dh_c dh_b dh_w dh_tout dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
-    ) </dev/null >&7 2>&8
+    ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
     dh_rc=$?
   fi
   while [ -s "$dh_d/killing" ]; do DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1; done
   : > "$dh_d/cur"
-  printf '%s\n' "$dh_i" > "$dh_d/drain"
-  exec 7>&- 8>&- 3>&-
+  exec 7>&- 8<&0 0<&6 3>&-
   dh_o= dh_e= dh_z= dh_y=
   while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
-    IFS=' ' read -r dh_w dh_x <&6 || return 1
+    IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
     case $dh_w:$dh_x in
       o:*) dh_o=1 ;;
       e:*) dh_e=$dh_x ;;
@@ -179,10 +195,10 @@ dh_run() {
         [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
         dh_y=1
         ;;
-      quit:*) return 1 ;;
+      quit:*) exec 0<&8 8<&-; return 1 ;;
     esac
   done
-  : > "$dh_d/drain"
+  exec 0<&8 8<&-
   printf '@dh:%s end %s %s %s\n' "$dh_n" "$dh_rc" "$dh_e" "${dh_z:-0}" >&5
 }
 dh_quit() {
@@ -191,17 +207,17 @@ dh_quit() {
 }
 dh_serve() {
   if [ "$1" = a ]; then
-    dh_tout=1; exec 0<&9 9<&- 4<"$dh_d/a"
+    exec 0<&9 9<&- 4<"$dh_d/a"
   else
-    dh_tout=9; exec 4<&0 0<&9 9>"$dh_d/a"
+    exec 4<&0 0<&9 9<&- 1>"$dh_d/a"
     IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || return 0
   fi
   while :; do
     if ! IFS=' ' read -r dh_v dh_i dh_n dh_c dh_b; then
-      IFS=' ' read -r dh_x dh_up < "$dh_d/cur"
+      IFS=' ' read -r dh_x dh_w < "$dh_d/cur"
       [ -z "$dh_x" ] || dh_stop "$dh_x"
       trap '' PIPE
-      printf 'quit\n' >&$dh_tout
+      printf 'quit\n'
       printf 'quit\n' >&6
       while IFS= read -r dh_w <&4; do :; done
       dh_quit
@@ -219,14 +235,14 @@ dh_serve() {
           while [ "$dh_c" -gt 0 ] && IFS= read -r dh_l; do dh_s="$dh_s$dh_l
 "; dh_c=$((dh_c-1)); done
         fi
-        IFS= read -r dh_l && [ "$dh_l" = . ] || { printf 'quit\n' >&$dh_tout; return 0; }
+        IFS= read -r dh_l && [ "$dh_l" = . ] || { printf 'quit\n'; return 0; }
         dh_run || return 0
         IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || return 0
         ;;
       kill) dh_num "$dh_i" && dh_stop "$dh_i" ;;
       tick)
-        IFS= read -r dh_x < "$dh_d/drain"
-        [ -z "$dh_x" ] || [ "$dh_x" != "$dh_i" ] || printf 'tick %s\n' "$dh_i" >&6
+        IFS=' ' read -r dh_x dh_w < "$dh_d/cur"
+        [ "$dh_x" = "$dh_i" ] || printf 'tick %s\n' "$dh_i" >&6
         ;;
     esac
   done
@@ -254,14 +270,15 @@ pub(crate) fn shell_command() -> String {
 }
 
 /// The command that stops what is left of step `id` of a shell that died (run on a channel of
-/// its own): the same rule as a `kill` request, from the reference point the dead shell left in
-/// its directory.
+/// its own): the same rule as a `kill` request, from the step's first process as the dead shell
+/// recorded it in its directory.
 pub(crate) fn stop_command(hello: &Hello, id: u64) -> String {
     let prog = format!(
         "{KILL_FUNCTIONS}dh_pg=$1\n\
-         IFS=' ' read -r k_id k_t k_p < \"$2/cur\" 2>/dev/null || exit 0\n\
+         IFS=' ' read -r k_id k_p < \"$2/cur\" 2>/dev/null || exit 0\n\
          [ \"$k_id\" = \"$3\" ] || exit 0\n\
-         dh_kill \"$k_id\" \"$k_t\" \"$k_p\"\n"
+         case $k_p in ''|*[!0-9]*) exit 0 ;; esac\n\
+         dh_kill \"$k_id\" \"$k_p\"\n"
     );
     format!(
         "exec sh -c {} deckhand-stop {} {} {}",
