@@ -58,8 +58,9 @@ const SHELL_START: Duration = Duration::from_secs(30);
 /// and how often after that. A step done sooner is never asked.
 const FIRST_TICK: Duration = Duration::from_millis(50);
 const TICK: Duration = Duration::from_millis(500);
-/// How long output may pause before deckhand answers it (see the nudge in `exec`).
-const NUDGE: Duration = Duration::from_millis(1);
+/// How long output may pause before deckhand answers it (see the nudge in `exec`): at once, as
+/// soon as nothing more is waiting from the shell.
+const NUDGE: Duration = Duration::ZERO;
 
 /// How one node is reached over SSH, resolved from the inventory.
 #[derive(Debug, Clone)]
@@ -1115,6 +1116,8 @@ impl Transport for SshTransport {
             }
             let shell = lease.shell();
             tokio::select! {
+                // What the shell said first: a nudge only goes out once nothing more is waiting.
+                biased;
                 ev = shell.events.recv() => match ev {
                     Some(ShellEvent::Line(Stream::Stdout, line)) => match shell::parse_stdout(&line, &nonce) {
                         Record::Data(d) => {
