@@ -465,3 +465,33 @@ async fn a_step_that_signals_its_own_process_group_spares_the_shell_and_earlier_
     );
     assert_eq!(fleet.logins(0), 1);
 }
+
+#[tokio::test]
+async fn a_step_stopped_as_it_starts_is_stopped_whichever_comes_first() {
+    // The stop may reach the shell before the step's subshell exists, while it starts, or
+    // after: each way the step ends stopped, nothing of it runs on, and the shell goes on.
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    for delay_ms in 0..20u64 {
+        let cancel = CancellationToken::new();
+        let stop = {
+            let cancel = cancel.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                cancel.cancel();
+            }
+        };
+        let req = ExecRequest::new("sleep 5001 & sleep 5002");
+        let (out, _) = tokio::join!(t.exec(&req, None, &cancel), stop);
+        assert_eq!(
+            out.expect("runs").ended,
+            Ended::Cancelled,
+            "after {delay_ms} ms"
+        );
+        let left = gone_within(&fleet, "sleep 500", 5).await;
+        assert!(left.is_empty(), "after {delay_ms} ms: {left:?}");
+        assert_eq!(run(&t, "echo on").await.stdout, "on\n");
+    }
+    assert_eq!(fleet.logins(0), 1);
+}

@@ -167,6 +167,7 @@ dh_run() {
   [ ! -s "$dh_d/cancel" ] || IFS= read -r dh_x < "$dh_d/cancel"
   if [ "$dh_x" = "$dh_i" ]; then
     dh_rc=143
+    : > "$dh_d/cur"
   else
     (
       trap - TERM INT HUP QUIT
