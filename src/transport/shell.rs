@@ -118,7 +118,7 @@ dh_kill() {
 "#;
 
 /// Everything before the kill functions: the greeting's failure path, the private directory with
-/// its FIFOs, and the copier.
+/// its FIFOs (and the removal of those that shells killed outright left behind), and the copier.
 const PROGRAM_HEAD: &str = r#"dh_fail() { printf '@dh-fail %s\n' "$*"; exit 1; }
 IFS= read -r dh_st < /proc/$$/stat 2>/dev/null || dh_fail "cannot read /proc/$$/stat: deckhand needs a Linux node with /proc"
 dh_st=${dh_st##*) }
@@ -142,6 +142,11 @@ dh_copy() {
     printf '%s %s\n' "$2" "$dh_k" > "$dh_d/n"
   done
 }
+printf '%s\n' "$$" > "$dh_d/pid"
+for dh_x in "${TMPDIR:-/tmp}"/deckhand.*/pid; do
+  [ -O "$dh_x" ] && IFS= read -r dh_y < "$dh_x" && dh_num "$dh_y" || continue
+  kill -0 "$dh_y" 2>/dev/null || rm -rf "${dh_x%/pid}"
+done
 "#;
 
 /// The servers and the start: see the module doc for what each part does.
@@ -666,5 +671,27 @@ mod tests {
             !std::path::Path::new(&hello.dir).exists(),
             "the shell removes its directory when it ends"
         );
+        // A shell killed outright cannot; the next one to start removes what it left.
+        let stale = tempfile::Builder::new()
+            .prefix("deckhand.")
+            .tempdir_in(std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into()))
+            .expect("a directory like a shell's")
+            .keep();
+        std::fs::write(stale.join("pid"), "2147483646\n").expect("pid");
+        let mut next = Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(program())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setsid sh");
+        let mut line = Vec::new();
+        BufReader::new(next.stdout.take().expect("stdout"))
+            .read_until(b'\n', &mut line)
+            .expect("greeting");
+        assert!(line.starts_with(b"@dh-shell "), "{line:?}");
+        drop(next.stdin.take());
+        let _ = next.wait();
+        assert!(!stale.exists(), "{} is left", stale.display());
     }
 }
