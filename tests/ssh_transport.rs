@@ -51,8 +51,8 @@ async fn runs_a_step_and_streams_its_lines_with_the_exit_status() {
     );
     assert!(lines.contains(&(Stream::Stderr, "warn".to_string())));
     assert!(
-        !lines.iter().any(|(_, l)| l.contains("deckhand-pgid")),
-        "the wrapper's bookkeeping line reached the operator: {lines:?}"
+        !lines.iter().any(|(_, l)| l.contains("@dh")),
+        "the shell's bookkeeping reached the operator: {lines:?}"
     );
 
     let ok = t
@@ -200,20 +200,22 @@ async fn a_console_that_goes_away_does_not_leave_its_step_running() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     {
-        // The exec future is dropped mid-step (as when the console's task dies): its channel
-        // closes, and the wrapper's watcher on the node kills the step.
+        // The exec future is dropped mid-step (as when the console's task dies): its shell's
+        // channel closes, and the shell's other server on the node stops the step.
         let req = ExecRequest::new("sleep 4301 & echo up; sleep 4302");
         let run = t.exec(&req, Some(&tx), &cancel);
+        tokio::pin!(run);
         tokio::select! {
-            _ = run => panic!("the step should still be running"),
+            _ = &mut run => panic!("the step should still be running"),
             _ = rx.recv() => {}
         }
         assert!(
             running_soon(&fleet, "sleep 430").await,
             "the step's processes show on the node while it runs"
         );
+        // Here the future goes away with its shell's channel.
     }
-    // The watcher gives TERM at once and KILL after 2 s; wait for the node to settle.
+    // The shell gives TERM at once and KILL after 2 s; wait for the node to settle.
     let mut left = fleet.survivors("sleep 430");
     for _ in 0..60 {
         if left.is_empty() {

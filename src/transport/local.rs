@@ -1,24 +1,36 @@
 //! The local transport: scripts run with `sh` on this machine, for demo nodes
-//! (`transport = "local"`) and for `where = "local"` phases.
+//! (`transport = "local"`) and for `where = "local"` phases (often on a jump host that others
+//! share).
 //!
 //! Each script gets its own process group, so a timeout or an abort kills the script and every
 //! child it started (TERM, then KILL after a short grace), and nothing it spawned outlives it.
+//! The script reaches `sh` on its stdin, never in its argv: a value interpolated into a phase
+//! (`${DB_PASSWORD}`) must not show in `ps` for every user of the machine. The script itself
+//! then runs with stdin closed, as before. This module must not decide what runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    gathered, pump_lines, Ended, ExecOutcome, ExecRequest, LineSender, Stream, Transport,
-    TransportError, CAPTURE_LIMIT,
+    cut_note, gathered, pump_lines, Collector, Ended, ExecOutcome, ExecRequest, LineSender, Stream,
+    Transport, TransportError, CAPTURE_LIMIT,
 };
 
 /// Time a killed script's group gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// What `sh -c` runs: read the script from stdin, close stdin, run the script. (`eval` of a
+/// variable: no second shell, and its errors read `sh: 2: eval: …` as on a node.)
+const RUNNER: &str =
+    "dh_s=$(cat; printf .) || exit 125\nexec </dev/null\neval \"unset -v dh_s;${dh_s%.}\"";
 
 #[derive(Debug, Clone)]
 pub struct LocalTransport {
@@ -58,11 +70,16 @@ impl Transport for LocalTransport {
         } else {
             PathBuf::from("/")
         };
+        if req.script.contains('\0') {
+            return Err(TransportError::Exec(
+                "cannot run the step on this machine: the script holds a NUL byte, which no shell can run".into(),
+            ));
+        }
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(&req.script)
+            .arg(RUNNER)
             .current_dir(cwd)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -70,21 +87,31 @@ impl Transport for LocalTransport {
             .spawn()
             .map_err(|e| TransportError::Exec(format!("cannot start sh on this machine: {e}")))?;
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let out_task = tokio::spawn(pump_lines(
-            stdout,
-            Stream::Stdout,
+        let stdin = child.stdin.take();
+        let script = req.script.clone();
+        // Its own task: a script longer than a pipe holds must not wait for us.
+        let feed = tokio::spawn(async move {
+            if let Some(mut w) = stdin {
+                let _ = w.write_all(script.as_bytes()).await;
+                let _ = w.shutdown().await;
+            }
+        });
+        let sink = Arc::new(std::sync::Mutex::new(Collector::new(
             lines.cloned(),
             CAPTURE_LIMIT,
-            |_| false,
+        )));
+        let stop = CancellationToken::new();
+        let out_task = tokio::spawn(pump_lines(
+            child.stdout.take(),
+            Stream::Stdout,
+            sink.clone(),
+            stop.clone(),
         ));
         let err_task = tokio::spawn(pump_lines(
-            stderr,
+            child.stderr.take(),
             Stream::Stderr,
-            lines.cloned(),
-            0,
-            |_| false,
+            sink.clone(),
+            stop.clone(),
         ));
 
         let timeout = req.limit();
@@ -105,13 +132,27 @@ impl Transport for LocalTransport {
             }
             kill_group(pgid, libc::SIGKILL);
         }
+        feed.abort();
         // A background child that kept the pipes open must not hold us forever.
         let grace = Duration::from_millis(if ended == Ended::Exited(Some(0)) {
             2000
         } else {
             200
         });
-        let (stdout, stderr_tail) = gathered(out_task, err_task, grace).await;
+        let whole = gathered(out_task, err_task, &stop, grace).await;
+        let mut collected = match Arc::try_unwrap(sink) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            // The pumps are done, so this does not happen; never lose the output if it does.
+            Err(shared) => {
+                let mut c = shared.lock().unwrap_or_else(|p| p.into_inner());
+                std::mem::replace(&mut *c, Collector::new(None, 0))
+            }
+        };
+        if !whole {
+            log::warn!("local step: {}", cut_note(grace));
+            collected.note(cut_note(grace));
+        }
+        let (stdout, stderr_tail) = collected.finish();
         Ok(ExecOutcome {
             ended,
             stdout,
@@ -161,6 +202,49 @@ mod tests {
         assert_eq!(out.ended, Ended::Exited(Some(3)));
         assert_eq!(out.stdout, "hello\n");
         assert_eq!(out.stderr_tail, vec!["oops".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn output_read_before_the_grace_ran_out_is_kept() {
+        // A child left in the background holds the pipes past the grace: the pumps are
+        // stopped, and what they had read stays (it used to be dropped whole).
+        let t = LocalTransport::new("/");
+        let out = t
+            .exec(
+                &ExecRequest::new("echo first; echo warn >&2; (sleep 2.5; echo late) &"),
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert!(out.success());
+        assert_eq!(out.stdout, "first\n");
+        assert_eq!(out.stderr_tail.len(), 2, "{:?}", out.stderr_tail);
+        assert!(out.stderr_tail[0].contains("cut off"));
+        assert_eq!(out.stderr_tail[1], "warn");
+    }
+
+    #[tokio::test]
+    async fn a_script_reads_as_sh_reads_it() {
+        let t = LocalTransport::new("/");
+        let out = t
+            .exec(
+                &ExecRequest::new("cat; echo \"[$0][$1]\"\nnot_a_command_z\nexit 4"),
+                None,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.ended, Ended::Exited(Some(4)));
+        assert_eq!(out.stdout, "[sh][]\n");
+        assert_eq!(
+            out.stderr_tail,
+            vec!["sh: 2: eval: not_a_command_z: not found".to_string()]
+        );
+        let nul = t
+            .exec(&ExecRequest::new("a\0b"), None, &CancellationToken::new())
+            .await;
+        assert!(nul.is_err());
     }
 
     #[tokio::test]

@@ -1,13 +1,17 @@
 //! How the engine reaches a node: run a shell script there, stream its output line by line, and
 //! kill it (with all its children) on timeout or cancel. `local` runs on this machine; `ssh`
-//! runs over one multiplexed OpenSSH connection per node.
+//! runs through a few long-lived shells (`shell`) on one multiplexed OpenSSH connection per node.
+//! Either way a script travels on a pipe, never in a process's argv, where every user of the
+//! machine could read it.
 //!
 //! A transport knows nothing about releases or phases: the engine builds every script (with all
 //! values shell-quoted) and a transport only carries it. Remote text is sanitised here, before
-//! anyone can print it.
+//! anyone can print it, and what a step printed is gathered here (`Collector`): what was read
+//! is never dropped; when the rest could not be read, the outcome says so.
 
 pub mod kex;
 pub mod local;
+mod shell;
 pub mod ssh;
 
 use std::path::Path;
@@ -192,70 +196,144 @@ pub fn sanitize(line: &str) -> String {
     out
 }
 
-/// Read `reader` line by line (lossy UTF-8, sanitised), send each line, and keep what the caller
-/// wants: the whole text up to `capture` bytes, and the last few lines. `take` sees each raw
-/// line first; a line it takes (returns true for) is neither sent nor kept. No reader: nothing.
-pub async fn pump_lines<R: AsyncRead + Unpin>(
-    reader: Option<R>,
-    stream: Stream,
+/// What a step printed, gathered as it arrives: every line sanitised and passed on to `lines`,
+/// stdout kept from the start up to a limit (for reading state, not for logs), and the last
+/// lines of stderr (for messages). Shared by both transports, so a line reads the same however
+/// it travelled.
+pub(crate) struct Collector {
     lines: Option<LineSender>,
     capture: usize,
-    mut take: impl FnMut(&str) -> bool,
-) -> (String, Vec<String>) {
+    stdout: String,
+    /// Set once a line did not fit: what is kept stays a prefix of the output.
+    stdout_full: bool,
+    tail: std::collections::VecDeque<String>,
+    notes: Vec<String>,
+}
+
+/// How many lines of stderr a step keeps for its failure message.
+const TAIL_LINES: usize = 5;
+
+impl Collector {
+    pub(crate) fn new(lines: Option<LineSender>, capture: usize) -> Self {
+        Collector {
+            lines,
+            capture,
+            stdout: String::new(),
+            stdout_full: false,
+            tail: std::collections::VecDeque::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// One line of output as read (without its `\n`; a trailing `\r` is dropped too).
+    pub(crate) fn line(&mut self, stream: Stream, mut raw: &[u8]) {
+        while let Some(r) = raw.strip_suffix(b"\r") {
+            raw = r;
+        }
+        let text = sanitize(&String::from_utf8_lossy(raw));
+        match stream {
+            Stream::Stdout => {
+                if !self.stdout_full && self.stdout.len() + text.len() < self.capture {
+                    self.stdout.push_str(&text);
+                    self.stdout.push('\n');
+                } else {
+                    self.stdout_full = true;
+                }
+            }
+            Stream::Stderr => {
+                if self.tail.len() == TAIL_LINES {
+                    self.tail.pop_front();
+                }
+                self.tail.push_back(text.clone());
+            }
+        }
+        if let Some(tx) = &self.lines {
+            let _ = tx.send((stream, text));
+        }
+    }
+
+    /// Something the operator should know about how the output was read (it was cut short,
+    /// the processes could not be confirmed gone). It goes before the stderr lines, so a failure
+    /// message still quotes the step's own last line.
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// Captured stdout and the stderr tail (notes first).
+    pub(crate) fn finish(self) -> (String, Vec<String>) {
+        let mut tail = self.notes;
+        tail.extend(self.tail);
+        (self.stdout, tail)
+    }
+}
+
+/// Read `reader` line by line into `sink` until its end, or until `stop` fires; then what was
+/// read of a last, unfinished line is kept as a line too. Returns whether the end was reached.
+pub(crate) async fn pump_lines<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    stream: Stream,
+    sink: Arc<std::sync::Mutex<Collector>>,
+    stop: CancellationToken,
+) -> bool {
     let Some(reader) = reader else {
-        return (String::new(), Vec::new());
+        return true;
     };
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
-    let mut captured = String::new();
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last() == Some(&b'\n') || buf.last() == Some(&b'\r') {
-                    buf.pop();
+    let ended = loop {
+        let read = tokio::select! {
+            r = reader.read_until(b'\n', &mut buf) => r,
+            _ = stop.cancelled() => break false,
+        };
+        match read {
+            Ok(0) | Err(_) => break true,
+            Ok(_) if buf.last() == Some(&b'\n') => {
+                buf.pop();
+                if let Ok(mut c) = sink.lock() {
+                    c.line(stream, &buf);
                 }
-                let raw = String::from_utf8_lossy(&buf);
-                if take(&raw) {
-                    continue;
-                }
-                let text = sanitize(&raw);
-                if captured.len() + text.len() < capture {
-                    captured.push_str(&text);
-                    captured.push('\n');
-                }
-                if tail.len() == 5 {
-                    tail.pop_front();
-                }
-                tail.push_back(text.clone());
-                if let Some(tx) = &lines {
-                    let _ = tx.send((stream, text));
-                }
+                buf.clear();
             }
+            // The last line, without a newline: it is complete at the end of the stream.
+            Ok(_) => {}
+        }
+    };
+    if !buf.is_empty() {
+        if let Ok(mut c) = sink.lock() {
+            c.line(stream, &buf);
         }
     }
-    (captured, tail.into_iter().collect())
+    ended
 }
 
-/// What a step's two pumps gathered once it ended: stdout's capture and stderr's last lines.
-/// Each pump gets at most `grace` to finish, so a background child that kept the pipes open
-/// cannot hold the step forever.
-pub async fn gathered(
-    out: tokio::task::JoinHandle<(String, Vec<String>)>,
-    err: tokio::task::JoinHandle<(String, Vec<String>)>,
+/// Wait for a step's two pumps after the step itself ended. Each gets at most `grace` to reach
+/// the end of its stream, so a background child that kept a pipe open cannot hold the step
+/// forever; a pump still reading then is stopped, keeping what it read. Returns whether both
+/// streams were read to their end.
+pub(crate) async fn gathered(
+    out: tokio::task::JoinHandle<bool>,
+    err: tokio::task::JoinHandle<bool>,
+    stop: &CancellationToken,
     grace: Duration,
-) -> (String, Vec<String>) {
-    let (stdout, _) = match tokio::time::timeout(grace, out).await {
-        Ok(Ok(v)) => v,
-        _ => (String::new(), Vec::new()),
-    };
-    let (_, stderr_tail) = match tokio::time::timeout(grace, err).await {
-        Ok(Ok(v)) => v,
-        _ => (String::new(), Vec::new()),
-    };
-    (stdout, stderr_tail)
+) -> bool {
+    let both = async { matches!((out.await, err.await), (Ok(true), Ok(true))) };
+    tokio::pin!(both);
+    match tokio::time::timeout(grace, &mut both).await {
+        Ok(whole) => whole,
+        Err(_) => {
+            stop.cancel();
+            both.await;
+            false
+        }
+    }
+}
+
+/// The note for output cut off after a step ended.
+pub(crate) fn cut_note(grace: Duration) -> String {
+    format!(
+        "output after the step ended was cut off after {}: a process it started still holds its output open (redirect that process's output, e.g. `>app.log 2>&1`)",
+        crate::util::format_duration(grace)
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,697 @@
+//! The long-lived shell deckhand keeps on a node: the POSIX `sh` program it runs there, and the
+//! small framed protocol spoken over that shell's one SSH channel. This module owns the text
+//! that goes over the wire in both directions (requests, records, the greeting) as pure
+//! functions; it must not do any I/O itself: `ssh.rs` owns the channels, the pool and the clock.
+//!
+//! # Why a shell, and why this one
+//! A step used to cost a channel of its own: sshd sets up a session, starts the login shell, which
+//! starts a kill-safe wrapper (about 4.5 ms over loopback, and a ~40 ms stall through a bastion).
+//! Now one shell per channel stays up and runs step after step. The node is only assumed to have
+//! POSIX `sh`, coreutils (`mktemp`, `mkfifo`, `head`, `tr`, `sleep`, `rm`) and Linux's `/proc`.
+//!
+//! # What runs on the node
+//! The channel's command is `exec sh -c '<PROGRAM>'` (the program holds no script and no
+//! secret). All its processes stay in the process group sshd gave the session:
+//! - the shell itself, which sets up a private directory of FIFOs and runs the rest;
+//! - two *servers*, a pipeline (`a | b`: a background job would have INT and QUIT ignored, and
+//!   its steps with it), that take turns: the one holding the turn reads the console's requests
+//!   from the channel's stdin; on a `run` it hands the turn to the other and runs the step
+//!   itself, in the foreground, as a subshell that `eval`s the script (the script never reaches
+//!   any process's argv, and errors read as they always did: `sh: 2: eval: …`). So a server
+//!   always listens for `kill` and for the end of the channel (the console going away) while a
+//!   step runs, and a step costs one `fork`, not an `exec`;
+//! - three *copiers*, for the step's stdout, its stderr and a sentinel. A step writes into FIFOs
+//!   opened for it alone; the copiers forward its lines to the channel as they come and, once
+//!   every process has closed a FIFO, tell the server (through a mailbox FIFO) how many lines
+//!   it carried. (A shell gets its next step only once all three have ended, so the mailbox
+//!   never holds news of an earlier step.) The sentinel is a FIFO every step process inherits on fd 3 and never writes:
+//!   it ends when everything the step started has ended (or closed what it inherited).
+//!
+//! The server then writes one record: the exit status, the number of stderr lines, and whether
+//! the sentinel ended. One write, because a relay that delays small packets (Nagle's algorithm
+//! on a jump host's forwarding socket) holds back a second write for ~40 ms; measured through
+//! the test bastion, three writes at the end of a step stalled 55 % of steps and one none.
+//!
+//! A process a step leaves behind can hold its output open: the server then waits, and when the
+//! console asks (`tick`, after 50 ms and every 500 ms), says the exit status early, and later
+//! the end without the sentinel. A shell whose step left anything running is never given another
+//! step (the console closes it), so its output cannot reach a later step, and no later step's
+//! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
+//! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
+//! step.
+//!
+//! # Which processes belong to a step
+//! A process group of its own per step would cost an `exec` (`setsid`/`timeout`) per step, more
+//! than the whole step on these machines. Instead the step's first process (the subshell)
+//! records its pid (the one entry of `/proc/self/task`, no `exec`); when the step is stopped, its
+//! start time is read from `/proc/PID/stat`. The step's processes are those of the shell's process
+//! group started since (by start time, ties broken by pid), minus any that carry another
+//! step's `DECKHAND_STEP` in their environment. Stopping a step is: SIGTERM to those, up to 2 s
+//! for them to go, SIGKILL to what is left, as before. Like before, a process that left the
+//! group on purpose (`setsid`, a daemon) is not touched.
+//!
+//! # The protocol
+//! Console → node, on the channel's stdin:
+//! - `run ID NONCE LINES BYTES\n`, the script (`LINES` lines, `BYTES` bytes), then `.\n`; a
+//!   request cut short is never run.
+//! - `kill ID\n`: stop step `ID`; its end record follows once that is done.
+//! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now
+//!   (passed on to the server that runs it only once its subshell has ended; one that arrives
+//!   later is ignored by its id).
+//! - an empty line: nothing (the console's answer to output, see `ssh.rs`).
+//! - end of file: the console is gone (or closing): the running step, if any, is stopped and
+//!   the shell exits. A step that already ended is left alone with whatever it started.
+//!
+//! Node → console: first `@dh-shell 1 PGID DIR PIDS…` (or `@dh-fail REASON`) on stdout. Then per
+//! step, the step's own lines on stdout and stderr as they come, `@dh:NONCE rc STATUS` on stdout
+//! when said early, and `@dh:NONCE end STATUS STDERR_LINES ALL_ENDED` on stdout last. `NONCE` is
+//! random per step and never reaches the step, so no output can forge a record.
+
+use std::fmt::Write as _;
+
+use crate::util::sh_quote;
+
+/// The protocol version in the greeting; bump it when the program and the parser part ways.
+pub(crate) const VERSION: &str = "1";
+
+/// Scripts longer than this (in bytes) are read on the node with `head -c` (one `exec`) instead
+/// of line by line with the shell's `read` (which reads one byte per system call).
+const HEAD_THRESHOLD: usize = 2048;
+
+/// The functions that find and signal one step's processes (see the module doc). Shared by the
+/// shell program and by [`stop_command`], which runs them on a fresh channel after a shell died.
+const KILL_FUNCTIONS: &str = r#"dh_signal() {
+  k_any=1
+  for k_d in /proc/[0-9]*; do
+    IFS= read -r k_st < "$k_d/stat" 2>/dev/null || continue
+    k_st=${k_st##*) }
+    set -f; set -- $k_st; set +f
+    [ "$3" = "$dh_pg" ] && [ "$1" != Z ] || continue
+    k_pid=${k_d#/proc/}
+    if [ "${20}" -lt "$k_t" ] || { [ "${20}" -eq "$k_t" ] && [ "$k_pid" -le "$k_p" ]; }; then continue; fi
+    case "
+$(tr '\0' '\n' < "$k_d/environ" 2>/dev/null)
+" in *"
+DECKHAND_STEP=$k_id
+"*) ;; *"
+DECKHAND_STEP="*) continue ;; esac
+    k_any=0
+    [ -z "$k_sig" ] || kill -"$k_sig" "$k_pid" 2>/dev/null
+  done
+  return $k_any
+}
+dh_kill() {
+  k_id=$1 k_p=$2 k_t=0 k_st=
+  IFS= read -r k_st < "/proc/$k_p/stat" 2>/dev/null
+  if [ -n "$k_st" ]; then
+    k_st=${k_st##*) }
+    set -f; set -- $k_st; set +f
+    k_t=${20}
+  fi
+  k_p=$((k_p - 1))
+  k_sig=TERM; dh_signal
+  k_sig= k_n=0
+  while [ "$k_n" -lt 20 ] && dh_signal; do sleep 0.1 2>/dev/null || sleep 1; k_n=$((k_n+1)); done
+  k_sig=KILL; dh_signal
+  return 0
+}
+"#;
+
+/// Everything before the kill functions: the greeting's failure path, the private directory with
+/// its FIFOs (and the removal of those that shells killed outright left behind), and the copier.
+const PROGRAM_HEAD: &str = r#"dh_fail() { printf '@dh-fail %s\n' "$*"; exit 1; }
+IFS= read -r dh_st < /proc/$$/stat 2>/dev/null || dh_fail "cannot read /proc/$$/stat: deckhand needs a Linux node with /proc"
+dh_st=${dh_st##*) }
+set -f; set -- $dh_st; set +f
+dh_pg=$3
+set --
+dh_d=$(mktemp -d "${TMPDIR:-/tmp}/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under ${TMPDIR:-/tmp} (mktemp -d failed); check that it exists and is writable"
+mkfifo -m 600 "$dh_d/o" "$dh_d/e" "$dh_d/s" "$dh_d/a" "$dh_d/n" || { rm -rf "$dh_d"; dh_fail "cannot create FIFOs in $dh_d (mkfifo failed)"; }
+: > "$dh_d/cur"; : > "$dh_d/cancel"; : > "$dh_d/killing"
+exec 9<&0 </dev/null 6<>"$dh_d/n"
+trap '' TERM INT HUP QUIT
+dh_num() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
+dh_copy() {
+  exec 4<&- 5>&- 6<&- 9<&-
+  while :; do
+    exec 0<"$1" || exit 1
+    dh_k=0
+    while IFS= read -r dh_l; do printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); done
+    [ -z "$dh_l" ] || { printf '%s\n' "$dh_l"; dh_k=$((dh_k+1)); }
+    exec 0<&-
+    printf '%s %s\n' "$2" "$dh_k" > "$dh_d/n"
+  done
+}
+printf '%s\n' "$$" > "$dh_d/pid"
+for dh_x in "${TMPDIR:-/tmp}"/deckhand.*/pid; do
+  [ -O "$dh_x" ] && IFS= read -r dh_y < "$dh_x" && dh_num "$dh_y" || continue
+  kill -0 "$dh_y" 2>/dev/null || rm -rf "${dh_x%/pid}"
+done
+"#;
+
+/// The servers and the start: see the module doc for what each part does.
+const PROGRAM_TAIL: &str = r#"dh_stop() {
+  printf '%s\n' "$1" > "$dh_d/cancel"
+  printf '1\n' > "$dh_d/killing"
+  k_n=0
+  while :; do
+    IFS=' ' read -r k_id k_p < "$dh_d/cur"
+    [ "$k_id" = "$1" ] || break
+    if dh_num "$k_p"; then dh_kill "$k_id" "$k_p"; break; fi
+    [ "$k_n" -lt 40 ] || break
+    DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1
+    k_n=$((k_n+1))
+  done
+  : > "$dh_d/killing"
+}
+dh_run() {
+  printf '%s\n' "$dh_i" > "$dh_d/cur"
+  printf 'go\n'
+  exec 7>"$dh_d/o" 8>"$dh_d/e" 3>"$dh_d/s"
+  dh_x=
+  [ ! -s "$dh_d/cancel" ] || IFS= read -r dh_x < "$dh_d/cancel"
+  if [ "$dh_x" = "$dh_i" ]; then
+    dh_rc=143
+    : > "$dh_d/cur"
+  else
+    (
+      trap - TERM INT HUP QUIT
+      set -- /proc/self/task/*
+      printf '%s %s\n' "$dh_i" "${1##*/}" > "$dh_d/cur"
+      set --
+      DECKHAND_STEP=$dh_i; export DECKHAND_STEP
+      unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
+      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      eval "unset -v dh_i dh_s;$dh_s"
+    ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
+    dh_rc=$?
+  fi
+  while [ -s "$dh_d/killing" ]; do DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1; done
+  : > "$dh_d/cur"
+  exec 7>&- 8<&0 0<&6 3>&-
+  dh_o= dh_e= dh_z= dh_y=
+  while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
+    IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
+    case $dh_w:$dh_x in
+      o:*) dh_o=1 ;;
+      e:*) dh_e=$dh_x ;;
+      s:*) dh_z=1 ;;
+      "tick:$dh_i")
+        if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then break; fi
+        [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
+        dh_y=1
+        ;;
+      quit:*) exec 0<&8 8<&-; return 1 ;;
+    esac
+  done
+  exec 0<&8 8<&-
+  printf '@dh:%s end %s %s %s\n' "$dh_n" "$dh_rc" "$dh_e" "${dh_z:-0}" >&5
+}
+dh_quit() {
+  kill -KILL "$dh_co" "$dh_ce" "$dh_cs" 2>/dev/null
+  rm -rf "$dh_d"
+}
+dh_serve() {
+  if [ "$1" = a ]; then
+    exec 0<&9 9<&- 4<"$dh_d/a"
+  else
+    exec 4<&0 0<&9 9<&- 1>"$dh_d/a"
+    IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || return 0
+  fi
+  while :; do
+    if ! IFS=' ' read -r dh_v dh_i dh_n dh_c dh_b; then
+      IFS=' ' read -r dh_x dh_w < "$dh_d/cur"
+      [ -z "$dh_x" ] || dh_stop "$dh_x"
+      trap '' PIPE
+      printf 'quit\n'
+      printf 'quit\n' >&6
+      while IFS= read -r dh_w <&4; do :; done
+      dh_quit
+      return 0
+    fi
+    case $dh_v in
+      run)
+        dh_num "$dh_i" && dh_num "$dh_c" && dh_num "$dh_b" || continue
+        case $dh_n in ''|*[!0-9a-f]*) continue ;; esac
+        if [ "$dh_b" -gt HEAD_THRESHOLD ]; then
+          dh_s=$(head -c "$dh_b"; printf .) || return 0
+          dh_s=${dh_s%.}
+        else
+          dh_s=
+          while [ "$dh_c" -gt 0 ] && IFS= read -r dh_l; do dh_s="$dh_s$dh_l
+"; dh_c=$((dh_c-1)); done
+        fi
+        IFS= read -r dh_l && [ "$dh_l" = . ] || { printf 'quit\n'; return 0; }
+        dh_run || return 0
+        IFS= read -r dh_w <&4 && [ "$dh_w" = go ] || return 0
+        ;;
+      kill) dh_num "$dh_i" && dh_stop "$dh_i" ;;
+      tick)
+        IFS=' ' read -r dh_x dh_w < "$dh_d/cur"
+        [ "$dh_x" = "$dh_i" ] || printf 'tick %s\n' "$dh_i" >&6
+        ;;
+    esac
+  done
+}
+dh_copy "$dh_d/o" o & dh_co=$!
+dh_copy "$dh_d/e" e >&2 & dh_ce=$!
+dh_copy "$dh_d/s" s >/dev/null & dh_cs=$!
+exec 5>&1 2>/dev/null
+printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_co" "$dh_ce" "$dh_cs"
+{ dh_serve a; } | { dh_serve b; }
+dh_quit
+"#;
+
+/// The shell program, as run by `sh -c` on the node.
+pub(crate) fn program() -> String {
+    let tail = PROGRAM_TAIL
+        .replace("HEAD_THRESHOLD", &HEAD_THRESHOLD.to_string())
+        .replace("VERSION", VERSION);
+    format!("{PROGRAM_HEAD}{KILL_FUNCTIONS}{tail}")
+}
+
+/// The command for the channel that becomes a shell.
+pub(crate) fn shell_command() -> String {
+    format!("exec sh -c {}", sh_quote(&program()))
+}
+
+/// The command that stops what is left of step `id` of a shell that died (run on a channel of
+/// its own): the same rule as a `kill` request, from the step's first process as the dead shell
+/// recorded it in its directory.
+pub(crate) fn stop_command(hello: &Hello, id: u64) -> String {
+    let prog = format!(
+        "{KILL_FUNCTIONS}dh_pg=$1\n\
+         IFS=' ' read -r k_id k_p < \"$2/cur\" 2>/dev/null || exit 0\n\
+         [ \"$k_id\" = \"$3\" ] || exit 0\n\
+         case $k_p in ''|*[!0-9]*) exit 0 ;; esac\n\
+         dh_kill \"$k_id\" \"$k_p\"\n"
+    );
+    format!(
+        "exec sh -c {} deckhand-stop {} {} {}",
+        sh_quote(&prog),
+        hello.pgid,
+        sh_quote(&hello.dir),
+        id
+    )
+}
+
+/// What a shell says when it is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hello {
+    /// The process group every process of the shell and of its steps starts in.
+    pub pgid: i32,
+    /// The shell's private directory on the node (FIFOs and the running step's reference).
+    pub dir: String,
+    /// The shell's own processes: the shell itself, the two copiers and the sentinel's reader (the
+    /// two servers are its pipeline).
+    pub pids: Vec<i32>,
+}
+
+/// How a shell's first line reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Greeting {
+    Ready(Hello),
+    /// The program stopped before it was ready, saying why.
+    Failed(String),
+    /// Not the shell's line (a login script printed something first): skip it.
+    Other,
+}
+
+/// Read a line the shell wrote on stdout before its first step.
+pub(crate) fn parse_greeting(line: &[u8]) -> Greeting {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    if let Some(reason) = text.strip_prefix("@dh-fail ") {
+        return Greeting::Failed(super::sanitize(reason));
+    }
+    let Some(rest) = text.strip_prefix("@dh-shell ") else {
+        return Greeting::Other;
+    };
+    let mut words = rest.split(' ');
+    if words.next() != Some(VERSION) {
+        return Greeting::Failed(format!(
+            "the shell answered with another protocol ({})",
+            super::sanitize(rest)
+        ));
+    }
+    let pgid = words.next().and_then(|w| w.parse::<i32>().ok());
+    let dir = words.next().map(str::to_string);
+    let pids: Option<Vec<i32>> = words.map(|w| w.parse::<i32>().ok()).collect();
+    match (pgid, dir, pids) {
+        (Some(pgid), Some(dir), Some(pids))
+            if pgid > 1
+                && pids.len() == 4
+                && dir.starts_with('/')
+                && !dir.contains(|c: char| c.is_control()) =>
+        {
+            Greeting::Ready(Hello { pgid, dir, pids })
+        }
+        _ => Greeting::Failed(format!(
+            "the shell's greeting is malformed ({})",
+            super::sanitize(rest)
+        )),
+    }
+}
+
+/// A fresh per-step nonce: 16 hex digits from the system's random source.
+pub(crate) fn new_nonce() -> String {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most `buf.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != buf.len() as isize {
+        use std::io::Read;
+        let filled = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut buf))
+            .is_ok();
+        if !filled {
+            // Last resort: the clock and the address space; still never known to the step.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            let a = &buf as *const _ as u64;
+            buf = (t ^ a.rotate_left(29) ^ u64::from(std::process::id())).to_le_bytes();
+        }
+    }
+    buf.iter().fold(String::with_capacity(16), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The bytes of a `run` request for `script`. A script that holds a NUL byte cannot reach a
+/// shell (nor could it reach `sh -c` before): that is refused here.
+pub(crate) fn run_request(id: u64, nonce: &str, script: &str) -> Result<Vec<u8>, String> {
+    if script.contains('\0') {
+        return Err("the script holds a NUL byte, which no shell can run".into());
+    }
+    let mut body = script.as_bytes().to_vec();
+    if body.last().is_some_and(|b| *b != b'\n') {
+        body.push(b'\n');
+    }
+    let lines = body.iter().filter(|b| **b == b'\n').count();
+    let mut out = format!("run {id} {nonce} {lines} {}\n", body.len()).into_bytes();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b".\n");
+    Ok(out)
+}
+
+/// The bytes of a `kill` request.
+pub(crate) fn kill_request(id: u64) -> Vec<u8> {
+    format!("kill {id}\n").into_bytes()
+}
+
+/// The bytes of a `tick` request: "if step `id` has exited but something still holds its output
+/// open, say its exit status now".
+pub(crate) fn tick_request(id: u64) -> Vec<u8> {
+    format!("tick {id}\n").into_bytes()
+}
+
+/// One line of a shell's stdout during a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record<'a> {
+    /// A line of the step's output.
+    Data(&'a [u8]),
+    /// The step's shell exited with this status, said early because a process it left still
+    /// holds its output open. The record may have landed inside a line of that output: `before`
+    /// is its beginning, and the next line of data its end.
+    Exited { before: &'a [u8], code: i32 },
+    /// The step is over: its status, how many lines it wrote on stderr (which travel apart
+    /// and may arrive after this), and whether everything it started has ended (else the shell
+    /// must not run another step: its process group still holds this one's leftovers).
+    End {
+        before: &'a [u8],
+        code: i32,
+        stderr_lines: u64,
+        all_ended: bool,
+    },
+}
+
+/// Read one line (without its `\n`) of the stdout of a step whose nonce is `nonce`.
+pub(crate) fn parse_stdout<'a>(line: &'a [u8], nonce: &str) -> Record<'a> {
+    let tag = format!("@dh:{nonce} ");
+    let tag = tag.as_bytes();
+    let Some(at) = line.windows(tag.len()).rposition(|w| w == tag) else {
+        return Record::Data(line);
+    };
+    let before = &line[..at];
+    let rest = std::str::from_utf8(&line[at + tag.len()..]).unwrap_or("");
+    let w: Vec<&str> = rest.split(' ').collect();
+    match (
+        w.first().copied(),
+        w.get(1).copied(),
+        w.get(2).copied(),
+        w.get(3).copied(),
+        w.len(),
+    ) {
+        (Some("rc"), Some(code), None, None, 2) => match code.parse() {
+            Ok(code) => Record::Exited { before, code },
+            Err(_) => Record::Data(line),
+        },
+        (Some("end"), Some(code), Some(lines), Some(ended), 4) => {
+            match (code.parse(), lines.parse(), ended) {
+                (Ok(code), Ok(stderr_lines), "0" | "1") => Record::End {
+                    before,
+                    code,
+                    stderr_lines,
+                    all_ended: ended == "1",
+                },
+                _ => Record::Data(line),
+            }
+        }
+        _ => Record::Data(line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_run_request_carries_the_script_whole_with_its_size_and_an_end_line() {
+        let r = run_request(7, "00ff", "echo 'a b'\nexit 3").expect("plain text");
+        assert_eq!(r, b"run 7 00ff 2 18\necho 'a b'\nexit 3\n.\n".to_vec());
+        let r = run_request(8, "ab", "").expect("empty");
+        assert_eq!(r, b"run 8 ab 0 0\n.\n".to_vec());
+        let r = run_request(9, "ab", "x\n\n").expect("blank lines");
+        assert_eq!(r, b"run 9 ab 2 3\nx\n\n.\n".to_vec());
+        assert!(run_request(1, "ab", "a\0b").is_err());
+        assert_eq!(kill_request(12), b"kill 12\n".to_vec());
+    }
+
+    #[test]
+    fn records_are_told_from_output_by_the_nonce() {
+        let n = "0123456789abcdef";
+        assert_eq!(parse_stdout(b"hello", n), Record::Data(b"hello"));
+        assert_eq!(parse_stdout(b"", n), Record::Data(b""));
+        assert_eq!(
+            parse_stdout(b"@dh:0123456789abcdef end 3 2 1", n),
+            Record::End {
+                before: b"",
+                code: 3,
+                stderr_lines: 2,
+                all_ended: true
+            }
+        );
+        assert_eq!(
+            parse_stdout(b"@dh:0123456789abcdef end 0 0 0", n),
+            Record::End {
+                before: b"",
+                code: 0,
+                stderr_lines: 0,
+                all_ended: false
+            }
+        );
+        assert_eq!(
+            parse_stdout(b"@dh:0123456789abcdef rc 0", n),
+            Record::Exited {
+                before: b"",
+                code: 0
+            }
+        );
+        // Said early, in the middle of a line a leftover process was writing.
+        assert_eq!(
+            parse_stdout(b"half a li@dh:0123456789abcdef rc 1", n),
+            Record::Exited {
+                before: b"half a li",
+                code: 1
+            }
+        );
+        // Another step's nonce, a guess, or a malformed record is output like any other line.
+        for line in [
+            &b"@dh:fedcba9876543210 end 0 0 1"[..],
+            b"@dh:0123456789abcdef end x 0 1",
+            b"@dh:0123456789abcdef end 0 0",
+            b"@dh:0123456789abcdef end 0 0 2",
+            b"@dh:0123456789abcdef end 0 0 1 1",
+            b"@dh:0123456789abcdef rc 0 0",
+            b"@dh:0123456789abcdef flush",
+        ] {
+            assert_eq!(parse_stdout(line, n), Record::Data(line));
+        }
+        assert_eq!(tick_request(4), b"tick 4\n".to_vec());
+    }
+
+    #[test]
+    fn greetings_are_read_strictly() {
+        assert_eq!(
+            parse_greeting(b"@dh-shell 1 4242 /tmp/deckhand.AbC 4242 4250 4248 4249"),
+            Greeting::Ready(Hello {
+                pgid: 4242,
+                dir: "/tmp/deckhand.AbC".into(),
+                pids: vec![4242, 4250, 4248, 4249],
+            })
+        );
+        assert!(matches!(
+            parse_greeting(b"@dh-fail cannot read /proc/1/stat"),
+            Greeting::Failed(r) if r.contains("/proc")
+        ));
+        assert_eq!(parse_greeting(b"Welcome to node 7"), Greeting::Other);
+        assert!(matches!(
+            parse_greeting(b"@dh-shell 2 1 /x 1 2 3 4"),
+            Greeting::Failed(_)
+        ));
+        assert!(matches!(
+            parse_greeting(b"@dh-shell 1 1 /x 1 2 3 4"),
+            Greeting::Failed(_)
+        ));
+        assert!(matches!(
+            parse_greeting(b"@dh-shell 1 12 relative 1 2 3 4"),
+            Greeting::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn nonces_are_sixteen_hex_digits_and_differ() {
+        let a = new_nonce();
+        let b = new_nonce();
+        assert_eq!(a.len(), 16);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    /// The program itself, run here with this machine's `sh` in a session of its own (as sshd
+    /// starts it), spoken to through pipes: two steps, their records in order.
+    #[test]
+    fn the_program_runs_steps_and_frames_their_output() {
+        let mut child = Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(program())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("setsid sh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = Vec::new();
+        out.read_until(b'\n', &mut line).expect("greeting");
+        let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
+        else {
+            panic!("no greeting: {}", String::from_utf8_lossy(&line));
+        };
+        assert!(std::path::Path::new(&hello.dir).is_dir());
+
+        let mut step = |id: u64, script: &str| -> (Vec<String>, Vec<String>, i32) {
+            let nonce = new_nonce();
+            stdin
+                .write_all(&run_request(id, &nonce, script).expect("request"))
+                .expect("send");
+            let (mut o, mut e) = (Vec::new(), Vec::new());
+            let (rc, lines) = loop {
+                let mut l = Vec::new();
+                out.read_until(b'\n', &mut l).expect("stdout");
+                assert!(!l.is_empty(), "the shell closed its stdout");
+                match parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) {
+                    Record::Data(d) => o.push(String::from_utf8_lossy(d).into_owned()),
+                    Record::End {
+                        before,
+                        code,
+                        stderr_lines,
+                        ..
+                    } => {
+                        assert!(before.is_empty());
+                        break (code, stderr_lines);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            };
+            for _ in 0..lines {
+                let mut l = Vec::new();
+                err.read_until(b'\n', &mut l).expect("stderr");
+                e.push(String::from_utf8_lossy(l.strip_suffix(b"\n").unwrap_or(&l)).into_owned());
+            }
+            (o, e, rc)
+        };
+        let (o, e, rc) = step(1, "echo one; echo warn >&2; printf 'last'; exit 3");
+        assert_eq!(o, vec!["one", "last"]);
+        assert_eq!(e, vec!["warn"]);
+        assert_eq!(rc, 3);
+        // The step sees no bookkeeping of the shell, a closed stdin, its own id in the
+        // environment, and no positional parameters.
+        let (o, _, rc) = step(
+            2,
+            "cat; set | grep -c '^dh_' || true; echo \"[$1][$DECKHAND_STEP]\"; undefined_cmd_x",
+        );
+        assert_eq!(o, vec!["0", "[][2]"]);
+        assert_eq!(rc, 127);
+        // An error from the shell reads as it always did.
+        let (_, e, _) = step(3, "echo x\nnot_a_command_y");
+        assert_eq!(e, vec!["sh: 2: eval: not_a_command_y: not found"]);
+        // Both servers run steps in turn; under either, a step's signals are as under `sh -c`
+        // (nothing ignored: an `&` would have ignored INT and QUIT).
+        for id in [4, 5] {
+            let (o, _, _) = step(id, "grep SigIgn /proc/self/status");
+            let mask = o
+                .first()
+                .and_then(|l| l.strip_prefix("SigIgn:\t"))
+                .and_then(|m| u64::from_str_radix(m, 16).ok())
+                .unwrap_or_else(|| panic!("step {id}: {o:?}"));
+            // HUP, INT, QUIT and TERM (bits 0, 1, 2 and 14).
+            assert_eq!(mask & 0x4007, 0, "step {id}: {o:?}");
+        }
+        let started = Instant::now();
+        drop(stdin);
+        let status = child.wait().expect("exit");
+        assert!(status.success(), "{status}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        for _ in 0..50 {
+            if !std::path::Path::new(&hello.dir).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !std::path::Path::new(&hello.dir).exists(),
+            "the shell removes its directory when it ends"
+        );
+        // A shell killed outright cannot; the next one to start removes what it left.
+        let stale = tempfile::Builder::new()
+            .prefix("deckhand.")
+            .tempdir_in(std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into()))
+            .expect("a directory like a shell's")
+            .keep();
+        std::fs::write(stale.join("pid"), "2147483646\n").expect("pid");
+        let mut next = Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(program())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setsid sh");
+        let mut line = Vec::new();
+        BufReader::new(next.stdout.take().expect("stdout"))
+            .read_until(b'\n', &mut line)
+            .expect("greeting");
+        assert!(line.starts_with(b"@dh-shell "), "{line:?}");
+        drop(next.stdin.take());
+        let _ = next.wait();
+        assert!(!stale.exists(), "{} is left", stale.display());
+    }
+}
