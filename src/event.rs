@@ -230,6 +230,10 @@ pub struct TimeReport {
     pub waiting_ms: u64,
     /// Wall minus steps minus waiting: deckhand's own time, preflight and locks included.
     pub overhead_ms: u64,
+    /// Of that, the steps' time on the way to the nodes and back (requests, starting each
+    /// script, answers): what the links and jump hosts cost. Older journals lack it.
+    #[serde(default)]
+    pub link_ms: u64,
     /// The phases that took longest, summed over nodes.
     #[serde(default)]
     pub slowest_phases: Vec<Slow>,
@@ -249,12 +253,13 @@ impl TimeReport {
                 .join(", ")
         };
         let mut line = format!(
-            "wall {} = steps {} (critical path) + waiting {} + deckhand {} (preflight and locks {})",
+            "wall {} = steps {} (critical path) + waiting {} + deckhand {} (preflight and locks {}, round trips to the nodes {})",
             d(self.wall_ms),
             d(self.steps_ms),
             d(self.waiting_ms),
             d(self.overhead_ms),
-            d(self.preflight_ms)
+            d(self.preflight_ms),
+            d(self.link_ms)
         );
         if !self.slowest_phases.is_empty() {
             line.push_str(&format!("; slowest phases: {}", list(&self.slowest_phases)));

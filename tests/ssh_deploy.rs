@@ -424,3 +424,86 @@ fn quitting_the_console_kills_the_running_step_on_the_node() {
         );
     }
 }
+
+/// Over a slow link (a delay proxy, 10 ms each way, in front of every node's sshd), the time
+/// report counts each step's way to the node and back as deckhand's ("network"), not as the
+/// step's: every remote step costs at least one round trip, so the network share is at least a
+/// round trip per step, and the steps' own time keeps what their scripts did.
+#[test]
+fn the_time_report_counts_a_slow_link_as_deckhands_and_not_as_the_steps() {
+    let fleet = FleetSpec::nodes(2).start();
+    let one_way = Duration::from_millis(10);
+    let proxies: Vec<support::delay::DelayProxy> = fleet
+        .nodes
+        .iter()
+        .map(|n| support::delay::DelayProxy::start(n.sshd.port, one_way))
+        .collect();
+    let phases = "[[phases]]\nname = \"one\"\nrun = \"sleep 0.1\"\n\n\
+                  [[phases]]\nname = \"two\"\nrun = \"sleep 0.1\"\n\n\
+                  [[phases]]\nname = \"three\"\nrun = \"sleep 0.1\"\n";
+    let inv = fleet.write_inventory(&InventorySpec {
+        phases: Some(phases.into()),
+        ..Default::default()
+    });
+    // The proxies present the nodes' own host keys, under their own ports.
+    let mut toml = std::fs::read_to_string(&inv).unwrap();
+    let mut known = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    for (n, p) in fleet.nodes.iter().zip(&proxies) {
+        toml = toml.replace(
+            &format!("port = {}\n", n.sshd.port),
+            &format!("port = {}\n", p.port),
+        );
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", p.port, n.sshd.host_key));
+    }
+    std::fs::write(&inv, toml).unwrap();
+    std::fs::write(&fleet.known_hosts, known).unwrap();
+
+    let o = fleet.deckhand(&[
+        "deploy",
+        "production",
+        "--release",
+        "v1",
+        "--headless",
+        "--yes",
+        "--output",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let t: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| {
+            [v.clone(), v["kind"].clone(), v["event"].clone()]
+                .into_iter()
+                .find(|t| t.get("wall_ms").is_some())
+        })
+        .unwrap_or_else(|| panic!("a timing event in the JSON output:\n{out}"));
+    let ms = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("{k} in {t}"));
+    let rtt = proxies[0].rtt().as_millis() as u64;
+    assert!(rtt >= 20, "the proxy's round trip: {rtt} ms");
+    // Six steps that sleep, each at least one round trip on its way.
+    assert!(
+        ms("link_ms") >= 6 * rtt,
+        "network share at least 6 round trips of {rtt} ms: {t}"
+    );
+    // What the network share took from the steps is at most what they spent beyond their
+    // scripts: each took its 100 ms and at least a round trip.
+    assert!(
+        ms("steps_ms") + ms("link_ms") >= 6 * (100 + rtt),
+        "the steps keep what their scripts did: {t}"
+    );
+    assert!(ms("link_ms") <= ms("overhead_ms"), "{t}");
+    assert_eq!(
+        ms("wall_ms"),
+        ms("steps_ms") + ms("waiting_ms") + ms("overhead_ms"),
+        "{t}"
+    );
+    let human = fleet.deploy("v2");
+    assert_exit(&human, 0);
+    assert!(
+        text(&human).contains("round trips to the nodes"),
+        "the headless line names the network share:\n{}",
+        text(&human)
+    );
+}

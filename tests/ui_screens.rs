@@ -366,19 +366,28 @@ fn the_running_phase_stays_in_view_even_when_an_earlier_row_says_running() {
 fn the_final_screen_says_where_the_time_went() {
     let s = screen("done");
     assert!(s.contains(" DONE "));
-    let line = s
-        .lines()
-        .find(|l| l.contains(" time "))
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(" time "))
         .expect("a time line");
+    let line = lines[at];
     for part in [
         "1m06s",
         "steps 48.2s",
         "waiting 12.6s",
         "deckhand 5.6s",
-        "install_dependencies 32.0s",
+        "preflight 1.9s",
+        "network 1.3s",
     ] {
         assert!(line.contains(part), "{part} in {line:?}");
     }
+    let below = lines[at + 1];
+    assert!(
+        below.contains("slowest phases: install_dependencies 32.0s")
+            && below.contains("slowest nodes: "),
+        "the slowest phases and nodes under it: {below:?}"
+    );
     assert!(s.contains("esc home"), "from home, esc goes back:\n{s}");
     insta::assert_snapshot!("done", s);
 }

@@ -190,11 +190,11 @@ impl StepRunner {
                 });
             }
         });
-        let result = self
-            .nodes
-            .transport(target)
-            .exec(req, Some(&tx), cancel)
-            .await;
+        let transport = self.nodes.transport(target);
+        let started = Instant::now();
+        let result = transport.exec(req, Some(&tx), cancel).await;
+        self.timing
+            .link(node, started, transport.floor().min(started.elapsed()));
         drop(tx);
         let _ = forward.await;
         match result? {

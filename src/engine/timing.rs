@@ -6,6 +6,13 @@
 //! spans: nodes of a batch run side by side, so this is the work's critical path through the
 //! run). Waiting (gates, pauses, the checklist's windows) is the operator's and the checklist's
 //! time. Whatever is left is deckhand's own: preflight, locks, the gaps between steps.
+//!
+//! Part of every remote step is not the step's own work: the request's way to the node, starting
+//! the script there and the answer's way back. The transport knows what that costs on its link
+//! (the fastest step it ran, an empty one included: `Transport::floor`), and each script run
+//! inside a step records that much as a *link* interval of its node. A step's own time is its
+//! span minus its node's link intervals; the link's share goes to deckhand's time and is also
+//! given on its own, so a slow link or a jump host shows as such and not as slow steps.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -29,9 +36,18 @@ pub(crate) struct Timing {
     inner: Mutex<Inner>,
 }
 
+/// Time spent on the way to a node and back inside a step (see the module doc).
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub node: Option<String>,
+    pub start: Instant,
+    pub end: Instant,
+}
+
 #[derive(Default)]
 struct Inner {
     steps: Vec<Span>,
+    links: Vec<Link>,
     waits: Vec<(Instant, Instant)>,
     locked: Option<Instant>,
 }
@@ -55,6 +71,18 @@ impl Timing {
         self.inner().steps.push(span);
     }
 
+    /// A script of a step on `node` started at `start`, and its link costs `floor`.
+    pub fn link(&self, node: Option<&str>, start: Instant, floor: std::time::Duration) {
+        if floor.is_zero() {
+            return;
+        }
+        self.inner().links.push(Link {
+            node: node.map(String::from),
+            start,
+            end: start + floor,
+        });
+    }
+
     pub fn waited(&self, start: Instant, end: Instant) {
         self.inner().waits.push((start, end));
     }
@@ -67,7 +95,14 @@ impl Timing {
     /// The report as of now.
     pub fn report(&self) -> TimeReport {
         let g = self.inner();
-        report(self.started, Instant::now(), &g.steps, &g.waits, g.locked)
+        report(
+            self.started,
+            Instant::now(),
+            &g.steps,
+            &g.links,
+            &g.waits,
+            g.locked,
+        )
     }
 }
 
@@ -93,6 +128,28 @@ fn union_ms(mut spans: Vec<(Instant, Instant)>) -> u64 {
     total.as_millis() as u64
 }
 
+/// `span` without the parts that `holes` cover.
+fn subtract(span: (Instant, Instant), holes: &[(Instant, Instant)]) -> Vec<(Instant, Instant)> {
+    let mut holes: Vec<_> = holes
+        .iter()
+        .map(|&(s, e)| (s.max(span.0), e.min(span.1)))
+        .filter(|(s, e)| e > s)
+        .collect();
+    holes.sort_by_key(|h| h.0);
+    let mut pieces = Vec::new();
+    let mut from = span.0;
+    for (s, e) in holes {
+        if s > from {
+            pieces.push((from, s));
+        }
+        from = from.max(e);
+    }
+    if span.1 > from {
+        pieces.push((from, span.1));
+    }
+    pieces
+}
+
 fn slowest(mut totals: Vec<(String, u64)>) -> Vec<Slow> {
     totals.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     totals
@@ -114,18 +171,35 @@ pub(crate) fn report(
     started: Instant,
     now: Instant,
     steps: &[Span],
+    links: &[Link],
     waits: &[(Instant, Instant)],
     locked: Option<Instant>,
 ) -> TimeReport {
     let wall_ms = (now - started).as_millis() as u64;
-    let steps_ms = union_ms(steps.iter().map(|s| (s.start, s.end)).collect());
+    // Each step without its node's time on the link.
+    let own: Vec<Vec<(Instant, Instant)>> = steps
+        .iter()
+        .map(|s| {
+            let holes: Vec<_> = links
+                .iter()
+                .filter(|l| l.node == s.node)
+                .map(|l| (l.start, l.end))
+                .collect();
+            subtract((s.start, s.end), &holes)
+        })
+        .collect();
+    let spans_ms = union_ms(steps.iter().map(|s| (s.start, s.end)).collect());
+    let steps_ms = union_ms(own.iter().flatten().copied().collect());
     // Steps never run while the run waits at a gate or is paused; a step still running when a
     // pause was asked for counts as a step.
     let waiting_ms = union_ms(waits.to_vec());
     let mut phases = Vec::new();
     let mut nodes = Vec::new();
-    for s in steps {
-        let ms = (s.end - s.start).as_millis() as u64;
+    for (s, pieces) in steps.iter().zip(&own) {
+        let ms = pieces
+            .iter()
+            .map(|(a, b)| (*b - *a).as_millis() as u64)
+            .sum();
         add(&mut phases, &s.phase, ms);
         add(&mut nodes, s.node.as_deref().unwrap_or("this machine"), ms);
     }
@@ -137,6 +211,7 @@ pub(crate) fn report(
         steps_ms,
         waiting_ms,
         overhead_ms: wall_ms.saturating_sub(steps_ms + waiting_ms),
+        link_ms: spans_ms.saturating_sub(steps_ms),
         slowest_phases: slowest(phases),
         slowest_nodes: slowest(nodes),
     }
@@ -172,7 +247,7 @@ mod tests {
             span(t0, "web-3", "build", 1600, 1900),
         ];
         let waits = [(at(t0, 520), at(t0, 1500))];
-        let r = report(t0, at(t0, 2000), &steps, &waits, Some(at(t0, 100)));
+        let r = report(t0, at(t0, 2000), &steps, &[], &waits, Some(at(t0, 100)));
         assert_eq!(r.wall_ms, 2000);
         assert_eq!(r.preflight_ms, 100);
         assert_eq!(r.steps_ms, 400 + 300);
@@ -198,9 +273,68 @@ mod tests {
     #[test]
     fn a_run_that_never_locked_spent_its_whole_time_in_preflight() {
         let t0 = Instant::now();
-        let r = report(t0, at(t0, 300), &[], &[], None);
+        let r = report(t0, at(t0, 300), &[], &[], &[], None);
         assert_eq!(r.preflight_ms, 300);
         assert_eq!(r.overhead_ms, 300);
         assert_eq!(r.steps_ms, 0);
+    }
+
+    fn link(t0: Instant, node: &str, from: u64, to: u64) -> Link {
+        Link {
+            node: Some(node.into()),
+            start: at(t0, from),
+            end: at(t0, to),
+        }
+    }
+
+    #[test]
+    fn the_link_s_share_of_each_step_is_deckhands() {
+        let t0 = Instant::now();
+        // One node at a time: web-1's two steps each spent 20 ms on the link.
+        let steps = [
+            span(t0, "web-1", "build", 0, 100),
+            span(t0, "web-1", "switch", 100, 130),
+        ];
+        let links = [link(t0, "web-1", 0, 20), link(t0, "web-1", 100, 120)];
+        let r = report(t0, at(t0, 200), &steps, &links, &[], Some(at(t0, 0)));
+        assert_eq!(r.steps_ms, 80 + 10);
+        assert_eq!(r.link_ms, 40);
+        assert_eq!(r.overhead_ms, 200 - 90);
+        assert_eq!(r.slowest_phases[0].ms, 80);
+        assert_eq!(r.slowest_phases[1].ms, 10);
+    }
+
+    #[test]
+    fn one_node_s_link_never_hides_another_node_s_work() {
+        let t0 = Instant::now();
+        // Side by side: web-2 works while web-1's request is on its way; a link interval of
+        // another node or outside any step takes nothing away.
+        let steps = [
+            span(t0, "web-1", "build", 0, 100),
+            span(t0, "web-2", "build", 0, 100),
+        ];
+        let links = [
+            link(t0, "web-1", 0, 30),
+            link(t0, "web-2", 50, 60),
+            link(t0, "web-3", 0, 100),
+            link(t0, "web-1", 150, 190),
+        ];
+        let r = report(t0, at(t0, 200), &steps, &links, &[], Some(at(t0, 0)));
+        assert_eq!(r.steps_ms, 100);
+        assert_eq!(r.link_ms, 0);
+        assert_eq!(r.slowest_nodes[0].name, "web-2");
+        assert_eq!(r.slowest_nodes[0].ms, 90);
+        assert_eq!(r.slowest_nodes[1].ms, 70);
+    }
+
+    #[test]
+    fn a_link_longer_than_its_step_leaves_nothing_of_it() {
+        let t0 = Instant::now();
+        let steps = [span(t0, "web-1", "version", 10, 15)];
+        let links = [link(t0, "web-1", 10, 40)];
+        let r = report(t0, at(t0, 50), &steps, &links, &[], None);
+        assert_eq!(r.steps_ms, 0);
+        assert_eq!(r.link_ms, 5);
+        assert_eq!(r.slowest_phases[0].ms, 0);
     }
 }

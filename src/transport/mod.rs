@@ -128,6 +128,13 @@ pub trait Transport: Send + Sync {
     async fn upload(&self, from: &Path, to: &str) -> Result<(), TransportError>;
     /// Close connections; further calls may reconnect.
     async fn close(&self) {}
+    /// What a step costs on this link before its script does anything: the request's way to the
+    /// node, starting it there and the answer's way back, as the fastest step seen so far took
+    /// (an empty one is run on connecting). The time report counts this share of every step as
+    /// deckhand's, not the step's. Zero where a step is a process on this machine.
+    fn floor(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The transport for a node: local nodes run `sh` in their deploy path on this machine; SSH

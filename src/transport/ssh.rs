@@ -516,6 +516,9 @@ pub struct SshTransport {
     next_step: AtomicU64,
     /// Shell numbers, for the logs.
     next_shell: AtomicU64,
+    /// The fastest step so far, in microseconds, from handing it to a shell to its end record
+    /// (`u64::MAX`: none yet): the link's floor, see [`Transport::floor`].
+    fastest_us: AtomicU64,
 }
 
 /// What a shell's channel brings back: its lines, the end of its streams, its exit.
@@ -652,6 +655,7 @@ impl SshTransport {
             slots: Semaphore::new(MAX_SHELLS),
             next_step: AtomicU64::new(0),
             next_shell: AtomicU64::new(0),
+            fastest_us: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -1043,7 +1047,18 @@ impl Transport for SshTransport {
         // A first shell now, so that preflight sees a node that cannot run one, and the first
         // step does not wait for it.
         self.lease().await?.give_back();
+        // And an empty step on it: what any step costs on this link (see `floor`).
+        let never = CancellationToken::new();
+        let probe = ExecRequest::new(":").timeout(Duration::from_secs(30));
+        self.exec(&probe, None, &never).await?;
         Ok(())
+    }
+
+    fn floor(&self) -> Duration {
+        match self.fastest_us.load(Ordering::Relaxed) {
+            u64::MAX => Duration::ZERO,
+            us => Duration::from_micros(us),
+        }
     }
 
     async fn exec(
@@ -1063,6 +1078,7 @@ impl Transport for SshTransport {
         // Hand the request to a shell. A shell that is gone before it took the whole request ran
         // nothing (it runs only a request that arrived complete): try once more on a new one.
         let mut lease = self.lease().await?;
+        let handed = Instant::now();
         let mut retried = false;
         loop {
             let sent = tokio::select! {
@@ -1229,6 +1245,10 @@ impl Transport for SshTransport {
             (Some(s), _) => s,
             (None, code) => Ended::Exited(code),
         };
+        if matches!(finish, Finish::Clean) && matches!(ended, Ended::Exited(Some(_))) {
+            let took = handed.elapsed().as_micros().min(u64::MAX as u128 - 1) as u64;
+            self.fastest_us.fetch_min(took, Ordering::Relaxed);
+        }
         match finish {
             Finish::Clean => lease.give_back(),
             Finish::Retire => drop(lease),

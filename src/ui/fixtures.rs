@@ -572,6 +572,7 @@ pub fn done() -> Script {
         steps_ms: 48_200,
         waiting_ms: 12_600,
         overhead_ms: 5_600,
+        link_ms: 1_300,
         slowest_phases: vec![crate::event::Slow {
             name: "install_dependencies".into(),
             ms: 32_000,

@@ -74,7 +74,7 @@ pub fn draw(app: &App, log: Option<&LogPane>, area: Rect, buf: &mut Buffer) -> D
     let [header, body, time_line, flash, footer] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(10),
-        Constraint::Length(u16::from(timing.is_some())),
+        Constraint::Length(2 * u16::from(timing.is_some())),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
@@ -415,32 +415,44 @@ fn draw_timing(app: &App, t: &crate::event::TimeReport, area: Rect, buf: &mut Bu
         Span::styled(d(t.waiting_ms), th.get("text")),
         Span::styled(" + deckhand ", th.get("dim")),
         Span::styled(d(t.overhead_ms), th.get("text")),
-        Span::styled(format!(" (preflight {})", d(t.preflight_ms)), th.get("dim")),
-    ];
-    // The slowest phase, then the slowest node, as far as the line has room.
-    let mut slowest: Vec<String> = Vec::new();
-    let used: usize = spans.iter().map(|s| s.width()).sum::<usize>() + 12;
-    for s in t
-        .slowest_phases
-        .first()
-        .into_iter()
-        .chain(t.slowest_nodes.first())
-    {
-        let next = format!("{} {}", s.name, d(s.ms));
-        let len: usize = slowest.iter().map(|x| x.chars().count() + 2).sum();
-        if used + len + next.chars().count() > area.width as usize {
-            break;
-        }
-        slowest.push(next);
-    }
-    if !slowest.is_empty() {
-        spans.push(Span::styled(
-            format!(" {} slowest: ", app.glyphs.dot),
+        Span::styled(
+            if t.link_ms > 0 {
+                format!(
+                    " (preflight {}, network {})",
+                    d(t.preflight_ms),
+                    d(t.link_ms)
+                )
+            } else {
+                format!(" (preflight {})", d(t.preflight_ms))
+            },
             th.get("dim"),
-        ));
-        spans.push(Span::styled(slowest.join(", "), th.get("text")));
-    }
+        ),
+    ];
     buf.set_line(area.x, area.y, &Line::from(spans), area.width);
+    // Below: the slowest phases and nodes, as many as the line has room for.
+    let list = |v: &[crate::event::Slow]| {
+        v.iter()
+            .map(|s| format!("{} {}", s.name, d(s.ms)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut second = vec![Span::raw(" ")];
+    for (label, v) in [
+        ("slowest phases: ", &t.slowest_phases),
+        ("slowest nodes: ", &t.slowest_nodes),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        if second.len() > 1 {
+            second.push(Span::styled(format!(" {} ", app.glyphs.dot), th.get("dim")));
+        }
+        second.push(Span::styled(label, th.get("dim")));
+        second.push(Span::styled(list(v), th.get("text")));
+    }
+    if area.height > 1 {
+        buf.set_line(area.x, area.y + 1, &Line::from(second), area.width);
+    }
 }
 
 fn draw_flash(app: &App, area: Rect, buf: &mut Buffer) {
