@@ -69,7 +69,7 @@ pub(crate) fn render(app: &App, area: Rect, buf: &mut Buffer, focused: bool) {
         Some((window, left)) => format!(
             " {} watching {window} {}",
             app.glyphs.dot,
-            super::view::clock(left)
+            super::model::clock(left)
         ),
         None => String::new(),
     };

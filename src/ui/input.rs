@@ -13,7 +13,8 @@ use crate::event::Control;
 
 use super::app::{App, ConfirmKind, Dialog, FlashLevel, Focus, OutputView};
 use super::keys::{self, Action, Key};
-use super::view::Drawn;
+use super::model::Drawn;
+pub use super::model::LogScroll;
 
 /// What the run loop must do after a key press.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,13 +31,6 @@ pub enum Effect {
     LogScroll(LogScroll),
     /// The run has ended: go back to the home screen.
     Home,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogScroll {
-    Older,
-    Newer,
-    Newest,
 }
 
 /// Handle one key press; returns what the run loop must do. `drawn` is what the last frame

@@ -16,8 +16,7 @@ use tui_logger::{TuiLoggerWidget, TuiWidgetState};
 use crate::event::{Event, EventKind, Level as EventLevel};
 
 use super::app::App;
-use super::input::LogScroll;
-use super::model::verdict_level;
+use super::model::{verdict_level, LogScroll};
 
 const RUN_TARGET: &str = "deckhand";
 

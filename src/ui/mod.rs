@@ -12,7 +12,7 @@
 //!
 //! Inside, data flows one way: events go into the run state (`model`, only through
 //! `App::apply`); a frame is drawn from `&App` (`view` and the panes) and hands back what it laid
-//! out (`view::Drawn`); a key is turned by `input` (reading the table in `keys` and that layout)
+//! out (`model::Drawn`); a key is turned by `input` (reading the table in `keys` and that layout)
 //! into screen state and effects, which this loop carries out. Leaving follows `crate::leave`.
 
 pub mod app; // App: the run state and the screen state around it
@@ -52,8 +52,8 @@ use crate::leave::{self, Going, Leave};
 
 use app::{App, FlashLevel, Mode};
 use input::Effect;
+use model::Drawn;
 use theme::{Glyphs, Theme};
-use view::Drawn;
 
 /// Shortest time between two frames: bursts of events inside it become one frame.
 pub(crate) const FRAME_MS: u64 = 16;

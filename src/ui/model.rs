@@ -699,6 +699,50 @@ fn summarize(
     (status, value)
 }
 
+/// What a frame laid out that key handling needs (television's render task sends its `UiState`
+/// back the same way): returned by [`draw`](super::view::draw), kept by the console loop and handed to
+/// [`handle_key`](super::input::handle_key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drawn {
+    /// How many nodes a row of the grid holds; `None` when no grid was drawn (the terminal is
+    /// too small).
+    pub(crate) grid_columns: Option<usize>,
+}
+
+impl Drawn {
+    /// How many nodes `↑`/`↓` move the selection by: a row of the grid (one before any grid was
+    /// drawn).
+    pub(crate) fn grid_columns(&self) -> usize {
+        self.grid_columns.unwrap_or(1)
+    }
+
+    /// This frame's layout, keeping what an earlier frame knew where this one drew less (a
+    /// too-small terminal draws no grid: the last grid's rows still hold).
+    pub(crate) fn or(self, earlier: Drawn) -> Drawn {
+        Drawn {
+            grid_columns: self.grid_columns.or(earlier.grid_columns),
+        }
+    }
+}
+
+/// `00:42`, `1:02:03`.
+pub(crate) fn clock(ms: i64) -> String {
+    let s = ms / 1000;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Which way the log pane scrolls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogScroll {
+    Older,
+    Newer,
+    Newest,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,46 +15,12 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 
 use super::app::{App, Dialog, FlashLevel, Focus, Mode};
 use super::log::LogPane;
+use super::model::clock;
+pub use super::model::Drawn;
 use super::{checklist, grid, help, phases};
 
 pub(crate) const MIN_WIDTH: u16 = 80;
 pub(crate) const MIN_HEIGHT: u16 = 24;
-
-/// What a frame laid out that key handling needs (television's render task sends its `UiState`
-/// back the same way): returned by [`draw`], kept by the console loop and handed to
-/// [`handle_key`](super::input::handle_key).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Drawn {
-    /// How many nodes a row of the grid holds; `None` when no grid was drawn (the terminal is
-    /// too small).
-    pub(crate) grid_columns: Option<usize>,
-}
-
-impl Drawn {
-    /// How many nodes `↑`/`↓` move the selection by: a row of the grid (one before any grid was
-    /// drawn).
-    pub(crate) fn grid_columns(&self) -> usize {
-        self.grid_columns.unwrap_or(1)
-    }
-
-    /// This frame's layout, keeping what an earlier frame knew where this one drew less (a
-    /// too-small terminal draws no grid: the last grid's rows still hold).
-    pub(crate) fn or(self, earlier: Drawn) -> Drawn {
-        Drawn {
-            grid_columns: self.grid_columns.or(earlier.grid_columns),
-        }
-    }
-}
-
-/// `00:42`, `1:02:03`.
-pub(crate) fn clock(ms: i64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
-    } else {
-        format!("{:02}:{:02}", s / 60, s % 60)
-    }
-}
 
 /// Draw one frame of the console into `buf` (the log pane only when one is given), and say what
 /// it laid out.
@@ -406,7 +372,7 @@ fn status_sentence(app: &App, mode: Mode) -> String {
 fn draw_timing(app: &App, t: &crate::event::TimeReport, area: Rect, buf: &mut Buffer) {
     let th = &app.theme;
     let d = |ms: u64| crate::util::format_duration(std::time::Duration::from_millis(ms));
-    let mut spans = vec![
+    let spans = vec![
         Span::styled(" time ", th.get("accent").add_modifier(Modifier::BOLD)),
         Span::styled(format!("{} ", d(t.wall_ms)), th.get("title")),
         Span::styled("= steps ", th.get("dim")),
