@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::engine::status::{NodeStatus, Reader};
-use crate::event::{Event, EventKind, Level, NodeInfo, NodeState, Outcome, RunKind, StepResult};
-use crate::inventory::{Environment, TransportKind};
+use crate::event::{Event, EventKind, Level, NodeState, Outcome, RunKind, StepResult};
+use crate::inventory::Environment;
 
 /// How often a watcher reads the nodes: a switch shows within this plus one read.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -369,15 +369,7 @@ impl Watcher {
             .nodes
             .iter()
             .filter_map(|n| self.inv.node(n))
-            .map(|n| NodeInfo {
-                name: n.name.clone(),
-                host: n.host.clone(),
-                transport: match n.transport {
-                    TransportKind::Local => "local".into(),
-                    TransportKind::Ssh => "ssh".into(),
-                },
-                roles: n.roles.clone(),
-            })
+            .map(|n| n.info())
             .collect();
         let started_ms = rfc3339_ms(&lock.at).unwrap_or(now_ms);
         self.push(

@@ -34,7 +34,7 @@ use super::steps::{Nodes, StepRunner};
 use super::timing::Timing;
 use super::{RunHandle, RunOptions};
 use crate::event::*;
-use crate::inventory::{Environment, Inventory, Probe, TransportKind};
+use crate::inventory::{Environment, Inventory, Probe};
 use crate::journal::{create_journal, journal_name, new_deployment_id};
 use crate::plan::{Plan, Target};
 
@@ -424,15 +424,7 @@ impl Run {
             .nodes
             .iter()
             .filter_map(|n| self.inv.node(n))
-            .map(|n| NodeInfo {
-                name: n.name.clone(),
-                host: n.host.clone(),
-                transport: match n.transport {
-                    TransportKind::Local => "local".into(),
-                    TransportKind::Ssh => "ssh".into(),
-                },
-                roles: n.roles.clone(),
-            })
+            .map(|n| n.info())
             .collect()
     }
 

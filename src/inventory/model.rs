@@ -142,6 +142,21 @@ pub struct Node {
     pub(crate) lb_server_span: Option<Span>,
 }
 
+impl Node {
+    /// What a run's first event says of this node.
+    pub fn info(&self) -> crate::event::NodeInfo {
+        crate::event::NodeInfo {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            transport: match self.transport {
+                TransportKind::Local => "local".into(),
+                TransportKind::Ssh => "ssh".into(),
+            },
+            roles: self.roles.clone(),
+        }
+    }
+}
+
 /// How nodes take their turn.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]

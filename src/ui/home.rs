@@ -23,7 +23,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
+use ratatui::widgets::{Block, Borders, Widget};
 
 use crate::engine::remote::lock_is_stale;
 use crate::engine::status::{NodeStatus, Reader};
@@ -1454,33 +1454,7 @@ fn draw_dialog(home: &Home, area: Rect, buf: &mut Buffer) {
     let mut lines = lines;
     lines.push(Line::raw(""));
     lines.push(footer_line(home));
-    let w = (lines.iter().map(|l| l.width()).max().unwrap_or(40) as u16 + 4)
-        .max(title.chars().count() as u16 + 6)
-        .min(area.width - 4);
-    let h = (lines.len() as u16 + 2).min(area.height - 2);
-    let rect = Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    };
-    Clear.render(rect, buf);
-    let b = Block::default()
-        .borders(Borders::ALL)
-        .border_set(home.glyphs.border)
-        .border_style(th.get("flash_warn"))
-        .style(th.get("background"))
-        .title(Span::styled(format!(" {title} "), th.get("title")));
-    let inner = b.inner(rect);
-    b.render(rect, buf);
-    Paragraph::new(lines).render(
-        Rect {
-            x: inner.x + 1,
-            width: inner.width.saturating_sub(1),
-            ..inner
-        },
-        buf,
-    );
+    super::dialog::draw_box(&home.theme, &home.glyphs, &title, lines, area, buf);
 }
 
 // ------------------------------------------------------------------------------------ the loop

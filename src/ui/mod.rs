@@ -17,6 +17,7 @@
 
 pub mod app; // App: the run state and the screen state around it
 pub(crate) mod checklist; // the checklist pane
+pub(crate) mod dialog; // the box every dialog is drawn in
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures; // test scenes (the `fixtures` feature): snapshot tests, screenshots, benchmark
 pub(crate) mod grid; // the balancer line and the node grid

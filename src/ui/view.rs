@@ -11,7 +11,7 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Widget, Wrap};
 
 use super::app::{App, Dialog, FlashLevel, Focus, Mode};
 use super::log::LogPane;
@@ -488,33 +488,7 @@ fn draw_dialog(app: &App, area: Rect, buf: &mut Buffer) {
     };
     lines.push(Line::raw(""));
     lines.push(help::footer_line(app, area.width as usize - 8));
-    let w = (lines.iter().map(|l| l.width()).max().unwrap_or(40) as u16 + 4)
-        .max(title.chars().count() as u16 + 6)
-        .min(area.width - 4);
-    let h = (lines.len() as u16 + 2).min(area.height - 2);
-    let rect = Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    };
-    Clear.render(rect, buf);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_set(app.glyphs.border)
-        .border_style(th.get("flash_warn"))
-        .style(th.get("background"))
-        .title(Span::styled(format!(" {title} "), th.get("title")));
-    let inner = block.inner(rect);
-    block.render(rect, buf);
-    Paragraph::new(lines).render(
-        Rect {
-            x: inner.x + 1,
-            width: inner.width.saturating_sub(1),
-            ..inner
-        },
-        buf,
-    );
+    super::dialog::draw_box(&app.theme, &app.glyphs, &title, lines, area, buf);
 }
 
 #[cfg(test)]
