@@ -9,10 +9,11 @@
 //!
 //! Part of every remote step is not the step's own work: the request's way to the node, starting
 //! the script there and the answer's way back. The transport knows what that costs on its link
-//! (the fastest step it ran, an empty one included: `Transport::floor`), and each script run
-//! inside a step records that much as a *link* interval of its node. A step's own time is its
-//! span minus its node's link intervals; the link's share goes to deckhand's time and is also
-//! given on its own, so a slow link or a jump host shows as such and not as slow steps.
+//! (the fastest script it ran, preflight's small reads of the node included: `Transport::floor`),
+//! and each script run inside a step records that much as a *link* interval of its node. A
+//! step's own time is its span minus its node's link intervals; the link's share goes to
+//! deckhand's time and is also given on its own, so a slow link or a jump host shows as such and
+//! not as slow steps.
 
 use std::sync::Mutex;
 use std::time::Instant;

@@ -129,9 +129,10 @@ pub trait Transport: Send + Sync {
     /// Close connections; further calls may reconnect.
     async fn close(&self) {}
     /// What a step costs on this link before its script does anything: the request's way to the
-    /// node, starting it there and the answer's way back, as the fastest step seen so far took
-    /// (an empty one is run on connecting). The time report counts this share of every step as
-    /// deckhand's, not the step's. Zero where a step is a process on this machine.
+    /// node, starting it there and the answer's way back, as the fastest script run so far took
+    /// (preflight's reads of the node, a few file tests each, come first). The time report
+    /// counts this share of every step as deckhand's, not the step's. Zero where a step is a
+    /// process on this machine, or before any script ran.
     fn floor(&self) -> Duration {
         Duration::ZERO
     }

@@ -516,7 +516,7 @@ pub struct SshTransport {
     next_step: AtomicU64,
     /// Shell numbers, for the logs.
     next_shell: AtomicU64,
-    /// The fastest step so far, in microseconds, from handing it to a shell to its end record
+    /// The fastest script so far, in microseconds, from handing it to a shell to its end record
     /// (`u64::MAX`: none yet): the link's floor, see [`Transport::floor`].
     fastest_us: AtomicU64,
 }
@@ -1047,10 +1047,6 @@ impl Transport for SshTransport {
         // A first shell now, so that preflight sees a node that cannot run one, and the first
         // step does not wait for it.
         self.lease().await?.give_back();
-        // And an empty step on it: what any step costs on this link (see `floor`).
-        let never = CancellationToken::new();
-        let probe = ExecRequest::new(":").timeout(Duration::from_secs(30));
-        self.exec(&probe, None, &never).await?;
         Ok(())
     }
 
