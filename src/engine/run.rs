@@ -184,6 +184,7 @@ where
         listener.abort();
         run.steps.settle().await;
         run.record_finished(outcome).await;
+        run.steps.nodes.close().await;
         if let Some(n) = run.em.notifier() {
             n.finish().await;
         }

@@ -60,6 +60,12 @@ impl Nodes {
         }
     }
 
+    /// Close every node's connection (the run is over): each master is told to exit now, not
+    /// when the process ends or its idle limit passes.
+    pub async fn close(&self) {
+        futures::future::join_all(self.transports.values().map(|t| t.close())).await;
+    }
+
     /// The transport of a node of the run.
     pub fn node(&self, name: &str) -> Option<Arc<dyn Transport>> {
         self.transports.get(name).cloned()

@@ -55,9 +55,18 @@ pub const MAX_SHELLS: usize = 6;
 /// How long a new shell may take to say it is ready.
 const SHELL_START: Duration = Duration::from_secs(30);
 /// When a running step is first asked for an early exit status (see [`shell::tick_request`]),
-/// and how often after that. A step done sooner is never asked.
+/// and how often after that: a step whose script is done while a process it started (an app
+/// put in the background by a restart) still holds what it inherited is only known to be done
+/// at the next ask. Often at first, where most such steps end (a restart), then less often.
+/// A step done sooner is never asked.
 const FIRST_TICK: Duration = Duration::from_millis(50);
-const TICK: Duration = Duration::from_millis(500);
+fn next_tick_after(running: Duration) -> Duration {
+    match running.as_millis() {
+        0..=999 => Duration::from_millis(50),
+        1000..=9999 => Duration::from_millis(250),
+        _ => Duration::from_millis(500),
+    }
+}
 /// How long output may pause before deckhand answers it (see the nudge in `exec`): at once, as
 /// soon as nothing more is waiting from the shell.
 const NUDGE: Duration = Duration::ZERO;
@@ -978,6 +987,18 @@ impl SshTransport {
         })
     }
 
+    /// Close the shells that wait for a step.
+    async fn close_idle(&self) {
+        let idle: Vec<NodeShell> = self
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for s in idle {
+            s.close().await;
+        }
+    }
+
     /// After a step's shell went away: if the connection went with it, say so (and open a new
     /// one next time); if only the shell died, stop what is left of the step through a channel
     /// of its own. Either way the step is lost: what it did on the node is unknown.
@@ -1046,7 +1067,12 @@ impl Transport for SshTransport {
         }
         // A first shell now, so that preflight sees a node that cannot run one, and the first
         // step does not wait for it.
-        self.lease().await?.give_back();
+        // Two, side by side: a step that leaves a process behind (an app started in the
+        // background) retires its shell, and the next step then finds the other one ready
+        // instead of waiting for a new one.
+        let (a, b) = tokio::join!(self.lease(), self.lease());
+        a?.give_back();
+        b?.give_back();
         Ok(())
     }
 
@@ -1094,6 +1120,9 @@ impl Transport for SshTransport {
                         lease.shell().serial
                     );
                     drop(lease);
+                    // The idle shells most likely went with it (a master that exited): the
+                    // next try gets a new shell, on a new connection if need be.
+                    self.close_idle().await;
                     lease = self.lease().await?;
                     retried = true;
                 }
@@ -1183,7 +1212,7 @@ impl Transport for SshTransport {
                 // A step still going after a while: ask the shell to say its status early if the
                 // step's shell exited but a process it left holds its output open.
                 _ = tokio::time::sleep_until(next_tick), if status.is_none() => {
-                    next_tick = Instant::now() + TICK;
+                    next_tick = Instant::now() + next_tick_after(handed.elapsed());
                     if let Err(e) = lease.shell().stdin.write_all(&shell::tick_request(id)).await {
                         break Finish::Lost(format!("it stopped taking requests ({e})"));
                     }
@@ -1356,14 +1385,7 @@ impl Transport for SshTransport {
     }
 
     async fn close(&self) {
-        let idle: Vec<NodeShell> = self
-            .idle
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default();
-        for s in idle {
-            s.close().await;
-        }
+        self.close_idle().await;
         let master = self.conn.lock().await.master.take();
         if let Some(MasterRef(m)) = master {
             if let Ok(m) = Arc::try_unwrap(m) {
