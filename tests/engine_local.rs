@@ -606,3 +606,54 @@ async fn every_run_ends_with_where_its_time_went() {
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Timing(j) if j == t)));
 }
+
+/// The journal's disk fills up mid-run and has room again later (the campaign's "journal
+/// unwritable" fault): the run goes on and says so, and the journal still reads line by line.
+/// A line cut where the disk filled must not be glued to the next event written after it.
+#[tokio::test]
+async fn a_journal_whose_disk_fills_mid_run_still_reads_line_by_line() {
+    let f = Fleet::new(FleetSpec {
+        nodes: 2,
+        ..Default::default()
+    });
+    f.deploy("v1").await;
+    std::fs::create_dir_all(f.journal_dir()).unwrap();
+    let mut disk = support::faults::Tmpfs::mount(&f.journal_dir(), "1m", None, 0o700);
+    f.ctl("hold-build-web-1", "1");
+    f.ctl("hold-build-web-2", "1");
+    let mut h = f.start("v2", f.options());
+    let mut seen = Vec::new();
+    until(&mut h, &mut seen, step_started("web-1", "build")).await;
+    // Full: the journal's last page still takes the start of the next line, not its end.
+    disk.fill();
+    until(&mut h, &mut seen, step_started("web-2", "build")).await;
+    disk.restore();
+    let (o, rest) = finish(h).await;
+    assert_eq!(o, Outcome::Deployed);
+    assert!(
+        seen.iter().chain(&rest).any(|e| matches!(&e.kind, EventKind::Notice { message, .. } if message.starts_with("cannot write the journal"))),
+        "the run says its journal misses events"
+    );
+    let journal = std::fs::read_dir(f.journal_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .contains("\"v2\"")
+        })
+        .expect("the v2 run's journal");
+    let (events, problems) = read_journal(&journal).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    // Written again once there was room: the run's end is there.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Finished { .. })),
+        "{:?}",
+        events.last()
+    );
+    all_on(&f, "v2");
+}
