@@ -119,7 +119,9 @@ pub(crate) fn parse_servers_state(text: &str, backend: &str) -> BTreeMap<String,
     let mut cols: Vec<&str> = Vec::new();
     for l in text.lines() {
         if let Some(h) = l.strip_prefix("# be_id") {
-            cols = std::iter::once("be_id").chain(h.split_whitespace()).collect();
+            cols = std::iter::once("be_id")
+                .chain(h.split_whitespace())
+                .collect();
             continue;
         }
         let col = |name: &str| cols.iter().position(|c| *c == name);
