@@ -657,3 +657,32 @@ async fn a_journal_whose_disk_fills_mid_run_still_reads_line_by_line() {
     );
     all_on(&f, "v2");
 }
+
+/// A node's disk is full when the run takes its lock: the lock directory is made but its holder
+/// cannot be written. The run stops before any change, and leaves no half-made lock behind
+/// (one with no holder would block every later run and resume until removed by hand).
+#[tokio::test]
+async fn a_lock_that_cannot_be_written_is_not_left_behind() {
+    let f = Fleet::new(FleetSpec {
+        nodes: 2,
+        ..Default::default()
+    });
+    let disk = support::faults::Tmpfs::mount(&f.node_dir("web-2"), "1m", None, 0o755);
+    let (o, _) = f.deploy("v1").await;
+    assert_eq!(o, Outcome::Deployed);
+    disk.fill();
+    let (o, events) = f.deploy("v2").await;
+    disk.empty();
+    assert_ne!(o, Outcome::Deployed);
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::Finished { message, .. } if message.contains("cannot write the lock"))),
+        "the run says why: {:?}",
+        events.last()
+    );
+    no_locks(&f);
+    all_on(&f, "v1");
+    // Nothing blocks the next run.
+    let (o, _) = f.deploy("v2").await;
+    assert_eq!(o, Outcome::Deployed);
+    drop(disk);
+}
