@@ -83,6 +83,18 @@ pub(crate) struct RollbackMoves {
     pub in_place: Vec<(String, String)>,
 }
 
+/// The release a node ran before the last run that switched it to its current release, whatever
+/// that run's outcome (a run whose rollback failed records its deploy as failed).
+fn came_from(s: &NodeSnapshot) -> Option<String> {
+    let current = s.current.as_ref()?;
+    s.history
+        .iter()
+        .rev()
+        .find(|h| h.kind == "deploy" && &h.release == current)
+        .and_then(|h| h.from.clone())
+        .filter(|f| f != current && s.releases.contains(f))
+}
+
 /// Resolve a rollback target against what each node holds. Every node must have somewhere to go
 /// before anything changes: Err lists every node that has not.
 pub(crate) fn plan_rollback(
@@ -105,7 +117,9 @@ pub(crate) fn plan_rollback(
                 .copied()
                 .filter(|t| {
                     nodes.iter().all(|(_, s)| {
-                        s.current.as_deref() == Some(*t) || s.previous().as_deref() == Some(*t)
+                        s.current.as_deref() == Some(*t)
+                            || s.previous().as_deref() == Some(*t)
+                            || came_from(s).as_deref() == Some(*t)
                     })
                 })
                 .collect();
@@ -246,6 +260,27 @@ mod tests {
             vec![
                 ("web-2".to_string(), "v2".to_string()),
                 ("web-3".to_string(), "v2".to_string())
+            ]
+        );
+        // The run that left web-1 and web-2 on v4 recorded its deploy there as failed (its
+        // rollback could not finish); their directories say v3 came before (left by an earlier
+        // failed run), their history says v2: the history decides.
+        let mut failed_run = snap("v4", &["v4", "v3", "v2"]);
+        failed_run.history = vec![crate::engine::remote::HistoryEntry {
+            from: Some("v2".into()),
+            ..crate::engine::remote::HistoryEntry::new("d9", "deploy", "v4", "ann", "t", "failed")
+        }];
+        let nodes = vec![
+            ("web-1".to_string(), failed_run.clone()),
+            ("web-2".to_string(), failed_run),
+            ("web-3".to_string(), snap("v2", &["v4", "v3", "v2"])),
+        ];
+        let m = plan_rollback(&RollbackTarget::Previous, &nodes).unwrap();
+        assert_eq!(
+            m.moves,
+            vec![
+                ("web-1".to_string(), "v2".to_string()),
+                ("web-2".to_string(), "v2".to_string())
             ]
         );
         // No release every node runs or ran just before: refused, nothing planned.
