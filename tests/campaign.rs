@@ -738,6 +738,12 @@ impl Round<'_> {
         let left = b.step_processes(Duration::from_secs(10));
         if !left.is_empty() {
             found.push(("no step process left", format!("{left:?}")));
+            // Reported once: removed, so that later rounds report only their own.
+            for (pid, what) in &left {
+                if !what.starts_with("client still running") {
+                    support::procs::kill(*pid);
+                }
+            }
         }
         // Releases within keep_releases. The README's promise is about cleanup, which runs after
         // a deploy that landed: after one, at most keep_releases. A rollback (automatic or asked
