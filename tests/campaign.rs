@@ -162,6 +162,8 @@ struct Bench {
     _hp_dir: tempfile::TempDir,
     logs: PathBuf,
     faults_dir: PathBuf,
+    /// Rounds that ended without a deploy's cleanup since the last one that had it.
+    rounds_since_cleanup: usize,
     fleet: Fleet,
 }
 
@@ -226,6 +228,7 @@ impl Bench {
             _hp_dir: hp_dir,
             logs,
             faults_dir,
+            rounds_since_cleanup: 0,
             fleet,
         };
         bench.write_inventory();
@@ -500,6 +503,8 @@ impl Round<'_> {
                 inj.missed = ended(&mut child);
                 let n = kill_sessions(&self.b.fleet.nodes[node].sshd);
                 inj.notes.push(format!("{n} session processes killed"));
+                // None yet (before preflight connected) or none any more: nothing was struck.
+                inj.missed |= n == 0;
             }
             Fault::HaproxyRestart => {
                 sleep_until(at);
@@ -745,12 +750,19 @@ impl Round<'_> {
                 }
             }
         }
-        // Releases within keep_releases. The README's promise is about cleanup, which runs after
-        // a deploy that landed: after one, at most keep_releases. A rollback (automatic or asked
-        // for) cleans nothing and leaves the release it left behind on disk, so a round that ends
-        // with one may hold one or two more, until the next deploy's cleanup.
+        // Releases within keep_releases, as the README words it: cleanup (after a deploy that
+        // landed) keeps the keep_releases newest "and never the live, previous or new release",
+        // so the previous one may be kept beside them when it is older (+1). A failed deploy
+        // leaves its release on disk and a rollback cleans nothing: each round since the last
+        // cleanup may add one, until the next deploy's cleanup.
         let cleaned = last_out.lines().any(|l| l.starts_with("deployed:"));
-        let allowed = if cleaned { KEEP } else { KEEP + 2 };
+        let allowed = KEEP
+            + 1
+            + if cleaned {
+                0
+            } else {
+                b.rounds_since_cleanup + 1
+            };
         for n in &b.fleet.nodes {
             let rs = support::node::releases(&n.deploy_path);
             if rs.len() > allowed {
@@ -763,7 +775,7 @@ impl Round<'_> {
                         if cleaned {
                             "after a deploy's cleanup"
                         } else {
-                            "after a rollback"
+                            "after rounds without one"
                         }
                     ),
                 ));
@@ -788,6 +800,11 @@ impl Round<'_> {
             }
         }
         self.violations.extend(found);
+        if cleaned {
+            self.b.rounds_since_cleanup = 0;
+        } else {
+            self.b.rounds_since_cleanup += 1;
+        }
     }
 
     /// After a round with violations: put the fleet back to a known state for the next one.
@@ -811,7 +828,9 @@ impl Round<'_> {
                 "--yes",
             ],
         );
-        if rc != Some(0) {
+        if rc == Some(0) {
+            self.b.rounds_since_cleanup = 0;
+        } else {
             eprintln!(
                 "campaign: round {k}: the repair deploy exited {rc:?}:\n{}",
                 tail(&out, 20)
