@@ -11,6 +11,11 @@
 #   scripts/bench.sh tools        the same deploy with deckhand, Capistrano and Ansible in turn
 #   scripts/bench.sh scale        100 nodes: connecting, a deploy in batches of 10, the console
 #   scripts/bench.sh all          deploy, rollback, tools and scale in one run
+#   scripts/bench.sh campaign [N] [SEED]
+#                                 the random fault campaign's long form (tests/campaign.rs): N
+#                                 rounds (default 200), each a deploy with one fault, recovered and
+#                                 checked; prints its summary (rounds, faults by kind, violations,
+#                                 requests, failed). A seed (default: the time) makes it replayable.
 #
 # After the name, `quick` shrinks the fleets: a check that the harness works, not figures.
 #
@@ -34,10 +39,10 @@ install() {
 
 part="${1:-ssh}"
 case "$part" in
-    ssh | deploy | rollback | tools | scale | all) ;;
+    ssh | deploy | rollback | tools | scale | all | campaign) ;;
     -*) part=ssh ;; # flags for the ssh bench, as before
     *)
-        echo "bench.sh: unknown bench \`$part\`; use ssh, deploy, rollback, tools, scale or all" >&2
+        echo "bench.sh: unknown bench \`$part\`; use ssh, deploy, rollback, tools, scale, all or campaign" >&2
         exit 2
         ;;
 esac
@@ -59,6 +64,13 @@ fi
 install "${need[@]+"${need[@]}"}"
 
 case "$part" in
+    campaign)
+        rounds="${1:-200}"
+        seed="${2:-$(date +%s)}"
+        echo "bench.sh: campaign of $rounds rounds, seed $seed" >&2
+        DECKHAND_CAMPAIGN_ROUNDS="$rounds" DECKHAND_CAMPAIGN_SEED="$seed" \
+            exec cargo test --locked --release --test campaign -- --nocapture
+        ;;
     ssh) exec cargo bench --locked --profile "$profile" --bench ssh "$@" ;;
     all) exec cargo bench --locked --profile "$profile" --bench deploy -- deploy rollback tools scale "$@" ;;
     *) exec cargo bench --locked --profile "$profile" --bench deploy -- "$part" "$@" ;;

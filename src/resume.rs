@@ -74,7 +74,13 @@ pub fn find(dir: &Path, app: &str, env: &str) -> Result<Found, String> {
         if someone_else {
             continue;
         }
-        if took_lock || !started {
+        // A run that ended (it has its outcome) without the lock changed nothing; one that
+        // started and has no outcome was killed, possibly between taking the nodes' locks and
+        // recording it: it is the one to resume.
+        let finished = events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Finished { .. }));
+        if took_lock || !started || !finished {
             break (path, events, problems);
         }
     };
@@ -413,6 +419,38 @@ mod tests {
             find(dir.path(), "shop", "prod-eu"),
             Ok(Found::Interrupted(_))
         ));
+    }
+
+    /// The console was killed after it took the nodes' locks but before its journal said so:
+    /// that run, not the finished one before it, is the one to resume.
+    #[test]
+    fn a_run_killed_before_its_journal_recorded_the_lock_is_the_one_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = |id: &str, release: &str| {
+            format!("{{\"seq\":1,\"at_ms\":1,\"type\":\"started\",\"deployment\":\"{id}\",\"kind\":\"deploy\",\"app\":\"shop\",\"env\":\"prod\",\"release\":\"{release}\",\"strategy\":\"rolling\",\"who\":\"ann\",\"from_host\":\"j\",\"nodes\":[],\"batches\":[],\"gates\":[],\"phases\":[],\"protected\":false,\"balancer\":false,\"journal\":null}}\n")
+        };
+        journal(
+            dir.path(),
+            "shop-prod-20260101T100000Z-1a2b.jsonl",
+            &format!(
+                "{}{LOCKED}{FINISHED}",
+                started("20260101T100000Z-1a2b", "v1")
+            ),
+            Duration::from_secs(600),
+        );
+        journal(
+            dir.path(),
+            "shop-prod-20260101T110000Z-3c4d.jsonl",
+            &started("20260101T110000Z-3c4d", "v2"),
+            Duration::ZERO,
+        );
+        match find(dir.path(), "shop", "prod") {
+            Ok(Found::Interrupted(i)) => {
+                assert_eq!(i.deployment, "20260101T110000Z-3c4d");
+                assert_eq!(i.release, "v2");
+            }
+            other => panic!("resume looked at {other:?}"),
+        }
     }
 
     const LOCKED: &str = "{\"seq\":1,\"at_ms\":1,\"type\":\"locked\",\"deployment\":\"d\"}\n";

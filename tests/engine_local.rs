@@ -606,3 +606,83 @@ async fn every_run_ends_with_where_its_time_went() {
         .iter()
         .any(|e| matches!(&e.kind, EventKind::Timing(j) if j == t)));
 }
+
+/// The journal's disk fills up mid-run and has room again later (the campaign's "journal
+/// unwritable" fault): the run goes on and says so, and the journal still reads line by line.
+/// A line cut where the disk filled must not be glued to the next event written after it.
+#[tokio::test]
+async fn a_journal_whose_disk_fills_mid_run_still_reads_line_by_line() {
+    let f = Fleet::new(FleetSpec {
+        nodes: 2,
+        ..Default::default()
+    });
+    f.deploy("v1").await;
+    std::fs::create_dir_all(f.journal_dir()).unwrap();
+    let mut disk = support::faults::Tmpfs::mount(&f.journal_dir(), "1m", None, 0o700);
+    f.ctl("hold-build-web-1", "1");
+    f.ctl("hold-build-web-2", "1");
+    let mut h = f.start("v2", f.options());
+    let mut seen = Vec::new();
+    until(&mut h, &mut seen, step_started("web-1", "build")).await;
+    // Full: the journal's last page still takes the start of the next line, not its end.
+    disk.fill();
+    until(&mut h, &mut seen, step_started("web-2", "build")).await;
+    disk.restore();
+    let (o, rest) = finish(h).await;
+    assert_eq!(o, Outcome::Deployed);
+    assert!(
+        seen.iter().chain(&rest).any(|e| matches!(&e.kind, EventKind::Notice { message, .. } if message.starts_with("cannot write the journal"))),
+        "the run says its journal misses events"
+    );
+    let journal = std::fs::read_dir(f.journal_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .contains("\"v2\"")
+        })
+        .expect("the v2 run's journal");
+    let (events, problems) = read_journal(&journal).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    // Written again once there was room: the run's end is there.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Finished { .. })),
+        "{:?}",
+        events.last()
+    );
+    all_on(&f, "v2");
+}
+
+/// A node's disk is full when the run takes its lock: the lock directory is made but its holder
+/// cannot be written. The run stops before any change, and leaves no half-made lock behind
+/// (one with no holder would block every later run and resume until removed by hand).
+#[tokio::test]
+async fn a_lock_that_cannot_be_written_is_not_left_behind() {
+    let f = Fleet::new(FleetSpec {
+        nodes: 2,
+        ..Default::default()
+    });
+    let disk = support::faults::Tmpfs::mount(&f.node_dir("web-2"), "1m", None, 0o755);
+    let (o, _) = f.deploy("v1").await;
+    assert_eq!(o, Outcome::Deployed);
+    disk.fill();
+    let (o, events) = f.deploy("v2").await;
+    disk.empty();
+    assert_ne!(o, Outcome::Deployed);
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::Finished { message, .. } if message.contains("cannot write the lock"))),
+        "the run says why: {:?}",
+        events.last()
+    );
+    no_locks(&f);
+    all_on(&f, "v1");
+    // Nothing blocks the next run.
+    let (o, _) = f.deploy("v2").await;
+    assert_eq!(o, Outcome::Deployed);
+    drop(disk);
+}

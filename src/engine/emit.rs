@@ -35,6 +35,24 @@ struct Inner {
     journal_error_reported: bool,
 }
 
+/// Append one event to the journal as one whole line. A write that fails part-way (the disk
+/// filled up in the middle of the line) is taken back: the file is cut to where the line began,
+/// so the lines written after it, once there is room again, stay lines of their own and the
+/// journal reads line by line (with a gap the run's notice explains) instead of gluing the
+/// broken start to the next event.
+fn append_line(f: &mut File, event: &Event) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(event).unwrap_or_default();
+    line.push('\n');
+    let before = f.metadata().map(|m| m.len());
+    let wrote = f.write_all(line.as_bytes()).and_then(|_| f.flush());
+    if wrote.is_err() {
+        if let Ok(len) = before {
+            let _ = f.set_len(len);
+        }
+    }
+    wrote
+}
+
 /// What goes out instead of an event that cannot be masked.
 fn withheld_notice() -> EventKind {
     EventKind::Notice {
@@ -103,8 +121,7 @@ impl Emitter {
         };
         let mut failed = None;
         if let Some(f) = inner.journal.as_mut() {
-            let line = serde_json::to_string(&event).unwrap_or_default();
-            if let Err(e) = writeln!(f, "{line}").and_then(|_| f.flush()) {
+            if let Err(e) = append_line(f, &event) {
                 failed = Some(e);
             }
         }

@@ -83,6 +83,18 @@ pub(crate) struct RollbackMoves {
     pub in_place: Vec<(String, String)>,
 }
 
+/// The release a node ran before the last run that switched it to its current release, whatever
+/// that run's outcome (a run whose rollback failed records its deploy as failed).
+fn came_from(s: &NodeSnapshot) -> Option<String> {
+    let current = s.current.as_ref()?;
+    s.history
+        .iter()
+        .rev()
+        .find(|h| h.kind == "deploy" && &h.release == current)
+        .and_then(|h| h.from.clone())
+        .filter(|f| f != current && s.releases.contains(f))
+}
+
 /// Resolve a rollback target against what each node holds. Every node must have somewhere to go
 /// before anything changes: Err lists every node that has not.
 pub(crate) fn plan_rollback(
@@ -91,8 +103,47 @@ pub(crate) fn plan_rollback(
 ) -> Result<RollbackMoves, Vec<String>> {
     let mut out = RollbackMoves::default();
     let mut problems = Vec::new();
+    // Nodes on different releases (a run whose own rollback could not finish left one node on
+    // the new release): "previous" is then one release for all of them, the one every node runs
+    // or ran just before, not each node's own previous (which would split them further).
+    let currents: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|(_, s)| s.current.as_deref())
+        .collect();
+    let common = match target {
+        RollbackTarget::Previous if currents.len() > 1 => {
+            let fits: Vec<&str> = currents
+                .iter()
+                .copied()
+                .filter(|t| {
+                    nodes.iter().all(|(_, s)| {
+                        s.current.as_deref() == Some(*t)
+                            || s.previous().as_deref() == Some(*t)
+                            || came_from(s).as_deref() == Some(*t)
+                    })
+                })
+                .collect();
+            match fits.as_slice() {
+                [t] => Some(t.to_string()),
+                _ => {
+                    let on: Vec<String> = nodes
+                        .iter()
+                        .map(|(n, s)| {
+                            format!("{n} on {}", s.current.as_deref().unwrap_or("nothing"))
+                        })
+                        .collect();
+                    return Err(vec![format!(
+                        "the nodes run different releases ({}) and no release is live or previous on every one of them; roll back with --to RELEASE",
+                        on.join(", ")
+                    )]);
+                }
+            }
+        }
+        _ => None,
+    };
     for (n, snap) in nodes {
         let to = match target {
+            RollbackTarget::Previous if common.is_some() => common.clone(),
             RollbackTarget::Release(r) if snap.releases.contains(r) => Some(r.clone()),
             RollbackTarget::Release(r) => {
                 problems.push(format!(
@@ -190,6 +241,57 @@ mod tests {
         assert_eq!(
             err,
             vec!["web-2: release v1 is not on the node (has: v3, v2)"]
+        );
+    }
+
+    /// A run whose rollback could not finish left web-1 on v3 and web-2 on v2: a rollback to
+    /// previous brings web-1 back to v2 and leaves web-2 there, instead of sending web-2 on to v1.
+    #[test]
+    fn a_rollback_to_previous_of_nodes_that_disagree_brings_them_to_one_release() {
+        let nodes = vec![
+            ("web-1".to_string(), snap("v3", &["v3", "v2", "v1"])),
+            ("web-2".to_string(), snap("v2", &["v3", "v2", "v1"])),
+            ("web-3".to_string(), snap("v2", &["v3", "v2", "v1"])),
+        ];
+        let m = plan_rollback(&RollbackTarget::Previous, &nodes).unwrap();
+        assert_eq!(m.moves, vec![("web-1".to_string(), "v2".to_string())]);
+        assert_eq!(
+            m.in_place,
+            vec![
+                ("web-2".to_string(), "v2".to_string()),
+                ("web-3".to_string(), "v2".to_string())
+            ]
+        );
+        // The run that left web-1 and web-2 on v4 recorded its deploy there as failed (its
+        // rollback could not finish); their directories say v3 came before (left by an earlier
+        // failed run), their history says v2: the history decides.
+        let mut failed_run = snap("v4", &["v4", "v3", "v2"]);
+        failed_run.history = vec![crate::engine::remote::HistoryEntry {
+            from: Some("v2".into()),
+            ..crate::engine::remote::HistoryEntry::new("d9", "deploy", "v4", "ann", "t", "failed")
+        }];
+        let nodes = vec![
+            ("web-1".to_string(), failed_run.clone()),
+            ("web-2".to_string(), failed_run),
+            ("web-3".to_string(), snap("v2", &["v4", "v3", "v2"])),
+        ];
+        let m = plan_rollback(&RollbackTarget::Previous, &nodes).unwrap();
+        assert_eq!(
+            m.moves,
+            vec![
+                ("web-1".to_string(), "v2".to_string()),
+                ("web-2".to_string(), "v2".to_string())
+            ]
+        );
+        // No release every node runs or ran just before: refused, nothing planned.
+        let nodes = vec![
+            ("web-1".to_string(), snap("v3", &["v3", "v2", "v1"])),
+            ("web-2".to_string(), snap("v1", &["v1"])),
+        ];
+        let err = plan_rollback(&RollbackTarget::Previous, &nodes).unwrap_err();
+        assert!(
+            err[0].contains("web-1 on v3, web-2 on v1") && err[0].contains("--to"),
+            "{err:?}"
         );
     }
 

@@ -349,7 +349,8 @@ pub(crate) fn lock_script(dp: &str, info: &LockInfo, replace_id: Option<&str>) -
     };
     format!(
         "umask 077\nmkdir -p {dp}/.deckhand || exit 1\n\
-         if mkdir {dp}/.deckhand/lock 2>/dev/null; then printf '%s\\n' {json} > {dp}/.deckhand/lock/info.json && touch {dp}/.deckhand/lock/heartbeat && echo acquired; \
+         if mkdir {dp}/.deckhand/lock 2>/dev/null; then if printf '%s\\n' {json} > {dp}/.deckhand/lock/info.json && touch {dp}/.deckhand/lock/heartbeat; then echo acquired; \
+         else rm -rf {dp}/.deckhand/lock; echo 'cannot write the lock (is the disk full?); it was removed' >&2; exit 1; fi; \
          {takeover}else echo held; for i in 1 2 3 4 5 6 7 8 9 10; do [ -s {dp}/.deckhand/lock/info.json ] && break; sleep 0.1; done; \
          tr -d '\\n' < {dp}/.deckhand/lock/info.json 2>/dev/null; echo; fi\n",
         dp = sh_quote(dp.trim_end_matches('/')),

@@ -1,5 +1,7 @@
 //! HAProxy through its runtime API: `set server BACKEND/SERVER state ready|drain|maint` to change
-//! a server, `show stat` to read every server's status and current sessions. The admin socket is
+//! a server, `show stat` to read every server's status and current sessions, and `show servers
+//! state BACKEND` for its admin state: `show stat` says only `DOWN` for a server that is down,
+//! drained or not, so the drain of a node whose app crashed can only be read there. The admin socket is
 //! reached directly on this machine (`via = "local"`) or on a node through its connection, with
 //! `socat` there (`via = "lb-1"`).
 
@@ -106,8 +108,78 @@ impl Haproxy {
     }
 }
 
-/// Parse `show stat` CSV: servers of `backend` with their status and current sessions.
-pub(crate) fn parse_stat(csv: &str, backend: &str) -> BTreeMap<String, ServerState> {
+/// `srv_admin_state` bits of `show servers state` (HAProxy's `enum srv_admin`): forced, inherited,
+/// configuration, resolver and health-check maintenance; forced and inherited drain.
+const ADMIN_MAINT: u32 = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
+const ADMIN_DRAIN: u32 = 0x08 | 0x10;
+
+/// Parse `show servers state` (version 1): each server of `backend` with its admin state.
+pub(crate) fn parse_servers_state(text: &str, backend: &str) -> BTreeMap<String, Admin> {
+    let mut out = BTreeMap::new();
+    let mut cols: Vec<&str> = Vec::new();
+    for l in text.lines() {
+        if let Some(h) = l.strip_prefix("# be_id") {
+            cols = std::iter::once("be_id")
+                .chain(h.split_whitespace())
+                .collect();
+            continue;
+        }
+        let col = |name: &str| cols.iter().position(|c| *c == name);
+        let (Some(be), Some(sv), Some(ad)) =
+            (col("be_name"), col("srv_name"), col("srv_admin_state"))
+        else {
+            continue;
+        };
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() <= be.max(sv).max(ad) || f[be] != backend {
+            continue;
+        }
+        let Ok(bits) = f[ad].parse::<u32>() else {
+            continue;
+        };
+        let admin = if bits & ADMIN_MAINT != 0 {
+            Admin::Maint
+        } else if bits & ADMIN_DRAIN != 0 {
+            Admin::Drain
+        } else {
+            Admin::Ready
+        };
+        out.insert(f[sv].to_string(), admin);
+    }
+    out
+}
+
+/// Parse HAProxy's answer to `show stat` (CSV), optionally followed by `show servers state
+/// BACKEND`: servers of `backend` with their status, current sessions and admin state. The admin
+/// state comes from `show servers state` when it is there (`show stat` reports a drained server
+/// that is down as `DOWN`, and its drain only shows there), else from the status word.
+pub(crate) fn parse_stat(answer: &str, backend: &str) -> BTreeMap<String, ServerState> {
+    let (csv, admins) = match answer.find("# be_id") {
+        Some(i) => (&answer[..i], parse_servers_state(&answer[i..], backend)),
+        None => (answer, BTreeMap::new()),
+    };
+    let mut out = parse_stat_csv(csv, backend);
+    for (name, s) in out.iter_mut() {
+        if let Some(admin) = admins.get(name) {
+            if *admin != Admin::Ready && s.admin != *admin {
+                s.word = format!("{} ({})", s.word, admin_word(*admin));
+            }
+            s.admin = *admin;
+        }
+    }
+    out
+}
+
+fn admin_word(a: Admin) -> &'static str {
+    match a {
+        Admin::Ready => "ready",
+        Admin::Drain => "drain",
+        Admin::Maint => "maint",
+    }
+}
+
+/// Parse `show stat` CSV alone: the admin state is guessed from the status word.
+fn parse_stat_csv(csv: &str, backend: &str) -> BTreeMap<String, ServerState> {
     let mut lines = csv.lines();
     let Some(header) = lines.next() else {
         return BTreeMap::new();
@@ -187,7 +259,9 @@ impl LoadBalancer for Haproxy {
         _servers: &[(String, BTreeMap<&'static str, String>)],
         cancel: &CancellationToken,
     ) -> Result<BTreeMap<String, ServerState>, LbError> {
-        let csv = self.command("show stat", cancel).await?;
+        let csv = self
+            .command(&format!("show stat; {}", self.admin_command()), cancel)
+            .await?;
         self.stat(&csv)
     }
 
@@ -201,7 +275,12 @@ impl LoadBalancer for Haproxy {
         cancel: &CancellationToken,
     ) -> Result<Option<ServerState>, LbError> {
         let cmd = self.set_command(server, want);
-        let answer = self.command(&format!("{cmd}; show stat"), cancel).await?;
+        let answer = self
+            .command(
+                &format!("{cmd}; show stat; {}", self.admin_command()),
+                cancel,
+            )
+            .await?;
         let (set, csv) = match answer.find("# pxname") {
             Some(i) => answer.split_at(i),
             None => (answer.as_str(), ""),
@@ -213,12 +292,17 @@ impl LoadBalancer for Haproxy {
 
 impl Haproxy {
     fn set_command(&self, server: &str, want: Admin) -> String {
-        let word = match want {
-            Admin::Ready => "ready",
-            Admin::Drain => "drain",
-            Admin::Maint => "maint",
-        };
-        format!("set server {}/{} state {word}", self.cfg.backend, server)
+        format!(
+            "set server {}/{} state {}",
+            self.cfg.backend,
+            server,
+            admin_word(want)
+        )
+    }
+
+    /// The servers' admin states, read after `show stat` in the same request.
+    fn admin_command(&self) -> String {
+        format!("show servers state {}", self.cfg.backend)
     }
 
     fn stat(&self, csv: &str) -> Result<BTreeMap<String, ServerState>, LbError> {
@@ -266,5 +350,29 @@ mod tests {
         assert_eq!(s["web2"].admin, Admin::Drain);
         assert_eq!(s["web3"].admin, Admin::Maint);
         assert!(!s["web4"].in_rotation());
+    }
+
+    /// What HAProxy 2.6 answers to `set server app/a state drain; show stat; show servers state
+    /// app` while server a's health checks fail: `show stat` says only DOWN, the admin state
+    /// (8: forced drain) says the drain took.
+    #[test]
+    fn a_drained_server_that_is_down_reads_as_drained() {
+        let answer = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+                      app,a,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1\n\
+                      app,b,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1\n\
+                      app,c,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n\
+                      app,BACKEND,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP,1\n\
+                      \n1\n\
+                      # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n\
+                      3 app 1 a 127.0.0.1 0 8 1 1 0 8 2 0 6 0 0 0 - 18998 - 0 0 - - 0\n\
+                      3 app 2 b 127.0.0.1 0 0 1 1 2 8 2 0 6 0 0 0 - 18997 - 0 0 - - 0\n\
+                      3 app 3 c 127.0.0.1 2 1 1 1 2 8 2 0 6 0 0 0 - 18996 - 0 0 - - 0\n\n";
+        let s = parse_stat(answer, "app");
+        assert_eq!(s["a"].admin, Admin::Drain, "{:?}", s["a"]);
+        assert_eq!(s["a"].up, Some(false));
+        assert_eq!(s["a"].word, "DOWN (drain)");
+        assert_eq!(s["b"].admin, Admin::Ready);
+        assert_eq!(s["c"].admin, Admin::Maint);
+        assert!(!s["a"].in_rotation() && !s["b"].in_rotation());
     }
 }

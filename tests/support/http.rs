@@ -187,6 +187,9 @@ pub struct LoadReport {
     /// Versions in the order they were first and last seen, e.g. v1, v2.
     pub sequence: Vec<String>,
     pub errors: Vec<String>,
+    /// When each failed request ended, for a test that tells failures inside a fault's window
+    /// from the others.
+    pub failed_at: Vec<std::time::Instant>,
 }
 
 impl LoadReport {
@@ -225,12 +228,14 @@ impl Load {
                     }
                     Ok(resp) => {
                         r.failed += 1;
+                        r.failed_at.push(std::time::Instant::now());
                         if r.errors.len() < 5 {
                             r.errors.push(format!("HTTP {}", resp.status()));
                         }
                     }
                     Err(e) => {
                         r.failed += 1;
+                        r.failed_at.push(std::time::Instant::now());
                         if r.errors.len() < 5 {
                             r.errors.push(e.to_string());
                         }

@@ -10,6 +10,8 @@
 //! - `balanced`: local nodes with real HTTP apps behind a real HAProxy (`LbFleet`).
 //! - `haproxy`, `http`, `prometheus`: real servers in front of or beside the nodes, a plain GET
 //!   and a load loop.
+//! - `faults`: the random campaign's fault kinds, its seeded generator, and the means of
+//!   injecting each fault (signals, a frozen sshd, killed sessions, a tmpfs filled or read-only).
 //! - `delay`: a slow link on loopback, a TCP proxy that delays each direction (for benchmarks
 //!   that count round trips).
 //! - `node`: what a node's deploy path holds, and the node app (`app.py`) both kinds of fleet run.
@@ -28,6 +30,7 @@
 
 pub mod balanced;
 pub mod delay;
+pub mod faults;
 pub mod haproxy;
 pub mod http;
 pub mod local;

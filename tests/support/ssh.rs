@@ -47,6 +47,18 @@ if [ -f "$pid_file" ]; then
   done
   rm -f "$pid_file"
 fi
+# A restart killed before it recorded its app (the console went away mid-step) left that app
+# running and its pid in app.pid.new: stop it too, or it keeps the port and the old release.
+if [ -s "$pid_file.new" ]; then
+  kill "$(cat "$pid_file.new")" 2>/dev/null
+  i=0
+  while [ "$i" -lt 100 ] && kill -0 "$(cat "$pid_file.new")" 2>/dev/null; do
+    state=$(cut -d' ' -f3 "/proc/$(cat "$pid_file.new")/stat" 2>/dev/null)
+    [ "$state" = Z ] && break
+    sleep 0.05; i=$((i+1))
+  done
+fi
+rm -f "$pid_file.new"
 setsid /usr/bin/python3 "$node_dir/../app.py" "$port" "$1" "$pid_file.new" >>"$node_dir/app.log" 2>&1 </dev/null &
 i=0
 while [ ! -s "$pid_file.new" ]; do
