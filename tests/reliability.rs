@@ -180,6 +180,66 @@ fn console_killed_mid_node_then_resume_continue() {
     assert!(text(&o).contains("nothing to resume"), "{}", text(&o));
 }
 
+/// The console SIGKILLed after web-2 switched to v2 and before its restart: `current` says v2
+/// while the app still runs what it ran. `resume --continue` runs web-2's phases from switch on
+/// again (its restart above all) instead of taking it for a finished node.
+#[test]
+fn console_killed_between_switch_and_restart_then_resume_continue_restarts_the_app() {
+    let f = fleet();
+    let app_pid = || {
+        std::fs::read_to_string(f.node_dir("web-2").join("shared/app.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    };
+    let before = app_pid().expect("web-2's app pid");
+    std::fs::write(f.path().join("ctl/hold-restart-web-2"), "").unwrap();
+    let mut child = spawn(
+        &f,
+        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
+    );
+    wait_for(
+        &f.path().join("ctl/pid-restart-web-2"),
+        "web-2's restart to start",
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    kill_pid_file(&f.path().join("ctl/pid-restart-web-2"));
+    std::fs::remove_file(f.path().join("ctl/hold-restart-web-2")).unwrap();
+    assert_eq!(f.current("web-2").as_deref(), Some("v2"));
+    assert_eq!(app_pid(), Some(before), "web-2's app was not restarted yet");
+
+    let o = run(
+        &f,
+        &[
+            "resume",
+            "test",
+            "--continue",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("web-2 is on v2 but the interrupted run did not finish its turn there"),
+        "{out}"
+    );
+    consistent(&f, "v2");
+    let after = app_pid().expect("web-2's app pid after the resume");
+    assert_ne!(after, before, "web-2's restart did not run again: {out}");
+    assert!(
+        std::path::Path::new(&format!("/proc/{after}")).exists(),
+        "web-2's new app is not running"
+    );
+    // web-1 finished its turn in the first run: left as it is.
+    assert!(
+        out.contains("web-1 is already on v2; left as it is"),
+        "{out}"
+    );
+}
+
 #[test]
 fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
     let f = fleet();

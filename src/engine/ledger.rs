@@ -77,6 +77,23 @@ pub(crate) enum Recovery {
     Undo { remove_release: bool, enable: bool },
 }
 
+/// Whether a node on `release` got there through a turn that never finished: the run that
+/// switched it was stopped (its console killed) before the node's turn wrote its history line,
+/// so the phases after `switch` (restart, ...) may never have run. A node whose newest deploy
+/// or rollback line is a finished turn to `release` (a deploy of it, or a rollback to it) is
+/// where that turn left it.
+pub(crate) fn turn_unfinished(snap: &NodeSnapshot, release: &str) -> bool {
+    if snap.current.as_deref() != Some(release) {
+        return false;
+    }
+    let last = snap
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.kind == "deploy" || h.kind == "rollback");
+    !last.is_some_and(|h| h.result == "ok" && h.release == release)
+}
+
 /// The rollback order over `nodes` (plan order) and their facts.
 pub(crate) fn rollback_order(nodes: &[(String, NodeFacts)]) -> RollbackOrder {
     let mut switched: Vec<(u64, String)> = Vec::new();
@@ -209,6 +226,19 @@ impl Ledger {
         });
     }
 
+    /// A resumed run finds `node` switched to `release` by the interrupted one, its turn
+    /// unfinished (see [`turn_unfinished`]): its release before that run is the one before
+    /// `release`, not `release` itself. Answers whether that is so.
+    pub(crate) fn resumed_after_switch(&self, node: &str, release: &str) -> bool {
+        self.with(node, |f| {
+            let unfinished = turn_unfinished(&f.snapshot, release);
+            if unfinished {
+                f.live_before = f.snapshot.previous();
+            }
+            unfinished
+        })
+    }
+
     pub(crate) fn set_created(&self, node: &str, created: bool) {
         self.with(node, |f| f.created = created);
     }
@@ -322,6 +352,53 @@ mod tests {
             created: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_node_switched_by_a_run_that_never_finished_its_turn_is_unfinished() {
+        use crate::engine::remote::HistoryEntry;
+        let line = |kind: &str, release: &str, result: &str| {
+            HistoryEntry::new("d-1", kind, release, "ops", "2026-12-02T10:00:00Z", result)
+        };
+        let snap = |current: &str, history: Vec<HistoryEntry>| NodeSnapshot {
+            current: Some(current.into()),
+            history,
+            releases: vec!["v2".into(), "v1".into()],
+            ..Default::default()
+        };
+        // Switched to v2, killed before the turn's history line: unfinished.
+        let cut = snap("v2", vec![line("deploy", "v1", "ok")]);
+        assert!(turn_unfinished(&cut, "v2"));
+        // Its turn finished (a run's end line after it changes nothing).
+        let whole = snap(
+            "v2",
+            vec![
+                line("deploy", "v1", "ok"),
+                line("deploy", "v2", "ok"),
+                line("finished", "v2", "deployed"),
+            ],
+        );
+        assert!(!turn_unfinished(&whole, "v2"));
+        // Not on the release: a turn like any other.
+        assert!(!turn_unfinished(&cut, "v3"));
+        // Back on v2 by a rollback's finished turn: where that rollback left it.
+        let rolled = snap(
+            "v2",
+            vec![line("deploy", "v3", "ok"), line("rollback", "v2", "ok")],
+        );
+        assert!(!turn_unfinished(&rolled, "v2"));
+        // A failed turn of v2 that left it switched.
+        let failed = snap(
+            "v2",
+            vec![line("deploy", "v1", "ok"), line("deploy", "v2", "failed")],
+        );
+        assert!(turn_unfinished(&failed, "v2"));
+
+        let ledger = Ledger::new(&["web-1".into()]);
+        ledger.read_at_start("web-1", cut);
+        assert_eq!(ledger.live_before("web-1").as_deref(), Some("v2"));
+        assert!(ledger.resumed_after_switch("web-1", "v2"));
+        assert_eq!(ledger.live_before("web-1").as_deref(), Some("v1"));
     }
 
     #[test]

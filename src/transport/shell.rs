@@ -43,12 +43,23 @@
 //! # Which processes belong to a step
 //! A process group of its own per step would cost an `exec` (`setsid`/`timeout`) per step, more
 //! than the whole step on these machines. Instead the step's first process (the subshell)
-//! records its pid (the one entry of `/proc/self/task`, no `exec`); when the step is stopped, its
-//! start time is read from `/proc/PID/stat`. The step's processes are those of the shell's process
-//! group started since (by start time, ties broken by pid), minus any that carry another
-//! step's `DECKHAND_STEP` in their environment. Stopping a step is: SIGTERM to those, up to 2 s
-//! for them to go, SIGKILL to what is left, as before. Like before, a process that left the
-//! group on purpose (`setsid`, a daemon) is not touched.
+//! records its pid and start time (one `read` of `/proc/self/stat`, no `exec`). The step's
+//! processes are those of the shell's process group started since (by start time, ties broken by
+//! pid), minus any that carry another step's `DECKHAND_STEP` in their environment. Stopping a
+//! step is: SIGTERM to those, up to 2 s for them to go, SIGKILL to what is left, as before. Like
+//! before, a process that left the group on purpose (`setsid`, a daemon) is not touched. The
+//! start time is recorded rather than read when the step is stopped: a stop that arrives just
+//! as the step's first process ends would otherwise find no start time, and a rule without one
+//! would take in the shell's own processes (the shell once stopped itself that way, leaving its
+//! other server waiting forever for the stop to finish).
+//!
+//! # A shell killed outright
+//! A shell whose first process was killed (by an operator, the OOM killer, a session's
+//! processes killed one by one) can leave its servers and copiers behind, blocked on a FIFO or
+//! waiting for a turn that never comes. The next shell to start on the node as the same user
+//! finds its directory (its recorded pid no longer runs), kills the processes the dead shell
+//! recorded as its own (the copiers and servers, each checked to still be in its process group)
+//! and removes the directory. What the dead shell's steps started is left alone.
 //!
 //! # The protocol
 //! Console → node, on the channel's stdin:
@@ -101,13 +112,8 @@ DECKHAND_STEP="*) continue ;; esac
   return $k_any
 }
 dh_kill() {
-  k_id=$1 k_p=$2 k_t=0 k_st=
-  IFS= read -r k_st < "/proc/$k_p/stat" 2>/dev/null
-  if [ -n "$k_st" ]; then
-    k_st=${k_st##*) }
-    set -f; set -- $k_st; set +f
-    k_t=${20}
-  fi
+  k_id=$1 k_p=$2 k_t=$3
+  case $k_p:$k_t in *[!0-9:]*|:*|*:) return 0 ;; esac
   k_p=$((k_p - 1))
   k_sig=TERM; dh_signal
   k_sig= k_n=0
@@ -142,10 +148,21 @@ dh_copy() {
     printf '%s %s\n' "$2" "$dh_k" > "$dh_d/n"
   done
 }
-printf '%s\n' "$$" > "$dh_d/pid"
+printf '%s %s\n' "$$" "$dh_pg" > "$dh_d/pid"
 for dh_x in "${TMPDIR:-/tmp}"/deckhand.*/pid; do
-  [ -O "$dh_x" ] && IFS= read -r dh_y < "$dh_x" && dh_num "$dh_y" || continue
-  kill -0 "$dh_y" 2>/dev/null || rm -rf "${dh_x%/pid}"
+  [ -O "$dh_x" ] && IFS=' ' read -r dh_y dh_z < "$dh_x" && dh_num "$dh_y" || continue
+  ! kill -0 "$dh_y" 2>/dev/null || continue
+  if dh_num "$dh_z" && [ "$dh_z" != "$dh_pg" ] && [ -f "${dh_x%/pid}/own" ]; then
+    while IFS= read -r dh_w; do
+      dh_num "$dh_w" || continue
+      IFS= read -r dh_st 2>/dev/null < "/proc/$dh_w/stat" || continue
+      dh_st=${dh_st##*) }
+      set -f; set -- $dh_st; set +f
+      [ "$3" != "$dh_z" ] || kill -KILL "$dh_w" 2>/dev/null
+    done < "${dh_x%/pid}/own"
+    set --
+  fi
+  rm -rf "${dh_x%/pid}"
 done
 "#;
 
@@ -155,9 +172,9 @@ const PROGRAM_TAIL: &str = r#"dh_stop() {
   printf '1\n' > "$dh_d/killing"
   k_n=0
   while :; do
-    IFS=' ' read -r k_id k_p < "$dh_d/cur"
+    IFS=' ' read -r k_id k_p k_t < "$dh_d/cur"
     [ "$k_id" = "$1" ] || break
-    if dh_num "$k_p"; then dh_kill "$k_id" "$k_p"; break; fi
+    if dh_num "$k_p"; then dh_kill "$k_id" "$k_p" "$k_t"; break; fi
     [ "$k_n" -lt 40 ] || break
     DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1
     k_n=$((k_n+1))
@@ -165,7 +182,7 @@ const PROGRAM_TAIL: &str = r#"dh_stop() {
   : > "$dh_d/killing"
 }
 dh_run() {
-  printf '%s\n' "$dh_i" > "$dh_d/cur"
+  printf '%s' "$dh_i" > "$dh_d/cur"
   printf 'go\n'
   exec 7>"$dh_d/o" 8>"$dh_d/e" 3>"$dh_d/s"
   dh_x=
@@ -176,8 +193,11 @@ dh_run() {
   else
     (
       trap - TERM INT HUP QUIT
-      set -- /proc/self/task/*
-      printf '%s %s\n' "$dh_i" "${1##*/}" > "$dh_d/cur"
+      IFS= read -r dh_st < /proc/self/stat
+      dh_x=${dh_st%% *}
+      dh_st=${dh_st##*) }
+      set -f; set -- $dh_st; set +f
+      printf ' %s %s\n' "$dh_x" "${20}" >> "$dh_d/cur"
       set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
@@ -186,7 +206,12 @@ dh_run() {
     ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
     dh_rc=$?
   fi
-  while [ -s "$dh_d/killing" ]; do DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1; done
+  dh_x=0
+  while [ -s "$dh_d/killing" ] && [ "$dh_x" -lt 200 ] && kill -0 "$$" 2>/dev/null; do
+    DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1
+    dh_x=$((dh_x+1))
+  done
+  kill -0 "$$" 2>/dev/null || return 1
   : > "$dh_d/cur"
   exec 7>&- 8<&0 0<&6 3>&-
   dh_o= dh_e= dh_z= dh_y=
@@ -212,6 +237,7 @@ dh_quit() {
   rm -rf "$dh_d"
 }
 dh_serve() {
+  IFS= read -r dh_w < /proc/self/stat && printf '%s\n' "${dh_w%% *}" >> "$dh_d/own"
   if [ "$1" = a ]; then
     exec 0<&9 9<&- 4<"$dh_d/a"
   else
@@ -256,6 +282,7 @@ dh_serve() {
 dh_copy "$dh_d/o" o & dh_co=$!
 dh_copy "$dh_d/e" e >&2 & dh_ce=$!
 dh_copy "$dh_d/s" s >/dev/null & dh_cs=$!
+printf '%s\n%s\n%s\n' "$dh_co" "$dh_ce" "$dh_cs" > "$dh_d/own"
 exec 5>&1 2>/dev/null
 printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_co" "$dh_ce" "$dh_cs"
 { dh_serve a; } | { dh_serve b; }
@@ -281,10 +308,9 @@ pub(crate) fn shell_command() -> String {
 pub(crate) fn stop_command(hello: &Hello, id: u64) -> String {
     let prog = format!(
         "{KILL_FUNCTIONS}dh_pg=$1\n\
-         IFS=' ' read -r k_id k_p < \"$2/cur\" 2>/dev/null || exit 0\n\
+         IFS=' ' read -r k_id k_p k_t < \"$2/cur\" 2>/dev/null\n\
          [ \"$k_id\" = \"$3\" ] || exit 0\n\
-         case $k_p in ''|*[!0-9]*) exit 0 ;; esac\n\
-         dh_kill \"$k_id\" \"$k_p\"\n"
+         dh_kill \"$k_id\" \"$k_p\" \"$k_t\"\n"
     );
     format!(
         "exec sh -c {} deckhand-stop {} {} {}",
@@ -693,5 +719,115 @@ mod tests {
         drop(next.stdin.take());
         let _ = next.wait();
         assert!(!stale.exists(), "{} is left", stale.display());
+    }
+    /// Whether a process runs (a zombie waiting for its parent to read its status does not).
+    fn runs(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| st.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    }
+
+    /// A stop that arrives as the step's first process ends (the console's timeout or its
+    /// going away, at the wrong moment) stops what the step started and nothing of the shell's.
+    #[test]
+    fn a_stop_after_the_step_s_first_process_ended_spares_the_shell() {
+        let script = format!(
+            "{KILL_FUNCTIONS}\
+             sleep 30 & own=$!\n\
+             first=$(IFS= read -r st < /proc/self/stat; p=${{st%% *}}; st=${{st##*) }}; \
+                     set -f; set -- $st; printf '%s %s' \"$p\" \"${{20}}\")\n\
+             DECKHAND_STEP=7 sleep 30 & left=$!\n\
+             dh_pg=$$\n\
+             dh_kill 7 $first\n\
+             kill -0 $own 2>/dev/null && echo shell-kept\n\
+             sleep 0.2; [ -d /proc/$left ] && [ \"$(cut -d' ' -f3 /proc/$left/stat)\" != Z ] \
+                 && echo step-kept || echo step-stopped\n\
+             kill $own $left 2>/dev/null\n"
+        );
+        let out = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("setsid sh");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            ["shell-kept", "step-stopped"],
+            "{text} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A shell whose first process was killed leaves its servers and copiers blocked; the next
+    /// shell kills them and removes the directory, and leaves alone what a step started.
+    #[test]
+    fn a_shell_killed_outright_leaves_nothing_of_its_own_behind() {
+        let start = || {
+            let mut child = Command::new("setsid")
+                .args(["sh", "-c"])
+                .arg(program())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("setsid sh");
+            let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+            let mut line = Vec::new();
+            out.read_until(b'\n', &mut line).expect("greeting");
+            let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
+            else {
+                panic!("no greeting: {}", String::from_utf8_lossy(&line));
+            };
+            (child, out, hello)
+        };
+        let (mut dead, mut out, hello) = start();
+        let mut stdin = dead.stdin.take().expect("stdin");
+        let nonce = new_nonce();
+        let step = "sleep 30 </dev/null >/dev/null 2>&1 3>&- & echo $!";
+        stdin
+            .write_all(&run_request(1, &nonce, step).expect("request"))
+            .expect("send");
+        let mut left = None;
+        loop {
+            let mut l = Vec::new();
+            out.read_until(b'\n', &mut l).expect("stdout");
+            assert!(!l.is_empty(), "the shell closed its stdout");
+            match parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) {
+                Record::Data(d) => left = String::from_utf8_lossy(d).trim().parse::<i32>().ok(),
+                Record::End { .. } => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let left = left.expect("the step's pid");
+        let own: Vec<i32> = std::fs::read_to_string(format!("{}/own", hello.dir))
+            .expect("the shell's own processes")
+            .lines()
+            .map(|l| l.parse().expect("a pid"))
+            .collect();
+        assert_eq!(own.len(), 5, "three copiers and two servers: {own:?}");
+        assert!(own.iter().all(|p| runs(*p)));
+        // Killed outright: its servers and copiers stay, blocked.
+        unsafe { libc::kill(hello.pids[0], libc::SIGKILL) };
+        let _ = dead.wait();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(own.iter().all(|p| runs(*p)), "left behind: {own:?}");
+
+        let (mut next, _out, _) = start();
+        let gone = own.iter().all(|p| !runs(*p));
+        let step_kept = runs(left);
+        unsafe { libc::kill(left, libc::SIGKILL) };
+        for p in &own {
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        drop(stdin);
+        drop(next.stdin.take());
+        let _ = next.wait();
+        assert!(gone, "the next shell kills what the dead one left: {own:?}");
+        assert!(
+            step_kept,
+            "a process the step started is not the shell's to stop"
+        );
+        assert!(!std::path::Path::new(&hello.dir).exists());
     }
 }

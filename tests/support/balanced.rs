@@ -120,12 +120,13 @@ impl LbFleet {
         // that still reach the node to fail, shorter than HAProxy's own health check needs to
         // notice (inter 300ms, fall 2).
         toml.push_str(&format!(
-            // A held build sleeps; killing its sleep lets the step go on and succeed, killing its
-            // shell (the pid it writes) fails it.
+            // A held build or restart sleeps; killing its sleep lets the step go on and succeed,
+            // killing its shell (the pid it writes) fails it.
             "[[phases]]\nname = \"release\"\nbuiltin = \"release\"\n\n\
              [[phases]]\nname = \"build\"\nrun = \"printf '%s\\\\n' {{release}} > {{release_path}}/VERSION; C='{d}/ctl'; if [ -e \\\"$C/hold-build-\\\"{{node}} ]; then echo $$ > \\\"$C/pid-build-\\\"{{node}}; sleep 30 || :; fi\"\n\n\
              [[phases]]\nname = \"switch\"\nbuiltin = \"switch\"\n\n\
              [[phases]]\nname = \"restart\"\ntimeout = \"20s\"\nrun = \"\"\"\n\
+             C='{d}/ctl'; if [ -e \"$C/hold-restart-\"{{node}} ]; then echo $$ > \"$C/pid-restart-\"{{node}}; sleep 30 || :; fi\n\
              D={{deploy_path}}; P=$(cat \"$D/shared/port\")\n\
              if [ -f \"$D/shared/app.pid\" ]; then kill $(cat \"$D/shared/app.pid\") 2>/dev/null; fi\n\
              sleep 0.4\n\

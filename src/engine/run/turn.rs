@@ -28,7 +28,22 @@ impl Run {
                 error,
             })
         };
-        if self.ledger.current(node).as_deref() == Some(release.as_str()) {
+        // A resumed run finds a node the interrupted one switched and never finished: its
+        // phases from `switch` on run again (the release is built; what follows the switch,
+        // a restart above all, may never have run).
+        let switch_at = crate::plan::switch_index(&self.inv);
+        let resume_from = switch_at.filter(|_| {
+            self.opts.resume_id.is_some() && self.ledger.resumed_after_switch(node, &release)
+        });
+        if let Some(si) = resume_from {
+            self.em.notice(
+                Level::Warn,
+                format!(
+                    "{node} is on {release} but the interrupted run did not finish its turn there; running its phases again from {}",
+                    self.inv.phases[si].name
+                ),
+            );
+        } else if self.ledger.current(node).as_deref() == Some(release.as_str()) {
             self.ledger.mark_skipped(node);
             // A node a crashed run left switched but drained goes back in, once healthy.
             if let Err(e) = self.ensure_in_rotation(node, &release).await {
@@ -51,11 +66,16 @@ impl Run {
         let cancel = self.ctl.forward.clone();
         let mut updating = false;
         // From `switch` on, a node's phases disrupt what it serves: it must be out of rotation.
-        let disruptive_from = crate::plan::switch_index(&self.inv);
+        let disruptive_from = switch_at;
         let drained = steps.iter().any(|s| matches!(s, NodeStep::Drain));
         for step in steps {
             if !self.plan.groups.is_empty() && matches!(step, NodeStep::Drain | NodeStep::Enable) {
                 continue;
+            }
+            if let (Some(si), NodeStep::Phase { index, .. }) = (resume_from, &step) {
+                if *index < si {
+                    continue;
+                }
             }
             self.ctl.boundary().await.map_err(|_| NodeStop::Stopped)?;
             let r = match &step {
