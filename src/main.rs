@@ -142,7 +142,8 @@ per event; gates such as pause_after_first need --yes to pass there.")]
     #[command(
         long_about = "Finds the newest journal of this environment; if that deployment never finished, shows per node \
 what is true now (live release, the release before the run, the lock) and then continues the deployment from where it \
-stopped (--continue: nodes already on the release are checked and put back into rotation) or rolls back the nodes that \
+stopped (--continue: nodes that finished their turn are checked and put back into rotation; a node switched but not \
+finished runs its phases from switch on again) or rolls back the nodes that \
 switched (--rollback). The lock is taken over only by the same deployment."
     )]
     Resume {

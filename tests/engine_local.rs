@@ -673,7 +673,8 @@ async fn a_lock_that_cannot_be_written_is_not_left_behind() {
     disk.fill();
     let (o, events) = f.deploy("v2").await;
     disk.empty();
-    assert_ne!(o, Outcome::Deployed);
+    // Not another deployment's lock (exit 3): the node is not ready (exit 4).
+    assert_eq!(o, Outcome::PreflightFailed);
     assert!(
         events.iter().any(|e| matches!(&e.kind, EventKind::Finished { message, .. } if message.contains("cannot write the lock"))),
         "the run says why: {:?}",

@@ -100,9 +100,13 @@ pub(crate) enum LockError {
         holders: Vec<String>,
         waited: Option<Duration>,
     },
-    /// Taking the lock on a node failed (it was taken meanwhile, or the node did not answer).
+    /// Another run took the lock on a node meanwhile.
     #[error("{0}")]
     Node(String),
+    /// The lock could not be taken on a node for another reason than a holder (its disk is full,
+    /// it did not answer): nothing was changed, and it is not another deployment's doing.
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub(crate) struct Locks {
@@ -329,7 +333,7 @@ impl Locks {
         name: &str,
         info: &LockInfo,
         replace: &HashMap<String, String>,
-    ) -> Option<String> {
+    ) -> Option<LockError> {
         let never = CancellationToken::new();
         let dp = self.steps.nodes.deploy_path(name);
         let script = remote::lock_script(&dp, info, replace.get(name).map(|s| s.as_str()));
@@ -337,14 +341,18 @@ impl Locks {
             Ok(o) if o.stdout.starts_with("acquired") => None,
             Ok(o) => {
                 let holder = o.stdout.lines().nth(1).unwrap_or("").to_string();
-                Some(match serde_json::from_str::<LockInfo>(&holder) {
-                    Ok(l) => format!("{name} is locked by {}", l.describe()),
-                    Err(_) => format!(
+                Some(LockError::Node(
+                    match serde_json::from_str::<LockInfo>(&holder) {
+                        Ok(l) => format!("{name} is locked by {}", l.describe()),
+                        Err(_) => format!(
                         "{name} is locked ({dp}/.deckhand/lock exists but its holder is unreadable)"
                     ),
-                })
+                    },
+                ))
             }
-            Err(e) => Some(format!("cannot take the lock on {name}: {e}")),
+            Err(e) => Some(LockError::Failed(format!(
+                "cannot take the lock on {name}: {e}"
+            ))),
         }
     }
 
@@ -392,14 +400,14 @@ impl Locks {
         let Some((first, rest)) = self.nodes.split_first() else {
             return Ok(());
         };
-        if let Some(msg) = self.take_one(first, &info, replace).await {
-            return Err(LockError::Node(msg));
+        if let Some(e) = self.take_one(first, &info, replace).await {
+            return Err(e);
         }
         let takes: Vec<_> = rest
             .iter()
             .map(|name| self.take_one(name, &info, replace))
             .collect();
-        let answers: Vec<(String, Option<String>)> = rest
+        let answers: Vec<(String, Option<LockError>)> = rest
             .iter()
             .cloned()
             .zip(
@@ -409,17 +417,21 @@ impl Locks {
                     .await,
             )
             .collect();
-        let refused: Vec<String> = answers.iter().filter_map(|(_, r)| r.clone()).collect();
-        if let Some(msg) = refused.into_iter().next() {
+        if answers.iter().any(|(_, r)| r.is_some()) {
             let mut taken: Vec<String> = vec![first.clone()];
-            taken.extend(
-                answers
-                    .into_iter()
-                    .filter(|(_, r)| r.is_none())
-                    .map(|(n, _)| n),
-            );
+            let mut refused = None;
+            for (n, r) in answers {
+                match r {
+                    None => taken.push(n),
+                    Some(e) => {
+                        refused.get_or_insert(e);
+                    }
+                }
+            }
             self.unlock(&taken).await;
-            return Err(LockError::Node(msg));
+            if let Some(e) = refused {
+                return Err(e);
+            }
         }
         self.state().locked = true;
         self.steps.timing.locked();

@@ -139,6 +139,25 @@ pub(crate) fn plan_rollback(
                 }
             }
         }
+        RollbackTarget::Previous => {
+            // One release everywhere, but each node came to it from its own (a node left behind
+            // by an earlier run that could not finish): going back to each one's own previous
+            // would split the environment. Which one is right is the operator's call.
+            let before: std::collections::BTreeSet<String> =
+                nodes.iter().filter_map(|(_, s)| s.previous()).collect();
+            if before.len() > 1 {
+                let each: Vec<String> = nodes
+                    .iter()
+                    .map(|(n, s)| format!("{n} {}", s.previous().as_deref().unwrap_or("none")))
+                    .collect();
+                return Err(vec![format!(
+                    "the nodes run {} but ran different releases before it ({}); roll back with --to RELEASE",
+                    currents.iter().next().copied().unwrap_or("nothing"),
+                    each.join(", ")
+                )]);
+            }
+            None
+        }
         _ => None,
     };
     for (n, snap) in nodes {
@@ -292,6 +311,52 @@ mod tests {
         assert!(
             err[0].contains("web-1 on v3, web-2 on v1") && err[0].contains("--to"),
             "{err:?}"
+        );
+    }
+
+    /// Every node on v4, but web-3 came to it from v3 and the others from v2 (web-3 was left
+    /// behind on v3 by an earlier run): "previous" would split them; refused, nothing planned.
+    #[test]
+    fn a_rollback_to_previous_of_nodes_that_came_from_different_releases_is_refused() {
+        let came = |from: &str| {
+            let mut s = snap("v4", &["v4", "v3", "v2"]);
+            s.history = vec![crate::engine::remote::HistoryEntry {
+                from: Some(from.into()),
+                ..crate::engine::remote::HistoryEntry::new("d9", "deploy", "v4", "ann", "t", "ok")
+            }];
+            s
+        };
+        let nodes = vec![
+            ("web-1".to_string(), came("v2")),
+            ("web-2".to_string(), came("v2")),
+            ("web-3".to_string(), came("v3")),
+        ];
+        let err = plan_rollback(&RollbackTarget::Previous, &nodes).unwrap_err();
+        assert!(
+            err[0].contains("run v4")
+                && err[0].contains("web-1 v2, web-2 v2, web-3 v3")
+                && err[0].contains("--to RELEASE"),
+            "{err:?}"
+        );
+        // Came from the same release: a rollback like any other.
+        let nodes = vec![
+            ("web-1".to_string(), came("v2")),
+            ("web-2".to_string(), came("v2")),
+        ];
+        let m = plan_rollback(&RollbackTarget::Previous, &nodes).unwrap();
+        assert_eq!(m.moves.len(), 2);
+        // An explicit release is the operator's choice: planned as asked.
+        let nodes = vec![
+            ("web-1".to_string(), came("v2")),
+            ("web-3".to_string(), came("v3")),
+        ];
+        let m = plan_rollback(&RollbackTarget::Release("v3".into()), &nodes).unwrap();
+        assert_eq!(
+            m.moves,
+            vec![
+                ("web-1".to_string(), "v3".to_string()),
+                ("web-3".to_string(), "v3".to_string())
+            ]
         );
     }
 

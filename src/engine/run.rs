@@ -293,10 +293,13 @@ impl Run {
     }
 
     async fn lock(&self, label: &str) -> Result<(), Ended> {
-        self.locks
-            .acquire(label)
-            .await
-            .map_err(|e| self.end(Outcome::LockHeld, e.to_string()))
+        self.locks.acquire(label).await.map_err(|e| {
+            let outcome = match e {
+                super::lock::LockError::Failed(_) => Outcome::PreflightFailed,
+                _ => Outcome::LockHeld,
+            };
+            self.end(outcome, e.to_string())
+        })
     }
 
     async fn upload_script(&self) -> Result<(), Ended> {

@@ -33,8 +33,9 @@
 //! the test bastion, three writes at the end of a step stalled 55 % of steps and one none.
 //!
 //! A process a step leaves behind can hold its output open: the server then waits, and when the
-//! console asks (`tick`, after 50 ms and every 500 ms), says the exit status early, and later
-//! the end without the sentinel. A shell whose step left anything running is never given another
+//! console asks (`tick`, every 50 ms in the step's first second, then less often), says the end
+//! without the sentinel once the step's stdout and stderr are closed, or else the exit status
+//! early and the end as soon as they are (the console asks no more once it has a status). A shell whose step left anything running is never given another
 //! step (the console closes it), so its output cannot reach a later step, and no later step's
 //! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
 //! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
@@ -59,7 +60,9 @@
 //! waiting for a turn that never comes. The next shell to start on the node as the same user
 //! finds its directory (its recorded pid no longer runs), kills the processes the dead shell
 //! recorded as its own (the copiers and servers, each checked to still be in its process group)
-//! and removes the directory. What the dead shell's steps started is left alone.
+//! and removes the directory. What the dead shell's steps started is left alone. A shell whose
+//! console went away before it could greet it (its greeting finds the channel closed) stops its
+//! copiers and removes its directory itself.
 //!
 //! # The protocol
 //! Console → node, on the channel's stdin:
@@ -215,7 +218,7 @@ dh_run() {
   : > "$dh_d/cur"
   exec 7>&- 8<&0 0<&6 3>&-
   dh_o= dh_e= dh_z= dh_y=
-  while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
+  while [ -z "$dh_o" ] || [ -z "$dh_e" ] || { [ -z "$dh_z" ] && [ -z "$dh_y" ]; }; do
     IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
     case $dh_w:$dh_x in
       o:*) dh_o=1 ;;
@@ -284,7 +287,9 @@ dh_copy "$dh_d/e" e >&2 & dh_ce=$!
 dh_copy "$dh_d/s" s >/dev/null & dh_cs=$!
 printf '%s\n%s\n%s\n' "$dh_co" "$dh_ce" "$dh_cs" > "$dh_d/own"
 exec 5>&1 2>/dev/null
-printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_co" "$dh_ce" "$dh_cs"
+trap '' PIPE
+printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_co" "$dh_ce" "$dh_cs" || { dh_quit; exit 1; }
+trap - PIPE
 { dh_serve a; } | { dh_serve b; }
 dh_quit
 "#;
@@ -829,5 +834,58 @@ mod tests {
             "a process the step started is not the shell's to stop"
         );
         assert!(!std::path::Path::new(&hello.dir).exists());
+    }
+
+    /// The console gone before the shell could greet it: the shell's copiers (started before the
+    /// greeting) do not stay behind, blocked on their FIFOs.
+    #[test]
+    fn a_shell_whose_console_is_gone_before_its_greeting_leaves_nothing() {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: a plain pipe(2); both ends are owned below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        let mut child = Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(program())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setsid sh");
+        let pgid = child.id() as i32;
+        let status = child.wait().expect("exit");
+        assert!(!status.success(), "{status}");
+        let group = || -> Vec<i32> {
+            std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .ok()
+                        .and_then(|st| {
+                            let rest = st.rsplit_once(") ")?.1.to_string();
+                            let f: Vec<&str> = rest.split(' ').collect();
+                            Some(f.get(2)? == &pgid.to_string().as_str() && f[0] != "Z")
+                        })
+                        .unwrap_or(false)
+                })
+                .collect()
+        };
+        let mut left = group();
+        for _ in 0..50 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            left = group();
+        }
+        for p in &left {
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
