@@ -43,18 +43,17 @@ pub enum Source {
 }
 
 impl Source {
-    /// From the command line's three flags (at most one given; an empty ssh config path means
-    /// the default one).
+    /// From the command line's three flags (at most one given; `--from-ssh-config` without a
+    /// file, or with an empty one, means the default one).
     pub fn from_flags(
         ansible: Option<PathBuf>,
         deployer: Option<PathBuf>,
-        ssh_config: Option<PathBuf>,
+        ssh_config: Option<Option<PathBuf>>,
     ) -> Source {
         match (ansible, deployer, ssh_config) {
             (Some(a), _, _) => Source::Ansible(a),
             (_, Some(d), _) => Source::Deployer(d),
-            (_, _, Some(s)) if s.as_os_str().is_empty() => Source::SshConfig(None),
-            (_, _, Some(s)) => Source::SshConfig(Some(s)),
+            (_, _, Some(s)) => Source::SshConfig(s.filter(|p| !p.as_os_str().is_empty())),
             _ => Source::Example,
         }
     }

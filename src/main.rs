@@ -255,8 +255,8 @@ deckhand init --from-deployer deploy.yaml --output deploy/deckhand.toml\n  deckh
         from_deployer: Option<PathBuf>,
         /// One node per Host alias of an ssh config (ssh keeps applying its settings)
         /// [default FILE: ~/.ssh/config]
-        #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "", group = "servers")]
-        from_ssh_config: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", num_args = 0..=1, group = "servers")]
+        from_ssh_config: Option<Option<PathBuf>>,
         /// With --from-ssh-config: only these aliases (ssh patterns, comma-separated, e.g. 'web*,!web9')
         #[arg(long, value_name = "PATTERN", requires = "from_ssh_config")]
         hosts: Option<String>,

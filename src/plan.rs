@@ -309,25 +309,7 @@ pub fn build(inv: &Inventory, env_name: &str, release: &str) -> Result<Plan, Pla
                 keep,
             });
         }
-        let max = total - keep;
-        let mut narrowed = Vec::new();
-        for (size, gate) in shape {
-            if size > max {
-                notes.push(format!(
-                    "a batch of {size} is narrowed to {max} so that {} in rotation (min_in_rotation = {keep})",
-                    if keep == 1 { "1 node stays".to_string() } else { format!("{keep} nodes stay") }
-                ));
-                let mut left = size;
-                while left > 0 {
-                    let n = left.min(max);
-                    left -= n;
-                    narrowed.push((n, if left == 0 { gate } else { None }));
-                }
-            } else {
-                narrowed.push((size, gate));
-            }
-        }
-        shape = narrowed;
+        shape = narrow(shape, total - keep, keep, &mut notes);
     }
     let mut batches = Vec::new();
     let mut gates = Vec::new();
@@ -508,9 +490,77 @@ pub fn render_text(plan: &Plan, inv: &Inventory) -> String {
     s
 }
 
+/// Batches of at most `max` nodes (the nodes a balancer can spare while `keep` stay in
+/// rotation): a larger batch is split in order, and its gate (a pause after it) goes with its
+/// last part. Each split is said in `notes`.
+fn narrow<G>(
+    shape: Vec<(usize, Option<G>)>,
+    max: usize,
+    keep: usize,
+    notes: &mut Vec<String>,
+) -> Vec<(usize, Option<G>)> {
+    let mut narrowed = Vec::new();
+    for (size, gate) in shape {
+        if size > max {
+            notes.push(format!(
+                "a batch of {size} is narrowed to {max} so that {} in rotation (min_in_rotation = {keep})",
+                if keep == 1 { "1 node stays".to_string() } else { format!("{keep} nodes stay") }
+            ));
+            let mut left = size;
+            let mut gate = Some(gate);
+            while left > 0 {
+                let n = left.min(max);
+                left -= n;
+                narrowed.push((
+                    n,
+                    if left == 0 {
+                        gate.take().flatten()
+                    } else {
+                        None
+                    },
+                ));
+            }
+        } else {
+            narrowed.push((size, gate));
+        }
+    }
+    narrowed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_larger_than_the_balancer_can_spare_are_split_and_keep_their_gate_last() {
+        let mut notes = Vec::new();
+        // 6 nodes, min_in_rotation 2: at most 4 out at once.
+        let shape = vec![(1, Some("canary")), (5, Some("half")), (0, None)];
+        let out = narrow(shape, 4, 2, &mut notes);
+        assert_eq!(
+            out,
+            vec![(1, Some("canary")), (4, None), (1, Some("half")), (0, None)]
+        );
+        assert_eq!(
+            notes,
+            vec!["a batch of 5 is narrowed to 4 so that 2 nodes stay in rotation (min_in_rotation = 2)"]
+        );
+        // A batch of exactly the limit is left as it is; a limit of 1 goes node by node.
+        let mut notes = Vec::new();
+        assert_eq!(
+            narrow(vec![(4, None::<()>)], 4, 2, &mut notes),
+            vec![(4, None)]
+        );
+        assert!(notes.is_empty());
+        assert_eq!(
+            narrow(vec![(3, Some(()))], 1, 1, &mut notes),
+            vec![(1, None), (1, None), (1, Some(()))]
+        );
+        assert_eq!(
+            notes[0],
+            "a batch of 3 is narrowed to 1 so that 1 node stays in rotation (min_in_rotation = 1)"
+        );
+    }
 
     #[test]
     fn ramp_of_five_is_one_two_two() {

@@ -335,6 +335,72 @@ mod tests {
         }
     }
 
+    fn interrupted() -> Interrupted {
+        Interrupted {
+            journal: PathBuf::from("/j"),
+            deployment: "d1".into(),
+            kind: RunKind::Deploy,
+            release: "v2".into(),
+            before: [
+                ("web-1".to_string(), Some("v1".to_string())),
+                ("web-2".to_string(), Some("v1".to_string())),
+                ("web-3".to_string(), None),
+            ]
+            .into_iter()
+            .collect(),
+            last: "web-2 build".into(),
+            problems: vec![],
+        }
+    }
+
+    /// What the operator is shown per node: the release before the run, now, and the lock.
+    #[test]
+    fn resume_rows_say_what_is_true_now_beside_what_the_run_recorded() {
+        let mut switched = locked("web-1", "d1", "jump-1", 5);
+        switched.live_release = Some("v2".into());
+        let other = locked("web-2", "d9", "jump-2", 5);
+        let mut down = locked("web-3", "d1", "jump-1", 5);
+        down.error = Some("connection refused".into());
+        down.lock = None;
+        down.locked = false;
+        let mut unreadable = locked("web-4", "d1", "jump-1", 5);
+        unreadable.lock = None;
+        let rows = rows(&interrupted(), &[switched, other, down, unreadable]);
+        let r: Vec<(&str, &str, &str, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.node.as_str(),
+                    r.before.as_str(),
+                    r.now.as_str(),
+                    r.lock.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(r[0], ("web-1", "v1", "v2", "held by the interrupted run"));
+        assert_eq!(
+            r[1].3,
+            "held by another deployment: ann on jump-2 (pid 4242) since t, deploying v2 to prod [deployment d9]"
+        );
+        assert_eq!(r[2], ("web-3", "-", "unreachable: connection refused", "-"));
+        assert_eq!(r[3], ("web-4", "-", "v1", "held (holder unreadable)"));
+    }
+
+    /// `resume --rollback` sends each node to its release before the run; a node that had none
+    /// is not moved, and the release being deployed is the one abandoned.
+    #[test]
+    fn a_resume_rollback_targets_each_node_s_release_before_the_run() {
+        match rollback_target(&interrupted()) {
+            RollbackTarget::Resume { to, abandon } => {
+                assert_eq!(abandon, "v2");
+                assert_eq!(to.get("web-1").map(String::as_str), Some("v1"));
+                assert_eq!(to.get("web-2").map(String::as_str), Some("v1"));
+                assert!(!to.contains_key("web-3"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn on_this_host_the_consoles_process_decides() {
         let s = [locked("web-1", "d1", "jump-1", 500)];

@@ -314,6 +314,45 @@ fn ssh_config_hosts_become_nodes_reached_through_their_alias() {
     );
 }
 
+/// `--from-ssh-config` without a file reads `~/.ssh/config`, as its help says.
+#[test]
+fn ssh_config_without_a_file_is_the_users_own() {
+    let (_t, dir) = empty_dir();
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(
+        home.join(".ssh/config"),
+        "Host web1\n  HostName 10.0.1.1\n\nHost web2\n  HostName 10.0.1.2\n",
+    )
+    .unwrap();
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["init", "--from-ssh-config", "--hosts", "web*"])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("XDG_STATE_HOME", dir.join(".state"))
+        .env_remove("DECKHAND_INVENTORY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run deckhand");
+    assert_exit(&o, 0);
+    let inv = deckhand::inventory::load(&work.join("deckhand.toml")).expect("it validates");
+    let names: Vec<&str> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["web1", "web2"]);
+    // Without --hosts too, and the flag last on the line.
+    let o = Command::new(env!("CARGO_BIN_EXE_deckhand"))
+        .args(["init", "--force", "--from-ssh-config"])
+        .current_dir(&work)
+        .env("HOME", &home)
+        .env("XDG_STATE_HOME", dir.join(".state"))
+        .env_remove("DECKHAND_INVENTORY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run deckhand");
+    assert_exit(&o, 0);
+}
+
 #[test]
 fn import_errors_name_the_file_and_line() {
     let (_t, dir) = empty_dir();

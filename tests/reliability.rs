@@ -545,3 +545,38 @@ fn the_heartbeat_keeps_a_running_lock_alive() {
     let _ = child.wait();
     kill_pid_file(&f.path().join("ctl/pid-build-web-1"));
 }
+
+/// The home screen's `u` removes one deployment's stale lock, read again just before: a node
+/// whose lock of that deployment came back to life, or that another deployment holds now, keeps
+/// its lock.
+#[test]
+fn unlocking_a_stale_lock_leaves_a_live_one_and_another_deployments() {
+    let f = fleet();
+    plant_lock(&f, "web-1", "dead-1", "10 minutes ago");
+    plant_lock(&f, "web-2", "dead-1", "now");
+    plant_lock(&f, "web-3", "other-2", "10 minutes ago");
+    let inv = f.inventory();
+    let nodes: Vec<String> = f.nodes.iter().map(|(n, _)| n.clone()).collect();
+    let done =
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(deckhand::engine::status::unlock_stale(
+                &inv,
+                &nodes,
+                "dead-1",
+                Duration::from_secs(60),
+            ));
+    assert_eq!(done.removed, ["web-1"], "{done:?}");
+    assert!(done.errors.is_empty(), "{done:?}");
+    assert!(
+        done.left[0].starts_with("web-2: its lock is alive again"),
+        "{done:?}"
+    );
+    assert!(
+        done.left[1].starts_with("web-3: locked by another deployment"),
+        "{done:?}"
+    );
+    assert!(!f.node_dir("web-1").join(".deckhand/lock").exists());
+    assert!(f.node_dir("web-2").join(".deckhand/lock").exists());
+    assert!(f.node_dir("web-3").join(".deckhand/lock").exists());
+}

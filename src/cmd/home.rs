@@ -131,28 +131,33 @@ pub(crate) async fn home_with(ctx: &Ctx, inv: Inventory, code: Option<i32>) -> C
                     return Ok(c);
                 }
             }
-            HomeExit::Unlock { env } => {
+            HomeExit::Unlock { env, deployment } => {
                 let nodes = inv
                     .environment(&env)
                     .map(|e| e.nodes.clone())
                     .unwrap_or_default();
-                let statuses = status::read_status(&inv, &nodes).await;
-                let held: Vec<String> = statuses
-                    .iter()
-                    .filter(|s| s.locked)
-                    .map(|s| s.node.clone())
-                    .collect();
-                let errors = status::force_unlock(&inv, &held).await;
-                if errors.is_empty() {
-                    home.flash(
-                        Level::Info,
-                        format!(
-                            "unlocked {} of {env}",
-                            deckhand::util::count(held.len(), "node", "nodes")
-                        ),
-                    );
+                let done =
+                    status::unlock_stale(&inv, &nodes, &deployment, engine::DEFAULT_STALE_AFTER)
+                        .await;
+                let mut said = format!(
+                    "unlocked {} of {env} (the stale lock of deployment {deployment})",
+                    deckhand::util::count(done.removed.len(), "node", "nodes")
+                );
+                if !done.left.is_empty() {
+                    said.push_str(&format!("; left: {}", done.left.join("; ")));
+                }
+                if done.errors.is_empty() {
+                    let level = if done.left.is_empty() {
+                        Level::Info
+                    } else {
+                        Level::Warn
+                    };
+                    home.flash(level, said);
                 } else {
-                    home.flash(Level::Error, format!("unlock: {}", errors.join("; ")));
+                    home.flash(
+                        Level::Error,
+                        format!("{said}; failed: {}", done.errors.join("; ")),
+                    );
                 }
             }
             HomeExit::Watch { env } => {

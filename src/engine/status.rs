@@ -249,6 +249,76 @@ pub fn rollback_preview(statuses: &[NodeStatus], to: Option<&str>) -> Vec<Rollba
         .collect()
 }
 
+/// What removing one deployment's stale lock did, node by node.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StaleUnlock {
+    /// Nodes whose lock was removed.
+    pub removed: Vec<String>,
+    /// Nodes whose lock was left, and why (live again, another deployment's, unreadable).
+    pub left: Vec<String>,
+    /// Nodes where the removal failed.
+    pub errors: Vec<String>,
+}
+
+/// Remove deployment `id`'s lock where it is still that deployment's and still stale (no
+/// heartbeat for `stale_after`), read again just before: a lock that came back to life, or that
+/// another deployment holds now, is never removed. The removal itself checks the holder again
+/// on the node.
+pub async fn unlock_stale(
+    inv: &Inventory,
+    nodes: &[String],
+    id: &str,
+    stale_after: std::time::Duration,
+) -> StaleUnlock {
+    let mut out = StaleUnlock::default();
+    for s in read_status(inv, nodes).await {
+        match &s.lock {
+            Some(l) if l.id == id && remote::lock_is_stale(s.lock_age_s, stale_after) => {
+                let Some(node) = inv.node(&s.node) else {
+                    continue;
+                };
+                let r: Result<(), String> = async {
+                    let t =
+                        transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
+                    remote::exec_checked(
+                        &*t,
+                        remote::unlock_script(&node.deploy_path, id),
+                        &CancellationToken::new(),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+                }
+                .await;
+                match r {
+                    Ok(()) => out.removed.push(s.node.clone()),
+                    Err(e) => out.errors.push(format!("{}: {e}", s.node)),
+                }
+            }
+            Some(l) if l.id == id => out.left.push(format!(
+                "{}: its lock is alive again{}",
+                s.node,
+                remote::lock_age_note(s.lock_age_s, stale_after)
+            )),
+            Some(l) => out.left.push(format!(
+                "{}: locked by another deployment ({})",
+                s.node,
+                l.describe()
+            )),
+            None if s.locked => out
+                .left
+                .push(format!("{}: locked, its holder unreadable", s.node)),
+            None if !s.reachable => out.errors.push(format!(
+                "{}: {}",
+                s.node,
+                s.error.as_deref().unwrap_or("unreachable")
+            )),
+            None => {}
+        }
+    }
+    out
+}
+
 /// Remove the lock on the given nodes, whoever holds it. Returns per-node errors.
 pub async fn force_unlock(inv: &Inventory, nodes: &[String]) -> Vec<String> {
     let mut errors = Vec::new();

@@ -38,12 +38,28 @@ use super::theme::{Glyphs, Theme};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HomeExit {
     Quit,
-    Deploy { env: String, release: String },
-    Rollback { env: String },
-    Promote { from: String, to: String },
-    Unlock { env: String },
-    Watch { env: String },
-    Replay { journal: PathBuf },
+    Deploy {
+        env: String,
+        release: String,
+    },
+    Rollback {
+        env: String,
+    },
+    Promote {
+        from: String,
+        to: String,
+    },
+    /// Remove the stale lock of this deployment (and only while it is still stale).
+    Unlock {
+        env: String,
+        deployment: String,
+    },
+    Watch {
+        env: String,
+    },
+    Replay {
+        journal: PathBuf,
+    },
 }
 
 /// One environment as the inventory declares it.
@@ -289,6 +305,13 @@ impl Home {
 
     /// The lock in words: `free`, `deploying v1.2 · ann@jump-1 · batch 2/3 · heartbeat 4s`,
     /// `STALE 12 min · ann@jump-1`; and whether it is stale.
+    /// The deployment that holds the environment's lock, as the first node that answered says.
+    fn lock_holder(&self, e: &EnvRow) -> Option<String> {
+        self.env_nodes(e)
+            .filter_map(|(_, st)| st.filter(|s| s.reachable))
+            .find_map(|s| s.lock.as_ref().map(|l| l.id.clone()))
+    }
+
     pub fn lock(&self, e: &EnvRow) -> Option<(String, bool)> {
         let mut answered = false;
         for (_, st) in self.env_nodes(e) {
@@ -653,10 +676,22 @@ pub fn handle_key(home: &mut Home, key: Key) -> HomeEffect {
             HomeEffect::None
         }
         ("unlock", Some(e)) => {
-            let (held, _) = home.lock(&e).unwrap_or_default();
+            let (held, stale) = home.lock(&e).unwrap_or_default();
+            let Some(deployment) = stale.then(|| home.lock_holder(&e)).flatten() else {
+                home.flash(
+                    crate::event::Level::Info,
+                    format!(
+                        "{} has no stale lock to remove: a live lock is never removed from here ({})",
+                        e.name,
+                        if held.is_empty() { "free".to_string() } else { held }
+                    ),
+                );
+                return HomeEffect::None;
+            };
             home.dialog = Some(HomeDialog::Confirm {
                 exit: HomeExit::Unlock {
                     env: e.name.clone(),
+                    deployment,
                 },
                 title: format!("Remove {}'s lock?", e.name),
                 lines: vec![
@@ -1662,8 +1697,29 @@ mod tests {
         assert_eq!(
             handle_key(&mut h, key('y')),
             HomeEffect::Exit(HomeExit::Unlock {
-                env: "production".into()
+                env: "production".into(),
+                deployment: "d1".into()
             })
+        );
+        // A live lock (a heartbeat 5 s ago) is not offered: no dialog, a word instead.
+        let mut live = node("web-1", "v1.1", &["v1.1"]);
+        live.locked = true;
+        live.lock_age_s = Some(5);
+        live.lock = Some(LockInfo {
+            id: "d2".into(),
+            who: "bob".into(),
+            host: "jump-2".into(),
+            pid: 2,
+            at: "t".into(),
+            env: "production".into(),
+            release: "v1.3".into(),
+        });
+        h.dialog = None;
+        h.apply(FleetNews::Node(Box::new(live)));
+        assert_eq!(handle_key(&mut h, key('u')), HomeEffect::None);
+        assert!(
+            h.dialog.is_none(),
+            "a live lock is never offered for removal"
         );
     }
 
