@@ -176,6 +176,16 @@ fn demo_pause_resume_and_roll_back_from_the_keyboard() {
     let grid: String = end.lines().skip(2).take(11).collect::<Vec<_>>().join("\n");
     assert!(!grid.contains("v1.1"), "the grid still shows v1.1:\n{end}");
 
+    // esc: the demo goes on at the home screen, with the run in its history.
+    tmux.keys("Escape");
+    let home = tmux.wait_for("the home screen", 30, |s| {
+        header(s).contains("HOME") && s.contains("rollback")
+    });
+    assert!(
+        home.lines()
+            .any(|l| l.contains("demo") && l.contains("v1.0")),
+        "home shows the environment on v1.0:\n{home}"
+    );
     // Leave: the console closes and gives the terminal back.
     tmux.keys("q");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -183,11 +193,12 @@ fn demo_pause_resume_and_roll_back_from_the_keyboard() {
         assert!(Instant::now() < deadline, "the console did not close on q");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
-    assert!(stderr.contains("deckhand: rolled back"), "{stderr}");
+    // The demo's run was rolled back: its exit code says so, from home too.
+    let code = std::fs::read_to_string(&done).unwrap_or_default();
+    assert_eq!(code.trim(), "1", "a deploy that was rolled back exits 1");
     let after = tmux.screen();
     assert!(
-        !after.contains("Load Balancer"),
+        !after.contains("Load Balancer") && !after.contains("HOME"),
         "the console screen is left behind:\n{after}"
     );
 }

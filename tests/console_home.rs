@@ -714,3 +714,155 @@ fn history_json_tells_a_deploy_a_failed_deploy_that_rolled_back_and_a_rollback()
     assert_eq!(table.lines().count(), 3, "{table}");
     assert!(table.contains("node2"), "{table}");
 }
+
+/// Select the environment `name` in the home screen's list (up to four steps down, then up).
+fn select(t: &Tmux, name: &str) {
+    let marker = format!("{name} · nodes");
+    for key in ["Down", "Down", "Down", "Down", "Up", "Up", "Up", "Up"] {
+        if t.screen().contains(&marker) {
+            return;
+        }
+        t.keys(key);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    t.wait_for(&format!("{name} selected"), 5, |s| s.contains(&marker));
+}
+
+/// From home: `P` promotes what staging verified to the environment that requires it, `r`
+/// reads the nodes again (a lock planted outside shows), `u` removes that stale lock, and `w`
+/// watches a deployment another process runs.
+#[test]
+fn promote_refresh_unlock_and_watch_from_home() {
+    let fleet = FleetSpec::nodes(3).start();
+    let inv = inventory(&fleet, "1");
+    two_environments(&fleet, &inv);
+    let text = std::fs::read_to_string(&inv).expect("inventory");
+    let text = text.replacen(
+        "[environments.production]\n",
+        "[environments.production]\nrequires = \"staging\"\n",
+        1,
+    );
+    assert!(text.contains("requires = \"staging\""), "{text}");
+    std::fs::write(&inv, text).expect("write inventory");
+    deckhand_ok(
+        &fleet,
+        &[
+            "deploy",
+            "staging",
+            "--release",
+            "v1",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+
+    let t = console(&fleet, "");
+    t.wait_for("home", 60, |s| {
+        header(s).contains("HOME") && !header(s).contains("reading ")
+    });
+    // P on staging: the dialog, then the run to production.
+    select(&t, "staging");
+    t.keys("P");
+    t.wait_for("the promote dialog", 10, |s| {
+        s.contains("Promote staging to production?")
+    });
+    t.keys("y");
+    t.wait_for("the promotion done", 90, |s| header(s).contains("DONE"));
+    for i in 1..3 {
+        assert_eq!(
+            fleet.current_release(i).as_deref(),
+            Some("v1"),
+            "node{}",
+            i + 1
+        );
+    }
+    t.keys("Escape");
+    t.wait_for("home after the promotion", 60, |s| {
+        header(s).contains("HOME") && !header(s).contains("reading ")
+    });
+
+    // A console on another machine died holding production's lock 10 minutes ago: r shows it.
+    let lock = fleet.nodes[1].deploy_path.join(".deckhand/lock");
+    std::fs::create_dir_all(&lock).expect("lock dir");
+    std::fs::write(
+        lock.join("info.json"),
+        r#"{"id":"20260101T000000Z-gone","who":"bob","host":"bob-laptop","pid":4242,"at":"2026-01-01T00:00:00Z","env":"production","release":"v9"}"#,
+    )
+    .expect("info");
+    let touched = Command::new("touch")
+        .args(["-d", "10 minutes ago"])
+        .arg(lock.join("heartbeat"))
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    // As a run of the fleet's login user would have left it.
+    let owned = Command::new("chown")
+        .args(["-R", &fleet.user])
+        .arg(&lock)
+        .status()
+        .expect("chown");
+    assert!(owned.success());
+    t.keys("r");
+    t.wait_for("the stale lock after r", 30, |s| {
+        s.lines()
+            .any(|l| l.contains(" production ") && l.contains("STALE 10 min"))
+    });
+    select(&t, "production");
+    t.keys("u");
+    t.wait_for("the unlock dialog", 10, |s| {
+        s.contains("Remove production's lock?") && s.contains("bob@bob-laptop")
+    });
+    t.keys("y");
+    t.wait_for("the lock removed", 30, |s| {
+        s.contains("unlocked 1 node of production")
+    });
+    assert!(!lock.exists(), "the stale lock is gone");
+
+    // Another process deploys staging; w from home watches it.
+    let mut other = fleet
+        .deckhand_command(&[
+            "deploy",
+            "staging",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("a second deckhand");
+    let staging_lock = fleet.nodes[0].deploy_path.join(".deckhand/lock");
+    let t0 = Instant::now();
+    while !staging_lock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the other run never locked staging"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t.keys("r");
+    select(&t, "staging");
+    t.wait_for("staging shown as deploying", 30, |s| {
+        s.lines()
+            .any(|l| l.contains(" staging ") && l.contains("deploying v2"))
+    });
+    t.keys("w");
+    let s = t.wait_for("the watch of the other run", 30, |s| {
+        header(s).contains("deckhand watch") && s.contains("'s deployment of v2")
+    });
+    assert!(s.contains("read-only"), "{s}");
+    let status = other.wait().expect("the other run");
+    assert!(status.success(), "{status}");
+    t.wait_for("the watch to see the run end", 30, |s| {
+        fleet.current_release(0).as_deref() == Some("v2") && s.contains("v2")
+    });
+    terminate(&fleet);
+    t.wait_for("the console to close on SIGTERM", 10, |s| {
+        s.contains("EXITED")
+    });
+}

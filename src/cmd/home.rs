@@ -163,14 +163,18 @@ pub(crate) async fn home_with(ctx: &Ctx, inv: Inventory, code: Option<i32>) -> C
             HomeExit::Watch { env } => {
                 if let Some(e) = inv.environment(&env).cloned() {
                     let events = deckhand::watch::spawn(reader.clone(), e);
-                    if let Err(err) = ui::watch(events, ui_opts.clone(), &env).await {
-                        home.flash(Level::Error, format!("watch: {err:#}"));
+                    match ui::watch(events, ui_opts.clone(), &env).await {
+                        Ok(ui::Closed::Signal) => return Ok(code),
+                        Ok(ui::Closed::Asked) => {}
+                        Err(err) => home.flash(Level::Error, format!("watch: {err:#}")),
                     }
                 }
             }
             HomeExit::Replay { journal } => {
-                if let Err(err) = ui::replay(&journal, ui_opts.clone(), 1.0).await {
-                    home.flash(Level::Error, format!("replay: {err:#}"));
+                match ui::replay(&journal, ui_opts.clone(), 1.0).await {
+                    Ok(ui::Closed::Signal) => return Ok(code),
+                    Ok(ui::Closed::Asked) => {}
+                    Err(err) => home.flash(Level::Error, format!("replay: {err:#}")),
                 }
             }
         }

@@ -170,7 +170,7 @@ pub(crate) async fn watch(ctx: &Ctx, env: &str, output: Format) -> Code {
         return Ok(exit::OK);
     }
     match deckhand::ui::watch(events, ui, env).await {
-        Ok(()) => Ok(exit::OK),
+        Ok(_) => Ok(exit::OK),
         Err(err) => {
             eprintln!("error: {err:#}");
             Err(exit::FAILED)
@@ -222,7 +222,7 @@ pub(crate) async fn unlock(ctx: &Ctx, env: &str, yes: bool) -> Code {
 
 pub(crate) async fn replay(ctx: &Ctx, journal: &Path, speed: f64) -> Code {
     match deckhand::ui::replay(journal, ctx.ui.clone(), speed).await {
-        Ok(()) => Ok(exit::OK),
+        Ok(_) => Ok(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
             Err(exit::BAD_INPUT)

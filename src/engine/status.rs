@@ -271,15 +271,17 @@ pub async fn unlock_stale(
     stale_after: std::time::Duration,
 ) -> StaleUnlock {
     let mut out = StaleUnlock::default();
-    for s in read_status(inv, nodes).await {
+    // One connection per node for the read and the removal.
+    let reader = Reader::new(Arc::new(inv.clone()));
+    for name in nodes {
+        let s = reader.node(name).await;
         match &s.lock {
             Some(l) if l.id == id && remote::lock_is_stale(s.lock_age_s, stale_after) => {
                 let Some(node) = inv.node(&s.node) else {
                     continue;
                 };
                 let r: Result<(), String> = async {
-                    let t =
-                        transport::for_node(node, &inv.base_dir()).map_err(|e| e.to_string())?;
+                    let t = reader.transport(name)?;
                     remote::exec_checked(
                         &*t,
                         remote::unlock_script(&node.deploy_path, id),

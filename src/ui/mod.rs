@@ -184,7 +184,7 @@ pub async fn run_console(handle: RunHandle, opts: UiOptions, from: Opened) -> an
 
 /// Play a journal (JSONL of events) through the same screen: `p` stops and goes on, `.` steps,
 /// `+`/`-` change the speed. Nothing is sent anywhere.
-pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<()> {
+pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<Closed> {
     let events = read_journal(path)?;
     let (theme, glyphs) = opts.resolve()?;
     let mut app = App::new(theme, glyphs);
@@ -197,8 +197,28 @@ pub async fn replay(path: &Path, opts: UiOptions, speed: f64) -> anyhow::Result<
     };
     let mut console = Console::start(app, source)?;
     let result = console.run_loop().await;
+    let signalled = console.signalled;
     console.finish();
-    result
+    result.map(|()| Closed::from(signalled))
+}
+
+/// How a replay or a watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The operator left (`q`, `esc`).
+    Asked,
+    /// SIGTERM or SIGHUP: the whole console leaves, not just this screen.
+    Signal,
+}
+
+impl From<bool> for Closed {
+    fn from(signalled: bool) -> Closed {
+        if signalled {
+            Closed::Signal
+        } else {
+            Closed::Asked
+        }
+    }
 }
 
 /// Watch a run that another console drives, from `events` (see [`crate::watch::spawn`]): the
@@ -208,7 +228,7 @@ pub async fn watch(
     events: mpsc::UnboundedReceiver<Event>,
     opts: UiOptions,
     env: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Closed> {
     let (theme, glyphs) = opts.resolve()?;
     let mut app = App::new(theme, glyphs);
     app.watch = Some(format!("{env} (no deployment yet)"));
@@ -221,8 +241,9 @@ pub async fn watch(
     };
     let mut console = Console::start(app, source)?;
     let result = console.run_loop().await;
+    let signalled = console.signalled;
     console.finish();
-    result
+    result.map(|()| Closed::from(signalled))
 }
 
 /// Read a journal to replay it (see `crate::journal::read_for_replay`).
@@ -259,6 +280,8 @@ struct Console {
     left_paused: bool,
     /// Left with `esc` after the run, to go back to the home screen.
     home: bool,
+    /// Left because of SIGTERM or SIGHUP: whoever opened this screen leaves too.
+    signalled: bool,
 }
 
 /// Put the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
@@ -312,6 +335,7 @@ impl Console {
             leave: Leave::new(),
             left_paused: false,
             home: false,
+            signalled: false,
         })
     }
 
@@ -564,11 +588,13 @@ impl Console {
                 }
                 _ = sigterm.recv() => {
                     if self.on_signal("SIGTERM") {
+                        self.signalled = true;
                         return Ok(());
                     }
                 }
                 _ = sighup.recv() => {
                     if self.on_signal("SIGHUP") {
+                        self.signalled = true;
                         return Ok(());
                     }
                 }
