@@ -580,3 +580,37 @@ fn unlocking_a_stale_lock_leaves_a_live_one_and_another_deployments() {
     assert!(f.node_dir("web-2").join(".deckhand/lock").exists());
     assert!(f.node_dir("web-3").join(".deckhand/lock").exists());
 }
+
+/// While a deployment runs, `status` says how far it is, as its console writes it to the nodes:
+/// the batch, the node in flight and its phase, the nodes done.
+#[test]
+fn status_during_a_run_says_the_batch_the_node_and_its_phase() {
+    let f = fleet();
+    std::fs::write(f.path().join("ctl/hold-build-web-2"), "").unwrap();
+    let mut child = spawn(
+        &f,
+        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
+    );
+    wait_for(
+        &f.path().join("ctl/pid-build-web-2"),
+        "web-2's build to start",
+    );
+    // The progress reaches the first two nodes when the phase starts; give it a moment.
+    let t0 = Instant::now();
+    let out = loop {
+        let o = run(&f, &["status", "test"]);
+        let out = text(&o);
+        if out.contains("web-2 build") || t0.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::fs::remove_file(f.path().join("ctl/hold-build-web-2")).unwrap();
+    kill_pid_file(&f.path().join("ctl/pid-build-web-2"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.contains("batch 2/3") && out.contains("web-2 build") && out.contains("1/3 done"),
+        "status names the batch, the node, its phase and the nodes done:\n{out}"
+    );
+}
