@@ -614,3 +614,51 @@ fn status_during_a_run_says_the_batch_the_node_and_its_phase() {
         "status names the batch, the node, its phase and the nodes done:\n{out}"
     );
 }
+
+/// The home screen's read of a fleet behind HAProxy: every node's release and, from HAProxy's
+/// own admin socket, which servers are in rotation (a server drained by hand reads as out).
+#[test]
+fn the_home_screens_read_takes_rotation_from_haproxy_itself() {
+    let f = fleet();
+    f.haproxy.command("set server app/web-2 state drain");
+    let inv = f.inventory();
+    let news = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let reader = deckhand::engine::status::Reader::new(inv.clone());
+        let mut rx = deckhand::fleet::spawn_read(reader);
+        let mut all = Vec::new();
+        while let Some(n) = rx.recv().await {
+            let done = matches!(n, deckhand::fleet::FleetNews::Done);
+            all.push(n);
+            if done {
+                break;
+            }
+        }
+        all
+    });
+    let nodes: Vec<(String, Option<String>)> = news
+        .iter()
+        .filter_map(|n| match n {
+            deckhand::fleet::FleetNews::Node(s) => Some((s.node.clone(), s.live_release.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(
+        nodes.iter().all(|(_, r)| r.as_deref() == Some("v1")),
+        "{nodes:?}"
+    );
+    let rotation = news
+        .iter()
+        .find_map(|n| match n {
+            deckhand::fleet::FleetNews::Rotation { env, result } if env == "test" => {
+                Some(result.clone())
+            }
+            _ => None,
+        })
+        .expect("the balancer's answer")
+        .expect("HAProxy answered");
+    assert_eq!(rotation.get("web-1"), Some(&true), "{rotation:?}");
+    assert_eq!(rotation.get("web-2"), Some(&false), "{rotation:?}");
+    assert_eq!(rotation.get("web-3"), Some(&true), "{rotation:?}");
+    f.haproxy.command("set server app/web-2 state ready");
+}
