@@ -34,6 +34,8 @@ pub enum Found {
     Finished {
         journal: PathBuf,
         outcome: String,
+        /// Its deployment id (a lock it could not release still names it).
+        deployment: String,
     },
     Interrupted(Interrupted),
     Nothing,
@@ -88,9 +90,17 @@ pub fn find(dir: &Path, app: &str, env: &str) -> Result<Found, String> {
         EventKind::Finished { outcome, .. } => Some(outcome.word().to_string()),
         _ => None,
     }) {
+        let deployment = events
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::Started { deployment, .. } => Some(deployment.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
         return Ok(Found::Finished {
             journal: path,
             outcome,
+            deployment,
         });
     }
     let Some((deployment, kind, release)) = events.iter().find_map(|e| match &e.kind {
@@ -552,7 +562,9 @@ mod tests {
             Duration::ZERO,
         );
         match find(dir.path(), "shop", "prod") {
-            Ok(Found::Finished { journal, outcome }) => {
+            Ok(Found::Finished {
+                journal, outcome, ..
+            }) => {
                 assert_eq!(journal, prod);
                 assert_eq!(outcome, "deployed");
             }

@@ -652,9 +652,14 @@ impl Round<'_> {
         };
         let (mut rc, mut out, _) = self.b.run(&format!("round-{k}-recover"), &args);
         let mut what = what.to_string();
-        if what == "rollback" && rc == Some(4) && out.contains("roll back with --to RELEASE") {
-            // The nodes disagree and no one release is behind all of them: rollback refuses
-            // (nothing changed) and the operator deploys again instead.
+        if what == "rollback"
+            && rc == Some(4)
+            && (out.contains("roll back with --to RELEASE")
+                || out.contains("no previous release to go back to"))
+        {
+            // The nodes disagree and no one release is behind all of them, or rollbacks in a row
+            // have walked back past the releases cleanup kept: rollback refuses (nothing
+            // changed) and the operator deploys again instead.
             what = "rollback refused, deploy again".into();
             (rc, out, _) = self.b.run(
                 &format!("round-{k}-recover-again"),

@@ -78,6 +78,33 @@ fn console(fleet: &Fleet, args: &str) -> Tmux {
     Tmux::start(&cmd)
 }
 
+/// A lock on node `i` whose console (bob's, on another machine) died `ago` ("10 minutes ago"),
+/// owned by the fleet's login user as that run would have left it. Returns its directory.
+fn stale_lock(fleet: &Fleet, i: usize, id: &str, env: &str, ago: &str) -> PathBuf {
+    let lock = fleet.nodes[i].deploy_path.join(".deckhand/lock");
+    std::fs::create_dir_all(&lock).expect("lock dir");
+    std::fs::write(
+        lock.join("info.json"),
+        format!(
+            r#"{{"id":"{id}","who":"bob","host":"bob-laptop","pid":4242,"at":"2026-01-01T00:00:00Z","env":"{env}","release":"v9"}}"#
+        ),
+    )
+    .expect("info");
+    let touched = Command::new("touch")
+        .args(["-d", ago])
+        .arg(lock.join("heartbeat"))
+        .status()
+        .expect("touch");
+    assert!(touched.success());
+    let owned = Command::new("chown")
+        .args(["-R", &fleet.user])
+        .arg(&lock)
+        .status()
+        .expect("chown");
+    assert!(owned.success());
+    lock
+}
+
 fn header(screen: &str) -> &str {
     screen.lines().next().unwrap_or("")
 }
@@ -152,19 +179,13 @@ fn home_shows_every_environment_as_the_nodes_report_it_and_an_unreachable_node_s
         ],
     );
     // A lock on staging whose console died 20 minutes ago.
-    let lock = fleet.nodes[0].deploy_path.join(".deckhand/lock");
-    std::fs::create_dir_all(&lock).expect("lock dir");
-    std::fs::write(
-        lock.join("info.json"),
-        r#"{"id":"20260101T000000Z-dead","who":"bob","host":"bob-laptop","pid":4242,"at":"2026-01-01T00:00:00Z","env":"staging","release":"v3"}"#,
-    )
-    .expect("info");
-    let touched = Command::new("touch")
-        .args(["-d", "20 minutes ago"])
-        .arg(lock.join("heartbeat"))
-        .status()
-        .expect("touch");
-    assert!(touched.success());
+    stale_lock(
+        &fleet,
+        0,
+        "20260101T000000Z-dead",
+        "staging",
+        "20 minutes ago",
+    );
     // node3 goes down.
     fleet.kill_sshd(2);
 
@@ -784,26 +805,13 @@ fn promote_refresh_unlock_and_watch_from_home() {
     });
 
     // A console on another machine died holding production's lock 10 minutes ago: r shows it.
-    let lock = fleet.nodes[1].deploy_path.join(".deckhand/lock");
-    std::fs::create_dir_all(&lock).expect("lock dir");
-    std::fs::write(
-        lock.join("info.json"),
-        r#"{"id":"20260101T000000Z-gone","who":"bob","host":"bob-laptop","pid":4242,"at":"2026-01-01T00:00:00Z","env":"production","release":"v9"}"#,
-    )
-    .expect("info");
-    let touched = Command::new("touch")
-        .args(["-d", "10 minutes ago"])
-        .arg(lock.join("heartbeat"))
-        .status()
-        .expect("touch");
-    assert!(touched.success());
-    // As a run of the fleet's login user would have left it.
-    let owned = Command::new("chown")
-        .args(["-R", &fleet.user])
-        .arg(&lock)
-        .status()
-        .expect("chown");
-    assert!(owned.success());
+    let lock = stale_lock(
+        &fleet,
+        1,
+        "20260101T000000Z-gone",
+        "production",
+        "10 minutes ago",
+    );
     t.keys("r");
     t.wait_for("the stale lock after r", 30, |s| {
         s.lines()

@@ -327,30 +327,24 @@ fn ssh_config_without_a_file_is_the_users_own() {
     .unwrap();
     let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .args(["init", "--from-ssh-config", "--hosts", "web*"])
-        .current_dir(&work)
-        .env("HOME", &home)
-        .env("XDG_STATE_HOME", dir.join(".state"))
-        .env_remove("DECKHAND_INVENTORY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run deckhand");
+    let init = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deckhand"))
+            .args(args)
+            .current_dir(&work)
+            .env("HOME", &home)
+            .env("XDG_STATE_HOME", dir.join(".state"))
+            .env_remove("DECKHAND_INVENTORY")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run deckhand")
+    };
+    let o = init(&["init", "--from-ssh-config", "--hosts", "web*"]);
     assert_exit(&o, 0);
     let inv = deckhand::inventory::load(&work.join("deckhand.toml")).expect("it validates");
     let names: Vec<&str> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["web1", "web2"]);
     // Without --hosts too, and the flag last on the line.
-    let o = Command::new(env!("CARGO_BIN_EXE_deckhand"))
-        .args(["init", "--force", "--from-ssh-config"])
-        .current_dir(&work)
-        .env("HOME", &home)
-        .env("XDG_STATE_HOME", dir.join(".state"))
-        .env_remove("DECKHAND_INVENTORY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run deckhand");
-    assert_exit(&o, 0);
+    assert_exit(&init(&["init", "--force", "--from-ssh-config"]), 0);
 }
 
 #[test]

@@ -97,22 +97,43 @@ fn consistent(f: &LbFleet, release: &str) {
     }
 }
 
-/// Start a deploy of v2 that hangs in web-2's build, and SIGKILL the console there.
-fn crash_mid_node(f: &LbFleet) {
-    std::fs::write(f.path().join("ctl/hold-build-web-2"), "").unwrap();
+/// Start a deploy of v2 that hangs in web-2's `phase` (build or restart), and SIGKILL the
+/// console there.
+fn crash_in(f: &LbFleet, phase: &str) {
+    let hold = f.path().join(format!("ctl/hold-{phase}-web-2"));
+    let pid = f.path().join(format!("ctl/pid-{phase}-web-2"));
+    std::fs::write(&hold, "").unwrap();
     let mut child = spawn(
         f,
         &["deploy", "test", "--release", "v2", "--headless", "--yes"],
     );
-    wait_for(
-        &f.path().join("ctl/pid-build-web-2"),
-        "web-2's build to start",
-    );
+    wait_for(&pid, &format!("web-2's {phase} to start"));
     child.kill().unwrap(); // SIGKILL: no cleanup of any kind
     let _ = child.wait();
     // The remote step dies with the session that ran it (on a real node: sshd or our kill).
-    kill_pid_file(&f.path().join("ctl/pid-build-web-2"));
-    std::fs::remove_file(f.path().join("ctl/hold-build-web-2")).unwrap();
+    kill_pid_file(&pid);
+    std::fs::remove_file(&hold).unwrap();
+}
+
+/// `resume test --continue`, headless, to its end.
+fn resume_continue(f: &LbFleet) -> Output {
+    run(
+        f,
+        &[
+            "resume",
+            "test",
+            "--continue",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    )
+}
+
+/// Start a deploy of v2 that hangs in web-2's build, and SIGKILL the console there.
+fn crash_mid_node(f: &LbFleet) {
+    crash_in(f, "build");
     // What the operator finds: web-1 switched, web-2 half-built and drained, lock held.
     assert_eq!(f.current("web-1").as_deref(), Some("v2"));
     assert_eq!(f.current("web-2").as_deref(), Some("v1"));
@@ -161,18 +182,7 @@ fn console_killed_mid_node_then_resume_rollback() {
 fn console_killed_mid_node_then_resume_continue() {
     let f = fleet();
     crash_mid_node(&f);
-    let o = run(
-        &f,
-        &[
-            "resume",
-            "test",
-            "--continue",
-            "--headless",
-            "--yes",
-            "--watch",
-            "0s",
-        ],
-    );
+    let o = resume_continue(&f);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     consistent(&f, "v2");
     // Nothing left to resume now.
@@ -192,34 +202,11 @@ fn console_killed_between_switch_and_restart_then_resume_continue_restarts_the_a
             .and_then(|p| p.trim().parse::<i32>().ok())
     };
     let before = app_pid().expect("web-2's app pid");
-    std::fs::write(f.path().join("ctl/hold-restart-web-2"), "").unwrap();
-    let mut child = spawn(
-        &f,
-        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
-    );
-    wait_for(
-        &f.path().join("ctl/pid-restart-web-2"),
-        "web-2's restart to start",
-    );
-    child.kill().unwrap();
-    let _ = child.wait();
-    kill_pid_file(&f.path().join("ctl/pid-restart-web-2"));
-    std::fs::remove_file(f.path().join("ctl/hold-restart-web-2")).unwrap();
+    crash_in(&f, "restart");
     assert_eq!(f.current("web-2").as_deref(), Some("v2"));
     assert_eq!(app_pid(), Some(before), "web-2's app was not restarted yet");
 
-    let o = run(
-        &f,
-        &[
-            "resume",
-            "test",
-            "--continue",
-            "--headless",
-            "--yes",
-            "--watch",
-            "0s",
-        ],
-    );
+    let o = resume_continue(&f);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
@@ -286,18 +273,7 @@ fn sigterm_during_a_step_pauses_leaves_and_resume_works() {
         "the lock stays for resume"
     );
     std::fs::remove_file(f.path().join("ctl/hold-build-web-2")).unwrap();
-    let o = run(
-        &f,
-        &[
-            "resume",
-            "test",
-            "--continue",
-            "--headless",
-            "--yes",
-            "--watch",
-            "0s",
-        ],
-    );
+    let o = resume_continue(&f);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     consistent(&f, "v2");
 }
@@ -325,18 +301,7 @@ fn resume_refuses_a_deployment_whose_console_is_alive() {
         &f.path().join("ctl/pid-build-web-2"),
         "web-2's build to start",
     );
-    let o = run(
-        &f,
-        &[
-            "resume",
-            "test",
-            "--continue",
-            "--headless",
-            "--yes",
-            "--watch",
-            "0s",
-        ],
-    );
+    let o = resume_continue(&f);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(
@@ -661,4 +626,39 @@ fn the_home_screens_read_takes_rotation_from_haproxy_itself() {
     assert_eq!(rotation.get("web-2"), Some(&false), "{rotation:?}");
     assert_eq!(rotation.get("web-3"), Some(&true), "{rotation:?}");
     f.haproxy.command("set server app/web-2 state ready");
+}
+
+/// A deployment that finished but could not release its lock on a node (the connection dropped
+/// as it did) left it there: `resume` finds the run finished and releases that lock, and only
+/// that deployment's.
+#[test]
+fn resume_releases_the_lock_a_finished_deployment_left_behind() {
+    let f = fleet();
+    let o = run(
+        &f,
+        &["deploy", "test", "--release", "v2", "--headless", "--yes"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    let id = out
+        .split("deployment ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the deployment id")
+        .to_string();
+    plant_lock(&f, "web-2", &id, "now");
+    plant_lock(&f, "web-3", "someone-else", "now");
+    let o = run(&f, &["resume", "test", "--continue", "--headless"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("nothing to resume"), "{out}");
+    assert!(
+        out.contains("released the lock that deployment left on web-2"),
+        "{out}"
+    );
+    assert!(!f.node_dir("web-2").join(".deckhand/lock").exists());
+    assert!(
+        f.node_dir("web-3").join(".deckhand/lock").exists(),
+        "another deployment's lock is not touched"
+    );
 }

@@ -160,11 +160,37 @@ pub(crate) async fn resume(ctx: &Ctx, env: &str, cont: bool, rollback: bool, run
             );
             return Ok(exit::OK);
         }
-        Found::Finished { journal, outcome } => {
+        Found::Finished {
+            journal,
+            outcome,
+            deployment,
+        } => {
             println!(
                 "nothing to resume: the last deployment of {env} finished ({outcome}); journal {}",
                 journal.display()
             );
+            // A run that finished but could not release its lock everywhere (the connection
+            // to a node dropped as it did) left it behind: its own lock, and nothing runs.
+            let done = engine::status::unlock_stale(
+                &inv,
+                &e.nodes,
+                &deployment,
+                std::time::Duration::ZERO,
+            )
+            .await;
+            if !done.removed.is_empty() {
+                println!(
+                    "released the lock that deployment left on {}",
+                    done.removed.join(", ")
+                );
+            }
+            if !done.errors.is_empty() {
+                eprintln!(
+                    "error: could not release that deployment's lock on {}",
+                    done.errors.join("; ")
+                );
+                return Err(exit::NOT_READY);
+            }
             return Ok(exit::OK);
         }
         Found::Interrupted(i) => i,

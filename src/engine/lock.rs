@@ -357,24 +357,24 @@ impl Locks {
     }
 
     /// Release this run's lock on these nodes, all at once (32 at a time). Err: per node.
-    async fn unlock(&self, names: &[String]) -> Vec<String> {
+    async fn unlock(&self, names: &[String]) -> Vec<(String, String)> {
         use futures::stream::{self, StreamExt};
         let unlocks: Vec<_> = names.iter().map(|name| self.unlock_one(name)).collect();
-        let answers: Vec<Option<String>> = stream::iter(unlocks)
+        let answers: Vec<Option<(String, String)>> = stream::iter(unlocks)
             .buffer_unordered(super::preflight::CONCURRENCY)
             .collect()
             .await;
         answers.into_iter().flatten().collect()
     }
 
-    async fn unlock_one(&self, name: &str) -> Option<String> {
+    async fn unlock_one(&self, name: &str) -> Option<(String, String)> {
         let never = CancellationToken::new();
         let script = remote::unlock_script(&self.steps.nodes.deploy_path(name), &self.id);
         self.steps
             .internal(name, script, &never)
             .await
             .err()
-            .map(|e| format!("{name}: {e}"))
+            .map(|e| (name.to_string(), e.to_string()))
     }
 
     /// Take the lock on every node. The first node of the plan is taken alone, first: of two
@@ -456,7 +456,20 @@ impl Locks {
         if !locked {
             return;
         }
-        let mut problems = self.unlock(&self.nodes).await;
+        let failed = self.unlock(&self.nodes).await;
+        // Once more where it failed: a connection that dropped as the lock was released (the
+        // node's sessions killed, sshd restarted) is opened again, and the removal only ever
+        // takes this run's own lock.
+        let again: Vec<String> = failed.iter().map(|(n, _)| n.clone()).collect();
+        let mut problems: Vec<String> = if again.is_empty() {
+            Vec::new()
+        } else {
+            self.unlock(&again)
+                .await
+                .into_iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect()
+        };
         problems.sort();
         if problems.is_empty() {
             self.steps.em.emit(EventKind::Unlocked {
