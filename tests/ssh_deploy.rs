@@ -507,3 +507,71 @@ fn the_time_report_counts_a_slow_link_as_deckhands_and_not_as_the_steps() {
         text(&human)
     );
 }
+
+/// The link to node2 fails after its lock was taken and before the answer got back (a slow link
+/// keeps the answer on the way): the run cannot know, stops before changing anything, and
+/// releases its lock there too over a new connection (only its own), so no lock is left behind.
+#[test]
+fn a_lock_whose_answer_was_lost_is_released_and_not_left_behind() {
+    let fleet = FleetSpec::nodes(2).start();
+    let proxy =
+        support::delay::DelayProxy::start(fleet.nodes[1].sshd.port, Duration::from_millis(300));
+    let inv = fleet.write_inventory(&InventorySpec::default());
+    let mut toml = std::fs::read_to_string(&inv).unwrap();
+    toml = toml.replace(
+        &format!("port = {}\n", fleet.nodes[1].sshd.port),
+        &format!("port = {}\n", proxy.port),
+    );
+    std::fs::write(&inv, toml).unwrap();
+    let mut known = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    known.push_str(&format!(
+        "[127.0.0.1]:{} {}\n",
+        proxy.port, fleet.nodes[1].sshd.host_key
+    ));
+    std::fs::write(&fleet.known_hosts, known).unwrap();
+
+    let mut child = fleet
+        .deckhand_command(&[
+            "deploy",
+            "production",
+            "--release",
+            "v1",
+            "--headless",
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("deckhand");
+    let info = fleet.nodes[1].deploy_path.join(".deckhand/lock/info.json");
+    let t0 = Instant::now();
+    while !info.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "node2 was never locked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The link fails: the answer ("acquired") still on its way is lost.
+    proxy.cut();
+    let o = child.wait_with_output().expect("deckhand ends");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "not ready, nothing changed:\n{out}"
+    );
+    assert!(out.contains("cannot take the lock on node2"), "{out}");
+    for n in &fleet.nodes {
+        assert!(
+            !n.deploy_path.join(".deckhand/lock").exists(),
+            "{} is still locked:\n{out}",
+            n.name
+        );
+        assert_eq!(fleet.current_release(0), None, "nothing was deployed");
+    }
+}

@@ -356,6 +356,14 @@ impl Locks {
         }
     }
 
+    /// After a take that failed without a holder's answer: release this run's lock where it
+    /// may have been taken (the removal checks the holder on the node).
+    async fn release_unsure(&self, names: &[String], e: &LockError) {
+        if matches!(e, LockError::Failed(_)) {
+            self.unlock(names).await;
+        }
+    }
+
     /// Release this run's lock on these nodes, all at once (32 at a time). Err: per node.
     async fn unlock(&self, names: &[String]) -> Vec<(String, String)> {
         use futures::stream::{self, StreamExt};
@@ -401,6 +409,9 @@ impl Locks {
             return Ok(());
         };
         if let Some(e) = self.take_one(first, &info, replace).await {
+            // An answer lost on the way (the connection dropped) may hide a lock that was
+            // taken: release it, as every release here, only where it is this run's own.
+            self.release_unsure(std::slice::from_ref(first), &e).await;
             return Err(e);
         }
         let takes: Vec<_> = rest
@@ -423,6 +434,11 @@ impl Locks {
             for (n, r) in answers {
                 match r {
                     None => taken.push(n),
+                    // Taken or not, the answer did not say: this run's lock may be there.
+                    Some(e @ LockError::Failed(_)) => {
+                        taken.push(n);
+                        refused.get_or_insert(e);
+                    }
                     Some(e) => {
                         refused.get_or_insert(e);
                     }

@@ -92,6 +92,18 @@ impl DelayProxy {
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Cut every connection forwarded so far, dropping whatever is still on its way (the link
+    /// failed); new connections are forwarded as before.
+    pub fn cut(&self) {
+        let sockets = match self.sockets.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for s in sockets {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 impl Drop for DelayProxy {
