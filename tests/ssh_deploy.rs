@@ -530,7 +530,7 @@ fn a_lock_whose_answer_was_lost_is_released_and_not_left_behind() {
     ));
     std::fs::write(&fleet.known_hosts, known).unwrap();
 
-    let mut child = fleet
+    let child = fleet
         .deckhand_command(&[
             "deploy",
             "production",
