@@ -515,7 +515,7 @@ fn the_time_report_counts_a_slow_link_as_deckhands_and_not_as_the_steps() {
 fn a_lock_whose_answer_was_lost_is_released_and_not_left_behind() {
     let fleet = FleetSpec::nodes(2).start();
     let proxy =
-        support::delay::DelayProxy::start(fleet.nodes[1].sshd.port, Duration::from_millis(300));
+        support::delay::DelayProxy::start(fleet.nodes[1].sshd.port, Duration::from_millis(150));
     let inv = fleet.write_inventory(&InventorySpec::default());
     let mut toml = std::fs::read_to_string(&inv).unwrap();
     toml = toml.replace(

@@ -184,6 +184,9 @@ pub(crate) async fn resume(ctx: &Ctx, env: &str, cont: bool, rollback: bool, run
                     done.removed.join(", ")
                 );
             }
+            for left in &done.left {
+                eprintln!("warning: {left}");
+            }
             if !done.errors.is_empty() {
                 eprintln!(
                     "error: could not release that deployment's lock on {}",

@@ -360,8 +360,20 @@ impl Locks {
     /// may have been taken (the removal checks the holder on the node).
     async fn release_unsure(&self, names: &[String], e: &LockError) {
         if matches!(e, LockError::Failed(_)) {
-            self.unlock(names).await;
+            self.unlock_twice(names).await;
         }
+    }
+
+    /// Release, and once more where that failed: a connection that dropped as the lock was
+    /// taken or released (the node's sessions killed, sshd restarted) is opened again, and the
+    /// removal only ever takes this run's own lock. What still failed, per node.
+    async fn unlock_twice(&self, names: &[String]) -> Vec<(String, String)> {
+        let failed = self.unlock(names).await;
+        if failed.is_empty() {
+            return failed;
+        }
+        let again: Vec<String> = failed.into_iter().map(|(n, _)| n).collect();
+        self.unlock(&again).await
     }
 
     /// Release this run's lock on these nodes, all at once (32 at a time). Err: per node.
@@ -439,12 +451,26 @@ impl Locks {
                         taken.push(n);
                         refused.get_or_insert(e);
                     }
+                    // Another deployment's lock says more than a failure: it decides.
                     Some(e) => {
-                        refused.get_or_insert(e);
+                        if !matches!(refused, Some(LockError::Node(_))) {
+                            refused = Some(e);
+                        }
                     }
                 }
             }
-            self.unlock(&taken).await;
+            let left = self.unlock_twice(&taken).await;
+            if !left.is_empty() {
+                let names: Vec<&str> = left.iter().map(|(n, _)| n.as_str()).collect();
+                self.steps.em.notice(
+                    Level::Error,
+                    format!(
+                        "could not release this run's lock on {}; run `deckhand unlock {}` once you checked",
+                        names.join(", "),
+                        self.env
+                    ),
+                );
+            }
             if let Some(e) = refused {
                 return Err(e);
             }
@@ -472,20 +498,12 @@ impl Locks {
         if !locked {
             return;
         }
-        let failed = self.unlock(&self.nodes).await;
-        // Once more where it failed: a connection that dropped as the lock was released (the
-        // node's sessions killed, sshd restarted) is opened again, and the removal only ever
-        // takes this run's own lock.
-        let again: Vec<String> = failed.iter().map(|(n, _)| n.clone()).collect();
-        let mut problems: Vec<String> = if again.is_empty() {
-            Vec::new()
-        } else {
-            self.unlock(&again)
-                .await
-                .into_iter()
-                .map(|(n, e)| format!("{n}: {e}"))
-                .collect()
-        };
+        let mut problems: Vec<String> = self
+            .unlock_twice(&self.nodes)
+            .await
+            .into_iter()
+            .map(|(n, e)| format!("{n}: {e}"))
+            .collect();
         problems.sort();
         if problems.is_empty() {
             self.steps.em.emit(EventKind::Unlocked {

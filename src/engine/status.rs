@@ -254,7 +254,8 @@ pub fn rollback_preview(statuses: &[NodeStatus], to: Option<&str>) -> Vec<Rollba
 pub struct StaleUnlock {
     /// Nodes whose lock was removed.
     pub removed: Vec<String>,
-    /// Nodes whose lock was left, and why (live again, another deployment's, unreadable).
+    /// Nodes whose lock was left, and why (live again, another deployment's, unreadable), and
+    /// nodes that could not be read.
     pub left: Vec<String>,
     /// Nodes where the removal failed.
     pub errors: Vec<String>,
@@ -310,10 +311,10 @@ pub async fn unlock_stale(
             None if s.locked => out
                 .left
                 .push(format!("{}: locked, its holder unreadable", s.node)),
-            None if !s.reachable => out.errors.push(format!(
-                "{}: {}",
+            None if !s.reachable => out.left.push(format!(
+                "{}: unreachable ({}), not checked",
                 s.node,
-                s.error.as_deref().unwrap_or("unreachable")
+                s.error.as_deref().unwrap_or("no answer")
             )),
             None => {}
         }

@@ -58,9 +58,12 @@
 //! A shell whose first process was killed (by an operator, the OOM killer, a session's
 //! processes killed one by one) can leave its servers and copiers behind, blocked on a FIFO or
 //! waiting for a turn that never comes. The next shell to start on the node as the same user
-//! finds its directory (its recorded pid no longer runs), kills the processes the dead shell
-//! recorded as its own (the copiers and servers, each checked to still be in its process group)
-//! and removes the directory. What the dead shell's steps started is left alone. A shell whose
+//! finds its directory (its recorded pid no longer runs), stops what is left of the step the dead
+//! shell was running (by the rule of a `kill` request, in the dead shell's process group: the
+//! console's own stop of that step reads the same directory, and must not find it gone with the
+//! step still running), kills the processes the dead shell recorded as its own (the copiers and
+//! servers, each checked to still be in its process group) and removes the directory. What the
+//! dead shell's earlier steps started is left alone. A shell whose
 //! console went away before it could greet it (its greeting finds the channel closed) stops its
 //! copiers and removes its directory itself.
 //!
@@ -152,10 +155,23 @@ dh_copy() {
   done
 }
 printf '%s %s\n' "$$" "$dh_pg" > "$dh_d/pid"
-for dh_x in "${TMPDIR:-/tmp}"/deckhand.*/pid; do
+"#;
+
+/// What a new shell does first: the directories of shells killed outright, each with what is
+/// left of the step it ran stopped (by the rule of a `kill` request, in the dead shell's process
+/// group) before its own servers and copiers are killed and the directory removed. Needs the
+/// kill functions.
+const REAP: &str = r#"for dh_x in "${TMPDIR:-/tmp}"/deckhand.*/pid; do
   [ -O "$dh_x" ] && IFS=' ' read -r dh_y dh_z < "$dh_x" && dh_num "$dh_y" || continue
   ! kill -0 "$dh_y" 2>/dev/null || continue
   if dh_num "$dh_z" && [ "$dh_z" != "$dh_pg" ] && [ -f "${dh_x%/pid}/own" ]; then
+    k_id= k_p= k_t=
+    IFS=' ' read -r k_id k_p k_t 2>/dev/null < "${dh_x%/pid}/cur"
+    if [ -n "$k_id" ]; then
+      dh_w=$dh_pg; dh_pg=$dh_z
+      dh_kill "$k_id" "$k_p" "$k_t"
+      dh_pg=$dh_w
+    fi
     while IFS= read -r dh_w; do
       dh_num "$dh_w" || continue
       IFS= read -r dh_st 2>/dev/null < "/proc/$dh_w/stat" || continue
@@ -177,7 +193,7 @@ const PROGRAM_TAIL: &str = r#"dh_stop() {
   while :; do
     IFS=' ' read -r k_id k_p k_t < "$dh_d/cur"
     [ "$k_id" = "$1" ] || break
-    if dh_num "$k_p"; then dh_kill "$k_id" "$k_p" "$k_t"; break; fi
+    if dh_num "$k_p" && dh_num "$k_t"; then dh_kill "$k_id" "$k_p" "$k_t"; break; fi
     [ "$k_n" -lt 40 ] || break
     DECKHAND_STEP=- sleep 0.05 2>/dev/null || DECKHAND_STEP=- sleep 1
     k_n=$((k_n+1))
@@ -299,7 +315,7 @@ pub(crate) fn program() -> String {
     let tail = PROGRAM_TAIL
         .replace("HEAD_THRESHOLD", &HEAD_THRESHOLD.to_string())
         .replace("VERSION", VERSION);
-    format!("{PROGRAM_HEAD}{KILL_FUNCTIONS}{tail}")
+    format!("{PROGRAM_HEAD}{KILL_FUNCTIONS}{REAP}{tail}")
 }
 
 /// The command for the channel that becomes a shell.
@@ -768,10 +784,13 @@ mod tests {
     /// shell kills them and removes the directory, and leaves alone what a step started.
     #[test]
     fn a_shell_killed_outright_leaves_nothing_of_its_own_behind() {
+        // A directory of its own: the next shell reaps every dead shell's directory it finds.
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
         let start = || {
             let mut child = Command::new("setsid")
                 .args(["sh", "-c"])
                 .arg(program())
+                .env("TMPDIR", tmp.path())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -887,5 +906,55 @@ mod tests {
             unsafe { libc::kill(*p, libc::SIGKILL) };
         }
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    /// A shell killed outright in the middle of a step: the next shell on the node stops what
+    /// is left of that step (by the rule of a stop) before it removes the dead shell's directory.
+    #[test]
+    fn a_shell_killed_mid_step_has_its_step_stopped_by_the_next_shell() {
+        // A directory of its own: the next shell reaps every dead shell's directory it finds.
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
+        let start = || {
+            let mut child = Command::new("setsid")
+                .args(["sh", "-c"])
+                .arg(program())
+                .env("TMPDIR", tmp.path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("setsid sh");
+            let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+            let mut line = Vec::new();
+            out.read_until(b'\n', &mut line).expect("greeting");
+            let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
+            else {
+                panic!("no greeting: {}", String::from_utf8_lossy(&line));
+            };
+            (child, out, hello)
+        };
+        let (mut dead, mut out, hello) = start();
+        let mut stdin = dead.stdin.take().expect("stdin");
+        let nonce = new_nonce();
+        stdin
+            .write_all(&run_request(1, &nonce, "sleep 30 & echo $!; wait").expect("request"))
+            .expect("send");
+        let mut l = Vec::new();
+        out.read_until(b'\n', &mut l).expect("the step's line");
+        let Record::Data(d) = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) else {
+            panic!("{}", String::from_utf8_lossy(&l));
+        };
+        let sleeper: i32 = String::from_utf8_lossy(d).trim().parse().expect("a pid");
+        assert!(runs(sleeper));
+        unsafe { libc::kill(hello.pids[0], libc::SIGKILL) };
+        let _ = dead.wait();
+        let (mut next, _o, _) = start();
+        let stopped = !runs(sleeper);
+        unsafe { libc::kill(sleeper, libc::SIGKILL) };
+        drop(stdin);
+        drop(next.stdin.take());
+        let _ = next.wait();
+        assert!(stopped, "the dead shell's running step was left running");
+        assert!(!std::path::Path::new(&hello.dir).exists());
     }
 }

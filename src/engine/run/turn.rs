@@ -36,6 +36,8 @@ impl Run {
             self.opts.resume_id.is_some() && self.ledger.resumed_after_switch(node, &release)
         });
         if let Some(si) = resume_from {
+            // Switched, by the run before: a rollback of this run takes it back too.
+            self.ledger.switched(node, Some(release.clone()));
             self.em.notice(
                 Level::Warn,
                 format!(
