@@ -845,14 +845,12 @@ fn promote_refresh_unlock_and_watch_from_home() {
         .spawn()
         .expect("a second deckhand");
     let staging_lock = fleet.nodes[0].deploy_path.join(".deckhand/lock");
-    let t0 = Instant::now();
-    while !staging_lock.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the other run never locked staging"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    support::wait::until(
+        "the other run to lock staging",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || staging_lock.exists().then_some(()).ok_or_else(String::new),
+    );
     t.keys("r");
     select(&t, "staging");
     t.wait_for("staging shown as deploying", 30, |s| {

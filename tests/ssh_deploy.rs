@@ -544,14 +544,12 @@ fn a_lock_whose_answer_was_lost_is_released_and_not_left_behind() {
         .spawn()
         .expect("deckhand");
     let info = fleet.nodes[1].deploy_path.join(".deckhand/lock/info.json");
-    let t0 = Instant::now();
-    while !info.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "node2 was never locked"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    support::wait::until(
+        "node2's lock",
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        || info.exists().then_some(()).ok_or_else(String::new),
+    );
     // The link fails: the answer ("acquired") still on its way is lost.
     proxy.cut();
     let o = child.wait_with_output().expect("deckhand ends");

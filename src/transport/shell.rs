@@ -741,6 +741,34 @@ mod tests {
         let _ = next.wait();
         assert!(!stale.exists(), "{} is left", stale.display());
     }
+    /// The program started as sshd would start it (a session of its own), with `tmp` as its
+    /// TMPDIR, once it said it is ready.
+    fn started_shell(
+        tmp: &std::path::Path,
+    ) -> (
+        std::process::Child,
+        BufReader<std::process::ChildStdout>,
+        Hello,
+    ) {
+        let mut child = Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(program())
+            .env("TMPDIR", tmp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setsid sh");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = Vec::new();
+        out.read_until(b'\n', &mut line).expect("greeting");
+        let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
+        else {
+            panic!("no greeting: {}", String::from_utf8_lossy(&line));
+        };
+        (child, out, hello)
+    }
+
     /// Whether a process runs (a zombie waiting for its parent to read its status does not).
     fn runs(pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -786,25 +814,7 @@ mod tests {
     fn a_shell_killed_outright_leaves_nothing_of_its_own_behind() {
         // A directory of its own: the next shell reaps every dead shell's directory it finds.
         let tmp = tempfile::tempdir().expect("a TMPDIR");
-        let start = || {
-            let mut child = Command::new("setsid")
-                .args(["sh", "-c"])
-                .arg(program())
-                .env("TMPDIR", tmp.path())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("setsid sh");
-            let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-            let mut line = Vec::new();
-            out.read_until(b'\n', &mut line).expect("greeting");
-            let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
-            else {
-                panic!("no greeting: {}", String::from_utf8_lossy(&line));
-            };
-            (child, out, hello)
-        };
+        let start = || started_shell(tmp.path());
         let (mut dead, mut out, hello) = start();
         let mut stdin = dead.stdin.take().expect("stdin");
         let nonce = new_nonce();
@@ -914,25 +924,7 @@ mod tests {
     fn a_shell_killed_mid_step_has_its_step_stopped_by_the_next_shell() {
         // A directory of its own: the next shell reaps every dead shell's directory it finds.
         let tmp = tempfile::tempdir().expect("a TMPDIR");
-        let start = || {
-            let mut child = Command::new("setsid")
-                .args(["sh", "-c"])
-                .arg(program())
-                .env("TMPDIR", tmp.path())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("setsid sh");
-            let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-            let mut line = Vec::new();
-            out.read_until(b'\n', &mut line).expect("greeting");
-            let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
-            else {
-                panic!("no greeting: {}", String::from_utf8_lossy(&line));
-            };
-            (child, out, hello)
-        };
+        let start = || started_shell(tmp.path());
         let (mut dead, mut out, hello) = start();
         let mut stdin = dead.stdin.take().expect("stdin");
         let nonce = new_nonce();
