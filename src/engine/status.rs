@@ -272,10 +272,17 @@ pub async fn unlock_stale(
     stale_after: std::time::Duration,
 ) -> StaleUnlock {
     let mut out = StaleUnlock::default();
-    // One connection per node for the read and the removal.
+    // One connection per node for the read and the removal; the reads side by side, as
+    // `read_status` does them.
     let reader = Reader::new(Arc::new(inv.clone()));
-    for name in nodes {
-        let s = reader.node(name).await;
+    let r = &reader;
+    let read: Vec<NodeStatus> = stream::iter(nodes)
+        .map(|n| async move { r.node(n).await })
+        .buffered(32)
+        .collect()
+        .await;
+    for s in read {
+        let name = &s.node;
         match &s.lock {
             Some(l) if l.id == id && remote::lock_is_stale(s.lock_age_s, stale_after) => {
                 let Some(node) = inv.node(&s.node) else {
