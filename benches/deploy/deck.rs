@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use deckhand::event::{Event, EventKind, TimeReport};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+fn ms_of(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 pub struct DeckRun {
     pub wall: Duration,
     /// (node, phase, duration in ms as the event says)
@@ -72,7 +76,16 @@ async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<D
         outcome: String::new(),
     };
     let mut said = Vec::new();
+    // DECKHAND_BENCH_TRACE=DIR keeps each run's events with the time each arrived (for looking
+    // into where a run's time went; the bench's figures never read it).
+    let mut trace = std::env::var_os("DECKHAND_BENCH_TRACE").map(|d| {
+        let file = Path::new(&d).join(format!("{}.trace", command.join("-")));
+        (file, String::new())
+    });
     while let Ok(Some(line)) = lines.next_line().await {
+        if let Some((_, text)) = trace.as_mut() {
+            text.push_str(&format!("{:9.3} {line}\n", ms_of(started.elapsed())));
+        }
         let Ok(e) = serde_json::from_str::<Event>(&line) else {
             said.push(line);
             continue;
@@ -98,6 +111,10 @@ async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<D
     }
     let out = child.wait_with_output().await.expect("deckhand's exit");
     run.wall = started.elapsed();
+    if let Some((file, mut text)) = trace {
+        text.push_str(&format!("{:9.3} exit\n", ms_of(run.wall)));
+        let _ = std::fs::write(file, text);
+    }
     if !out.status.success() {
         return Err(format!(
             "deckhand did not {what} ({}): {}{}",

@@ -15,7 +15,9 @@
 //!   (key to screen while the events pour in).
 //!
 //! `quick` among the arguments shrinks every part (5 nodes, 10 in batches, 20 for scale): a check
-//! that the harness works, not figures to keep.
+//! that the harness works, not figures to keep. `direct` keeps only the direct link (a quicker
+//! look at deckhand's own costs); `DECKHAND_BENCH_TRACE=DIR` keeps each deckhand run's events,
+//! each with the millisecond it arrived, in DIR.
 //!
 //! It prints Markdown tables (progress goes to stderr) and asserts nothing about speed: the
 //! targets are printed beside the figures. `scripts/bench.sh deploy|tools|scale` runs it.
@@ -481,8 +483,12 @@ fn plain_ssh(rig: &Rig, link: Link) -> f64 {
     took
 }
 
-async fn part_deploy(quick: bool) {
-    let all = [Link::Direct, Link::Bastion, Link::Slow, Link::SlowBastion];
+async fn part_deploy(quick: bool, direct: bool) {
+    let all: &[Link] = if direct {
+        &[Link::Direct]
+    } else {
+        &[Link::Direct, Link::Bastion, Link::Slow, Link::SlowBastion]
+    };
     let runs: &[(usize, Turns)] = if quick {
         &[(5, Turns::OneAtATime), (10, Turns::Percent(20))]
     } else {
@@ -496,7 +502,7 @@ async fn part_deploy(quick: bool) {
     let rig = Rig::start(biggest, true, ONE_WAY);
     println!("## Rolling deploy: deckhand against the work alone\n");
     println!("Load average at the start: {}\n", load_average());
-    links(&rig, &all).await;
+    links(&rig, all).await;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for &(n, turns) in runs {
@@ -728,7 +734,8 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let quick = parts.iter().any(|p| p == "quick");
-    parts.retain(|p| p != "quick");
+    let direct = parts.iter().any(|p| p == "direct");
+    parts.retain(|p| p != "quick" && p != "direct");
     let parts = if parts.is_empty() {
         vec![
             "deploy".into(),
@@ -754,7 +761,7 @@ fn main() {
     rt.block_on(async {
         for p in &parts {
             match p.as_str() {
-                "deploy" => part_deploy(quick).await,
+                "deploy" => part_deploy(quick, direct).await,
                 "rollback" => part_rollback(quick).await,
                 "tools" => part_tools(quick).await,
                 _ => part_scale(quick).await,
