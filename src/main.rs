@@ -300,6 +300,19 @@ the same console screen. Keys: p or space stops and goes on, '.' plays one event
 }
 
 fn main() {
+    // ssh runs this binary to open a node's TCP connection (transport/connect.rs); nothing
+    // else of deckhand starts for that.
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|a| a == deckhand::transport::connect::HELPER_ARG)
+    {
+        let rest: Vec<_> = args.collect();
+        std::process::exit(deckhand::transport::connect::helper_main(&rest));
+    }
+    if let Ok(me) = std::env::current_exe() {
+        deckhand::transport::connect::set_helper(me);
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -142,6 +142,77 @@ async fn a_refused_key_names_the_user_and_the_key_tried() {
     assert!(msg.contains(&other.display().to_string()), "{msg}");
 }
 
+/// What the master of `control` logged so far (its `-E` log beside the control socket).
+fn master_log(control: &std::path::Path) -> String {
+    let log = control.with_file_name("log");
+    std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+}
+
+/// An ssh config that makes masters log at DEBUG2, where ssh says how it found the socket.
+fn debug2_config(fleet: &Fleet, extra: &str) -> std::path::PathBuf {
+    let config = fleet.root.join("debug2_config");
+    std::fs::write(&config, format!("Host *\n  LogLevel DEBUG2\n{extra}")).expect("ssh config");
+    config
+}
+
+#[tokio::test]
+async fn the_master_s_connection_sends_small_packets_at_once() {
+    // ssh turns Nagle's algorithm off only once logged in, so packets of the key exchange wait
+    // for a delayed acknowledgement; deckhand makes the connection itself, with it off from the
+    // start. After the login ssh checks the socket and says which it found (at DEBUG2).
+    let fleet = FleetSpec::nodes(1).start();
+    let mut target = fleet.target(0);
+    target.ssh_config = Some(debug2_config(&fleet, ""));
+    let t = SshTransport::new(target);
+    t.connect().await.expect("connects");
+    let control = t.control_socket().await.expect("a master");
+    let log = master_log(&control);
+    assert!(log.contains("Executing proxy dialer command"), "{log}");
+    assert!(log.contains("is TCP_NODELAY"), "{log}");
+    assert!(!log.contains("setting TCP_NODELAY"), "{log}");
+    let out = t
+        .exec(
+            &ExecRequest::new("echo over it"),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(out.stdout, "over it\n");
+    assert_eq!(fleet.logins(0), 1);
+    t.close().await;
+}
+
+#[tokio::test]
+async fn a_proxy_command_in_the_user_s_ssh_config_is_used_not_replaced() {
+    let fleet = FleetSpec::nodes(1).start();
+    let socat = support::tools::socat();
+    let used = fleet.root.join("proxy-used");
+    let config = debug2_config(
+        &fleet,
+        &format!(
+            "  ProxyCommand sh -c 'echo used >> {}; exec {socat} - TCP:%h:%p'\n",
+            used.display()
+        ),
+    );
+    let mut target = fleet.target(0);
+    target.ssh_config = Some(config);
+    let t = SshTransport::new(target);
+    t.connect()
+        .await
+        .expect("connects through the user's proxy command");
+    assert_eq!(
+        std::fs::read_to_string(&used).unwrap_or_default(),
+        "used\n",
+        "the user's ProxyCommand made the connection"
+    );
+    let control = t.control_socket().await.expect("a master");
+    let log = master_log(&control);
+    assert!(log.contains("Executing proxy command"), "{log}");
+    assert!(!log.contains("proxy dialer"), "{log}");
+    t.close().await;
+}
+
 #[tokio::test]
 async fn nothing_listening_is_reported_as_connection_refused() {
     let fleet = FleetSpec::nodes(1).start();

@@ -149,6 +149,54 @@ async fn steps_back_to_back_and_side_by_side_never_mix_their_output_on_a_busy_ma
 }
 
 #[tokio::test]
+async fn a_shell_opens_in_reserve_when_the_last_idle_one_is_taken() {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = Arc::new(SshTransport::new(fleet.target(0)));
+    t.connect().await.expect("connects");
+    let ready = shells(&fleet);
+    assert_eq!(ready.len(), 2, "connecting opens two shells");
+    // Two steps that run until the test lets them go take both idle shells.
+    let gate = fleet.root.join("reserve-gate");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.02; done; echo done",
+        gate.display()
+    );
+    let steps: Vec<_> = (0..2)
+        .map(|_| {
+            let t = t.clone();
+            let script = script.clone();
+            tokio::spawn(async move { run(&*t, &script).await })
+        })
+        .collect();
+    // With none left idle, a third opens in the background, asked for by no step.
+    let with_reserve = support::wait::poll_async(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let s = shells(&fleet);
+            (s.len() == 3).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("no shell in reserve: {:?}", shells(&fleet)));
+    assert!(ready.iter().all(|p| with_reserve.contains(p)));
+    std::fs::write(&gate, "").expect("gate");
+    for s in steps {
+        assert_eq!(s.await.expect("step").stdout, "done\n");
+    }
+    // The next steps find a shell ready: none is opened for them, all over one login.
+    for i in 0..3 {
+        assert_eq!(
+            run(&*t, &format!("echo {i}")).await.stdout,
+            format!("{i}\n")
+        );
+    }
+    assert_eq!(shells(&fleet), with_reserve);
+    assert_eq!(fleet.logins(0), 1);
+    t.close().await;
+}
+
+#[tokio::test]
 async fn a_process_left_holding_the_output_is_cut_off_and_never_heard_in_the_next_step() {
     let fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));
@@ -263,11 +311,15 @@ async fn exit_statuses_and_the_stderr_tail_come_back_as_the_step_left_them() {
 async fn a_timeout_stops_the_step_but_not_what_an_earlier_step_left_running() {
     let fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
     // Started in the background with its output elsewhere, as a restart phase would, and with
     // every descriptor it inherited closed (as a daemon does), so the same shell runs the next
     // step: only the rule for which processes are the step's can spare it.
     let out = run(&t, "nohup sleep 4501 >/dev/null 2>&1 3>&- & echo started").await;
     assert_eq!(out.stdout, "started\n");
+    // Connecting opened two shells: the step used one and gave it back.
+    let before = shells(&fleet);
+    assert_eq!(before.len(), 2, "two shells after connecting");
     let req = ExecRequest::new("sleep 4502 & sleep 4503").timeout(Duration::from_millis(800));
     let out = t
         .exec(&req, None, &CancellationToken::new())
@@ -283,9 +335,9 @@ async fn a_timeout_stops_the_step_but_not_what_an_earlier_step_left_running() {
     assert_eq!(run(&t, "echo again").await.stdout, "again\n");
     assert_eq!(fleet.logins(0), 1);
     assert_eq!(
-        shells(&fleet).len(),
-        1,
-        "the shell was kept for the next steps"
+        shells(&fleet),
+        before,
+        "the shell was kept for the next steps, and no other was opened"
     );
 }
 

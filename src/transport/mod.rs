@@ -9,6 +9,7 @@
 //! anyone can print it, and what a step printed is gathered here (`Collector`): what was read
 //! is never dropped; when the rest could not be read, the outcome says so.
 
+pub mod connect;
 pub mod kex;
 pub mod local;
 mod shell;

@@ -33,9 +33,13 @@
 //! the test bastion, three writes at the end of a step stalled 55 % of steps and one none.
 //!
 //! A process a step leaves behind can hold its output open: the server then waits, and when the
-//! console asks (`tick`, every 50 ms in the step's first second, then less often), says the end
-//! without the sentinel once the step's stdout and stderr are closed, or else the exit status
-//! early and the end as soon as they are (the console asks no more once it has a status). A shell whose step left anything running is never given another
+//! console asks (`tick`, every 5 ms in the step's first 300 ms, then less often, see `ssh.rs`),
+//! says the exit status early and the end as soon as the step's stdout and stderr are closed
+//! (the console asks no more once it has a status). When they are closed already and only the
+//! sentinel is held (an app started in the background with its output sent elsewhere), the
+//! second `tick` that finds it so says the end without the sentinel. The first is not enough:
+//! the three copiers report the end of their FIFOs one by one, and a `tick` can arrive between
+//! the reports of a step that did end cleanly. A shell whose step left anything running is never given another
 //! step (the console closes it), so its output cannot reach a later step, and no later step's
 //! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
 //! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
@@ -72,7 +76,8 @@
 //! - `run ID NONCE LINES BYTES\n`, the script (`LINES` lines, `BYTES` bytes), then `.\n`; a
 //!   request cut short is never run.
 //! - `kill ID\n`: stop step `ID`; its end record follows once that is done.
-//! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now
+//! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now; if
+//!   its output is closed and only the sentinel is held, end it at the second such `tick`
 //!   (passed on to the server that runs it only once its subshell has ended; one that arrives
 //!   later is ignored by its id).
 //! - an empty line: nothing (the console's answer to output, see `ssh.rs`).
@@ -220,7 +225,7 @@ dh_run() {
       set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
-      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
     ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
     dh_rc=$?
@@ -233,7 +238,7 @@ dh_run() {
   kill -0 "$$" 2>/dev/null || return 1
   : > "$dh_d/cur"
   exec 7>&- 8<&0 0<&6 3>&-
-  dh_o= dh_e= dh_z= dh_y=
+  dh_o= dh_e= dh_z= dh_y= dh_t=
   while [ -z "$dh_o" ] || [ -z "$dh_e" ] || { [ -z "$dh_z" ] && [ -z "$dh_y" ]; }; do
     IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
     case $dh_w:$dh_x in
@@ -241,9 +246,13 @@ dh_run() {
       e:*) dh_e=$dh_x ;;
       s:*) dh_z=1 ;;
       "tick:$dh_i")
-        if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then break; fi
-        [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
-        dh_y=1
+        if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then
+          [ -z "$dh_t" ] || break
+          dh_t=1
+        else
+          [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
+          dh_y=1
+        fi
         ;;
       quit:*) exec 0<&8 8<&-; return 1 ;;
     esac

@@ -21,8 +21,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,12 +57,15 @@ const SHELL_START: Duration = Duration::from_secs(30);
 /// When a running step is first asked for an early exit status (see [`shell::tick_request`]),
 /// and how often after that: a step whose script is done while a process it started (an app
 /// put in the background by a restart) still holds what it inherited is only known to be done
-/// at the next ask. Often at first, where most such steps end (a restart), then less often.
-/// A step done sooner is never asked.
-const FIRST_TICK: Duration = Duration::from_millis(50);
+/// at the next ask (the second, when only the sentinel is held). Often at first, where most
+/// such steps end (a restart), then less often. A step done sooner is never asked. An ask costs
+/// the node a line read and a file read, without a `fork`: sixty over a step's first 300 ms are
+/// well under a millisecond of its CPU.
+const FIRST_TICK: Duration = Duration::from_millis(5);
 fn next_tick_after(running: Duration) -> Duration {
     match running.as_millis() {
-        0..=999 => Duration::from_millis(50),
+        0..=299 => Duration::from_millis(5),
+        300..=999 => Duration::from_millis(50),
         1000..=9999 => Duration::from_millis(250),
         _ => Duration::from_millis(500),
     }
@@ -242,10 +245,13 @@ impl SshTarget {
     /// The node's own config: the common options, plus the way through the jump hosts. The last
     /// hop is a ProxyCommand (rather than `-J`) so that its complaints land in `jump_log`
     /// instead of being lost with the master's stderr.
-    fn node_config(&self, common: &Path, jump_log: &Path) -> String {
+    fn node_config(&self, common: &Path, jump_log: &Path, helper: Option<&str>) -> String {
         let mut c = String::from(
             "# Written by deckhand for one node's connection; removed when it closes.\n",
         );
+        if let Some(lines) = helper.filter(|_| self.jump.is_empty()) {
+            c.push_str(lines);
+        }
         if let Some((last, before)) = self.jump.split_last() {
             let mut cmd = format!("ssh -F {}", sh_quote(&common.display().to_string()));
             if !before.is_empty() {
@@ -515,6 +521,14 @@ struct Conn {
 
 /// Reaches one node over SSH. Cheap to create; connects on first use.
 pub struct SshTransport {
+    link: Arc<Link>,
+}
+
+/// The node's connection, its shells and what they share; held by the transport and, while it
+/// opens a shell in reserve, by that task.
+struct Link {
+    /// Itself, for the task that opens a shell in reserve.
+    me: Weak<Link>,
     target: SshTarget,
     conn: Mutex<Conn>,
     /// Shells ready for a step (the most recently used last).
@@ -528,6 +542,10 @@ pub struct SshTransport {
     /// The fastest script so far, in microseconds, from handing it to a shell to its end record
     /// (`u64::MAX`: none yet): the link's floor, see [`Transport::floor`].
     fastest_us: AtomicU64,
+    /// The task opening a shell in reserve, if one runs (see [`Link::refill`]).
+    reserve: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set once the transport closes: no shell is opened in reserve after that.
+    closing: AtomicBool,
 }
 
 /// What a shell's channel brings back: its lines, the end of its streams, its exit.
@@ -586,7 +604,7 @@ impl Drop for NodeShell {
 /// A shell taken from the pool for one step. Given back only when the step ended cleanly;
 /// dropped otherwise (also when the step's future is dropped), which closes the shell.
 struct Lease<'a> {
-    transport: &'a SshTransport,
+    transport: &'a Link,
     shell: Option<NodeShell>,
     _slot: tokio::sync::SemaphorePermit<'a>,
 }
@@ -650,14 +668,15 @@ fn exit_words(r: &Result<std::process::ExitStatus, openssh::Error>) -> String {
 impl std::fmt::Debug for SshTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshTransport")
-            .field("target", &self.target)
+            .field("target", &self.link.target)
             .finish()
     }
 }
 
 impl SshTransport {
     pub fn new(target: SshTarget) -> Self {
-        SshTransport {
+        let link = Arc::new_cyclic(|me| Link {
+            me: me.clone(),
             target,
             conn: Mutex::new(Conn { master: None }),
             idle: std::sync::Mutex::new(Vec::new()),
@@ -665,7 +684,10 @@ impl SshTransport {
             next_step: AtomicU64::new(0),
             next_shell: AtomicU64::new(0),
             fastest_us: AtomicU64::new(u64::MAX),
-        }
+            reserve: std::sync::Mutex::new(None),
+            closing: AtomicBool::new(false),
+        });
+        SshTransport { link }
     }
 
     pub fn for_node(node: &Node, base_dir: &Path) -> Result<Self, TransportError> {
@@ -674,12 +696,48 @@ impl SshTransport {
 
     /// The master's control socket, while a connection is open (for `ssh -S … -O check`).
     pub async fn control_socket(&self) -> Option<PathBuf> {
-        let conn = self.conn.lock().await;
+        let conn = self.link.conn.lock().await;
         conn.master
             .as_ref()
             .map(|s| s.control_socket().to_path_buf())
     }
+}
 
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        self.link.stop_refill();
+    }
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    async fn connect(&self) -> Result<(), TransportError> {
+        self.link.connect().await
+    }
+
+    fn floor(&self) -> Duration {
+        self.link.floor()
+    }
+
+    async fn exec(
+        &self,
+        req: &ExecRequest,
+        lines: Option<&LineSender>,
+        cancel: &CancellationToken,
+    ) -> Result<ExecOutcome, TransportError> {
+        self.link.exec(req, lines, cancel).await
+    }
+
+    async fn upload(&self, from: &Path, to: &str) -> Result<(), TransportError> {
+        self.link.upload(from, to).await
+    }
+
+    async fn close(&self) {
+        self.link.close().await
+    }
+}
+
+impl Link {
     /// The open master, opening it if there is none.
     async fn session(&self) -> Result<MasterRef, TransportError> {
         let mut conn = self.conn.lock().await;
@@ -747,9 +805,14 @@ impl SshTransport {
             })?;
         std::fs::write(&common, t.common_config(kex.as_ref()))
             .map_err(|e| io_fail("cannot write its ssh config", e))?;
-        std::fs::write(&node_cfg, t.node_config(&common, &jump_log))
+        std::fs::write(&node_cfg, t.node_config(&common, &jump_log, None))
             .map_err(|e| io_fail("cannot write its ssh config", e))?;
         let _ = std::fs::write(&jump_log, "");
+        let connect_log = dir.join("connect.log");
+        if let Some(lines) = self.helper_lines(&node_cfg, &connect_log).await {
+            std::fs::write(&node_cfg, t.node_config(&common, &jump_log, Some(&lines)))
+                .map_err(|e| io_fail("cannot write its ssh config", e))?;
+        }
 
         let mut b = SessionBuilder::default();
         b.known_hosts_check(match t.host_key_checking {
@@ -787,10 +850,14 @@ impl SshTransport {
             }
             Ok(Err(e)) => {
                 let jump = std::fs::read_to_string(&jump_log).unwrap_or_default();
-                let log = match &e {
+                let mut log = match &e {
                     openssh::Error::Connect(io) => io.to_string(),
                     other => other.to_string(),
                 };
+                // What the connect helper said, if it made the connection.
+                if let Ok(said) = std::fs::read_to_string(&connect_log) {
+                    log = format!("{said}{log}");
+                }
                 Err(TransportError::Connect(explain_connect_failure(
                     t, &log, &jump,
                 )))
@@ -801,6 +868,40 @@ impl SshTransport {
                 format_duration(limit)
             ))),
         }
+    }
+
+    /// The config lines that make the connect helper open the master's TCP connection (see
+    /// `connect.rs`), when this program has one and nothing in the ssh configuration that
+    /// applies to the node decides how it is reached: `ssh -G` with the node's generated config
+    /// says so.
+    async fn helper_lines(&self, node_cfg: &Path, log: &Path) -> Option<String> {
+        let t = &self.target;
+        if !t.jump.is_empty() {
+            return None;
+        }
+        let program = super::connect::helper()?;
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-G").arg("-F").arg(node_cfg);
+        if let Some(u) = &t.user {
+            cmd.arg("-l").arg(u);
+        }
+        if let Some(p) = t.port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        let out = cmd
+            .arg("--")
+            .arg(&t.host)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(10), out)
+            .await
+            .ok()?
+            .ok()?;
+        let resolved = String::from_utf8_lossy(&out.stdout);
+        (out.status.success() && super::connect::plain_connection(&resolved))
+            .then(|| super::connect::config_lines(program, t.connect_timeout, log))
     }
 
     /// Start `command` on a channel of the master, opening (or re-opening, if the master went
@@ -971,6 +1072,7 @@ impl SshTransport {
             let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
             let Some(mut s) = idle else { break };
             if s.fresh() {
+                self.refill();
                 return Ok(Lease {
                     transport: self,
                     shell: Some(s),
@@ -985,6 +1087,58 @@ impl SshTransport {
             shell: Some(shell),
             _slot: slot,
         })
+    }
+
+    /// Keep a shell in reserve: when no idle shell is left (the last one was just leased, or a
+    /// step retired its shell), open one in the background, so that the next step does not
+    /// wait for a shell to start (a `prune` right after a `restart` whose app kept the
+    /// restart's shell, a step beside a history line or the heartbeat). At most one at a time,
+    /// only on an open connection (never a reconnect of its own), and only while another
+    /// step could still be leased a shell (the shell being opened takes a slot).
+    fn refill(&self) {
+        if self.closing.load(Ordering::Relaxed) || self.slots.available_permits() == 0 {
+            return;
+        }
+        if self.idle.lock().map(|v| !v.is_empty()).unwrap_or(true) {
+            return;
+        }
+        let Ok(mut reserve) = self.reserve.lock() else {
+            return;
+        };
+        if reserve.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let Some(link) = self.me.upgrade() else {
+            return;
+        };
+        *reserve = Some(tokio::spawn(async move {
+            // A shell being opened holds a slot like a leased one: the pool stays within
+            // MAX_SHELLS.
+            let Ok(_slot) = link.slots.try_acquire() else {
+                return;
+            };
+            if link.conn.lock().await.master.is_none() {
+                return;
+            }
+            match link.open_shell().await {
+                Ok(shell) if !link.closing.load(Ordering::Relaxed) => {
+                    if let Ok(mut idle) = link.idle.lock() {
+                        // The oldest place: a shell that just served a step is taken first.
+                        idle.insert(0, shell);
+                    }
+                }
+                Ok(shell) => shell.close().await,
+                Err(e) => log::debug!("no shell in reserve on {}: {e}", link.target.destination()),
+            }
+        }));
+    }
+
+    /// Stop opening a shell in reserve (the transport closes or is dropped).
+    fn stop_refill(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        if let Some(t) = self.reserve.lock().ok().and_then(|mut r| r.take()) {
+            t.abort();
+        }
     }
 
     /// Close the shells that wait for a step.
@@ -1057,8 +1211,7 @@ enum Finish {
     Lost(String),
 }
 
-#[async_trait]
-impl Transport for SshTransport {
+impl Link {
     async fn connect(&self) -> Result<(), TransportError> {
         let session = self.session().await?;
         if !self.alive(&session).await {
@@ -1070,7 +1223,11 @@ impl Transport for SshTransport {
         // Two, side by side: a step that leaves a process behind (an app started in the
         // background) retires its shell, and the next step then finds the other one ready
         // instead of waiting for a new one.
-        let (a, b) = tokio::join!(self.lease(), self.lease());
+        let stagger = async {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.lease().await
+        };
+        let (a, b) = tokio::join!(self.lease(), stagger);
         a?.give_back();
         b?.give_back();
         Ok(())
@@ -1276,7 +1433,10 @@ impl Transport for SshTransport {
         }
         match finish {
             Finish::Clean => lease.give_back(),
-            Finish::Retire => drop(lease),
+            Finish::Retire => {
+                drop(lease);
+                self.refill();
+            }
             Finish::Lost(why) => {
                 let hello = lease.shell().hello.clone();
                 drop(lease);
@@ -1385,6 +1545,7 @@ impl Transport for SshTransport {
     }
 
     async fn close(&self) {
+        self.stop_refill();
         self.close_idle().await;
         let master = self.conn.lock().await.master.take();
         if let Some(MasterRef(m)) = master {
@@ -1456,9 +1617,11 @@ mod tests {
 
     #[test]
     fn jump_hosts_become_a_proxy_command_whose_errors_are_kept() {
+        // The connect helper's lines never go with jump hosts: the jump is the connection.
         let c = target().node_config(
             Path::new("/tmp/dh-0/nX/common.cfg"),
             Path::new("/tmp/dh-0/nX/jump.log"),
+            Some("ProxyCommand helper\nProxyUseFdpass yes\n"),
         );
         let line = c
             .lines()
@@ -1472,8 +1635,18 @@ mod tests {
         let mut direct = target();
         direct.jump.clear();
         assert!(!direct
-            .node_config(Path::new("/c"), Path::new("/j"))
+            .node_config(Path::new("/c"), Path::new("/j"), None)
             .contains("ProxyCommand"));
+        assert!(!c.contains("ProxyUseFdpass"));
+        // Without jump hosts, the helper's lines come first (ssh keeps the first value).
+        let c = direct.node_config(
+            Path::new("/c"),
+            Path::new("/j"),
+            Some("ProxyCommand helper\nProxyUseFdpass yes\n"),
+        );
+        assert!(
+            c.find("ProxyUseFdpass yes").expect("fdpass") < c.find("Include").expect("include")
+        );
     }
 
     #[test]

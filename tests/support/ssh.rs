@@ -339,6 +339,9 @@ fn chmod(path: &Path, mode: u32) {
 
 impl Fleet {
     pub fn start(spec: FleetSpec) -> Fleet {
+        // The transport opens masters' TCP connections with the deckhand binary, as the
+        // binary itself does (transport/connect.rs).
+        deckhand::transport::connect::set_helper(PathBuf::from(env!("CARGO_BIN_EXE_deckhand")));
         tools::sshd();
         tools::ssh_keygen();
         if spec.apps {

@@ -87,3 +87,12 @@ pub fn tmux() -> &'static str {
         "the console's end-to-end tests",
     )
 }
+
+pub fn socat() -> &'static str {
+    require(
+        "socat",
+        &["/usr/bin/socat", "/usr/local/bin/socat"],
+        "socat",
+        "a proxy command of the user's own",
+    )
+}
