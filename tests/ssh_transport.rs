@@ -419,3 +419,35 @@ async fn a_node_whose_sshd_dies_mid_step_fails_the_step_with_a_clear_error() {
         .expect_err("no server");
     assert!(again.to_string().contains("connection refused"), "{again}");
 }
+
+#[tokio::test]
+async fn the_link_s_share_of_a_step_is_measured_on_the_node_once_the_run_is_done_with_it() {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    // Until measured, the share is the fastest script so far: here one that sleeps 300 ms.
+    let slow = ExecRequest::new("sleep 0.3").timeout(Duration::from_secs(10));
+    let out = t
+        .exec(&slow, None, &CancellationToken::new())
+        .await
+        .expect("runs");
+    assert!(out.success());
+    let fastest = t.floor();
+    assert!(fastest >= Duration::from_millis(300), "{fastest:?}");
+    // Measured with empty scripts on the node, it is the way there and back, which an empty
+    // script on loopback does in far less than that sleep.
+    t.settle();
+    let measured = support::wait::poll_async(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || async {
+            let f = t.floor();
+            (f < fastest).then_some(f)
+        },
+    )
+    .await
+    .expect("the link's share is measured");
+    assert!(measured < Duration::from_millis(300), "{measured:?}");
+    assert_eq!(fleet.logins(0), 1, "measured over the same connection");
+    t.close().await;
+}

@@ -492,7 +492,14 @@ impl Run {
                 out.join(", ")
             )
         };
-        self.em.emit(EventKind::Timing(self.steps.timing.report()));
+        let nodes = &self.steps.nodes;
+        let floor = |node: Option<&str>| {
+            node.and_then(|n| nodes.node(n))
+                .map(|t| t.floor())
+                .unwrap_or_default()
+        };
+        self.em
+            .emit(EventKind::Timing(self.steps.timing.report(&floor)));
         self.em.emit(EventKind::Finished {
             outcome,
             message,

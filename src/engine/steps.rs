@@ -199,8 +199,7 @@ impl StepRunner {
         let transport = self.nodes.transport(target);
         let started = Instant::now();
         let result = transport.exec(req, Some(&tx), cancel).await;
-        self.timing
-            .link(node, started, transport.floor().min(started.elapsed()));
+        self.timing.script(node, started, started.elapsed());
         drop(tx);
         let _ = forward.await;
         match result? {

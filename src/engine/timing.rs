@@ -9,7 +9,8 @@
 //!
 //! Part of every remote step is not the step's own work: the request's way to the node, starting
 //! the script there and the answer's way back. The transport knows what that costs on its link
-//! (the fastest script it ran, preflight's small reads of the node included: `Transport::floor`),
+//! beyond starting the script in a shell of its own, as a step run by hand would
+//! (`Transport::floor`),
 //! and each script run inside a step records that much as a *link* interval of its node. A
 //! step's own time is its span minus its node's link intervals; the link's share goes to
 //! deckhand's time and is also given on its own, so a slow link or a jump host shows as such and
@@ -45,10 +46,19 @@ pub(crate) struct Link {
     pub end: Instant,
 }
 
+/// A script run inside a step on a node (None: this machine): when it started and how long it
+/// took. Its share on the link is known only when the report is made.
+#[derive(Debug, Clone)]
+struct Script {
+    node: Option<String>,
+    start: Instant,
+    took: std::time::Duration,
+}
+
 #[derive(Default)]
 struct Inner {
     steps: Vec<Span>,
-    links: Vec<Link>,
+    scripts: Vec<Script>,
     waits: Vec<(Instant, Instant)>,
     locked: Option<Instant>,
 }
@@ -72,15 +82,12 @@ impl Timing {
         self.inner().steps.push(span);
     }
 
-    /// A script of a step on `node` started at `start`, and its link costs `floor`.
-    pub fn link(&self, node: Option<&str>, start: Instant, floor: std::time::Duration) {
-        if floor.is_zero() {
-            return;
-        }
-        self.inner().links.push(Link {
+    /// A script of a step on `node` started at `start` and took `took`.
+    pub fn script(&self, node: Option<&str>, start: Instant, took: std::time::Duration) {
+        self.inner().scripts.push(Script {
             node: node.map(String::from),
             start,
-            end: start + floor,
+            took,
         });
     }
 
@@ -93,14 +100,28 @@ impl Timing {
         self.inner().locked.get_or_insert_with(Instant::now);
     }
 
-    /// The report as of now.
-    pub fn report(&self) -> TimeReport {
+    /// The report as of now; `floor` says what a step costs on a node's link (its transport's
+    /// [`crate::transport::Transport::floor`] as of now: measured late, when the node's share
+    /// of the run is done and the machine quieter).
+    pub fn report(&self, floor: &dyn Fn(Option<&str>) -> std::time::Duration) -> TimeReport {
         let g = self.inner();
+        let links: Vec<Link> = g
+            .scripts
+            .iter()
+            .filter_map(|s| {
+                let share = floor(s.node.as_deref()).min(s.took);
+                (!share.is_zero()).then(|| Link {
+                    node: s.node.clone(),
+                    start: s.start,
+                    end: s.start + share,
+                })
+            })
+            .collect();
         report(
             self.started,
             Instant::now(),
             &g.steps,
-            &g.links,
+            &links,
             &g.waits,
             g.locked,
         )

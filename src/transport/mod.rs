@@ -129,14 +129,19 @@ pub trait Transport: Send + Sync {
     async fn upload(&self, from: &Path, to: &str) -> Result<(), TransportError>;
     /// Close connections; further calls may reconnect.
     async fn close(&self) {}
-    /// What a step costs on this link before its script does anything: the request's way to the
-    /// node, starting it there and the answer's way back, as the fastest script run so far took
-    /// (preflight's reads of the node, a few file tests each, come first). The time report
-    /// counts this share of every step as deckhand's, not the step's. Zero where a step is a
-    /// process on this machine, or before any script ran.
+    /// What a step costs on this link beyond its script's own time: the request's way to the
+    /// node, starting it there and the answer's way back, less what starting the script the
+    /// usual way (a shell of its own) would cost anyway. SSH measures it on the node when the
+    /// run has done with the node ([`Transport::settle`]; `ssh.rs`, `measure`); until then,
+    /// the fastest script run so far. The time
+    /// report counts this share of every step as deckhand's, not the step's. Zero where a step
+    /// is a process on this machine, or before any script ran.
     fn floor(&self) -> Duration {
         Duration::ZERO
     }
+    /// The run is done with this node for now (its turn is over): a moment to measure what
+    /// [`Transport::floor`] reports, in the background, away from the connections' start.
+    fn settle(&self) {}
 }
 
 /// The transport for a node: local nodes run `sh` in their deploy path on this machine; SSH

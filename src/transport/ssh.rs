@@ -544,6 +544,11 @@ struct Link {
     fastest_us: AtomicU64,
     /// The task opening a shell in reserve, if one runs (see [`Link::refill`]).
     reserve: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What a step costs on this link beyond starting its script the usual way, in
+    /// microseconds (`u64::MAX`: not measured yet): see [`Link::measure`].
+    cost_us: AtomicU64,
+    /// The task measuring it after the connection opened.
+    measuring: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set once the transport closes: no shell is opened in reserve after that.
     closing: AtomicBool,
 }
@@ -685,6 +690,8 @@ impl SshTransport {
             next_shell: AtomicU64::new(0),
             fastest_us: AtomicU64::new(u64::MAX),
             reserve: std::sync::Mutex::new(None),
+            cost_us: AtomicU64::new(u64::MAX),
+            measuring: std::sync::Mutex::new(None),
             closing: AtomicBool::new(false),
         });
         SshTransport { link }
@@ -734,6 +741,10 @@ impl Transport for SshTransport {
 
     async fn close(&self) {
         self.link.close().await
+    }
+
+    fn settle(&self) {
+        self.link.measure();
     }
 }
 
@@ -1133,12 +1144,61 @@ impl Link {
         }));
     }
 
-    /// Stop opening a shell in reserve (the transport closes or is dropped).
+    /// Stop opening a shell in reserve and measuring the link (the transport closes or is
+    /// dropped).
     fn stop_refill(&self) {
         self.closing.store(true, Ordering::Relaxed);
-        if let Some(t) = self.reserve.lock().ok().and_then(|mut r| r.take()) {
-            t.abort();
+        for task in [&self.reserve, &self.measuring] {
+            if let Some(t) = task.lock().ok().and_then(|mut r| r.take()) {
+                t.abort();
+            }
         }
+    }
+
+    /// Measure, in the background, what a step costs on this link beyond its script's own
+    /// time, for the time report ([`Transport::floor`]): an empty script (`:`) and one that
+    /// starts a shell (`sh -c :`), twice each, on the node. The empty script is the whole way
+    /// there and back (the request, the `fork` on the node, the record back); the second costs
+    /// that plus a shell's start. A step's own time is what its commands take when started the
+    /// usual way, in a shell of their own, which deckhand's shell does with a `fork` instead:
+    /// so the link's share is the empty script's time less a shell's start on that node.
+    fn measure(&self) {
+        if self.cost_us.load(Ordering::Relaxed) != u64::MAX {
+            return;
+        }
+        let Some(link) = self.me.upgrade() else {
+            return;
+        };
+        let Ok(mut measuring) = self.measuring.lock() else {
+            return;
+        };
+        if measuring.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        *measuring = Some(tokio::spawn(async move {
+            let cancel = CancellationToken::new();
+            let (mut empty, mut shell) = (Duration::MAX, Duration::MAX);
+            for _ in 0..2 {
+                for (script, best) in [(":", &mut empty), ("sh -c :", &mut shell)] {
+                    let req = ExecRequest::new(script).timeout(Duration::from_secs(10));
+                    let started = Instant::now();
+                    match link.exec(&req, None, &cancel).await {
+                        Ok(o) if o.success() => *best = (*best).min(started.elapsed()),
+                        _ => return,
+                    }
+                }
+            }
+            let start = shell.saturating_sub(empty);
+            let cost = empty.saturating_sub(start);
+            log::debug!(
+                "a step on {} costs {cost:?} beyond its script ({empty:?} for an empty one, {start:?} to start a shell there)",
+                link.target.destination()
+            );
+            link.cost_us.store(
+                cost.as_micros().min(u128::from(u64::MAX - 1)) as u64,
+                Ordering::Relaxed,
+            );
+        }));
     }
 
     /// Close the shells that wait for a step.
@@ -1234,9 +1294,12 @@ impl Link {
     }
 
     fn floor(&self) -> Duration {
-        match self.fastest_us.load(Ordering::Relaxed) {
-            u64::MAX => Duration::ZERO,
-            us => Duration::from_micros(us),
+        match (
+            self.cost_us.load(Ordering::Relaxed),
+            self.fastest_us.load(Ordering::Relaxed),
+        ) {
+            (u64::MAX, u64::MAX) => Duration::ZERO,
+            (u64::MAX, us) | (us, _) => Duration::from_micros(us),
         }
     }
 

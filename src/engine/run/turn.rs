@@ -128,6 +128,9 @@ impl Run {
         self.write_history(node, "deploy", &release, previous, true);
         self.ledger.mark_done(node);
         self.set_state(node, NodeState::Done);
+        if let Some(t) = self.steps.nodes.node(node) {
+            t.settle();
+        }
         Ok(true)
     }
 
