@@ -328,7 +328,51 @@ fn control_root() -> Result<PathBuf, TransportError> {
             }
         }
     }
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| sweep_stale(&dir, STALE_AFTER));
     Ok(dir)
+}
+
+/// A connection's directory left this long with no master answering on its socket is stale.
+const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Remove the directories of connections whose console was killed outright (no `Drop` ran):
+/// older than `age`, and no master answering on a control socket inside. Once per process, so
+/// `/tmp/dh-UID` does not fill up with them.
+pub(crate) fn sweep_stale(root: &Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > age);
+        if !old || !e.file_name().to_string_lossy().starts_with('n') {
+            continue;
+        }
+        let live = std::fs::read_dir(&path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|c| {
+                c.file_name()
+                    .to_string_lossy()
+                    .starts_with(".ssh-connection")
+            })
+            .any(|c| std::os::unix::net::UnixStream::connect(c.path().join("master")).is_ok());
+        if !live {
+            log::debug!(
+                "removing {}, left by a console that was killed",
+                path.display()
+            );
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 /// Turn what ssh wrote when a connection failed into one plain sentence: what went wrong, with
@@ -1710,6 +1754,30 @@ mod tests {
         assert!(
             c.find("ProxyUseFdpass yes").expect("fdpass") < c.find("Include").expect("include")
         );
+    }
+
+    #[test]
+    fn directories_of_killed_consoles_are_swept_and_live_or_recent_ones_kept() {
+        let root = tempfile::tempdir().expect("dir");
+        let dead = root.path().join("nDead01");
+        std::fs::create_dir_all(dead.join(".ssh-connectionAb/")).expect("dead");
+        let recent = root.path().join("nFresh1");
+        std::fs::create_dir_all(&recent).expect("recent");
+        let live = root.path().join("nLive01");
+        std::fs::create_dir_all(live.join(".ssh-connectionCd")).expect("live");
+        let _listener =
+            std::os::unix::net::UnixListener::bind(live.join(".ssh-connectionCd/master"))
+                .expect("a master's socket");
+        let other = root.path().join("keep-me");
+        std::fs::create_dir_all(&other).expect("other");
+        // Nothing here is ten minutes old yet; with no age limit, all are "old".
+        sweep_stale(root.path(), Duration::from_secs(600));
+        assert!(dead.exists() && recent.exists(), "nothing is old yet");
+        sweep_stale(root.path(), Duration::ZERO);
+        assert!(!dead.exists(), "no master answers there");
+        assert!(!recent.exists(), "old enough and no master");
+        assert!(live.exists(), "a master answers on its socket");
+        assert!(other.exists(), "not a connection's directory");
     }
 
     #[test]
