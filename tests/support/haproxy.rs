@@ -63,14 +63,16 @@ impl Haproxy {
             Duration::from_secs(10),
             Duration::from_millis(50),
             || {
-                if self.socket.exists() {
-                    return Ok(());
+                // The socket's file appears when HAProxy binds it, a moment before it listens:
+                // ready once a connection is accepted.
+                match std::os::unix::net::UnixStream::connect(&self.socket) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(format!(
+                        "{}: {e}; HAProxy said:\n{}",
+                        self.socket.display(),
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )),
                 }
-                Err(format!(
-                    "{} is not there; HAProxy said:\n{}",
-                    self.socket.display(),
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ))
             },
         );
     }
