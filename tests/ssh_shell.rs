@@ -149,54 +149,6 @@ async fn steps_back_to_back_and_side_by_side_never_mix_their_output_on_a_busy_ma
 }
 
 #[tokio::test]
-async fn a_shell_opens_in_reserve_when_the_last_idle_one_is_taken() {
-    let fleet = FleetSpec::nodes(1).start();
-    let t = Arc::new(SshTransport::new(fleet.target(0)));
-    t.connect().await.expect("connects");
-    let ready = shells(&fleet);
-    assert_eq!(ready.len(), 2, "connecting opens two shells");
-    // Two steps that run until the test lets them go take both idle shells.
-    let gate = fleet.root.join("reserve-gate");
-    let script = format!(
-        "while [ ! -e {} ]; do sleep 0.02; done; echo done",
-        gate.display()
-    );
-    let steps: Vec<_> = (0..2)
-        .map(|_| {
-            let t = t.clone();
-            let script = script.clone();
-            tokio::spawn(async move { run(&*t, &script).await })
-        })
-        .collect();
-    // With none left idle, a third opens in the background, asked for by no step.
-    let with_reserve = support::wait::poll_async(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || async {
-            let s = shells(&fleet);
-            (s.len() == 3).then_some(s)
-        },
-    )
-    .await
-    .unwrap_or_else(|| panic!("no shell in reserve: {:?}", shells(&fleet)));
-    assert!(ready.iter().all(|p| with_reserve.contains(p)));
-    std::fs::write(&gate, "").expect("gate");
-    for s in steps {
-        assert_eq!(s.await.expect("step").stdout, "done\n");
-    }
-    // The next steps find a shell ready: none is opened for them, all over one login.
-    for i in 0..3 {
-        assert_eq!(
-            run(&*t, &format!("echo {i}")).await.stdout,
-            format!("{i}\n")
-        );
-    }
-    assert_eq!(shells(&fleet), with_reserve);
-    assert_eq!(fleet.logins(0), 1);
-    t.close().await;
-}
-
-#[tokio::test]
 async fn a_process_left_holding_the_output_is_cut_off_and_never_heard_in_the_next_step() {
     let fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));
@@ -491,6 +443,54 @@ async fn a_script_and_its_secrets_never_reach_a_process_list() {
         assert!(out.expect("runs").success());
         assert!(seen.is_empty(), "the secret is in a process list: {seen:?}");
     }
+}
+
+#[tokio::test]
+async fn an_app_left_holding_only_the_end_marker_ends_the_step_and_its_shell_is_replaced() {
+    // What a restart does: the app goes to the background with its output sent to a log, and
+    // keeps what else it inherited, the step's end-of-step marker among it. The node says the
+    // status as soon as the output closed, the console asks twice and the step ends: no
+    // output is cut, no note, and the shell the app is still attached to takes no other step.
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    let before = shells(&fleet);
+    assert_eq!(before.len(), 2);
+    let out = run(&t, "sleep 4701 >/dev/null 2>&1 & echo started").await;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "started\n");
+    assert!(out.stderr_tail.is_empty(), "no note: {:?}", out.stderr_tail);
+    assert!(!fleet.survivors("sleep 4701").is_empty(), "the app runs on");
+    // The shell is closed, and another opens in its place in the background, asked for by no
+    // step: the next steps find two ready, as before.
+    let after = support::wait::poll_async(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let s = shells(&fleet);
+            (s.len() == 2 && s.iter().filter(|p| before.contains(p)).count() == 1).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the step's shell was not replaced: {:?}, before {before:?}",
+            shells(&fleet)
+        )
+    });
+    let both = (0..2).map(|i| {
+        let t = &t;
+        async move { run(t, &format!("sleep 0.2; echo {i}")).await }
+    });
+    for (i, out) in futures::future::join_all(both)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(out.stdout, format!("{i}\n"));
+    }
+    assert_eq!(shells(&fleet), after, "no shell was opened for them");
+    assert_eq!(fleet.logins(0), 1);
 }
 
 #[tokio::test]

@@ -53,7 +53,10 @@ pub async fn rollback(inv: &Path, state: &Path) -> Result<DeckRun, String> {
 
 async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<DeckRun, String> {
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deckhand"))
+    // DECKHAND_BENCH_BIN: another deckhand binary (a build from another commit, for A/B).
+    let bin = std::env::var_os("DECKHAND_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_deckhand").into());
+    let mut child = tokio::process::Command::new(bin)
         .arg("-i")
         .arg(inv)
         .args(command)

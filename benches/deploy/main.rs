@@ -15,9 +15,10 @@
 //!   (key to screen while the events pour in).
 //!
 //! `quick` among the arguments shrinks every part (5 nodes, 10 in batches, 20 for scale): a check
-//! that the harness works, not figures to keep. `direct` keeps only the direct link (a quicker
-//! look at deckhand's own costs); `DECKHAND_BENCH_TRACE=DIR` keeps each deckhand run's events,
-//! each with the millisecond it arrived, in DIR.
+//! that the harness works, not figures to keep. `direct` (or `slow`) keeps only the direct link
+//! (or the slow one) for a quicker look, `batches` only the 50 nodes in batches; `DECKHAND_BENCH_TRACE=DIR` keeps each deckhand run's events,
+//! each with the millisecond it arrived, in DIR; `DECKHAND_BENCH_BIN=PATH` runs another deckhand
+//! binary in deckhand's place (a build of another commit, for an A/B comparison).
 //!
 //! It prints Markdown tables (progress goes to stderr) and asserts nothing about speed: the
 //! targets are printed beside the figures. `scripts/bench.sh deploy|tools|scale` runs it.
@@ -483,14 +484,18 @@ fn plain_ssh(rig: &Rig, link: Link) -> f64 {
     took
 }
 
-async fn part_deploy(quick: bool, direct: bool) {
+async fn part_deploy(quick: bool, direct: bool, slow: bool, batches: bool) {
     let all: &[Link] = if direct {
         &[Link::Direct]
+    } else if slow {
+        &[Link::Slow]
     } else {
         &[Link::Direct, Link::Bastion, Link::Slow, Link::SlowBastion]
     };
     let runs: &[(usize, Turns)] = if quick {
         &[(5, Turns::OneAtATime), (10, Turns::Percent(20))]
+    } else if batches {
+        &[(50, Turns::Percent(20))]
     } else {
         &[
             (5, Turns::OneAtATime),
@@ -735,7 +740,9 @@ fn main() {
         .collect();
     let quick = parts.iter().any(|p| p == "quick");
     let direct = parts.iter().any(|p| p == "direct");
-    parts.retain(|p| p != "quick" && p != "direct");
+    let slow = parts.iter().any(|p| p == "slow");
+    let batches = parts.iter().any(|p| p == "batches");
+    parts.retain(|p| !["quick", "direct", "slow", "batches"].contains(&p.as_str()));
     let parts = if parts.is_empty() {
         vec![
             "deploy".into(),
@@ -761,7 +768,7 @@ fn main() {
     rt.block_on(async {
         for p in &parts {
             match p.as_str() {
-                "deploy" => part_deploy(quick, direct).await,
+                "deploy" => part_deploy(quick, direct, slow, batches).await,
                 "rollback" => part_rollback(quick).await,
                 "tools" => part_tools(quick).await,
                 _ => part_scale(quick).await,

@@ -72,6 +72,137 @@ pub(crate) fn plain_connection(resolved: &str) -> bool {
     })
 }
 
+/// Keywords that decide how ssh reaches a host; where none appears in the ssh configuration
+/// files at all, `ssh -G` has nothing to say about them and is not asked.
+const CONNECTION_KEYWORDS: &[&str] = &[
+    "proxycommand",
+    "proxyjump",
+    "bindaddress",
+    "bindinterface",
+    "addressfamily",
+    "connectionattempts",
+];
+
+/// Whether none of `files` (nor what they `Include`) says anything about how a host is reached,
+/// read as text: then every node the files apply to connects the plain way, and `ssh -G` need
+/// not be asked per node. A file or an `Include` that cannot be followed (a `%` token, a
+/// directory that cannot be read) counts as saying something. Read once per process.
+pub(crate) fn configs_are_plain(files: &[PathBuf]) -> bool {
+    static SEEN: std::sync::Mutex<Vec<(Vec<PathBuf>, bool)>> = std::sync::Mutex::new(Vec::new());
+    if let Ok(seen) = SEEN.lock() {
+        if let Some((_, plain)) = seen.iter().find(|(f, _)| f == files) {
+            return *plain;
+        }
+    }
+    let plain = files.iter().all(|f| file_is_plain(f, 0));
+    if let Ok(mut seen) = SEEN.lock() {
+        seen.push((files.to_vec(), plain));
+    }
+    plain
+}
+
+fn file_is_plain(file: &Path, depth: usize) -> bool {
+    if depth > 16 {
+        return false;
+    }
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(_) => return false,
+    };
+    // Everything here is reached from the node's generated config, which ssh reads as a user's
+    // file (-F): a relative Include is then under ~/.ssh, wherever the including file is.
+    let Some(base) = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh")) else {
+        return false;
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        let (key, rest) = match line.find(|c: char| c.is_whitespace() || c == '=') {
+            Some(i) => (
+                &line[..i],
+                line[i + 1..].trim_start_matches(['=', ' ', '\t']),
+            ),
+            None => (line, ""),
+        };
+        let key = key.to_ascii_lowercase();
+        if CONNECTION_KEYWORDS.contains(&key.as_str()) {
+            return false;
+        }
+        if key == "include" {
+            for pattern in rest.split_whitespace() {
+                if pattern.contains('%') || pattern.contains('"') {
+                    return false;
+                }
+                let pattern = match pattern.strip_prefix("~/") {
+                    Some(r) => match std::env::var_os("HOME") {
+                        Some(h) => PathBuf::from(h).join(r),
+                        None => return false,
+                    },
+                    None if pattern.starts_with('/') => PathBuf::from(pattern),
+                    None => base.join(pattern),
+                };
+                let Some(files) = expand(&pattern) else {
+                    return false;
+                };
+                if !files.iter().all(|f| file_is_plain(f, depth + 1)) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The files a pattern names (`*` and `?` in its last part only), or None if it cannot say.
+fn expand(pattern: &Path) -> Option<Vec<PathBuf>> {
+    let name = pattern.file_name()?.to_str()?;
+    if !name.contains(['*', '?']) {
+        return Some(vec![pattern.to_path_buf()]);
+    }
+    let dir = pattern.parent()?;
+    if dir.to_str()?.contains(['*', '?', '[']) {
+        return None;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
+        Err(_) => return None,
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| wildcard(name, n)))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    Some(out)
+}
+
+/// `*` and `?` matching, as ssh's Include globs use them.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
+}
+
 /// The lines that make ssh use the helper (first in the node's generated config: ssh keeps the
 /// first value it reads).
 pub(crate) fn config_lines(program: &Path, timeout: Duration, log: &Path) -> String {
@@ -215,6 +346,37 @@ mod tests {
             &plain.replace("connectionattempts 1", "connectionattempts 3")
         ));
         assert!(plain_connection(&format!("{plain}proxycommand none\n")));
+    }
+
+    #[test]
+    fn config_files_that_never_say_how_to_reach_a_host_need_no_ssh_g() {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("conf.d")).expect("conf.d");
+        let main = format!(
+            "Host *\n  SendEnv LANG\nInclude {}/conf.d/*.conf\n",
+            d.display()
+        );
+        std::fs::write(d.join("main"), main).expect("main");
+        std::fs::write(d.join("conf.d/a.conf"), "Host web-*\n  User ops\n").expect("a");
+        std::fs::write(d.join("conf.d/b.txt"), "ProxyJump not-included\n").expect("b");
+        assert!(file_is_plain(&d.join("main"), 0));
+        std::fs::write(d.join("conf.d/c.conf"), "Host db\n  proxyjump=bastion\n").expect("c");
+        assert!(
+            !file_is_plain(&d.join("main"), 0),
+            "an included file says ProxyJump"
+        );
+        std::fs::write(d.join("odd"), "Include ~/%d/x\n").expect("odd");
+        assert!(
+            !file_is_plain(&d.join("odd"), 0),
+            "a token deckhand cannot follow"
+        );
+        assert!(
+            file_is_plain(&d.join("missing"), 0),
+            "a missing file says nothing"
+        );
+        assert!(wildcard("*.conf", "a.conf") && !wildcard("*.conf", "b.txt"));
+        assert!(wildcard("a?c*", "abcdef") && !wildcard("a?c", "ac"));
     }
 
     #[test]

@@ -33,13 +33,14 @@
 //! the test bastion, three writes at the end of a step stalled 55 % of steps and one none.
 //!
 //! A process a step leaves behind can hold its output open: the server then waits, and when the
-//! console asks (`tick`, every 5 ms in the step's first 300 ms, then less often, see `ssh.rs`),
-//! says the exit status early and the end as soon as the step's stdout and stderr are closed
-//! (the console asks no more once it has a status). When they are closed already and only the
-//! sentinel is held (an app started in the background with its output sent elsewhere), the
-//! second `tick` that finds it so says the end without the sentinel. The first is not enough:
-//! the three copiers report the end of their FIFOs one by one, and a `tick` can arrive between
-//! the reports of a step that did end cleanly. A shell whose step left anything running is never given another
+//! console asks (`tick`, every 50 ms in the step's first second, then less often, see
+//! `ssh.rs`), says the exit status early and the end as soon as the step's stdout and stderr are
+//! closed. When they are closed and only the sentinel is held (an app started in the background
+//! with its output sent elsewhere, as a restart does), the server says the exit status early at
+//! once, unasked; the console then asks every 5 ms, and the second `tick` that finds it so ends
+//! the step without the sentinel. Not the first: the three copiers report the end of their FIFOs
+//! one by one, and a `tick` can arrive between the reports of a step that did end cleanly (whose
+//! end record then simply follows the early status). A shell whose step left anything running is never given another
 //! step (the console closes it), so its output cannot reach a later step, and no later step's
 //! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
 //! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
@@ -239,7 +240,14 @@ dh_run() {
   : > "$dh_d/cur"
   exec 7>&- 8<&0 0<&6 3>&-
   dh_o= dh_e= dh_z= dh_y= dh_t=
-  while [ -z "$dh_o" ] || [ -z "$dh_e" ] || { [ -z "$dh_z" ] && [ -z "$dh_y" ]; }; do
+  while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
+    if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then
+      [ -z "$dh_y" ] || break
+      if [ -z "$dh_t" ]; then
+        printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
+        dh_t=0
+      fi
+    fi
     IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
     case $dh_w:$dh_x in
       o:*) dh_o=1 ;;
@@ -247,7 +255,7 @@ dh_run() {
       s:*) dh_z=1 ;;
       "tick:$dh_i")
         if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then
-          [ -z "$dh_t" ] || break
+          [ "$dh_t" != 1 ] || break
           dh_t=1
         else
           [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
@@ -660,6 +668,7 @@ mod tests {
                 .write_all(&run_request(id, &nonce, script).expect("request"))
                 .expect("send");
             let (mut o, mut e) = (Vec::new(), Vec::new());
+            let mut early = None;
             let (rc, lines) = loop {
                 let mut l = Vec::new();
                 out.read_until(b'\n', &mut l).expect("stdout");
@@ -673,9 +682,14 @@ mod tests {
                         ..
                     } => {
                         assert!(before.is_empty());
+                        assert!(early.is_none_or(|c| c == code), "{early:?} then {code}");
                         break (code, stderr_lines);
                     }
-                    other => panic!("unexpected {other:?}"),
+                    // Said when the step's output closed before its end marker was reported.
+                    Record::Exited { before, code } => {
+                        assert!(before.is_empty() && early.is_none());
+                        early = Some(code);
+                    }
                 }
             };
             for _ in 0..lines {
@@ -839,7 +853,7 @@ mod tests {
             match parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) {
                 Record::Data(d) => left = String::from_utf8_lossy(d).trim().parse::<i32>().ok(),
                 Record::End { .. } => break,
-                other => panic!("unexpected {other:?}"),
+                Record::Exited { .. } => {}
             }
         }
         let left = left.expect("the step's pid");

@@ -55,21 +55,23 @@ pub const MAX_SHELLS: usize = 6;
 /// How long a new shell may take to say it is ready.
 const SHELL_START: Duration = Duration::from_secs(30);
 /// When a running step is first asked for an early exit status (see [`shell::tick_request`]),
-/// and how often after that: a step whose script is done while a process it started (an app
-/// put in the background by a restart) still holds what it inherited is only known to be done
-/// at the next ask (the second, when only the sentinel is held). Often at first, where most
-/// such steps end (a restart), then less often. A step done sooner is never asked. An ask costs
-/// the node a line read and a file read, without a `fork`: sixty over a step's first 300 ms are
-/// well under a millisecond of its CPU.
-const FIRST_TICK: Duration = Duration::from_millis(5);
+/// and how often after that: a step whose script is done while a process it started (started
+/// in the background without its own output) still holds the step's output is only known to be
+/// done at the next ask. A step done sooner is never asked.
+const FIRST_TICK: Duration = Duration::from_millis(50);
 fn next_tick_after(running: Duration) -> Duration {
     match running.as_millis() {
-        0..=299 => Duration::from_millis(5),
-        300..=999 => Duration::from_millis(50),
+        0..=999 => Duration::from_millis(50),
         1000..=9999 => Duration::from_millis(250),
         _ => Duration::from_millis(500),
     }
 }
+/// Once the node said a step's status early (its output closed and a process it started still
+/// holds only the end-of-step marker: an app a `restart` put in the background), the asks come
+/// this often for a while, and the second one ends the step: a restart costs 5 to 10 ms more
+/// than its script instead of up to the next slow ask.
+const QUICK_TICK: Duration = Duration::from_millis(5);
+const QUICK_TICKS_FOR: Duration = Duration::from_millis(200);
 /// How long output may pause before deckhand answers it (see the nudge in `exec`): at once, as
 /// soon as nothing more is waiting from the shell.
 const NUDGE: Duration = Duration::ZERO;
@@ -927,14 +929,31 @@ impl Link {
 
     /// The config lines that make the connect helper open the master's TCP connection (see
     /// `connect.rs`), when this program has one and nothing in the ssh configuration that
-    /// applies to the node decides how it is reached: `ssh -G` with the node's generated config
-    /// says so.
+    /// applies to the node decides how it is reached: the ssh config files say nothing about it
+    /// at all, or `ssh -G` with the node's generated config says so for this node.
     async fn helper_lines(&self, node_cfg: &Path, log: &Path) -> Option<String> {
         let t = &self.target;
         if !t.jump.is_empty() {
             return None;
         }
         let program = super::connect::helper()?;
+        // The files the node's config includes: when none says anything about how a host is
+        // reached, there is no need to ask ssh per node.
+        let included: Vec<PathBuf> = match &t.ssh_config {
+            Some(f) => vec![f.clone()],
+            None => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".ssh/config"))
+                .into_iter()
+                .chain([PathBuf::from("/etc/ssh/ssh_config")])
+                .collect(),
+        };
+        if super::connect::configs_are_plain(&included) {
+            return Some(super::connect::config_lines(
+                program,
+                t.connect_timeout,
+                log,
+            ));
+        }
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.arg("-G").arg("-F").arg(node_cfg);
         if let Some(u) = &t.user {
@@ -1127,7 +1146,6 @@ impl Link {
             let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
             let Some(mut s) = idle else { break };
             if s.fresh() {
-                self.refill();
                 return Ok(Lease {
                     transport: self,
                     shell: Some(s),
@@ -1144,17 +1162,13 @@ impl Link {
         })
     }
 
-    /// Keep a shell in reserve: when no idle shell is left (the last one was just leased, or a
-    /// step retired its shell), open one in the background, so that the next step does not
-    /// wait for a shell to start (a `prune` right after a `restart` whose app kept the
-    /// restart's shell, a step beside a history line or the heartbeat). At most one at a time,
-    /// only on an open connection (never a reconnect of its own), and only while another
-    /// step could still be leased a shell (the shell being opened takes a slot).
+    /// Replace a shell a step retired (a `restart` whose app still holds it) with a new one,
+    /// opened in the background, so that the steps after it (a `prune`, a history line beside
+    /// it) find as many shells ready as before instead of waiting for one to start. At most one
+    /// at a time, only while a connection is open (it does not start one), and only while
+    /// another step could still be leased a shell (the shell being opened takes a slot).
     fn refill(&self) {
         if self.closing.load(Ordering::Relaxed) || self.slots.available_permits() == 0 {
-            return;
-        }
-        if self.idle.lock().map(|v| !v.is_empty()).unwrap_or(true) {
             return;
         }
         let Ok(mut reserve) = self.reserve.lock() else {
@@ -1201,7 +1215,7 @@ impl Link {
 
     /// Measure, in the background, what a step costs on this link beyond its script's own
     /// time, for the time report ([`Transport::floor`]): an empty script (`:`) and one that
-    /// starts a shell (`sh -c :`), twice each, on the node. The empty script is the whole way
+    /// starts a shell (`sh -c :`), one after the other, on the node. The empty script is the whole way
     /// there and back (the request, the `fork` on the node, the record back); the second costs
     /// that plus a shell's start. A step's own time is what its commands take when started the
     /// usual way, in a shell of their own, which deckhand's shell does with a `fork` instead:
@@ -1221,17 +1235,16 @@ impl Link {
         }
         *measuring = Some(tokio::spawn(async move {
             let cancel = CancellationToken::new();
-            let (mut empty, mut shell) = (Duration::MAX, Duration::MAX);
-            for _ in 0..2 {
-                for (script, best) in [(":", &mut empty), ("sh -c :", &mut shell)] {
-                    let req = ExecRequest::new(script).timeout(Duration::from_secs(10));
-                    let started = Instant::now();
-                    match link.exec(&req, None, &cancel).await {
-                        Ok(o) if o.success() => *best = (*best).min(started.elapsed()),
-                        _ => return,
-                    }
+            let mut took = [Duration::MAX; 2];
+            for (script, t) in [":", "sh -c :"].into_iter().zip(&mut took) {
+                let req = ExecRequest::new(script).timeout(Duration::from_secs(10));
+                let started = Instant::now();
+                match link.exec(&req, None, &cancel).await {
+                    Ok(o) if o.success() => *t = started.elapsed(),
+                    _ => return,
                 }
             }
+            let [empty, shell] = took;
             let start = shell.saturating_sub(empty);
             let cost = empty.saturating_sub(start);
             log::debug!(
@@ -1413,6 +1426,8 @@ impl Link {
         let mut grace: Option<(Instant, Duration)> = None;
         let mut stop_deadline: Option<Instant> = None;
         let mut next_tick = Instant::now() + FIRST_TICK;
+        // When the node said the status early (see QUICK_TICK).
+        let mut early: Option<Instant> = None;
         let mut nudge_at: Option<Instant> = None;
         let far = deadline + Duration::from_secs(24 * 3600);
         let finish = loop {
@@ -1437,6 +1452,8 @@ impl Link {
                         Record::Exited { before, code } => {
                             split.extend_from_slice(before);
                             status = Some(code);
+                            early = Some(Instant::now());
+                            next_tick = Instant::now() + QUICK_TICK;
                             let g = Duration::from_millis(if code == 0 && stopped.is_none() { 2000 } else { 300 });
                             grace = Some((Instant::now() + g, g));
                         }
@@ -1475,8 +1492,12 @@ impl Link {
                 }
                 // A step still going after a while: ask the shell to say its status early if the
                 // step's shell exited but a process it left holds its output open.
-                _ = tokio::time::sleep_until(next_tick), if status.is_none() => {
-                    next_tick = Instant::now() + next_tick_after(handed.elapsed());
+                _ = tokio::time::sleep_until(next_tick), if end.is_none() && (status.is_none() || early.is_some()) => {
+                    next_tick = Instant::now() + match early {
+                        Some(at) if at.elapsed() < QUICK_TICKS_FOR => QUICK_TICK,
+                        Some(_) => next_tick_after(Duration::from_secs(1)),
+                        None => next_tick_after(handed.elapsed()),
+                    };
                     if let Err(e) = lease.shell().stdin.write_all(&shell::tick_request(id)).await {
                         break Finish::Lost(format!("it stopped taking requests ({e})"));
                     }
