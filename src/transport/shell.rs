@@ -37,10 +37,11 @@
 //! `ssh.rs`), says the exit status early and the end as soon as the step's stdout and stderr are
 //! closed. When they are closed and only the sentinel is held (an app started in the background
 //! with its output sent elsewhere, as a restart does), the server says the exit status early at
-//! once, unasked; the console then asks every 5 ms, and the second `tick` that finds it so ends
-//! the step without the sentinel. Not the first: the three copiers report the end of their FIFOs
-//! one by one, and a `tick` can arrive between the reports of a step that did end cleanly (whose
-//! end record then simply follows the early status). A shell whose step left anything running is never given another
+//! once, unasked; the console asks at once (and every 5 ms after), and the `tick` ends the step
+//! without the sentinel. The three copiers report the end of their FIFOs one by one: for a step
+//! that did end cleanly, the sentinel's report follows the others within microseconds, well
+//! before a `tick` that answers the early status can come back, and its end record then simply
+//! follows the early status. A shell whose step left anything running is never given another
 //! step (the console closes it), so its output cannot reach a later step, and no later step's
 //! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
 //! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
@@ -78,7 +79,7 @@
 //!   request cut short is never run.
 //! - `kill ID\n`: stop step `ID`; its end record follows once that is done.
 //! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now; if
-//!   its output is closed and only the sentinel is held, end it at the second such `tick`
+//!   its output is closed and only the sentinel is held, end it
 //!   (passed on to the server that runs it only once its subshell has ended; one that arrives
 //!   later is ignored by its id).
 //! - an empty line: nothing (the console's answer to output, see `ssh.rs`).
@@ -255,8 +256,7 @@ dh_run() {
       s:*) dh_z=1 ;;
       "tick:$dh_i")
         if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then
-          [ "$dh_t" != 1 ] || break
-          dh_t=1
+          break
         else
           [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
           dh_y=1

@@ -67,9 +67,9 @@ fn next_tick_after(running: Duration) -> Duration {
     }
 }
 /// Once the node said a step's status early (its output closed and a process it started still
-/// holds only the end-of-step marker: an app a `restart` put in the background), the asks come
-/// this often for a while, and the second one ends the step: a restart costs 5 to 10 ms more
-/// than its script instead of up to the next slow ask.
+/// holds only the end-of-step marker: an app a `restart` put in the background), deckhand asks
+/// at once, which ends the step, then this often for a while should the answer be held up: a
+/// restart costs a round trip more than its script instead of up to the next slow ask.
 const QUICK_TICK: Duration = Duration::from_millis(5);
 const QUICK_TICKS_FOR: Duration = Duration::from_millis(200);
 /// How long output may pause before deckhand answers it (see the nudge in `exec`): at once, as
@@ -1453,7 +1453,7 @@ impl Link {
                             split.extend_from_slice(before);
                             status = Some(code);
                             early = Some(Instant::now());
-                            next_tick = Instant::now() + QUICK_TICK;
+                            next_tick = Instant::now();
                             let g = Duration::from_millis(if code == 0 && stopped.is_none() { 2000 } else { 300 });
                             grace = Some((Instant::now() + g, g));
                         }
