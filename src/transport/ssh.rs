@@ -590,6 +590,11 @@ struct Link {
     fastest_us: AtomicU64,
     /// The task opening a shell in reserve, if one runs (see [`Link::refill`]).
     reserve: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set while that task runs; cleared (and [`Link::reserve_done`] told) when it ends, however
+    /// it ends.
+    reserving: AtomicBool,
+    /// Wakes the steps waiting for the shell in reserve rather than opening one of their own.
+    reserve_done: tokio::sync::Notify,
     /// What a step costs on this link beyond starting its script the usual way, in
     /// microseconds (`u64::MAX`: not measured yet): see [`Link::measure`].
     cost_us: AtomicU64,
@@ -597,6 +602,17 @@ struct Link {
     measuring: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set once the transport closes: no shell is opened in reserve after that.
     closing: AtomicBool,
+}
+
+/// Tells the steps waiting for a shell in reserve that its opening ended (see
+/// [`Link::refill`]).
+struct ReserveDone(Arc<Link>);
+
+impl Drop for ReserveDone {
+    fn drop(&mut self) {
+        self.0.reserving.store(false, Ordering::Release);
+        self.0.reserve_done.notify_waiters();
+    }
 }
 
 /// What a shell's channel brings back: its lines, the end of its streams, its exit.
@@ -736,6 +752,8 @@ impl SshTransport {
             next_shell: AtomicU64::new(0),
             fastest_us: AtomicU64::new(u64::MAX),
             reserve: std::sync::Mutex::new(None),
+            reserving: AtomicBool::new(false),
+            reserve_done: tokio::sync::Notify::new(),
             cost_us: AtomicU64::new(u64::MAX),
             measuring: std::sync::Mutex::new(None),
             closing: AtomicBool::new(false),
@@ -1143,8 +1161,20 @@ impl Link {
             ))
         })?;
         loop {
+            // Registered before looking, so that a reserve ending in between still wakes it.
+            let reserve_done = self.reserve_done.notified();
+            tokio::pin!(reserve_done);
+            reserve_done.as_mut().enable();
             let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-            let Some(mut s) = idle else { break };
+            let Some(mut s) = idle else {
+                // A shell being opened in reserve is most of the way there: wait for it
+                // rather than open another (the pool would grow a shell no step asked for).
+                if self.reserving.load(Ordering::Acquire) {
+                    reserve_done.await;
+                    continue;
+                }
+                break;
+            };
             if s.fresh() {
                 return Ok(Lease {
                     transport: self,
@@ -1180,7 +1210,11 @@ impl Link {
         let Some(link) = self.me.upgrade() else {
             return;
         };
+        self.reserving.store(true, Ordering::Release);
+        // Dropped with the task's future, whether it ends, fails or is aborted unpolled.
+        let done = ReserveDone(link.clone());
         *reserve = Some(tokio::spawn(async move {
+            let _done = done;
             // A shell being opened holds a slot like a leased one: the pool stays within
             // MAX_SHELLS.
             let Ok(_slot) = link.slots.try_acquire() else {
