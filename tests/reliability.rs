@@ -210,7 +210,7 @@ fn console_killed_between_switch_and_restart_then_resume_continue_restarts_the_a
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
-        out.contains("web-2 is on v2 but the interrupted run did not finish its turn there"),
+        out.contains("web-2 is on v2 but the run that switched it did not finish its turn there"),
         "{out}"
     );
     consistent(&f, "v2");
@@ -221,6 +221,51 @@ fn console_killed_between_switch_and_restart_then_resume_continue_restarts_the_a
         "web-2's new app is not running"
     );
     // web-1 finished its turn in the first run: left as it is.
+    assert!(
+        out.contains("web-1 is already on v2; left as it is"),
+        "{out}"
+    );
+}
+
+/// The same node, switched and never restarted, met by a new deployment of the same release
+/// (the lock removed by hand) instead of a resume: its phases from `switch` run again; it is not
+/// "already on v2" (found by the fault campaign: a run failed between switch and restart, its
+/// rollback could not reach HAProxy, and deploying again left the old app serving).
+#[test]
+fn a_new_deployment_finishes_a_node_an_earlier_run_switched_and_never_restarted() {
+    let f = fleet();
+    let app_pid = || {
+        std::fs::read_to_string(f.node_dir("web-2").join("shared/app.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    };
+    let before = app_pid().expect("web-2's app pid");
+    crash_in(&f, "restart");
+    assert_eq!(f.current("web-2").as_deref(), Some("v2"));
+    let o = run(&f, &["unlock", "test", "--yes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(
+        &f,
+        &[
+            "deploy",
+            "test",
+            "--release",
+            "v2",
+            "--headless",
+            "--yes",
+            "--watch",
+            "0s",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("web-2 is on v2 but the run that switched it did not finish its turn there"),
+        "{out}"
+    );
+    consistent(&f, "v2");
+    let after = app_pid().expect("web-2's app pid after the deploy");
+    assert_ne!(after, before, "web-2's restart did not run again: {out}");
     assert!(
         out.contains("web-1 is already on v2; left as it is"),
         "{out}"

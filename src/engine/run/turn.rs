@@ -28,20 +28,20 @@ impl Run {
                 error,
             })
         };
-        // A resumed run finds a node the interrupted one switched and never finished: its
-        // phases from `switch` on run again (the release is built; what follows the switch,
-        // a restart above all, may never have run).
+        // A node on the release whose history does not say a run finished its turn there (a
+        // run interrupted, or failed between `switch` and its end with a rollback that could
+        // not run, or a node set up by other means): its phases from `switch` on run again
+        // (the release is built; what follows the switch, a restart above all, may never have
+        // run). Whether this run resumes that one or is a new deployment of the same release.
         let switch_at = crate::plan::switch_index(&self.inv);
-        let resume_from = switch_at.filter(|_| {
-            self.opts.resume_id.is_some() && self.ledger.resumed_after_switch(node, &release)
-        });
+        let resume_from = switch_at.filter(|_| self.ledger.resumed_after_switch(node, &release));
         if let Some(si) = resume_from {
             // Switched, by the run before: a rollback of this run takes it back too.
             self.ledger.switched(node, Some(release.clone()));
             self.em.notice(
                 Level::Warn,
                 format!(
-                    "{node} is on {release} but the interrupted run did not finish its turn there; running its phases again from {}",
+                    "{node} is on {release} but the run that switched it did not finish its turn there; running its phases again from {}",
                     self.inv.phases[si].name
                 ),
             );
