@@ -37,11 +37,14 @@
 //! `ssh.rs`), says the exit status early and the end as soon as the step's stdout and stderr are
 //! closed. When they are closed and only the sentinel is held (an app started in the background
 //! with its output sent elsewhere, as a restart does), the server says the exit status early at
-//! once, unasked; the console asks at once (and every 5 ms after), and the `tick` ends the step
-//! without the sentinel. The three copiers report the end of their FIFOs one by one: for a step
-//! that did end cleanly, the sentinel's report follows the others within microseconds, well
-//! before a `tick` that answers the early status can come back, and its end record then simply
-//! follows the early status. A shell whose step left anything running is never given another
+//! once, unasked, and the console asks at once (and every 5 ms after). The three copiers report
+//! the end of their FIFOs one by one, so "only the sentinel is held" may also mean its copier's
+//! report is still on its way (usually microseconds behind, more on a busy node). A `tick` tells
+//! the two apart by looking for a process with the sentinel on its fd 3 (a `test -ef` per
+//! process in `/proc`, about half a millisecond for 70 processes): one found ends the step
+//! without the sentinel; none found means the report is coming, and the server waits for it,
+//! for up to 8 ticks (a holder that moved the sentinel to another descriptor, which no look
+//! finds, ends the step then). A shell whose step left anything running is never given another
 //! step (the console closes it), so its output cannot reach a later step, and no later step's
 //! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
 //! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
@@ -79,7 +82,7 @@
 //!   request cut short is never run.
 //! - `kill ID\n`: stop step `ID`; its end record follows once that is done.
 //! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now; if
-//!   its output is closed and only the sentinel is held, end it
+//!   its output is closed and a process holds the sentinel, end it
 //!   (passed on to the server that runs it only once its subshell has ended; one that arrives
 //!   later is ignored by its id).
 //! - an empty line: nothing (the console's answer to output, see `ssh.rs`).
@@ -226,8 +229,8 @@ dh_run() {
       printf ' %s %s\n' "$dh_x" "${20}" >> "$dh_d/cur"
       set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
-      unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_quit dh_serve
-      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_held dh_quit dh_serve
+      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k dh_q k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
     ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
     dh_rc=$?
@@ -240,13 +243,16 @@ dh_run() {
   kill -0 "$$" 2>/dev/null || return 1
   : > "$dh_d/cur"
   exec 7>&- 8<&0 0<&6 3>&-
-  dh_o= dh_e= dh_z= dh_y= dh_t=
+  dh_o= dh_e= dh_z= dh_y= dh_t= dh_q=0
   while [ -z "$dh_o" ] || [ -z "$dh_e" ] || [ -z "$dh_z" ]; do
     if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then
-      [ -z "$dh_y" ] || break
-      if [ -z "$dh_t" ]; then
-        printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
-        dh_t=0
+      [ -n "$dh_t" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
+      dh_t=1
+      if [ -n "$dh_y" ]; then
+        dh_y=
+        dh_held && break
+        dh_q=$((dh_q+1))
+        [ "$dh_q" -lt 8 ] || break
       fi
     fi
     IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
@@ -255,18 +261,20 @@ dh_run() {
       e:*) dh_e=$dh_x ;;
       s:*) dh_z=1 ;;
       "tick:$dh_i")
-        if [ -n "$dh_o" ] && [ -n "$dh_e" ]; then
-          break
-        else
-          [ -n "$dh_y" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
-          dh_y=1
-        fi
+        [ -n "$dh_t" ] || printf '@dh:%s rc %s\n' "$dh_n" "$dh_rc" >&5
+        dh_t=1 dh_y=1
         ;;
       quit:*) exec 0<&8 8<&-; return 1 ;;
     esac
   done
   exec 0<&8 8<&-
   printf '@dh:%s end %s %s %s\n' "$dh_n" "$dh_rc" "$dh_e" "${dh_z:-0}" >&5
+}
+dh_held() {
+  for dh_w in /proc/[0-9]*; do
+    [ "$dh_w/fd/3" -ef "$dh_d/s" ] && return 0
+  done
+  return 1
 }
 dh_quit() {
   kill -KILL "$dh_co" "$dh_ce" "$dh_cs" 2>/dev/null
@@ -971,5 +979,122 @@ mod tests {
         let _ = next.wait();
         assert!(stopped, "the dead shell's running step was left running");
         assert!(!std::path::Path::new(&hello.dir).exists());
+    }
+
+    /// What a shell says about step `id` from now on, line by line, as it comes (read on a
+    /// thread, so that a test can tell "nothing yet" from a record).
+    fn records(
+        mut out: BufReader<std::process::ChildStdout>,
+    ) -> std::sync::mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || loop {
+            let mut l = Vec::new();
+            if out.read_until(b'\n', &mut l).unwrap_or(0) == 0 || tx.send(l).is_err() {
+                break;
+            }
+        });
+        rx
+    }
+
+    /// Runs `script` as step 1 on a new shell (`first` is told the shell's greeting once the
+    /// step is sent), reads up to its early status, then sends a tick every 20 ms (`between`
+    /// is called before each, with the number sent so far) until the step ends. Returns
+    /// whether everything the step started had ended, and how many ticks that took.
+    fn ticked_to_end(
+        script: &str,
+        first: impl FnOnce(&Hello),
+        mut between: impl FnMut(u32, &Hello),
+    ) -> (bool, u32) {
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
+        let (mut child, out, hello) = started_shell(tmp.path());
+        let mut stdin = child.stdin.take().expect("stdin");
+        let nonce = new_nonce();
+        stdin
+            .write_all(&run_request(1, &nonce, script).expect("request"))
+            .expect("send");
+        first(&hello);
+        let rx = records(out);
+        let record = |l: &[u8]| match parse_stdout(l.strip_suffix(b"\n").unwrap_or(l), &nonce) {
+            Record::Data(_) => None,
+            Record::Exited { .. } => Some(None),
+            Record::End { all_ended, .. } => Some(Some(all_ended)),
+        };
+        // The early status, said unasked once the step's output closed.
+        loop {
+            let l = rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the early status");
+            match record(&l) {
+                Some(None) => break,
+                Some(Some(_)) => panic!("the step ended before its sentinel was reported"),
+                None => {}
+            }
+        }
+        let mut ticks = 0;
+        let all_ended = loop {
+            between(ticks, &hello);
+            assert!(ticks < 40, "no end after {ticks} ticks");
+            stdin.write_all(&tick_request(1)).expect("tick");
+            ticks += 1;
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(20)) {
+                match record(&l) {
+                    Some(Some(all)) => break all,
+                    _ => panic!("{}", String::from_utf8_lossy(&l)),
+                }
+            }
+        };
+        drop(stdin);
+        let _ = child.wait();
+        (all_ended, ticks)
+    }
+
+    /// A step that ended whole, whose sentinel's copier is late to say so (as on a busy
+    /// node): a tick finds no process holding the sentinel and waits for the copier, so the
+    /// step ends as one that left nothing behind, and its shell can take the next step.
+    #[test]
+    fn a_late_report_of_the_sentinel_is_waited_for_not_taken_for_a_leftover() {
+        // Stopped while the step runs: with the sentinel open, it waits in a read (stopped
+        // before that, it would hold up the step's start, which opens the sentinel).
+        let copier = |h: &Hello| h.pids[3];
+        let (all_ended, ticks) = ticked_to_end(
+            "sleep 0.3",
+            |h| {
+                std::thread::sleep(Duration::from_millis(100));
+                assert_eq!(unsafe { libc::kill(copier(h), libc::SIGSTOP) }, 0);
+            },
+            |tick, h| {
+                if tick == 3 {
+                    unsafe { libc::kill(copier(h), libc::SIGCONT) };
+                }
+            },
+        );
+        assert!(
+            all_ended,
+            "the step was taken for one that left something running"
+        );
+        assert!(
+            ticks > 3,
+            "ended after {ticks} ticks, with its copier stopped"
+        );
+    }
+
+    /// An app left holding the sentinel (its output sent elsewhere, as a restart does) ends the
+    /// step at the first tick, also from a session of its own; one that moved the sentinel
+    /// off fd 3, which no look finds, ends it after a few.
+    #[test]
+    fn a_process_holding_the_sentinel_ends_the_step_at_once_or_after_a_few_ticks() {
+        for (script, most) in [
+            ("sleep 4801 >/dev/null 2>&1 &", 1),
+            ("setsid sleep 4802 >/dev/null 2>&1 &", 1),
+            ("sleep 4803 4>&3 3>&- >/dev/null 2>&1 &", 9),
+        ] {
+            let (all_ended, ticks) = ticked_to_end(script, |_| {}, |_, _| {});
+            let _ = Command::new("pkill").args(["-f", "sleep 48"]).status();
+            assert!(!all_ended, "{script}");
+            assert!(ticks <= most, "{script}: {ticks} ticks");
+            if most > 1 {
+                assert!(ticks > 1, "{script}: {ticks} ticks");
+            }
+        }
     }
 }
