@@ -16,7 +16,7 @@
 //!
 //! `quick` among the arguments shrinks every part (5 nodes, 10 in batches, 20 for scale): a check
 //! that the harness works, not figures to keep. `direct` (or `slow`) keeps only the direct link
-//! (or the slow one) for a quicker look, `batches` only the 50 nodes in batches; `DECKHAND_BENCH_TRACE=DIR` keeps each deckhand run's events,
+//! (or the slow one) for a quicker look, `bastion` the direct link and the bastion, `batches` only the 50 nodes in batches; `DECKHAND_BENCH_TRACE=DIR` keeps each deckhand run's events,
 //! each with the millisecond it arrived, in DIR; `DECKHAND_BENCH_BIN=PATH` runs another deckhand
 //! binary in deckhand's place (a build of another commit, for an A/B comparison).
 //!
@@ -484,9 +484,11 @@ fn plain_ssh(rig: &Rig, link: Link) -> f64 {
     took
 }
 
-async fn part_deploy(quick: bool, direct: bool, slow: bool, batches: bool) {
+async fn part_deploy(quick: bool, direct: bool, bastion: bool, slow: bool, batches: bool) {
     let all: &[Link] = if direct {
         &[Link::Direct]
+    } else if bastion {
+        &[Link::Direct, Link::Bastion]
     } else if slow {
         &[Link::Slow]
     } else {
@@ -740,9 +742,10 @@ fn main() {
         .collect();
     let quick = parts.iter().any(|p| p == "quick");
     let direct = parts.iter().any(|p| p == "direct");
+    let bastion = parts.iter().any(|p| p == "bastion");
     let slow = parts.iter().any(|p| p == "slow");
     let batches = parts.iter().any(|p| p == "batches");
-    parts.retain(|p| !["quick", "direct", "slow", "batches"].contains(&p.as_str()));
+    parts.retain(|p| !["quick", "direct", "bastion", "slow", "batches"].contains(&p.as_str()));
     let parts = if parts.is_empty() {
         vec![
             "deploy".into(),
@@ -768,7 +771,7 @@ fn main() {
     rt.block_on(async {
         for p in &parts {
             match p.as_str() {
-                "deploy" => part_deploy(quick, direct, slow, batches).await,
+                "deploy" => part_deploy(quick, direct, bastion, slow, batches).await,
                 "rollback" => part_rollback(quick).await,
                 "tools" => part_tools(quick).await,
                 _ => part_scale(quick).await,

@@ -76,6 +76,11 @@ const QUICK_TICKS_FOR: Duration = Duration::from_millis(200);
 /// soon as nothing more is waiting from the shell.
 const NUDGE: Duration = Duration::ZERO;
 
+/// Through a jump host, how often an opening shell is sent an empty line, and how many at
+/// most (see `open_shell`): about as long as a shell takes to start on a busy node.
+const RELAY_ANSWER_EVERY: Duration = Duration::from_millis(3);
+const RELAY_ANSWERS: u32 = 40;
+
 /// How one node is reached over SSH, resolved from the inventory.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
@@ -1106,8 +1111,34 @@ impl Link {
         };
         let deadline = Instant::now() + SHELL_START;
         let mut said = Vec::new();
+        // Through a jump host, the relay holds back what the node says next (another step's
+        // end, this shell's greeting) until this end acknowledges what it said last, and this
+        // end acknowledges the node's answers about the new channel only after its delayed-ACK
+        // timer (about 40 ms), having nothing to send. An empty line every few milliseconds
+        // while the shell starts (which it ignores) carries that acknowledgement sooner.
+        let mut answers = if self.target.jump.is_empty() {
+            0
+        } else {
+            RELAY_ANSWERS
+        };
+        let mut answer_at = Instant::now() + RELAY_ANSWER_EVERY;
         loop {
-            let ev = tokio::time::timeout_at(deadline, shell.events.recv()).await;
+            let ev = if answers > 0 {
+                tokio::select! {
+                    ev = tokio::time::timeout_at(deadline, shell.events.recv()) => ev,
+                    _ = tokio::time::sleep_until(answer_at) => {
+                        answers -= 1;
+                        answer_at = Instant::now() + RELAY_ANSWER_EVERY;
+                        if let Err(e) = shell.stdin.write_all(b"\n").await {
+                            log::debug!("shell {serial} on {dest} took no empty line: {e}");
+                            answers = 0;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                tokio::time::timeout_at(deadline, shell.events.recv()).await
+            };
             let fail = |why: String| {
                 TransportError::Exec(format!(
                     "the shell deckhand runs on {dest} did not start: {why}{}",
@@ -1126,6 +1157,15 @@ impl Link {
                                 hello.dir
                             );
                             shell.hello = hello;
+                            // An empty line (which the shell ignores) answers the greeting at
+                            // once: through a relay that delays a small write until the last one
+                            // is acknowledged (Nagle's algorithm on a jump host), the next thing
+                            // the node says (a step's end on another shell, as a shell opened in
+                            // reserve comes up) would otherwise wait for this end's delayed
+                            // acknowledgement, about 40 ms.
+                            if let Err(e) = shell.stdin.write_all(b"\n").await {
+                                return Err(fail(format!("it stopped taking requests ({e})")));
+                            }
                             return Ok(shell);
                         }
                         Greeting::Failed(why) => return Err(fail(why)),
