@@ -388,9 +388,19 @@ fn quitting_the_console_kills_the_running_step_on_the_node() {
         assert!(Instant::now() < deadline, "the step never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        !fleet.survivors("sleep 480").is_empty(),
-        "the step should be running"
+    // The marker is touched just before the sleeps start: wait for them.
+    support::wait::until(
+        "the step's sleeps to run",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let running = fleet.survivors("sleep 480");
+            if !running.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("running: {running:?}"))
+            }
+        },
     );
     // Quitting: the first SIGTERM asks for a pause at the next step boundary, the second one
     // aborts now, which must kill the step on the node.

@@ -1087,12 +1087,14 @@ mod tests {
     #[test]
     fn a_process_holding_the_sentinel_ends_the_step_at_once_or_after_a_few_ticks() {
         for (script, most) in [
-            ("sleep 4801 >/dev/null 2>&1 &", 1),
-            ("setsid sleep 4802 >/dev/null 2>&1 &", 1),
-            ("sleep 4803 4>&3 3>&- >/dev/null 2>&1 &", 9),
+            ("sleep 5101 >/dev/null 2>&1 &", 1),
+            ("setsid sleep 5102 >/dev/null 2>&1 &", 1),
+            ("sleep 5103 4>&3 3>&- >/dev/null 2>&1 &", 9),
         ] {
             let (all_ended, ticks) = ticked_to_end(script, |_| {}, |_, _| {});
-            let _ = Command::new("pkill").args(["-f", "sleep 48"]).status();
+            let _ = Command::new("pkill")
+                .args(["-f", "^sleep 510[123]$"])
+                .status();
             assert!(!all_ended, "{script}");
             assert!(ticks <= most, "{script}: {ticks} ticks");
             if most > 1 {
