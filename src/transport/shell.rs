@@ -39,12 +39,17 @@
 //! with its output sent elsewhere, as a restart does), the server says the exit status early at
 //! once, unasked, and the console asks at once (and every 5 ms after). The three copiers report
 //! the end of their FIFOs one by one, so "only the sentinel is held" may also mean its copier's
-//! report is still on its way (usually microseconds behind, more on a busy node). A `tick` tells
-//! the two apart by looking for a process with the sentinel on its fd 3 (a `test -ef` per
-//! process in `/proc`, about half a millisecond for 70 processes): one found ends the step
-//! without the sentinel; none found means the report is coming, and the server waits for it,
-//! for up to 8 ticks (a holder that moved the sentinel to another descriptor, which no look
-//! finds, ends the step then). A shell whose step left anything running is never given another
+//! report is still on its way (usually microseconds behind, more on a busy node). The first
+//! `tick` tells the two apart, once, by looking for a process with the sentinel on its fd 3
+//! among the user's processes (`test -O` on `/proc/PID`, then `test -ef` on `/proc/PID/fd/3`;
+//! about a millisecond for 150 processes here, where reading each process's `stat` to keep to
+//! the shell's process group took 16 ms with dash's byte-at-a-time `read`): one found ends the
+//! step without the sentinel; none found means the report is coming, and the server waits for
+//! it, until 8 more ticks have come. A holder the look cannot see ends the step then (about
+//! 40 ms later): one that moved the sentinel off fd 3, or runs as another user or non-dumpable.
+//! (`test -ef` stats what the user's processes have on fd 3: a file on a hung network mount
+//! there would hold this shell up; the console then closes it after its grace.) A shell whose
+//! step left anything running is never given another
 //! step (the console closes it), so its output cannot reach a later step, and no later step's
 //! `kill 0` or stop can reach what the earlier one left. The shell's own processes ignore TERM,
 //! INT, HUP and QUIT (the step gets them back), so a step's `trap 'kill 0' EXIT` stops only the
@@ -82,7 +87,7 @@
 //!   request cut short is never run.
 //! - `kill ID\n`: stop step `ID`; its end record follows once that is done.
 //! - `tick ID\n`: if step `ID` exited but its output is still held open, say its status now; if
-//!   its output is closed and a process holds the sentinel, end it
+//!   its output is closed and a process holds the sentinel (or 8 ticks came since), end it
 //!   (passed on to the server that runs it only once its subshell has ended; one that arrives
 //!   later is ignored by its id).
 //! - an empty line: nothing (the console's answer to output, see `ssh.rs`).
@@ -250,9 +255,9 @@ dh_run() {
       dh_t=1
       if [ -n "$dh_y" ]; then
         dh_y=
-        dh_held && break
+        [ "$dh_q" -gt 0 ] || ! dh_held || break
         dh_q=$((dh_q+1))
-        [ "$dh_q" -lt 8 ] || break
+        [ "$dh_q" -le 8 ] || break
       fi
     fi
     IFS=' ' read -r dh_w dh_x || { exec 0<&8 8<&-; return 1; }
@@ -272,7 +277,7 @@ dh_run() {
 }
 dh_held() {
   for dh_w in /proc/[0-9]*; do
-    [ "$dh_w/fd/3" -ef "$dh_d/s" ] && return 0
+    [ -O "$dh_w" ] && [ "$dh_w/fd/3" -ef "$dh_d/s" ] && return 0
   done
   return 1
 }
@@ -1056,13 +1061,27 @@ mod tests {
     /// step ends as one that left nothing behind, and its shell can take the next step.
     #[test]
     fn a_late_report_of_the_sentinel_is_waited_for_not_taken_for_a_leftover() {
-        // Stopped while the step runs: with the sentinel open, it waits in a read (stopped
-        // before that, it would hold up the step's start, which opens the sentinel).
+        // Stopped once the step runs (its sentinel open, the copier waiting in a read), not
+        // before: the step's start opens the sentinel, and waits for its reader to open it.
         let copier = |h: &Hello| h.pids[3];
         let (all_ended, ticks) = ticked_to_end(
-            "sleep 0.3",
+            "sleep 0.517",
             |h| {
-                std::thread::sleep(Duration::from_millis(100));
+                let running = || {
+                    std::fs::read_dir("/proc")
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|e| {
+                            std::fs::read(e.path().join("cmdline"))
+                                .is_ok_and(|c| c == b"sleep\00.517\0")
+                        })
+                };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !running() {
+                    assert!(Instant::now() < deadline, "the step never started");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 assert_eq!(unsafe { libc::kill(copier(h), libc::SIGSTOP) }, 0);
             },
             |tick, h| {
@@ -1082,8 +1101,8 @@ mod tests {
     }
 
     /// An app left holding the sentinel (its output sent elsewhere, as a restart does) ends the
-    /// step at the first tick, also from a session of its own; one that moved the sentinel
-    /// off fd 3, which no look finds, ends it after a few.
+    /// step at the first tick, also from a session of its own; one the look cannot see (the
+    /// sentinel moved off fd 3) ends it after a few.
     #[test]
     fn a_process_holding_the_sentinel_ends_the_step_at_once_or_after_a_few_ticks() {
         for (script, most) in [
