@@ -656,14 +656,26 @@ mod tests {
     /// starts it), spoken to through pipes: two steps, their records in order.
     #[test]
     fn the_program_runs_steps_and_frames_their_output() {
-        let mut child = Command::new("setsid")
-            .args(["sh", "-c"])
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("setsid");
+        cmd.args(["sh", "-c"])
             .arg(program())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("setsid sh");
+            .stderr(Stdio::piped());
+        // Every signal at its default, as sshd starts a session: a shell cannot undo a signal
+        // ignored when it started, and a test run from a background job has INT and QUIT
+        // ignored.
+        // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("setsid sh");
         let mut stdin = child.stdin.take().expect("stdin");
         // Empty lines (what the console sends through a jump host while a shell starts, and
         // after output) are no requests: the steps below run as if they never came.
