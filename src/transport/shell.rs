@@ -1086,7 +1086,7 @@ mod tests {
                         .flatten()
                         .any(|e| {
                             std::fs::read(e.path().join("cmdline"))
-                                .is_ok_and(|c| c == b"sleep\00.517\0")
+                                .is_ok_and(|c| c == b"sleep\x000.517\x00")
                         })
                 };
                 let deadline = Instant::now() + Duration::from_secs(10);
