@@ -196,31 +196,48 @@ fn console_killed_mid_node_then_resume_continue() {
 #[test]
 fn console_killed_between_switch_and_restart_then_resume_continue_restarts_the_app() {
     let f = fleet();
-    let app_pid = || {
-        std::fs::read_to_string(f.node_dir("web-2").join("shared/app.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-    };
-    let before = app_pid().expect("web-2's app pid");
-    crash_in(&f, "restart");
-    assert_eq!(f.current("web-2").as_deref(), Some("v2"));
-    assert_eq!(app_pid(), Some(before), "web-2's app was not restarted yet");
+    let before = crashed_in_web2_restart(&f);
+    assert_eq!(
+        web2_app(&f),
+        Some(before),
+        "web-2's app was not restarted yet"
+    );
+    web2_finished_again(&f, &resume_continue(&f), before);
+}
 
-    let o = resume_continue(&f);
-    let out = text(&o);
+/// The console killed in web-2's restart (web-2 switched to v2, its app not restarted): the
+/// pid of the app web-2 still runs.
+fn crashed_in_web2_restart(f: &LbFleet) -> i32 {
+    let before = web2_app(f).expect("web-2's app pid");
+    crash_in(f, "restart");
+    assert_eq!(f.current("web-2").as_deref(), Some("v2"));
+    before
+}
+
+/// The pid web-2's app recorded when it last started.
+fn web2_app(f: &LbFleet) -> Option<i32> {
+    std::fs::read_to_string(f.node_dir("web-2").join("shared/app.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+}
+
+/// After a run that met web-2 switched to v2 but never restarted (its app was `before`): the
+/// run said so and ran web-2's phases from switch on again (a new app runs), web-1 (which had
+/// finished its turn) was left as it is, and the fleet is consistent on v2.
+fn web2_finished_again(f: &LbFleet, o: &Output, before: i32) {
+    let out = text(o);
     assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(
         out.contains("web-2 is on v2 but the run that switched it did not finish its turn there"),
         "{out}"
     );
-    consistent(&f, "v2");
-    let after = app_pid().expect("web-2's app pid after the resume");
+    consistent(f, "v2");
+    let after = web2_app(f).expect("web-2's app pid after the run");
     assert_ne!(after, before, "web-2's restart did not run again: {out}");
     assert!(
         std::path::Path::new(&format!("/proc/{after}")).exists(),
         "web-2's new app is not running"
     );
-    // web-1 finished its turn in the first run: left as it is.
     assert!(
         out.contains("web-1 is already on v2; left as it is"),
         "{out}"
@@ -234,42 +251,12 @@ fn console_killed_between_switch_and_restart_then_resume_continue_restarts_the_a
 #[test]
 fn a_new_deployment_finishes_a_node_an_earlier_run_switched_and_never_restarted() {
     let f = fleet();
-    let app_pid = || {
-        std::fs::read_to_string(f.node_dir("web-2").join("shared/app.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-    };
-    let before = app_pid().expect("web-2's app pid");
-    crash_in(&f, "restart");
-    assert_eq!(f.current("web-2").as_deref(), Some("v2"));
+    let before = crashed_in_web2_restart(&f);
     let o = run(&f, &["unlock", "test", "--yes"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = run(
-        &f,
-        &[
-            "deploy",
-            "test",
-            "--release",
-            "v2",
-            "--headless",
-            "--yes",
-            "--watch",
-            "0s",
-        ],
-    );
-    let out = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(
-        out.contains("web-2 is on v2 but the run that switched it did not finish its turn there"),
-        "{out}"
-    );
-    consistent(&f, "v2");
-    let after = app_pid().expect("web-2's app pid after the deploy");
-    assert_ne!(after, before, "web-2's restart did not run again: {out}");
-    assert!(
-        out.contains("web-1 is already on v2; left as it is"),
-        "{out}"
-    );
+    let again = "deploy test --release v2 --headless --yes --watch 0s";
+    let o = run(&f, &again.split(' ').collect::<Vec<_>>());
+    web2_finished_again(&f, &o, before);
 }
 
 #[test]
