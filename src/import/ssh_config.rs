@@ -6,6 +6,7 @@
 //! only reads the file (and the files it includes) to find the aliases; it never interprets the
 //! settings beyond a comment that shows them.
 
+use crate::util::{glob_match, split_keyword};
 use std::path::{Path, PathBuf};
 
 use super::{ImportError, ImportedEnvironment, ImportedNode, NameMap, Servers};
@@ -214,17 +215,6 @@ fn read_into(path: &Path, entries: &mut Vec<HostEntry>, depth: usize) -> Result<
     Ok(())
 }
 
-/// `Keyword value` or `Keyword=value`.
-fn split_keyword(line: &str) -> (&str, &str) {
-    let end = line
-        .find(|c: char| c.is_whitespace() || c == '=')
-        .unwrap_or(line.len());
-    let keyword = &line[..end];
-    let rest = line[end..].trim_start();
-    let rest = rest.strip_prefix('=').unwrap_or(rest).trim();
-    (keyword, rest)
-}
-
 fn unquote(v: &str) -> String {
     v.trim().trim_matches('"').to_string()
 }
@@ -301,30 +291,6 @@ pub(crate) fn matches_list(list: &str, name: &str) -> bool {
         }
     }
     hit
-}
-
-/// `*` (any run) and `?` (one character) matching of a whole name.
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]

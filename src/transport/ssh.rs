@@ -193,6 +193,20 @@ impl SshTarget {
             .unwrap_or_else(|| "~/.ssh/known_hosts".into())
     }
 
+    /// The ssh configuration files that apply to the node: the inventory's `ssh_config`, or the
+    /// user's and the system's where they exist.
+    fn config_files(&self) -> Vec<PathBuf> {
+        match &self.ssh_config {
+            Some(f) => vec![f.clone()],
+            None => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".ssh/config"))
+                .into_iter()
+                .chain([PathBuf::from("/etc/ssh/ssh_config")])
+                .filter(|f| f.is_file())
+                .collect(),
+        }
+    }
+
     /// Options every hop shares (the node and each jump host): what the inventory says first, then
     /// the user's own ssh configuration for everything it does not say, then deckhand's own
     /// preferences (`kex`, unless the inventory insists on it) for what neither says.
@@ -226,20 +240,8 @@ impl SshTarget {
         if let Some(k) = kex.filter(|k| k.overrides_user_config) {
             let _ = writeln!(c, "KexAlgorithms {}", k.value);
         }
-        match &self.ssh_config {
-            Some(f) => {
-                let _ = writeln!(c, "Include {}", config_path(f));
-            }
-            None => {
-                if let Some(home) = std::env::var_os("HOME") {
-                    if Path::new(&home).join(".ssh/config").is_file() {
-                        c.push_str("Include ~/.ssh/config\n");
-                    }
-                }
-                if Path::new("/etc/ssh/ssh_config").is_file() {
-                    c.push_str("Include /etc/ssh/ssh_config\n");
-                }
-            }
+        for f in self.config_files() {
+            let _ = writeln!(c, "Include {}", config_path(&f));
         }
         if let Some(k) = kex.filter(|k| !k.overrides_user_config) {
             // ssh keeps the first value it reads, so this applies only where the files
@@ -960,17 +962,9 @@ impl Link {
             return None;
         }
         let program = super::connect::helper()?;
-        // The files the node's config includes: when none says anything about how a host is
+        // When none of the files the node's config includes says anything about how a host is
         // reached, there is no need to ask ssh per node.
-        let included: Vec<PathBuf> = match &t.ssh_config {
-            Some(f) => vec![f.clone()],
-            None => std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".ssh/config"))
-                .into_iter()
-                .chain([PathBuf::from("/etc/ssh/ssh_config")])
-                .collect(),
-        };
-        if super::connect::configs_are_plain(&included) {
+        if super::connect::configs_are_plain(&t.config_files()) {
             return Some(super::connect::config_lines(
                 program,
                 t.connect_timeout,
@@ -1115,29 +1109,23 @@ impl Link {
         // end, this shell's greeting) until this end acknowledges what it said last, and this
         // end acknowledges the node's answers about the new channel only after its delayed-ACK
         // timer (about 40 ms), having nothing to send. An empty line every few milliseconds
-        // while the shell starts (which it ignores) carries that acknowledgement sooner.
-        let mut answers = if self.target.jump.is_empty() {
-            0
-        } else {
-            RELAY_ANSWERS
-        };
+        // while the shell starts, and one for its greeting (the shell ignores them), carries
+        // that acknowledgement sooner.
+        let relayed = !self.target.jump.is_empty();
+        let mut answers = if relayed { RELAY_ANSWERS } else { 0 };
         let mut answer_at = Instant::now() + RELAY_ANSWER_EVERY;
         loop {
-            let ev = if answers > 0 {
-                tokio::select! {
-                    ev = tokio::time::timeout_at(deadline, shell.events.recv()) => ev,
-                    _ = tokio::time::sleep_until(answer_at) => {
-                        answers -= 1;
-                        answer_at = Instant::now() + RELAY_ANSWER_EVERY;
-                        if let Err(e) = shell.stdin.write_all(b"\n").await {
-                            log::debug!("shell {serial} on {dest} took no empty line: {e}");
-                            answers = 0;
-                        }
-                        continue;
+            let ev = tokio::select! {
+                ev = tokio::time::timeout_at(deadline, shell.events.recv()) => ev,
+                _ = tokio::time::sleep_until(answer_at), if answers > 0 => {
+                    answers -= 1;
+                    answer_at = Instant::now() + RELAY_ANSWER_EVERY;
+                    if let Err(e) = shell.stdin.write_all(b"\n").await {
+                        log::debug!("shell {serial} on {dest} took no empty line: {e}");
+                        answers = 0;
                     }
+                    continue;
                 }
-            } else {
-                tokio::time::timeout_at(deadline, shell.events.recv()).await
             };
             let fail = |why: String| {
                 TransportError::Exec(format!(
@@ -1157,14 +1145,10 @@ impl Link {
                                 hello.dir
                             );
                             shell.hello = hello;
-                            // An empty line (which the shell ignores) answers the greeting at
-                            // once: through a relay that delays a small write until the last one
-                            // is acknowledged (Nagle's algorithm on a jump host), the next thing
-                            // the node says (a step's end on another shell, as a shell opened in
-                            // reserve comes up) would otherwise wait for this end's delayed
-                            // acknowledgement, about 40 ms.
-                            if let Err(e) = shell.stdin.write_all(b"\n").await {
-                                return Err(fail(format!("it stopped taking requests ({e})")));
+                            if relayed {
+                                if let Err(e) = shell.stdin.write_all(b"\n").await {
+                                    return Err(fail(format!("it stopped taking requests ({e})")));
+                                }
                             }
                             return Ok(shell);
                         }
@@ -1565,8 +1549,9 @@ impl Link {
                     stopped = Some(Ended::Cancelled);
                 }
                 // A step still going after a while: ask the shell to say its status early if the
-                // step's shell exited but a process it left holds its output open.
-                _ = tokio::time::sleep_until(next_tick), if end.is_none() && (status.is_none() || early.is_some()) => {
+                // step's shell exited but a process it left holds its output open (and, once it
+                // said it, to end the step).
+                _ = tokio::time::sleep_until(next_tick), if end.is_none() => {
                     next_tick = Instant::now() + match early {
                         Some(at) if at.elapsed() < QUICK_TICKS_FOR => QUICK_TICK,
                         Some(_) => next_tick_after(Duration::from_secs(1)),
