@@ -497,6 +497,44 @@ async fn an_app_left_holding_only_the_end_marker_ends_the_step_and_its_shell_is_
 }
 
 #[tokio::test]
+async fn steps_that_come_while_a_retired_shell_is_being_replaced_wait_for_the_replacement() {
+    // Right after a restart retired its shell, two steps at once: the first takes the other
+    // shell, the second comes while the replacement is still starting and waits for it rather
+    // than opening a shell of its own (the pool would keep three).
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    let before = shells(&fleet);
+    assert_eq!(before.len(), 2);
+    let out = run(&t, "sleep 4702 >/dev/null 2>&1 & echo started").await;
+    assert_eq!(out.stdout, "started\n");
+    let both = (0..2).map(|i| {
+        let t = &t;
+        async move { run(t, &format!("echo {i}")).await }
+    });
+    for (i, out) in futures::future::join_all(both)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(out.stdout, format!("{i}\n"));
+    }
+    // Once the retired shell is gone: the other one and its replacement, nothing more.
+    let settled = support::wait::poll_async(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let s = shells(&fleet);
+            (s.iter().filter(|p| before.contains(p)).count() == 1).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("the retired shell stayed: {:?}", shells(&fleet)));
+    assert_eq!(settled.len(), 2, "shells: {settled:?}, before {before:?}");
+    assert_eq!(fleet.logins(0), 1);
+}
+
+#[tokio::test]
 async fn a_step_that_signals_its_own_process_group_spares_the_shell_and_earlier_leftovers() {
     // `trap 'kill 0' EXIT` (stop my background jobs when I end) is a common idiom: it must not
     // take the shell down with the step, nor what an earlier step started.
