@@ -76,9 +76,11 @@
 //! shell was running (by the rule of a `kill` request, in the dead shell's process group: the
 //! console's own stop of that step reads the same directory, and must not find it gone with the
 //! step still running), kills the processes the dead shell recorded as its own (the copiers and
-//! servers, each checked to still be in its process group) and removes the directory. What the
-//! dead shell's earlier steps started is left alone. A shell whose
-//! console went away before it could greet it (its greeting finds the channel closed) stops its
+//! servers, each checked to still be in its process group) and removes the directory. Each
+//! copier and server records itself as it starts (a copier from where `cd -P /proc/self` lands,
+//! no `read` of its `stat`): a shell killed between starting a copier and writing down its pid
+//! would otherwise leave that copier blocked on its FIFO for good, unknown to the next shell.
+//! What the dead shell's earlier steps started is left alone. A shell whose console went away before it could greet it (its greeting finds the channel closed) stops its
 //! copiers and removes its directory itself.
 //!
 //! # The protocol
@@ -160,6 +162,8 @@ trap '' TERM INT HUP QUIT
 dh_num() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
 dh_copy() {
   exec 4<&- 5>&- 6<&- 9<&-
+  if cd -P /proc/self 2>/dev/null; then printf '%s\n' "${PWD#/proc/}" >> "$dh_d/own"; fi
+  cd /
   while :; do
     exec 0<"$1" || exit 1
     dh_k=0
@@ -331,7 +335,6 @@ dh_serve() {
 dh_copy "$dh_d/o" o & dh_co=$!
 dh_copy "$dh_d/e" e >&2 & dh_ce=$!
 dh_copy "$dh_d/s" s >/dev/null & dh_cs=$!
-printf '%s\n%s\n%s\n' "$dh_co" "$dh_ce" "$dh_cs" > "$dh_d/own"
 exec 5>&1 2>/dev/null
 trap '' PIPE
 printf '@dh-shell VERSION %s %s %s %s %s %s\n' "$dh_pg" "$dh_d" "$$" "$dh_co" "$dh_ce" "$dh_cs" || { dh_quit; exit 1; }
@@ -937,36 +940,92 @@ mod tests {
         let pgid = child.id() as i32;
         let status = child.wait().expect("exit");
         assert!(!status.success(), "{status}");
-        let group = || -> Vec<i32> {
-            std::fs::read_dir("/proc")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|p| {
-                    std::fs::read_to_string(format!("/proc/{p}/stat"))
-                        .ok()
-                        .and_then(|st| {
-                            let rest = st.rsplit_once(") ")?.1.to_string();
-                            let f: Vec<&str> = rest.split(' ').collect();
-                            Some(f.get(2)? == &pgid.to_string().as_str() && f[0] != "Z")
-                        })
-                        .unwrap_or(false)
-                })
-                .collect()
-        };
-        let mut left = group();
-        for _ in 0..50 {
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            left = group();
-        }
+        let left = group_after(pgid, 50, |g| g.is_empty());
         for p in &left {
             unsafe { libc::kill(*p, libc::SIGKILL) };
         }
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    /// The running processes of process group `pgid`.
+    fn group(pgid: i32) -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|st| {
+                        let rest = st.rsplit_once(") ")?.1.to_string();
+                        let f: Vec<&str> = rest.split(' ').collect();
+                        Some(f.get(2)? == &pgid.to_string().as_str() && f[0] != "Z")
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// Process group `pgid` once `done` holds for it, or after `tries` looks 20 ms apart.
+    fn group_after(pgid: i32, tries: u32, done: impl Fn(&[i32]) -> bool) -> Vec<i32> {
+        let mut left = group(pgid);
+        for _ in 0..tries {
+            if done(&left) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            left = group(pgid);
+        }
+        left
+    }
+
+    /// A shell killed just after it started its copiers (a session's processes killed one by one
+    /// while a shell was starting, as the fault campaign once did): the copiers, blocked on their
+    /// FIFOs, are found and stopped by the next shell, though the dead one never wrote them down.
+    #[test]
+    fn a_shell_killed_as_it_starts_its_copiers_leaves_none_of_them_behind() {
+        // A directory of its own: the next shell reaps every dead shell's directory it finds.
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
+        let killed = program().replacen("dh_cs=$!\n", "dh_cs=$!\nkill -KILL $$\n", 1);
+        assert_ne!(killed, program(), "the copiers' start is where it was");
+        let mut child = Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(killed)
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("setsid sh");
+        let pgid = child.id() as i32;
+        let status = child.wait().expect("exit");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        let copiers = group_after(pgid, 50, |g| g.len() == 3);
+        assert_eq!(
+            copiers.len(),
+            3,
+            "the three copiers stay, blocked: {copiers:?}"
+        );
+        // Give them the moment a copier takes to start (they run on their own now).
+        std::thread::sleep(Duration::from_millis(100));
+        let (mut next, _out, _) = started_shell(tmp.path());
+        let left = group_after(pgid, 25, |g| g.is_empty());
+        drop(next.stdin.take());
+        let _ = next.wait();
+        for p in copiers.iter().chain(&left) {
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        assert!(
+            left.is_empty(),
+            "the next shell left the dead one's copiers: {left:?}"
+        );
+        // The dead shell's directory went with its copiers, the next one's when it ended.
+        let dirs = std::fs::read_dir(tmp.path()).expect("TMPDIR").count();
+        assert_eq!(dirs, 0, "a shell's directory is left");
     }
 
     /// A shell killed outright in the middle of a step: the next shell on the node stops what
