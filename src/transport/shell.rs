@@ -12,7 +12,9 @@
 //! # What runs on the node
 //! The channel's command is `exec sh -c '<PROGRAM>'` (the program holds no script and no
 //! secret). All its processes stay in the process group sshd gave the session:
-//! - the shell itself, which sets up a private directory of FIFOs and runs the rest;
+//! - the shell itself, which sets up a private directory of FIFOs and runs the rest (under
+//!   `$TMPDIR` if the session sets it, else `$XDG_RUNTIME_DIR`, else `/dev/shm`, else `/tmp`:
+//!   memory first, see docs/ssh.md; the files a stop needs are created only when one comes);
 //! - two *servers*, a pipeline (`a | b`: a background job would have INT and QUIT ignored, and
 //!   its steps with it), that take turns: the one holding the turn reads the console's requests
 //!   from the channel's stdin; on a `run` it hands the turn to the other and runs the step
@@ -154,9 +156,15 @@ dh_st=${dh_st##*) }
 set -f; set -- $dh_st; set +f
 dh_pg=$3
 set --
-dh_d=$(mktemp -d "${TMPDIR:-/tmp}/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under ${TMPDIR:-/tmp} (mktemp -d failed); check that it exists and is writable"
+dh_b=${TMPDIR:-}
+if [ -z "$dh_b" ]; then
+  for dh_b in "${XDG_RUNTIME_DIR:-}" /dev/shm /tmp; do
+    [ -n "$dh_b" ] && [ -d "$dh_b" ] && [ -w "$dh_b" ] && break
+  done
+fi
+dh_d=$(mktemp -d "$dh_b/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under $dh_b (mktemp -d failed); check that it exists and is writable, or set TMPDIR"
 mkfifo -m 600 "$dh_d/o" "$dh_d/e" "$dh_d/s" "$dh_d/a" "$dh_d/n" || { rm -rf "$dh_d"; dh_fail "cannot create FIFOs in $dh_d (mkfifo failed)"; }
-: > "$dh_d/cur"; : > "$dh_d/cancel"; : > "$dh_d/killing"
+: > "$dh_d/cur"
 exec 9<&0 </dev/null 6<>"$dh_d/n"
 trap '' TERM INT HUP QUIT
 dh_num() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }
@@ -180,7 +188,7 @@ printf '%s %s\n' "$$" "$dh_pg" > "$dh_d/pid"
 /// left of the step it ran stopped (by the rule of a `kill` request, in the dead shell's process
 /// group) before its own servers and copiers are killed and the directory removed. Needs the
 /// kill functions.
-const REAP: &str = r#"for dh_x in "${TMPDIR:-/tmp}"/deckhand.*/pid; do
+const REAP: &str = r#"for dh_x in "$dh_b"/deckhand.*/pid; do
   [ -O "$dh_x" ] && IFS=' ' read -r dh_y dh_z < "$dh_x" && dh_num "$dh_y" || continue
   ! kill -0 "$dh_y" 2>/dev/null || continue
   if dh_num "$dh_z" && [ "$dh_z" != "$dh_pg" ] && [ -f "${dh_x%/pid}/own" ]; then
@@ -239,7 +247,7 @@ dh_run() {
       set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_held dh_quit dh_serve
-      unset -v dh_st dh_pg dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k dh_q k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -v dh_st dh_pg dh_b dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k dh_q k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
     ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
     dh_rc=$?
@@ -773,28 +781,72 @@ mod tests {
             "the shell removes its directory when it ends"
         );
         // A shell killed outright cannot; the next one to start removes what it left.
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
         let stale = tempfile::Builder::new()
             .prefix("deckhand.")
-            .tempdir_in(std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into()))
+            .tempdir_in(tmp.path())
             .expect("a directory like a shell's")
             .keep();
         std::fs::write(stale.join("pid"), "2147483646\n").expect("pid");
-        let mut next = Command::new("setsid")
-            .args(["sh", "-c"])
-            .arg(program())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("setsid sh");
-        let mut line = Vec::new();
-        BufReader::new(next.stdout.take().expect("stdout"))
-            .read_until(b'\n', &mut line)
-            .expect("greeting");
-        assert!(line.starts_with(b"@dh-shell "), "{line:?}");
+        let (mut next, _out, _) = started_shell(tmp.path());
         drop(next.stdin.take());
         let _ = next.wait();
         assert!(!stale.exists(), "{} is left", stale.display());
     }
+
+    /// Where a shell keeps its directory: `$TMPDIR` when the session sets it, else the user's
+    /// runtime directory, else `/dev/shm` (memory: FIFOs need no disk, and a full disk does not
+    /// stop the shell), else `/tmp`.
+    #[test]
+    fn a_shell_keeps_its_directory_in_memory_unless_tmpdir_says_otherwise() {
+        let dir_of = |env: &[(&str, Option<&std::path::Path>)]| -> String {
+            let mut cmd = Command::new("setsid");
+            cmd.args(["sh", "-c"])
+                .arg(program())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            for (k, v) in env {
+                match v {
+                    Some(v) => cmd.env(k, v),
+                    None => cmd.env_remove(k),
+                };
+            }
+            let mut child = cmd.spawn().expect("setsid sh");
+            let mut line = Vec::new();
+            BufReader::new(child.stdout.take().expect("stdout"))
+                .read_until(b'\n', &mut line)
+                .expect("greeting");
+            drop(child.stdin.take());
+            let _ = child.wait();
+            match parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line)) {
+                Greeting::Ready(h) => h.dir,
+                _ => panic!("no greeting: {}", String::from_utf8_lossy(&line)),
+            }
+        };
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
+        let run = tempfile::tempdir().expect("a runtime directory");
+        let parent = |d: &str| std::path::Path::new(d).parent().map(|p| p.to_path_buf());
+        let both = dir_of(&[
+            ("TMPDIR", Some(tmp.path())),
+            ("XDG_RUNTIME_DIR", Some(run.path())),
+        ]);
+        assert_eq!(parent(&both).as_deref(), Some(tmp.path()), "{both}");
+        let runtime = dir_of(&[("TMPDIR", None), ("XDG_RUNTIME_DIR", Some(run.path()))]);
+        assert_eq!(parent(&runtime).as_deref(), Some(run.path()), "{runtime}");
+        let shm = std::path::Path::new("/dev/shm");
+        let neither = dir_of(&[("TMPDIR", None), ("XDG_RUNTIME_DIR", None)]);
+        assert!(
+            shm.is_dir(),
+            "this test needs /dev/shm (a tmpfs every Linux has)"
+        );
+        assert_eq!(parent(&neither).as_deref(), Some(shm), "{neither}");
+        // A runtime directory that does not exist is passed over.
+        let gone = run.path().join("gone");
+        let fallback = dir_of(&[("TMPDIR", None), ("XDG_RUNTIME_DIR", Some(&gone))]);
+        assert_eq!(parent(&fallback).as_deref(), Some(shm), "{fallback}");
+    }
+
     /// The program started as sshd would start it (a session of its own), with `tmp` as its
     /// TMPDIR, once it said it is ready.
     fn started_shell(
