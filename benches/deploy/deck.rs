@@ -80,7 +80,7 @@ async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<D
     };
     let mut said = Vec::new();
     // DECKHAND_BENCH_TRACE=DIR keeps each run's events with the time each arrived (for looking
-    // into where a run's time went; the bench's figures never read it).
+    // into where a run's time went; the bench's figures never read it), one file per command.
     let mut trace = std::env::var_os("DECKHAND_BENCH_TRACE").map(|d| {
         let file = Path::new(&d).join(format!("{}.trace", command.join("-")));
         (file, String::new())
@@ -116,7 +116,13 @@ async fn run(inv: &Path, state: &Path, command: &[&str], what: &str) -> Result<D
     run.wall = started.elapsed();
     if let Some((file, mut text)) = trace {
         text.push_str(&format!("{:9.3} exit\n", ms_of(run.wall)));
-        let _ = std::fs::write(file, text);
+        // Appended: a bench runs the same command for several fleets.
+        use std::io::Write as _;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
     }
     if !out.status.success() {
         return Err(format!(
