@@ -541,6 +541,14 @@ async fn part_deploy(quick: bool, direct: bool, bastion: bool, slow: bool, batch
         })
         .collect();
     print_per_phase(&same);
+    let batched: Vec<&Compared> = rows
+        .iter()
+        .filter(|r| r.label.contains("batches"))
+        .collect();
+    if !batched.is_empty() {
+        println!("The same in batches (the work alone runs a batch's commands side by side, with nothing else on the machine):\n");
+        print_per_phase(&batched);
+    }
     print_failures(&failures);
     println!("Load average at the end: {}\n", load_average());
 }

@@ -433,7 +433,14 @@ impl Rig {
     }
 
     /// A `sh -c` of `cmd` on this machine as the fleet's login user would run it over SSH: its
-    /// environment (sshd's `SetEnv`), its home, the node's deploy path as working directory.
+    /// environment (sshd's `SetEnv`), its home, the node's deploy path as working directory,
+    /// and a session of its own, as sshd gives each connection. The session matters on a
+    /// kernel that shares the CPU between sessions first (`kernel.sched_autogroup_enabled`,
+    /// on here): sshd gives every node's commands a session of their own, so ten nodes' steps
+    /// get ten shares of the CPU, where ten commands of one session would get one. Without its
+    /// own session per command, the work alone got more of the CPU than the same commands on
+    /// the fleet's nodes; in batches of ten, a restart's app came up in 223 ms alone against
+    /// 660 ms on the nodes, with deckhand not involved in the difference.
     pub fn local_sh(&self, node: usize, cmd: &str) -> Command {
         let nd = &self.fleet.nodes[node];
         let mut c = Command::new("/bin/sh");
@@ -457,6 +464,13 @@ impl Rig {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // SAFETY: setsid(2) is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
         if let Some((uid, gid)) = self.ids {
             c.uid(uid).gid(gid);
             c.env("HOME", format!("/home/{}", self.fleet.user));
