@@ -60,9 +60,14 @@
 //! # Which processes belong to a step
 //! A process group of its own per step would cost an `exec` (`setsid`/`timeout`) per step, more
 //! than the whole step on these machines. Instead the step's first process (the subshell)
-//! records its pid and start time (one `read` of `/proc/self/stat`, no `exec`). The step's
-//! processes are those of the shell's process group started since (by start time, ties broken by
-//! pid), minus any that carry another step's `DECKHAND_STEP` in their environment. Stopping a
+//! records its pid and the clock (no `exec`): its pid is the one entry of `/proc/self/task`
+//! (a glob), the clock is `/proc/uptime` in hundredths of a second, the unit and the clock of a
+//! process's start time in `/proc/PID/stat`. (Reading its own `stat` instead took 300 one-byte
+//! `read`s in dash, half of an empty step's system calls: an empty step cost 1.05 to 1.35 ms
+//! of CPU here that way, 0.77 to 0.89 ms this way.) The step's processes are the first one and
+//! those of the shell's process group started since that clock reading (ties broken by pid);
+//! every process the step starts comes after it. Any that carry another step's
+//! `DECKHAND_STEP` in their environment are left out. Stopping a
 //! step is: SIGTERM to those, up to 2 s for them to go, SIGKILL to what is left, as before. Like
 //! before, a process that left the group on purpose (`setsid`, a daemon) is not touched. The
 //! start time is recorded rather than read when the step is stopped: a stop that arrives just
@@ -124,7 +129,7 @@ const KILL_FUNCTIONS: &str = r#"dh_signal() {
     set -f; set -- $k_st; set +f
     [ "$3" = "$dh_pg" ] && [ "$1" != Z ] || continue
     k_pid=${k_d#/proc/}
-    if [ "${20}" -lt "$k_t" ] || { [ "${20}" -eq "$k_t" ] && [ "$k_pid" -le "$k_p" ]; }; then continue; fi
+    if [ "$k_pid" != "$k_p" ] && { [ "${20}" -lt "$k_t" ] || { [ "${20}" -eq "$k_t" ] && [ "$k_pid" -lt "$k_p" ]; }; }; then continue; fi
     case "
 $(tr '\0' '\n' < "$k_d/environ" 2>/dev/null)
 " in *"
@@ -139,7 +144,6 @@ DECKHAND_STEP="*) continue ;; esac
 dh_kill() {
   k_id=$1 k_p=$2 k_t=$3
   case $k_p:$k_t in *[!0-9:]*|:*|*:) return 0 ;; esac
-  k_p=$((k_p - 1))
   k_sig=TERM; dh_signal
   k_sig= k_n=0
   while [ "$k_n" -lt 20 ] && dh_signal; do sleep 0.1 2>/dev/null || sleep 1; k_n=$((k_n+1)); done
@@ -239,11 +243,9 @@ dh_run() {
   else
     (
       trap - TERM INT HUP QUIT
-      IFS= read -r dh_st < /proc/self/stat
-      dh_x=${dh_st%% *}
-      dh_st=${dh_st##*) }
-      set -f; set -- $dh_st; set +f
-      printf ' %s %s\n' "$dh_x" "${20}" >> "$dh_d/cur"
+      set -- /proc/self/task/*
+      IFS=' ' read -r dh_st dh_x < /proc/uptime
+      printf ' %s %s%s\n' "${1##*/}" "${dh_st%.*}" "${dh_st#*.}" >> "$dh_d/cur"
       set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_held dh_quit dh_serve
@@ -1078,6 +1080,72 @@ mod tests {
         // The dead shell's directory went with its copiers, the next one's when it ended.
         let dirs = std::fs::read_dir(tmp.path()).expect("TMPDIR").count();
         assert_eq!(dirs, 0, "a shell's directory is left");
+    }
+
+    /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+    fn stat_field(pid: i32, n: usize) -> Option<u64> {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = st.rsplit_once(") ")?.1;
+        rest.split(' ').nth(n - 3)?.parse().ok()
+    }
+
+    /// What a running step records for a stop: its first process (the subshell that runs the
+    /// script, parent of what the script starts) and a clock reading in the unit of a process's
+    /// start time, no earlier than that process and no later than anything the script starts.
+    /// A `kill` request then stops what the step started, and only that.
+    #[test]
+    fn a_step_records_its_first_process_and_the_clock_for_its_stop() {
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
+        let (mut shell, mut out, hello) = started_shell(tmp.path());
+        let mut stdin = shell.stdin.take().expect("stdin");
+        let nonce = new_nonce();
+        stdin
+            .write_all(&run_request(1, &nonce, "sleep 30 & echo $!; wait").expect("request"))
+            .expect("send");
+        let mut l = Vec::new();
+        out.read_until(b'\n', &mut l).expect("the step's line");
+        let Record::Data(d) = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) else {
+            panic!("{}", String::from_utf8_lossy(&l));
+        };
+        let sleeper: i32 = String::from_utf8_lossy(d).trim().parse().expect("a pid");
+        let cur = std::fs::read_to_string(format!("{}/cur", hello.dir)).expect("cur");
+        let f: Vec<&str> = cur.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "id, first process, clock: {cur:?}");
+        assert_eq!(f[0], "1");
+        let first: i32 = f[1].parse().expect("a pid");
+        let clock: u64 = f[2].parse().expect("a clock reading");
+        assert_eq!(
+            stat_field(sleeper, 4),
+            Some(first as u64),
+            "the sleep's parent"
+        );
+        let first_started = stat_field(first, 22).expect("the first process runs");
+        let sleep_started = stat_field(sleeper, 22).expect("the sleep runs");
+        assert!(first_started <= clock, "{first_started} > {clock}");
+        assert!(clock <= sleep_started, "{clock} > {sleep_started}");
+        stdin.write_all(b"kill 1\n").expect("kill");
+        loop {
+            let mut l = Vec::new();
+            out.read_until(b'\n', &mut l).expect("stdout");
+            assert!(!l.is_empty(), "the shell closed its stdout");
+            if let Record::End { code, .. } =
+                parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce)
+            {
+                assert_ne!(code, 0);
+                break;
+            }
+        }
+        let stopped = !runs(sleeper) && !runs(first);
+        let kept = hello.pids.iter().all(|p| runs(*p));
+        unsafe { libc::kill(sleeper, libc::SIGKILL) };
+        drop(stdin);
+        let _ = shell.wait();
+        assert!(stopped, "the step's processes outlived its stop");
+        assert!(
+            kept,
+            "the stop took a process of the shell: {:?}",
+            hello.pids
+        );
     }
 
     /// A shell killed outright in the middle of a step: the next shell on the node stops what
