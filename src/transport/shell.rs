@@ -1082,6 +1082,26 @@ mod tests {
         assert_eq!(dirs, 0, "a shell's directory is left");
     }
 
+    /// Step 1 on `shell`: a `sleep 30` started and waited for. Its stdin (to send more), the
+    /// step's nonce and the sleep's pid, once the step said it.
+    fn step_1_sleeping(
+        shell: &mut std::process::Child,
+        out: &mut BufReader<std::process::ChildStdout>,
+    ) -> (std::process::ChildStdin, String, i32) {
+        let mut stdin = shell.stdin.take().expect("stdin");
+        let nonce = new_nonce();
+        stdin
+            .write_all(&run_request(1, &nonce, "sleep 30 & echo $!; wait").expect("request"))
+            .expect("send");
+        let mut l = Vec::new();
+        out.read_until(b'\n', &mut l).expect("the step's line");
+        let Record::Data(d) = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) else {
+            panic!("{}", String::from_utf8_lossy(&l));
+        };
+        let sleeper: i32 = String::from_utf8_lossy(d).trim().parse().expect("a pid");
+        (stdin, nonce, sleeper)
+    }
+
     /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
     fn stat_field(pid: i32, n: usize) -> Option<u64> {
         let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -1097,17 +1117,7 @@ mod tests {
     fn a_step_records_its_first_process_and_the_clock_for_its_stop() {
         let tmp = tempfile::tempdir().expect("a TMPDIR");
         let (mut shell, mut out, hello) = started_shell(tmp.path());
-        let mut stdin = shell.stdin.take().expect("stdin");
-        let nonce = new_nonce();
-        stdin
-            .write_all(&run_request(1, &nonce, "sleep 30 & echo $!; wait").expect("request"))
-            .expect("send");
-        let mut l = Vec::new();
-        out.read_until(b'\n', &mut l).expect("the step's line");
-        let Record::Data(d) = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) else {
-            panic!("{}", String::from_utf8_lossy(&l));
-        };
-        let sleeper: i32 = String::from_utf8_lossy(d).trim().parse().expect("a pid");
+        let (mut stdin, nonce, sleeper) = step_1_sleeping(&mut shell, &mut out);
         let cur = std::fs::read_to_string(format!("{}/cur", hello.dir)).expect("cur");
         let f: Vec<&str> = cur.split_whitespace().collect();
         assert_eq!(f.len(), 3, "id, first process, clock: {cur:?}");
@@ -1156,17 +1166,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("a TMPDIR");
         let start = || started_shell(tmp.path());
         let (mut dead, mut out, hello) = start();
-        let mut stdin = dead.stdin.take().expect("stdin");
-        let nonce = new_nonce();
-        stdin
-            .write_all(&run_request(1, &nonce, "sleep 30 & echo $!; wait").expect("request"))
-            .expect("send");
-        let mut l = Vec::new();
-        out.read_until(b'\n', &mut l).expect("the step's line");
-        let Record::Data(d) = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) else {
-            panic!("{}", String::from_utf8_lossy(&l));
-        };
-        let sleeper: i32 = String::from_utf8_lossy(d).trim().parse().expect("a pid");
+        let (stdin, _, sleeper) = step_1_sleeping(&mut dead, &mut out);
         assert!(runs(sleeper));
         unsafe { libc::kill(hello.pids[0], libc::SIGKILL) };
         let _ = dead.wait();
