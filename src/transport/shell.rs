@@ -13,7 +13,8 @@
 //! The channel's command is `exec sh -c '<PROGRAM>'` (the program holds no script and no
 //! secret). All its processes stay in the process group sshd gave the session:
 //! - the shell itself, which sets up a private directory of FIFOs and runs the rest (under
-//!   `$TMPDIR` if the session sets it, else `$XDG_RUNTIME_DIR`, else `/dev/shm`, else `/tmp`:
+//!   `$TMPDIR` if the session sets it to an absolute path, else `$XDG_RUNTIME_DIR`, else
+//!   `/dev/shm`, else `/tmp`, the first that is an absolute, writable directory:
 //!   memory first, see docs/ssh.md; the files a stop needs are created only when one comes);
 //! - two *servers*, a pipeline (`a | b`: a background job would have INT and QUIT ignored, and
 //!   its steps with it), that take turns: the one holding the turn reads the console's requests
@@ -64,16 +65,21 @@
 //! (a glob), the clock is `/proc/uptime` in hundredths of a second, the unit and the clock of a
 //! process's start time in `/proc/PID/stat`. (Reading its own `stat` instead took 300 one-byte
 //! `read`s in dash, half of an empty step's system calls: an empty step cost 1.05 to 1.35 ms
-//! of CPU here that way, 0.77 to 0.89 ms this way.) The step's processes are the first one and
-//! those of the shell's process group started since that clock reading (ties broken by pid);
-//! every process the step starts comes after it. Any that carry another step's
-//! `DECKHAND_STEP` in their environment are left out. Stopping a
-//! step is: SIGTERM to those, up to 2 s for them to go, SIGKILL to what is left, as before. Like
-//! before, a process that left the group on purpose (`setsid`, a daemon) is not touched. The
-//! start time is recorded rather than read when the step is stopped: a stop that arrives just
-//! as the step's first process ends would otherwise find no start time, and a rule without one
-//! would take in the shell's own processes (the shell once stopped itself that way, leaving its
-//! other server waiting forever for the stop to finish).
+//! of CPU here that way, 0.77 to 0.89 ms this way.) Not every node's `/proc/uptime` is on that
+//! clock: LXCFS (LXC, LXD and Proxmox containers) shows the container's own uptime there while
+//! start times stay the host's, and a kernel whose `USER_HZ` is not 100 counts start times in
+//! other units. So the shell checks once, as it starts, that `/proc/uptime` reads at or just
+//! after its own start time (within 10 s); where it does not, each step reads its own `stat`
+//! as before. The step's processes are the first one and those of the shell's process group
+//! started since that clock reading (ties broken by pid); every process the step starts comes
+//! after it. Any that carry another step's `DECKHAND_STEP` in their environment are left out.
+//! Stopping a step is: SIGTERM to those, up to 2 s for them to go, SIGKILL to what is left, as
+//! before. Like before, a process that left the group on purpose (`setsid`, a daemon) is not
+//! touched. The clock is recorded rather than read when the step is stopped: a stop that
+//! arrives just as the step's first process ends would otherwise find nothing to count from,
+//! and a rule without it would take in the shell's own processes (the shell once stopped
+//! itself that way, leaving its other server waiting forever for the stop to finish); a clock
+//! on another time base would do the same, hence the check.
 //!
 //! # A shell killed outright
 //! A shell whose first process was killed (by an operator, the OOM killer, a session's
@@ -87,7 +93,9 @@
 //! copier and server records itself as it starts (a copier from where `cd -P /proc/self` lands,
 //! no `read` of its `stat`): a shell killed between starting a copier and writing down its pid
 //! would otherwise leave that copier blocked on its FIFO for good, unknown to the next shell.
-//! What the dead shell's earlier steps started is left alone. A shell whose console went away before it could greet it (its greeting finds the channel closed) stops its
+//! A copier then checks that its shell still runs, and ends if not: one that wrote itself down
+//! after the next shell read the list found its shell already dead. What the dead shell's
+//! earlier steps started is left alone. A shell whose console went away before it could greet it (its greeting finds the channel closed) stops its
 //! copiers and removes its directory itself.
 //!
 //! # The protocol
@@ -159,14 +167,25 @@ IFS= read -r dh_st < /proc/$$/stat 2>/dev/null || dh_fail "cannot read /proc/$$/
 dh_st=${dh_st##*) }
 set -f; set -- $dh_st; set +f
 dh_pg=$3
+dh_x=${20}
 set --
-dh_b=${TMPDIR:-}
-if [ -z "$dh_b" ]; then
-  for dh_b in "${XDG_RUNTIME_DIR:-}" /dev/shm /tmp; do
-    [ -n "$dh_b" ] && [ -d "$dh_b" ] && [ -w "$dh_b" ] && break
-  done
+dh_u=
+if IFS=' ' read -r dh_w dh_y < /proc/uptime 2>/dev/null; then
+  dh_w=${dh_w%.*}${dh_w#*.}
+  case $dh_w:$dh_x in
+    *[!0-9:]*|:*|*:) ;;
+    *) [ "$dh_w" -ge "$dh_x" ] && [ "$dh_w" -le $((dh_x + 1000)) ] && dh_u=1 ;;
+  esac
 fi
-dh_d=$(mktemp -d "$dh_b/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under $dh_b (mktemp -d failed); check that it exists and is writable, or set TMPDIR"
+case ${TMPDIR:-} in
+  /*) dh_r=$TMPDIR ;;
+  *)
+    for dh_r in "${XDG_RUNTIME_DIR:-}" /dev/shm /tmp; do
+      case $dh_r in /*) [ -d "$dh_r" ] && [ -w "$dh_r" ] && break ;; esac
+    done
+    ;;
+esac
+dh_d=$(mktemp -d "$dh_r/deckhand.XXXXXXXX") || dh_fail "cannot create a private directory under $dh_r (mktemp -d failed); check that it exists and is writable, or set TMPDIR"
 mkfifo -m 600 "$dh_d/o" "$dh_d/e" "$dh_d/s" "$dh_d/a" "$dh_d/n" || { rm -rf "$dh_d"; dh_fail "cannot create FIFOs in $dh_d (mkfifo failed)"; }
 : > "$dh_d/cur"
 exec 9<&0 </dev/null 6<>"$dh_d/n"
@@ -176,6 +195,7 @@ dh_copy() {
   exec 4<&- 5>&- 6<&- 9<&-
   if cd -P /proc/self 2>/dev/null; then printf '%s\n' "${PWD#/proc/}" >> "$dh_d/own"; fi
   cd /
+  kill -0 "$$" 2>/dev/null || exit 0
   while :; do
     exec 0<"$1" || exit 1
     dh_k=0
@@ -192,7 +212,7 @@ printf '%s %s\n' "$$" "$dh_pg" > "$dh_d/pid"
 /// left of the step it ran stopped (by the rule of a `kill` request, in the dead shell's process
 /// group) before its own servers and copiers are killed and the directory removed. Needs the
 /// kill functions.
-const REAP: &str = r#"for dh_x in "$dh_b"/deckhand.*/pid; do
+const REAP: &str = r#"for dh_x in "$dh_r"/deckhand.*/pid; do
   [ -O "$dh_x" ] && IFS=' ' read -r dh_y dh_z < "$dh_x" && dh_num "$dh_y" || continue
   ! kill -0 "$dh_y" 2>/dev/null || continue
   if dh_num "$dh_z" && [ "$dh_z" != "$dh_pg" ] && [ -f "${dh_x%/pid}/own" ]; then
@@ -243,13 +263,21 @@ dh_run() {
   else
     (
       trap - TERM INT HUP QUIT
-      set -- /proc/self/task/*
-      IFS=' ' read -r dh_st dh_x < /proc/uptime
-      printf ' %s %s%s\n' "${1##*/}" "${dh_st%.*}" "${dh_st#*.}" >> "$dh_d/cur"
+      if [ -n "$dh_u" ]; then
+        set -- /proc/self/task/*
+        IFS=' ' read -r dh_st dh_x < /proc/uptime
+        printf ' %s %s%s\n' "${1##*/}" "${dh_st%.*}" "${dh_st#*.}" >> "$dh_d/cur"
+      else
+        IFS= read -r dh_st < /proc/self/stat
+        dh_x=${dh_st%% *}
+        dh_st=${dh_st##*) }
+        set -f; set -- $dh_st; set +f
+        printf ' %s %s\n' "$dh_x" "${20}" >> "$dh_d/cur"
+      fi
       set --
       DECKHAND_STEP=$dh_i; export DECKHAND_STEP
       unset -f dh_fail dh_num dh_copy dh_signal dh_kill dh_stop dh_run dh_held dh_quit dh_serve
-      unset -v dh_st dh_pg dh_b dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k dh_q k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
+      unset -v dh_st dh_pg dh_r dh_u dh_d dh_n dh_l dh_x dh_y dh_z dh_t dh_v dh_c dh_b dh_w dh_co dh_ce dh_cs dh_rc dh_o dh_e dh_k dh_q k_any k_d k_st k_pid k_sig k_id k_t k_p k_n
       eval "unset -v dh_i dh_s;$dh_s"
     ) </dev/null >&7 2>&8 4<&- 5>&- 6<&- 7>&- 8>&- 9>&-
     dh_rc=$?
@@ -843,6 +871,12 @@ mod tests {
             "this test needs /dev/shm (a tmpfs every Linux has)"
         );
         assert_eq!(parent(&neither).as_deref(), Some(shm), "{neither}");
+        // A relative TMPDIR (or runtime directory) is passed over: the copiers work from `/`.
+        let relative = dir_of(&[
+            ("TMPDIR", Some(std::path::Path::new("tmp"))),
+            ("XDG_RUNTIME_DIR", Some(run.path())),
+        ]);
+        assert_eq!(parent(&relative).as_deref(), Some(run.path()), "{relative}");
         // A runtime directory that does not exist is passed over.
         let gone = run.path().join("gone");
         let fallback = dir_of(&[("TMPDIR", None), ("XDG_RUNTIME_DIR", Some(&gone))]);
@@ -1035,8 +1069,10 @@ mod tests {
     }
 
     /// A shell killed just after it started its copiers (a session's processes killed one by one
-    /// while a shell was starting, as the fault campaign once did): the copiers, blocked on their
-    /// FIFOs, are found and stopped by the next shell, though the dead one never wrote them down.
+    /// while a shell was starting, as the fault campaign once did): none of its copiers stays,
+    /// though the dead shell never wrote them down (each writes itself down and ends if its
+    /// shell is gone; the next shell stops those blocked on their FIFOs). Before, the three
+    /// stayed blocked for good.
     #[test]
     fn a_shell_killed_as_it_starts_its_copiers_leaves_none_of_them_behind() {
         // A directory of its own: the next shell reaps every dead shell's directory it finds.
@@ -1058,13 +1094,9 @@ mod tests {
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(libc::SIGKILL)
         );
-        let copiers = group_after(pgid, 50, |g| g.len() == 3);
-        assert_eq!(
-            copiers.len(),
-            3,
-            "the three copiers stay, blocked: {copiers:?}"
-        );
-        // Give them the moment a copier takes to start (they run on their own now).
+        // The copiers run on: each either finds its shell gone and ends, or (had it checked
+        // before the kill) blocks on its FIFO, written down for the next shell.
+        let copiers = group(pgid);
         std::thread::sleep(Duration::from_millis(100));
         let (mut next, _out, _) = started_shell(tmp.path());
         let left = group_after(pgid, 25, |g| g.is_empty());
@@ -1151,6 +1183,81 @@ mod tests {
         drop(stdin);
         let _ = shell.wait();
         assert!(stopped, "the step's processes outlived its stop");
+        assert!(
+            kept,
+            "the stop took a process of the shell: {:?}",
+            hello.pids
+        );
+    }
+
+    /// A node whose `/proc/uptime` is on another clock than its processes' start times (LXCFS
+    /// in LXC, LXD and Proxmox containers shows the container's uptime there): the step records
+    /// its first process's start time instead, and a stop takes what the step started and
+    /// nothing of the shell's. Simulated with the container's way: a file bound over
+    /// `/proc/uptime` in a mount namespace of the shell's own (needs root, as the suite runs).
+    #[test]
+    fn a_node_whose_uptime_is_on_another_clock_still_stops_only_the_step() {
+        let tmp = tempfile::tempdir().expect("a TMPDIR");
+        let fake = tmp.path().join("uptime");
+        std::fs::write(&fake, "5.00 9.00\n").expect("a container's uptime");
+        let mut shell = Command::new("unshare")
+            .args(["-m", "--", "sh", "-c"])
+            .arg("mount --bind \"$0\" /proc/uptime && exec setsid sh -c \"$1\"")
+            .arg(&fake)
+            .arg(program())
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let mut out = BufReader::new(shell.stdout.take().expect("stdout"));
+        let mut line = Vec::new();
+        out.read_until(b'\n', &mut line).expect("greeting");
+        let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
+        else {
+            let mut err = String::new();
+            let _ =
+                std::io::Read::read_to_string(&mut shell.stderr.take().expect("stderr"), &mut err);
+            panic!(
+                "no greeting ({}): {err}; this test needs root (unshare -m, mount --bind)",
+                String::from_utf8_lossy(&line)
+            );
+        };
+        let (mut stdin, nonce, sleeper) = step_1_sleeping(&mut shell, &mut out);
+        let cur = std::fs::read_to_string(format!("{}/cur", hello.dir)).expect("cur");
+        let f: Vec<&str> = cur.split_whitespace().collect();
+        let first: i32 = f
+            .get(1)
+            .and_then(|p| p.parse().ok())
+            .expect("the first process");
+        assert_eq!(
+            f.get(2).and_then(|t| t.parse().ok()),
+            stat_field(first, 22),
+            "the step's own start time, not the container's uptime: {cur:?}"
+        );
+        stdin.write_all(b"kill 1\n").expect("kill");
+        let mut ended = false;
+        loop {
+            let mut l = Vec::new();
+            if out.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Record::End { .. } = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) {
+                ended = true;
+                break;
+            }
+        }
+        let stopped = !runs(sleeper);
+        let kept = hello.pids.iter().all(|p| runs(*p));
+        unsafe { libc::kill(sleeper, libc::SIGKILL) };
+        drop(stdin);
+        let _ = shell.wait();
+        assert!(
+            ended,
+            "the stop's end record never came (the shell stopped itself?)"
+        );
+        assert!(stopped, "the step outlived its stop");
         assert!(
             kept,
             "the stop took a process of the shell: {:?}",
