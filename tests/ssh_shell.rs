@@ -25,6 +25,18 @@ async fn run(t: &dyn Transport, script: &str) -> ExecOutcome {
     .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
+/// Two steps side by side, `<prefix>echo 0` and `<prefix>echo 1`: each says its own number.
+async fn two_steps_at_once(t: &dyn Transport, prefix: &str) {
+    let both = (0..2).map(|i| async move { run(t, &format!("{prefix}echo {i}")).await });
+    for (i, out) in futures::future::join_all(both)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(out.stdout, format!("{i}\n"));
+    }
+}
+
 /// Whether processes matching `needle` show up on the fleet within two seconds.
 async fn running_soon(fleet: &Fleet, needle: &str) -> bool {
     for _ in 0..100 {
@@ -481,17 +493,7 @@ async fn an_app_left_holding_only_the_end_marker_ends_the_step_and_its_shell_is_
             shells(&fleet)
         )
     });
-    let both = (0..2).map(|i| {
-        let t = &t;
-        async move { run(t, &format!("sleep 0.2; echo {i}")).await }
-    });
-    for (i, out) in futures::future::join_all(both)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        assert_eq!(out.stdout, format!("{i}\n"));
-    }
+    two_steps_at_once(&t, "sleep 0.2; ").await;
     assert_eq!(shells(&fleet), after, "no shell was opened for them");
     assert_eq!(fleet.logins(0), 1);
 }
@@ -508,17 +510,7 @@ async fn steps_that_come_while_a_retired_shell_is_being_replaced_wait_for_the_re
     assert_eq!(before.len(), 2);
     let out = run(&t, "sleep 4702 >/dev/null 2>&1 & echo started").await;
     assert_eq!(out.stdout, "started\n");
-    let both = (0..2).map(|i| {
-        let t = &t;
-        async move { run(t, &format!("echo {i}")).await }
-    });
-    for (i, out) in futures::future::join_all(both)
-        .await
-        .into_iter()
-        .enumerate()
-    {
-        assert_eq!(out.stdout, format!("{i}\n"));
-    }
+    two_steps_at_once(&t, "").await;
     // Once the retired shell is gone: the other one and its replacement, nothing more.
     let settled = support::wait::poll_async(
         Duration::from_secs(10),

@@ -843,16 +843,12 @@ mod tests {
                 };
             }
             let mut child = cmd.spawn().expect("setsid sh");
-            let mut line = Vec::new();
-            BufReader::new(child.stdout.take().expect("stdout"))
-                .read_until(b'\n', &mut line)
-                .expect("greeting");
+            let hello = greeting(&mut BufReader::new(child.stdout.take().expect("stdout")));
             drop(child.stdin.take());
             let _ = child.wait();
-            match parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line)) {
-                Greeting::Ready(h) => h.dir,
-                _ => panic!("no greeting: {}", String::from_utf8_lossy(&line)),
-            }
+            hello
+                .unwrap_or_else(|line| panic!("no greeting: {line}"))
+                .dir
         };
         let tmp = tempfile::tempdir().expect("a TMPDIR");
         let run = tempfile::tempdir().expect("a runtime directory");
@@ -902,21 +898,41 @@ mod tests {
             .spawn()
             .expect("setsid sh");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let hello = greeting(&mut out).unwrap_or_else(|line| panic!("no greeting: {line}"));
+        (child, out, hello)
+    }
+
+    /// The shell's first line, read as its greeting; Err: the line, if it was not one.
+    fn greeting(out: &mut BufReader<std::process::ChildStdout>) -> Result<Hello, String> {
         let mut line = Vec::new();
         out.read_until(b'\n', &mut line).expect("greeting");
-        let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
-        else {
-            panic!("no greeting: {}", String::from_utf8_lossy(&line));
-        };
-        (child, out, hello)
+        match parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line)) {
+            Greeting::Ready(hello) => Ok(hello),
+            _ => Err(String::from_utf8_lossy(&line).into_owned()),
+        }
+    }
+
+    /// The fields of `/proc/PID/stat` after the command name: proc(5)'s field `n` is at
+    /// `n - 3`.
+    fn stat(pid: i32) -> Option<Vec<String>> {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(
+            st.rsplit_once(") ")?
+                .1
+                .split(' ')
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`, a number.
+    fn stat_field(pid: i32, n: usize) -> Option<u64> {
+        stat(pid)?.get(n - 3)?.parse().ok()
     }
 
     /// Whether a process runs (a zombie waiting for its parent to read its status does not).
     fn runs(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|st| st.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
-            .unwrap_or(false)
+        stat(pid).is_some_and(|f| f[0] != "Z")
     }
 
     /// A stop that arrives as the step's first process ends (the console's timeout or its
@@ -1042,16 +1058,7 @@ mod tests {
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .ok()
-                    .and_then(|st| {
-                        let rest = st.rsplit_once(") ")?.1.to_string();
-                        let f: Vec<&str> = rest.split(' ').collect();
-                        Some(f.get(2)? == &pgid.to_string().as_str() && f[0] != "Z")
-                    })
-                    .unwrap_or(false)
-            })
+            .filter(|p| runs(*p) && stat_field(*p, 5) == Some(pgid as u64))
             .collect()
     }
 
@@ -1134,13 +1141,6 @@ mod tests {
         (stdin, nonce, sleeper)
     }
 
-    /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
-    fn stat_field(pid: i32, n: usize) -> Option<u64> {
-        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = st.rsplit_once(") ")?.1;
-        rest.split(' ').nth(n - 3)?.parse().ok()
-    }
-
     /// What a running step records for a stop: its first process (the subshell that runs the
     /// script, parent of what the script starts) and a clock reading in the unit of a process's
     /// start time, no earlier than that process and no later than anything the script starts.
@@ -1149,7 +1149,7 @@ mod tests {
     fn a_step_records_its_first_process_and_the_clock_for_its_stop() {
         let tmp = tempfile::tempdir().expect("a TMPDIR");
         let (mut shell, mut out, hello) = started_shell(tmp.path());
-        let (mut stdin, nonce, sleeper) = step_1_sleeping(&mut shell, &mut out);
+        let (stdin, nonce, sleeper) = step_1_sleeping(&mut shell, &mut out);
         let cur = std::fs::read_to_string(format!("{}/cur", hello.dir)).expect("cur");
         let f: Vec<&str> = cur.split_whitespace().collect();
         assert_eq!(f.len(), 3, "id, first process, clock: {cur:?}");
@@ -1165,29 +1165,45 @@ mod tests {
         let sleep_started = stat_field(sleeper, 22).expect("the sleep runs");
         assert!(first_started <= clock, "{first_started} > {clock}");
         assert!(clock <= sleep_started, "{clock} > {sleep_started}");
-        stdin.write_all(b"kill 1\n").expect("kill");
-        loop {
-            let mut l = Vec::new();
-            out.read_until(b'\n', &mut l).expect("stdout");
-            assert!(!l.is_empty(), "the shell closed its stdout");
-            if let Record::End { code, .. } =
-                parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce)
-            {
-                assert_ne!(code, 0);
-                break;
-            }
-        }
+        let (ended, kept) = stop_step_1(stdin, &mut out, &nonce, &hello);
         let stopped = !runs(sleeper) && !runs(first);
-        let kept = hello.pids.iter().all(|p| runs(*p));
         unsafe { libc::kill(sleeper, libc::SIGKILL) };
-        drop(stdin);
         let _ = shell.wait();
+        assert_eq!(ended, Some(false), "ended as stopped, not passed");
         assert!(stopped, "the step's processes outlived its stop");
         assert!(
             kept,
             "the stop took a process of the shell: {:?}",
             hello.pids
         );
+    }
+
+    /// A `kill` of step 1, then its end record: whether it came (and then whether its status
+    /// said passed), and whether every process the shell named as its own still runs. The
+    /// shell's stdin is closed after.
+    fn stop_step_1(
+        mut stdin: std::process::ChildStdin,
+        out: &mut BufReader<std::process::ChildStdout>,
+        nonce: &str,
+        hello: &Hello,
+    ) -> (Option<bool>, bool) {
+        stdin.write_all(b"kill 1\n").expect("kill");
+        let mut ended = None;
+        loop {
+            let mut l = Vec::new();
+            if out.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Record::End { code, .. } =
+                parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), nonce)
+            {
+                ended = Some(code == 0);
+                break;
+            }
+        }
+        let kept = hello.pids.iter().all(|p| runs(*p));
+        drop(stdin);
+        (ended, kept)
     }
 
     /// A node whose `/proc/uptime` is on another clock than its processes' start times (LXCFS
@@ -1212,19 +1228,13 @@ mod tests {
             .spawn()
             .expect("unshare (util-linux)");
         let mut out = BufReader::new(shell.stdout.take().expect("stdout"));
-        let mut line = Vec::new();
-        out.read_until(b'\n', &mut line).expect("greeting");
-        let Greeting::Ready(hello) = parse_greeting(line.strip_suffix(b"\n").unwrap_or(&line))
-        else {
+        let hello = greeting(&mut out).unwrap_or_else(|line| {
             let mut err = String::new();
             let _ =
                 std::io::Read::read_to_string(&mut shell.stderr.take().expect("stderr"), &mut err);
-            panic!(
-                "no greeting ({}): {err}; this test needs root (unshare -m, mount --bind)",
-                String::from_utf8_lossy(&line)
-            );
-        };
-        let (mut stdin, nonce, sleeper) = step_1_sleeping(&mut shell, &mut out);
+            panic!("no greeting ({line}): {err}; this test needs root (unshare -m, mount --bind)")
+        });
+        let (stdin, nonce, sleeper) = step_1_sleeping(&mut shell, &mut out);
         let cur = std::fs::read_to_string(format!("{}/cur", hello.dir)).expect("cur");
         let f: Vec<&str> = cur.split_whitespace().collect();
         let first: i32 = f
@@ -1236,25 +1246,12 @@ mod tests {
             stat_field(first, 22),
             "the step's own start time, not the container's uptime: {cur:?}"
         );
-        stdin.write_all(b"kill 1\n").expect("kill");
-        let mut ended = false;
-        loop {
-            let mut l = Vec::new();
-            if out.read_until(b'\n', &mut l).unwrap_or(0) == 0 {
-                break;
-            }
-            if let Record::End { .. } = parse_stdout(l.strip_suffix(b"\n").unwrap_or(&l), &nonce) {
-                ended = true;
-                break;
-            }
-        }
+        let (ended, kept) = stop_step_1(stdin, &mut out, &nonce, &hello);
         let stopped = !runs(sleeper);
-        let kept = hello.pids.iter().all(|p| runs(*p));
         unsafe { libc::kill(sleeper, libc::SIGKILL) };
-        drop(stdin);
         let _ = shell.wait();
         assert!(
-            ended,
+            ended.is_some(),
             "the stop's end record never came (the shell stopped itself?)"
         );
         assert!(stopped, "the step outlived its stop");
