@@ -25,6 +25,19 @@ async fn run(t: &dyn Transport, script: &str) -> ExecOutcome {
     .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
+/// A node connected (two shells, `before`), then a step that leaves `app` running in the
+/// background with its output sent elsewhere, as a restart does; the step's outcome.
+async fn app_left_on_a_new_connection(app: &str) -> (Fleet, SshTransport, Vec<i32>, ExecOutcome) {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    t.connect().await.expect("connects");
+    let before = shells(&fleet);
+    assert_eq!(before.len(), 2);
+    let out = run(&t, &format!("{app} >/dev/null 2>&1 & echo started")).await;
+    assert_eq!(out.stdout, "started\n");
+    (fleet, t, before, out)
+}
+
 /// Two steps side by side, `<prefix>echo 0` and `<prefix>echo 1`: each says its own number.
 async fn two_steps_at_once(t: &dyn Transport, prefix: &str) {
     let both = (0..2).map(|i| async move { run(t, &format!("{prefix}echo {i}")).await });
@@ -466,14 +479,8 @@ async fn an_app_left_holding_only_the_end_marker_ends_the_step_and_its_shell_is_
     // keeps what else it inherited, the step's end-of-step marker among it. The node says the
     // status as soon as the output closed, the console asks twice and the step ends: no
     // output is cut, no note, and the shell the app is still attached to takes no other step.
-    let fleet = FleetSpec::nodes(1).start();
-    let t = SshTransport::new(fleet.target(0));
-    t.connect().await.expect("connects");
-    let before = shells(&fleet);
-    assert_eq!(before.len(), 2);
-    let out = run(&t, "sleep 4701 >/dev/null 2>&1 & echo started").await;
+    let (fleet, t, before, out) = app_left_on_a_new_connection("sleep 4701").await;
     assert!(out.success(), "{out:?}");
-    assert_eq!(out.stdout, "started\n");
     assert!(out.stderr_tail.is_empty(), "no note: {:?}", out.stderr_tail);
     assert!(!fleet.survivors("sleep 4701").is_empty(), "the app runs on");
     // The shell is closed, and another opens in its place in the background, asked for by no
@@ -503,13 +510,7 @@ async fn steps_that_come_while_a_retired_shell_is_being_replaced_wait_for_the_re
     // Right after a restart retired its shell, two steps at once: the first takes the other
     // shell, the second comes while the replacement is still starting and waits for it rather
     // than opening a shell of its own (the pool would keep three).
-    let fleet = FleetSpec::nodes(1).start();
-    let t = SshTransport::new(fleet.target(0));
-    t.connect().await.expect("connects");
-    let before = shells(&fleet);
-    assert_eq!(before.len(), 2);
-    let out = run(&t, "sleep 4702 >/dev/null 2>&1 & echo started").await;
-    assert_eq!(out.stdout, "started\n");
+    let (fleet, t, before, _) = app_left_on_a_new_connection("sleep 4702").await;
     two_steps_at_once(&t, "").await;
     // Once the retired shell is gone: the other one and its replacement, nothing more.
     let settled = support::wait::poll_async(

@@ -698,12 +698,8 @@ mod tests {
     #[test]
     fn the_program_runs_steps_and_frames_their_output() {
         use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new("setsid");
-        cmd.args(["sh", "-c"])
-            .arg(program())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = as_sshd_starts(program());
+        cmd.stderr(Stdio::piped());
         // Every signal at its default, as sshd starts a session: a shell cannot undo a signal
         // ignored when it started, and a test run from a background job has INT and QUIT
         // ignored.
@@ -830,12 +826,7 @@ mod tests {
     #[test]
     fn a_shell_keeps_its_directory_in_memory_unless_tmpdir_says_otherwise() {
         let dir_of = |env: &[(&str, Option<&std::path::Path>)]| -> String {
-            let mut cmd = Command::new("setsid");
-            cmd.args(["sh", "-c"])
-                .arg(program())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null());
+            let mut cmd = as_sshd_starts(program());
             for (k, v) in env {
                 match v {
                     Some(v) => cmd.env(k, v),
@@ -879,6 +870,18 @@ mod tests {
         assert_eq!(parent(&fallback).as_deref(), Some(shm), "{fallback}");
     }
 
+    /// `sh -c PROGRAM` in a session of its own, as sshd starts it, spoken to through pipes
+    /// (stderr dropped).
+    fn as_sshd_starts(prog: String) -> Command {
+        let mut cmd = Command::new("setsid");
+        cmd.args(["sh", "-c"])
+            .arg(prog)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd
+    }
+
     /// The program started as sshd would start it (a session of its own), with `tmp` as its
     /// TMPDIR, once it said it is ready.
     fn started_shell(
@@ -888,13 +891,8 @@ mod tests {
         BufReader<std::process::ChildStdout>,
         Hello,
     ) {
-        let mut child = Command::new("setsid")
-            .args(["sh", "-c"])
-            .arg(program())
+        let mut child = as_sshd_starts(program())
             .env("TMPDIR", tmp)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("setsid sh");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
@@ -1033,12 +1031,8 @@ mod tests {
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         drop(read);
-        let mut child = Command::new("setsid")
-            .args(["sh", "-c"])
-            .arg(program())
-            .stdin(Stdio::piped())
+        let mut child = as_sshd_starts(program())
             .stdout(Stdio::from(write))
-            .stderr(Stdio::null())
             .spawn()
             .expect("setsid sh");
         let pgid = child.id() as i32;
@@ -1086,13 +1080,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("a TMPDIR");
         let killed = program().replacen("dh_cs=$!\n", "dh_cs=$!\nkill -KILL $$\n", 1);
         assert_ne!(killed, program(), "the copiers' start is where it was");
-        let mut child = Command::new("setsid")
-            .args(["sh", "-c"])
-            .arg(killed)
+        let mut child = as_sshd_starts(killed)
             .env("TMPDIR", tmp.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("setsid sh");
         let pgid = child.id() as i32;
