@@ -518,6 +518,43 @@ fn the_time_report_counts_a_slow_link_as_deckhands_and_not_as_the_steps() {
     );
 }
 
+#[test]
+fn a_node_gets_its_second_shell_when_its_turn_comes_not_at_preflight() {
+    // Preflight opens one shell per node (what it and the locks need); a node's turn opens the
+    // second in the background (a restart retires its shell, and the steps after it find the
+    // other ready). node3, whose turn comes last and which the run's progress notes do not
+    // reach (they go to the first two nodes), has one shell while node1 takes its turn and
+    // two during its own (each turn a phase that sleeps).
+    let fleet = FleetSpec::nodes(3).start();
+    let phases = "[[phases]]\nname = \"wait\"\nrun = \"sleep 1.5\"\n";
+    fleet.write_inventory(&InventorySpec {
+        phases: Some(phases.into()),
+        ..Default::default()
+    });
+    let child = fleet.spawn_deploy("v1");
+    let during_node1 =
+        support::wait::poll(Duration::from_secs(20), Duration::from_millis(20), || {
+            (fleet.shells(Some(0)).len() == 2).then(|| fleet.shells(Some(2)).len())
+        });
+    let during_node3 =
+        support::wait::poll(Duration::from_secs(20), Duration::from_millis(20), || {
+            (fleet.shells(Some(2)).len() == 2 && fleet.running_on(2, "sleep 1.5")).then_some(())
+        });
+    let out = child.wait_with_output().expect("deckhand ends");
+    assert_exit(&out, 0);
+    assert_eq!(
+        during_node1,
+        Some(1),
+        "node3's shells once node1 had two:\n{}",
+        text(&out)
+    );
+    assert!(
+        during_node3.is_some(),
+        "node3 never had two shells during its turn:\n{}",
+        text(&out)
+    );
+}
+
 /// The link to node2 fails after its lock was taken and before the answer got back (a slow link
 /// keeps the answer on the way): the run cannot know, stops before changing anything, and
 /// releases its lock there too over a new connection (only its own), so no lock is left behind.

@@ -25,14 +25,22 @@ async fn run(t: &dyn Transport, script: &str) -> ExecOutcome {
     .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
-/// A node connected (two shells, `before`), then a step that leaves `app` running in the
-/// background with its output sent elsewhere, as a restart does; the step's outcome.
-async fn app_left_on_a_new_connection(app: &str) -> (Fleet, SshTransport, Vec<i32>, ExecOutcome) {
+/// A node connected (one shell), and, if `turn`, its turn prepared (a second shell): the
+/// shells then (`before`); then a step that leaves `app` running in the background with its
+/// output sent elsewhere, as a restart does; the step's outcome.
+async fn app_left_on_a_new_connection(
+    app: &str,
+    turn: bool,
+) -> (Fleet, SshTransport, Vec<i32>, ExecOutcome) {
     let fleet = FleetSpec::nodes(1).start();
     let t = SshTransport::new(fleet.target(0));
     t.connect().await.expect("connects");
+    assert_eq!(shells(&fleet).len(), 1, "one shell after connecting");
+    if turn {
+        t.prepare();
+        shells_soon(&fleet, 2).await;
+    }
     let before = shells(&fleet);
-    assert_eq!(before.len(), 2);
     let out = run(&t, &format!("{app} >/dev/null 2>&1 & echo started")).await;
     assert_eq!(out.stdout, "started\n");
     (fleet, t, before, out)
@@ -48,6 +56,20 @@ async fn two_steps_at_once(t: &dyn Transport, prefix: &str) {
     {
         assert_eq!(out.stdout, format!("{i}\n"));
     }
+}
+
+/// The shells on the fleet once there are `n` of them (within ten seconds).
+async fn shells_soon(fleet: &Fleet, n: usize) -> Vec<i32> {
+    support::wait::poll_async(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async {
+            let s = shells(fleet);
+            (s.len() == n).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("not {n} shells: {:?}", shells(fleet)))
 }
 
 /// Whether processes matching `needle` show up on the fleet within two seconds.
@@ -101,23 +123,9 @@ impl Drop for Busy {
     }
 }
 
-/// The shells deckhand keeps on the fleet: the processes of its shell program that lead their
-/// session (sshd starts each shell as one).
+/// The shells deckhand keeps on the fleet (see `Fleet::shells`).
 fn shells(fleet: &Fleet) -> Vec<i32> {
-    fleet
-        .survivors("dh_fail()")
-        .into_iter()
-        .map(|(pid, _)| pid)
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(") ")
-                        .map(|(_, r)| r.split(' ').nth(3) == Some(&pid.to_string()))
-                })
-                .unwrap_or(false)
-        })
-        .collect()
+    fleet.shells(None)
 }
 
 #[tokio::test]
@@ -297,9 +305,9 @@ async fn a_timeout_stops_the_step_but_not_what_an_earlier_step_left_running() {
     // docs/ssh.md), and this test is about the shell a timeout keeps.
     let out = run(&t, "nohup sleep 4501 3>&- >/dev/null 2>&1 & echo started").await;
     assert_eq!(out.stdout, "started\n");
-    // Connecting opened two shells: the step used one and gave it back.
+    // Connecting opened one shell: the step used it and gave it back.
     let before = shells(&fleet);
-    assert_eq!(before.len(), 2, "two shells after connecting");
+    assert_eq!(before.len(), 1, "one shell after connecting");
     let req = ExecRequest::new("sleep 4502 & sleep 4503").timeout(Duration::from_millis(800));
     let out = t
         .exec(&req, None, &CancellationToken::new())
@@ -474,56 +482,64 @@ async fn a_script_and_its_secrets_never_reach_a_process_list() {
 }
 
 #[tokio::test]
-async fn an_app_left_holding_only_the_end_marker_ends_the_step_and_its_shell_is_replaced() {
-    // What a restart does: the app goes to the background with its output sent to a log, and
-    // keeps what else it inherited, the step's end-of-step marker among it. The node says the
-    // status as soon as the output closed, the console asks twice and the step ends: no
-    // output is cut, no note, and the shell the app is still attached to takes no other step.
-    let (fleet, t, before, out) = app_left_on_a_new_connection("sleep 4701").await;
-    assert!(out.success(), "{out:?}");
-    assert!(out.stderr_tail.is_empty(), "no note: {:?}", out.stderr_tail);
-    assert!(!fleet.survivors("sleep 4701").is_empty(), "the app runs on");
-    // The shell is closed, and another opens in its place in the background, asked for by no
-    // step: the next steps find two ready, as before.
-    let after = support::wait::poll_async(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || async {
-            let s = shells(&fleet);
-            (s.len() == 2 && s.iter().filter(|p| before.contains(p)).count() == 1).then_some(s)
-        },
-    )
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "the step's shell was not replaced: {:?}, before {before:?}",
-            shells(&fleet)
-        )
-    });
+async fn a_node_s_turn_gets_its_second_shell_in_the_background_and_only_on_a_connection() {
+    let fleet = FleetSpec::nodes(1).start();
+    let t = SshTransport::new(fleet.target(0));
+    // Not connected: preparing opens no connection (preflight decides when to connect).
+    t.prepare();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fleet.logins(0), 0, "preparing connected");
+    t.connect().await.expect("connects");
+    let first = shells(&fleet);
+    assert_eq!(first.len(), 1, "connecting opens one shell");
+    t.prepare();
+    let both = shells_soon(&fleet, 2).await;
+    assert!(both.contains(&first[0]), "{both:?}, before {first:?}");
+    // Two are ready: preparing again opens no third, and two steps at once take them.
+    t.prepare();
     two_steps_at_once(&t, "sleep 0.2; ").await;
-    assert_eq!(shells(&fleet), after, "no shell was opened for them");
+    assert_eq!(shells(&fleet), both, "no shell was opened for them");
     assert_eq!(fleet.logins(0), 1);
 }
 
 #[tokio::test]
-async fn steps_that_come_while_a_retired_shell_is_being_replaced_wait_for_the_replacement() {
-    // Right after a restart retired its shell, two steps at once: the first takes the other
-    // shell, the second comes while the replacement is still starting and waits for it rather
-    // than opening a shell of its own (the pool would keep three).
-    let (fleet, t, before, _) = app_left_on_a_new_connection("sleep 4702").await;
-    two_steps_at_once(&t, "").await;
-    // Once the retired shell is gone: the other one and its replacement, nothing more.
+async fn an_app_left_holding_only_the_end_marker_ends_the_step_and_the_turn_s_other_shell_goes_on()
+{
+    // What a restart does: the app goes to the background with its output sent to a log, and
+    // keeps what else it inherited, the step's end-of-step marker among it. The node says the
+    // status as soon as the output closed, the console asks twice and the step ends: no
+    // output is cut, no note, and the shell the app is still attached to takes no other step.
+    let (fleet, t, before, out) = app_left_on_a_new_connection("sleep 4701", true).await;
+    assert!(out.success(), "{out:?}");
+    assert!(out.stderr_tail.is_empty(), "no note: {:?}", out.stderr_tail);
+    assert!(!fleet.survivors("sleep 4701").is_empty(), "the app runs on");
+    // The shell is closed; the turn's other shell is ready, so none opens in its place.
+    let after = shells_soon(&fleet, 1).await;
+    assert!(before.contains(&after[0]), "{after:?}, before {before:?}");
+    assert_eq!(run(&t, "echo next").await.stdout, "next\n");
+    assert_eq!(shells(&fleet), after, "the next step took the other shell");
+    assert_eq!(fleet.logins(0), 1);
+}
+
+#[tokio::test]
+async fn a_step_that_comes_while_a_retired_shell_is_being_replaced_waits_for_the_replacement() {
+    // No turn prepared: the step's shell was the only one, so a replacement opens as soon as
+    // it is retired. The next step comes while the replacement is still starting and waits for
+    // it rather than opening a shell of its own (the pool would keep two).
+    let (fleet, t, before, _) = app_left_on_a_new_connection("sleep 4702", false).await;
+    assert_eq!(run(&t, "echo next").await.stdout, "next\n");
+    // Once the retired shell is gone: the replacement, nothing more.
     let settled = support::wait::poll_async(
         Duration::from_secs(10),
         Duration::from_millis(20),
         || async {
             let s = shells(&fleet);
-            (s.iter().filter(|p| before.contains(p)).count() == 1).then_some(s)
+            (!s.iter().any(|p| before.contains(p))).then_some(s)
         },
     )
     .await
     .unwrap_or_else(|| panic!("the retired shell stayed: {:?}", shells(&fleet)));
-    assert_eq!(settled.len(), 2, "shells: {settled:?}, before {before:?}");
+    assert_eq!(settled.len(), 1, "shells: {settled:?}, before {before:?}");
     assert_eq!(fleet.logins(0), 1);
 }
 

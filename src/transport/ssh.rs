@@ -817,6 +817,10 @@ impl Transport for SshTransport {
         self.link.close().await
     }
 
+    fn prepare(&self) {
+        self.link.prepare();
+    }
+
     fn settle(&self) {
         self.link.measure();
     }
@@ -1219,11 +1223,29 @@ impl Link {
         })
     }
 
-    /// Replace a shell a step retired (a `restart` whose app still holds it) with a new one,
-    /// opened in the background, so that the steps after it (a `prune`, a history line beside
-    /// it) find as many shells ready as before instead of waiting for one to start. At most one
-    /// at a time, only while a connection is open (it does not start one), and only while
-    /// another step could still be leased a shell (the shell being opened takes a slot).
+    /// A node's turn begins: a second shell, opened in the background unless two are ready.
+    /// A step that leaves a process behind (a `restart` whose app keeps the step's end marker)
+    /// retires its shell, and the steps after it (a `prune`, the health check, a history line)
+    /// then find the other one ready instead of waiting for a new one to start.
+    fn prepare(&self) {
+        if self.idle.lock().is_ok_and(|idle| idle.len() < 2) {
+            self.refill();
+        }
+    }
+
+    /// After a step retired its shell: a replacement, in the background, when no other shell
+    /// is ready for the next step. With one ready (a turn's second, [`Link::prepare`]) none is
+    /// opened: the turn's remaining steps need one at a time, and a shell started beside
+    /// them would take CPU from the health check that follows a restart.
+    fn replace_retired(&self) {
+        if self.idle.lock().is_ok_and(|idle| idle.is_empty()) {
+            self.refill();
+        }
+    }
+
+    /// Open a shell in the background, for the next step to find ready. At most one at a
+    /// time, only while a connection is open (it does not start one), and only while another
+    /// step could still be leased a shell (the shell being opened takes a slot).
     fn refill(&self) {
         if self.closing.load(Ordering::Relaxed) || self.slots.available_permits() == 0 {
             return;
@@ -1368,6 +1390,19 @@ impl Link {
         ))
     }
 
+    /// A channel that runs `exit 0` (a builtin in every login shell) and ends: its request
+    /// carries this end's acknowledgement of the server's host-keys notice. sshd sends that
+    /// notice as the session starts, usually just after the first shell's channel was asked
+    /// for, and then holds its answer about that channel until the notice is acknowledged,
+    /// which this end does only with something to send or after its delayed-ACK timer (about
+    /// 40 ms; tcpdump on loopback: the channel's answer left 47 ms after the notice). A
+    /// second shell did this before, at eight processes started on the node instead of one.
+    async fn nudge(&self) {
+        if let Err(e) = self.run_plain("exit 0", SHELL_START).await {
+            log::debug!("the channel that runs `exit 0` {e}");
+        }
+    }
+
     /// Whether the master still answers.
     async fn alive(&self, session: &Session) -> bool {
         tokio::time::timeout(Duration::from_secs(5), session.check())
@@ -1402,17 +1437,16 @@ impl Link {
             self.session().await?;
         }
         // A first shell now, so that preflight sees a node that cannot run one, and the first
-        // step does not wait for it.
-        // Two, side by side: a step that leaves a process behind (an app started in the
-        // background) retires its shell, and the next step then finds the other one ready
-        // instead of waiting for a new one.
-        let stagger = async {
+        // step does not wait for it. One: preflight and the locks run a step at a time on a
+        // node. The second a node's turn wants comes with the turn ([`Link::prepare`]): opened
+        // here for every node at once, its eight processes per node took CPU from all the
+        // other connections being made.
+        let nudge = async {
             tokio::time::sleep(Duration::from_millis(2)).await;
-            self.lease().await
+            self.nudge().await
         };
-        let (a, b) = tokio::join!(self.lease(), stagger);
+        let (a, ()) = tokio::join!(self.lease(), nudge);
         a?.give_back();
-        b?.give_back();
         Ok(())
     }
 
@@ -1630,7 +1664,7 @@ impl Link {
             Finish::Clean => lease.give_back(),
             Finish::Retire => {
                 drop(lease);
-                self.refill();
+                self.replace_retired();
             }
             Finish::Lost(why) => {
                 let hello = lease.shell().hello.clone();

@@ -744,6 +744,36 @@ impl Fleet {
 
     /// Processes still running on the fleet whose command line contains `needle` (zombies and
     /// the fleet's apps aside).
+    /// The long-lived shells deckhand keeps on the fleet's nodes (each the leader of its
+    /// process group, running the shell program), or on node `i` only.
+    pub fn shells(&self, node: Option<usize>) -> Vec<i32> {
+        let marker = format!("DECKHAND_FLEET={}", self.root.display());
+        let on = node.map(|i| format!("DECKHAND_FLEET_NODE={}", self.nodes[i].name));
+        processes()
+            .into_iter()
+            .filter(|p| {
+                p.live()
+                    && p.pgrp == p.pid
+                    && p.cmdline.contains("dh_fail()")
+                    && p.environ.contains(&marker)
+                    && on.as_ref().is_none_or(|on| p.environ.contains(on))
+            })
+            .map(|p| p.pid)
+            .collect()
+    }
+
+    /// Whether a process matching `needle` runs on node `i`.
+    pub fn running_on(&self, i: usize, needle: &str) -> bool {
+        let marker = format!("DECKHAND_FLEET={}", self.root.display());
+        let on = format!("DECKHAND_FLEET_NODE={}", self.nodes[i].name);
+        processes().into_iter().any(|p| {
+            p.live()
+                && p.cmdline.contains(needle)
+                && p.environ.contains(&marker)
+                && p.environ.contains(&on)
+        })
+    }
+
     pub fn survivors(&self, needle: &str) -> Vec<(i32, String)> {
         let marker = format!("DECKHAND_FLEET={}", self.root.display());
         processes()

@@ -71,6 +71,9 @@ impl Run {
             return false;
         };
         let cancel = self.ctl.all.clone();
+        if let Some(t) = self.steps.nodes.node(node) {
+            t.prepare();
+        }
         self.set_state(node, NodeState::RollingBack);
         let result = async {
             // Blue-green nodes are out of rotation while they change: no balancer step.

@@ -58,6 +58,9 @@ impl Run {
             );
             return Ok(false);
         }
+        if let Some(t) = self.steps.nodes.node(node) {
+            t.prepare();
+        }
         let previous = self.ledger.live_before(node);
         let steps = self
             .plan
