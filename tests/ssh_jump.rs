@@ -139,3 +139,49 @@ async fn two_jump_hosts_are_crossed_in_order() {
         "every login on the node came through the inner bastion"
     );
 }
+
+#[tokio::test]
+async fn through_the_bastion_a_retired_shell_is_replaced_even_with_the_turn_s_other_ready() {
+    // Directly, a shell a restart retired is not replaced while the turn's other shell is
+    // ready (tests/ssh_shell.rs). Through a jump host it is: the new shell's empty lines
+    // acknowledge the retired shell's channel closing, which the relay otherwise holds the next
+    // step's end behind (docs/ssh.md).
+    let fleet = FleetSpec::nodes(1).with_bastion().start();
+    let t = SshTransport::new(fleet.target_via_bastion(0));
+    t.connect().await.expect("connects through the bastion");
+    t.prepare();
+    let before = support::wait::poll_async(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(20),
+        || async {
+            let s = fleet.shells(None);
+            (s.len() == 2).then_some(s)
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("two shells: {:?}", fleet.shells(None)));
+    let out = t
+        .exec(
+            &ExecRequest::new("sleep 4711 >/dev/null 2>&1 & echo started"),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(out.stdout, "started\n");
+    // The retired shell goes, a new one comes: two again, one of them new.
+    let after = support::wait::poll_async(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(20),
+        || async {
+            let s = fleet.shells(None);
+            (s.len() == 2 && s.iter().filter(|p| before.contains(p)).count() == 1).then_some(s)
+        },
+    )
+    .await;
+    assert!(
+        after.is_some(),
+        "not replaced: {:?}, before {before:?}",
+        fleet.shells(None)
+    );
+}

@@ -268,8 +268,9 @@ fn print_compared(rows: &[Compared], rtt: Duration) {
     }
     println!();
     println!("Where wall − work went, as deckhand's own events and time report tell it. \"Steps over the work\" is the sum, over the shell steps, of each step's time in deckhand minus the same command's alone; \"the rest\" is what remains (the gaps between steps). Steps are compared one by one only when nodes take their turn one at a time: in a batch the commands alone run side by side with nothing between them and compete for the CPU as deckhand's do not.\n");
-    println!("| deploy | wall − work | time report: deckhand overhead | differs by | preflight and locks | drain + enable | steps over the work | the rest | events |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("\"Outside the report\" is the command's wall time less the report's: starting up before the run, and after the report the run's last history lines and closing the connections.\n");
+    println!("| deploy | wall − work | time report: deckhand overhead | differs by | outside the report | preflight and locks | drain + enable | steps over the work | the rest | events |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         let wmw = r.wall_minus_work();
         let (overhead, differs) = match r.report_overhead() {
@@ -285,6 +286,12 @@ fn print_compared(rows: &[Compared], rtt: Duration) {
             .as_ref()
             .map(|t| t.preflight_ms as f64)
             .unwrap_or(f64::NAN);
+        let outside = r
+            .deck
+            .report
+            .as_ref()
+            .map(|t| format!("{:.0} ms", ms(r.deck.wall) - t.wall_ms as f64))
+            .unwrap_or_else(|| "—".into());
         let bal = r.balancer_ms() as f64;
         let shell_steps = r.deck.total(is_shell).1 as f64;
         let over = r.per_step().1 * shell_steps;
@@ -297,7 +304,7 @@ fn print_compared(rows: &[Compared], rtt: Duration) {
             ("—".into(), "—".into())
         };
         println!(
-            "| {} | {wmw:.0} ms | {overhead} | {differs} | {pre:.0} ms | {bal:.0} ms | {over} | {rest} | {} |",
+            "| {} | {wmw:.0} ms | {overhead} | {differs} | {outside} | {pre:.0} ms | {bal:.0} ms | {over} | {rest} | {} |",
             r.label, r.deck.events
         );
     }
