@@ -38,7 +38,13 @@ async fn app_left_on_a_new_connection(
     assert_eq!(shells(&fleet).len(), 1, "one shell after connecting");
     if turn {
         t.prepare();
-        shells_soon(&fleet, 2).await;
+        // Both ready: the second of two steps at once waits for the one being opened.
+        two_steps_at_once(&t, "").await;
+        assert_eq!(
+            shells(&fleet).len(),
+            2,
+            "two shells once the turn is prepared"
+        );
     }
     let before = shells(&fleet);
     let out = run(&t, &format!("{app} >/dev/null 2>&1 & echo started")).await;

@@ -139,9 +139,9 @@ pub trait Transport: Send + Sync {
     fn floor(&self) -> Duration {
         Duration::ZERO
     }
-    /// The node's turn begins (its phases come next): a moment to make ready, in the
-    /// background, what its steps will want beyond what preflight needed. SSH opens a second
-    /// shell here rather than at connect (`ssh.rs`, `prepare`).
+    /// The node's turn (or its rollback) begins: a moment to make ready, in the background,
+    /// what its steps will want beyond what preflight needed. SSH opens a second shell here
+    /// rather than at connect (`ssh.rs`, `prepare`); never a connection.
     fn prepare(&self) {}
     /// The run is done with this node for now (its turn is over): a moment to measure what
     /// [`Transport::floor`] reports, in the background, away from the connections' start.

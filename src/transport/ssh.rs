@@ -52,6 +52,8 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most shells kept on one node's connection: as many steps can run there at once (sshd allows
 /// 10 sessions per connection by default; uploads and stops need a few more).
 pub const MAX_SHELLS: usize = 6;
+/// How long connecting waits for its `exit 0` channel (see [`Link::nudge`]).
+const NUDGE_LIMIT: Duration = Duration::from_secs(1);
 /// How long a new shell may take to say it is ready.
 const SHELL_START: Duration = Duration::from_secs(30);
 /// When a running step is first asked for an early exit status (see [`shell::tick_request`]),
@@ -589,7 +591,8 @@ struct Link {
     conn: Mutex<Conn>,
     /// Shells ready for a step (the most recently used last).
     idle: std::sync::Mutex<Vec<NodeShell>>,
-    /// One permit per shell in use or idle: at most [`MAX_SHELLS`].
+    /// One permit per shell leased to a step or being opened (idle shells hold none; see
+    /// [`Link::room`]): at most [`MAX_SHELLS`].
     slots: Semaphore,
     /// Step ids, for the `run`/`kill` requests and the steps' `DECKHAND_STEP`.
     next_step: AtomicU64,
@@ -598,8 +601,8 @@ struct Link {
     /// The fastest script so far, in microseconds, from handing it to a shell to its end record
     /// (`u64::MAX`: none yet): the link's floor, see [`Transport::floor`].
     fastest_us: AtomicU64,
-    /// The task opening a shell in reserve, if one runs (see [`Link::refill`]).
-    reserve: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The task opening shells in reserve and how many it still owes (see [`Link::refill`]).
+    reserve: std::sync::Mutex<Reserve>,
     /// Set while that task runs; cleared (and [`Link::reserve_done`] told) when it ends, however
     /// it ends.
     reserving: AtomicBool,
@@ -612,6 +615,16 @@ struct Link {
     measuring: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Set once the transport closes: no shell is opened in reserve after that.
     closing: AtomicBool,
+}
+
+/// The shells asked for in the background ([`Link::refill`]): the task that opens them, one
+/// after the other, and how many it still owes. The task decides to end under the same lock
+/// that a new request takes, so no request is left with no task to open its shell.
+#[derive(Default)]
+struct Reserve {
+    task: Option<tokio::task::JoinHandle<()>>,
+    running: bool,
+    owed: usize,
 }
 
 /// Tells the steps waiting for a shell in reserve that its opening ended (see
@@ -761,7 +774,7 @@ impl SshTransport {
             next_step: AtomicU64::new(0),
             next_shell: AtomicU64::new(0),
             fastest_us: AtomicU64::new(u64::MAX),
-            reserve: std::sync::Mutex::new(None),
+            reserve: std::sync::Mutex::new(Reserve::default()),
             reserving: AtomicBool::new(false),
             reserve_done: tokio::sync::Notify::new(),
             cost_us: AtomicU64::new(u64::MAX),
@@ -1009,9 +1022,30 @@ impl Link {
         command: &str,
         stdin: bool,
     ) -> Result<(MasterRef, openssh::Child<MasterRef>), TransportError> {
-        let mut retried = false;
+        self.spawn_on(command, stdin, true).await
+    }
+
+    /// [`Link::spawn`]; with `reconnect` false, only on the open master: no connection is
+    /// opened, and a master that went away is an error (a shell opened in the background).
+    async fn spawn_on(
+        &self,
+        command: &str,
+        stdin: bool,
+        reconnect: bool,
+    ) -> Result<(MasterRef, openssh::Child<MasterRef>), TransportError> {
+        let mut retried = !reconnect;
         loop {
-            let session = self.session().await?;
+            let session = if reconnect {
+                self.session().await?
+            } else {
+                let open = self.conn.lock().await.master.clone();
+                open.ok_or_else(|| {
+                    TransportError::Exec(format!(
+                        "no open connection to {}",
+                        self.target.destination()
+                    ))
+                })?
+            };
             let spawned = Session::to_raw_command(session.clone(), command)
                 .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
                 .stdout(Stdio::piped())
@@ -1076,8 +1110,15 @@ impl Link {
 
     /// Start a new shell on the node and wait for it to say it is ready.
     async fn open_shell(&self) -> Result<NodeShell, TransportError> {
+        self.open_shell_on(true).await
+    }
+
+    /// [`Link::open_shell`]; with `reconnect` false, only on the open master.
+    async fn open_shell_on(&self, reconnect: bool) -> Result<NodeShell, TransportError> {
         let dest = self.target.destination();
-        let (_, mut child) = self.spawn(&shell::shell_command(), true).await?;
+        let (_, mut child) = self
+            .spawn_on(&shell::shell_command(), true, reconnect)
+            .await?;
         let serial = self.next_shell.fetch_add(1, Ordering::Relaxed) + 1;
         let Some(stdin) = child.stdin().take() else {
             return Err(TransportError::Exec(format!(
@@ -1228,7 +1269,9 @@ impl Link {
     /// retires its shell, and the steps after it (a `prune`, the health check, a history line)
     /// then find the other one ready instead of waiting for a new one to start.
     fn prepare(&self) {
-        if self.idle.lock().is_ok_and(|idle| idle.len() < 2) {
+        let idle = self.idle.lock().map(|v| v.len()).unwrap_or(2);
+        let opening = self.reserve.lock().map(|r| r.running).unwrap_or(true);
+        if idle + usize::from(opening) < 2 {
             self.refill();
         }
     }
@@ -1244,52 +1287,80 @@ impl Link {
     /// at a time, only while a connection is open (it does not start one), and only while
     /// another step could still be leased a shell (the shell being opened takes a slot).
     fn refill(&self) {
-        if self.closing.load(Ordering::Relaxed) || self.slots.available_permits() == 0 {
+        if self.closing.load(Ordering::Relaxed) || !self.room() {
             return;
         }
         let Ok(mut reserve) = self.reserve.lock() else {
             return;
         };
-        if reserve.as_ref().is_some_and(|t| !t.is_finished()) {
+        reserve.owed += 1;
+        if reserve.running {
+            // The task opens this one too before it ends.
             return;
         }
         let Some(link) = self.me.upgrade() else {
             return;
         };
+        reserve.running = true;
         self.reserving.store(true, Ordering::Release);
         // Dropped with the task's future, whether it ends, fails or is aborted unpolled.
         let done = ReserveDone(link.clone());
-        *reserve = Some(tokio::spawn(async move {
+        reserve.task = Some(tokio::spawn(async move {
             let _done = done;
-            // A shell being opened holds a slot like a leased one: the pool stays within
-            // MAX_SHELLS.
-            let Ok(_slot) = link.slots.try_acquire() else {
-                return;
-            };
-            if link.conn.lock().await.master.is_none() {
-                return;
-            }
-            match link.open_shell().await {
-                Ok(shell) if !link.closing.load(Ordering::Relaxed) => {
-                    if let Ok(mut idle) = link.idle.lock() {
-                        // The oldest place: a shell that just served a step is taken first.
-                        idle.insert(0, shell);
+            loop {
+                {
+                    let Ok(mut reserve) = link.reserve.lock() else {
+                        return;
+                    };
+                    if reserve.owed == 0 || link.closing.load(Ordering::Relaxed) || !link.room() {
+                        reserve.owed = 0;
+                        reserve.running = false;
+                        return;
+                    }
+                    reserve.owed -= 1;
+                }
+                // A shell being opened holds a slot like a leased one: the pool stays within
+                // MAX_SHELLS.
+                let Ok(_slot) = link.slots.try_acquire() else {
+                    continue;
+                };
+                // Only on the connection preflight opened: a master gone since then (the
+                // node rebooted, sshd restarted) is for the next step to find, not for a shell
+                // nobody asked for to spend the connect limit on.
+                match link.open_shell_on(false).await {
+                    Ok(shell) if !link.closing.load(Ordering::Relaxed) => {
+                        if let Ok(mut idle) = link.idle.lock() {
+                            // The oldest place: a shell that just served a step is taken first.
+                            idle.insert(0, shell);
+                        }
+                        link.reserve_done.notify_waiters();
+                    }
+                    Ok(shell) => shell.close().await,
+                    Err(e) => {
+                        log::debug!("no shell in reserve on {}: {e}", link.target.destination())
                     }
                 }
-                Ok(shell) => shell.close().await,
-                Err(e) => log::debug!("no shell in reserve on {}: {e}", link.target.destination()),
             }
         }));
+    }
+
+    /// Whether the pool has room for another shell: idle ones, leased ones and one being
+    /// opened, together fewer than [`MAX_SHELLS`].
+    fn room(&self) -> bool {
+        let busy = MAX_SHELLS - self.slots.available_permits();
+        let idle = self.idle.lock().map(|v| v.len()).unwrap_or(MAX_SHELLS);
+        busy + idle < MAX_SHELLS
     }
 
     /// Stop opening a shell in reserve and measuring the link (the transport closes or is
     /// dropped).
     fn stop_refill(&self) {
         self.closing.store(true, Ordering::Relaxed);
-        for task in [&self.reserve, &self.measuring] {
-            if let Some(t) = task.lock().ok().and_then(|mut r| r.take()) {
-                t.abort();
-            }
+        if let Some(t) = self.reserve.lock().ok().and_then(|mut r| r.task.take()) {
+            t.abort();
+        }
+        if let Some(t) = self.measuring.lock().ok().and_then(|mut r| r.take()) {
+            t.abort();
         }
     }
 
@@ -1438,9 +1509,20 @@ impl Link {
         // node. The second a node's turn wants comes with the turn ([`Link::prepare`]): opened
         // here for every node at once, its eight processes per node took CPU from all the
         // other connections being made.
+        // Waited for (its channel is closed before connect returns), but never long: it only
+        // saves time.
         let nudge = async {
             tokio::time::sleep(Duration::from_millis(2)).await;
-            self.nudge().await
+            if tokio::time::timeout(NUDGE_LIMIT, self.nudge())
+                .await
+                .is_err()
+            {
+                log::debug!(
+                    "the channel that runs `exit 0` on {} took over {}",
+                    self.target.destination(),
+                    format_duration(NUDGE_LIMIT)
+                );
+            }
         };
         let (a, ()) = tokio::join!(self.lease(), nudge);
         a?.give_back();

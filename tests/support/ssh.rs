@@ -742,8 +742,6 @@ impl Fleet {
         stop_server(&mut self.nodes[i].sshd);
     }
 
-    /// Processes still running on the fleet whose command line contains `needle` (zombies and
-    /// the fleet's apps aside).
     /// The long-lived shells deckhand keeps on the fleet's nodes (each the leader of its
     /// process group, running the shell program), or on node `i` only.
     pub fn shells(&self, node: Option<usize>) -> Vec<i32> {
@@ -774,6 +772,8 @@ impl Fleet {
         })
     }
 
+    /// Processes still running on the fleet whose command line contains `needle` (zombies and
+    /// the fleet's apps aside).
     pub fn survivors(&self, needle: &str) -> Vec<(i32, String)> {
         let marker = format!("DECKHAND_FLEET={}", self.root.display());
         processes()
