@@ -603,9 +603,6 @@ struct Link {
     fastest_us: AtomicU64,
     /// The task opening shells in reserve and how many it still owes (see [`Link::refill`]).
     reserve: std::sync::Mutex<Reserve>,
-    /// Set while that task runs; cleared (and [`Link::reserve_done`] told) when it ends, however
-    /// it ends.
-    reserving: AtomicBool,
     /// Wakes the steps waiting for the shell in reserve rather than opening one of their own.
     reserve_done: tokio::sync::Notify,
     /// What a step costs on this link beyond starting its script the usual way, in
@@ -623,17 +620,24 @@ struct Link {
 #[derive(Default)]
 struct Reserve {
     task: Option<tokio::task::JoinHandle<()>>,
-    running: bool,
+    /// The number of the task that runs, if one does (tasks are numbered from 1).
+    running: Option<u64>,
+    /// The last task's number.
+    tasks: u64,
     owed: usize,
 }
 
-/// Tells the steps waiting for a shell in reserve that its opening ended (see
-/// [`Link::refill`]).
-struct ReserveDone(Arc<Link>);
+/// Ends reserve task number `.1`, however it ends (done, failed or aborted unpolled): no longer
+/// running unless a newer task took over, and the steps waiting for it told.
+struct ReserveDone(Arc<Link>, u64);
 
 impl Drop for ReserveDone {
     fn drop(&mut self) {
-        self.0.reserving.store(false, Ordering::Release);
+        if let Ok(mut r) = self.0.reserve.lock() {
+            if r.running == Some(self.1) {
+                r.running = None;
+            }
+        }
         self.0.reserve_done.notify_waiters();
     }
 }
@@ -775,7 +779,6 @@ impl SshTransport {
             next_shell: AtomicU64::new(0),
             fastest_us: AtomicU64::new(u64::MAX),
             reserve: std::sync::Mutex::new(Reserve::default()),
-            reserving: AtomicBool::new(false),
             reserve_done: tokio::sync::Notify::new(),
             cost_us: AtomicU64::new(u64::MAX),
             measuring: std::sync::Mutex::new(None),
@@ -1241,7 +1244,7 @@ impl Link {
             let Some(mut s) = idle else {
                 // A shell being opened in reserve is most of the way there: wait for it
                 // rather than open another (the pool would grow a shell no step asked for).
-                if self.reserving.load(Ordering::Acquire) {
+                if self.reserving() {
                     reserve_done.await;
                     continue;
                 }
@@ -1270,8 +1273,7 @@ impl Link {
     /// then find the other one ready instead of waiting for a new one to start.
     fn prepare(&self) {
         let idle = self.idle.lock().map(|v| v.len()).unwrap_or(2);
-        let opening = self.reserve.lock().map(|r| r.running).unwrap_or(true);
-        if idle + usize::from(opening) < 2 {
+        if idle + usize::from(self.reserving()) < 2 {
             self.refill();
         }
     }
@@ -1294,17 +1296,17 @@ impl Link {
             return;
         };
         reserve.owed += 1;
-        if reserve.running {
+        if reserve.running.is_some() {
             // The task opens this one too before it ends.
             return;
         }
         let Some(link) = self.me.upgrade() else {
             return;
         };
-        reserve.running = true;
-        self.reserving.store(true, Ordering::Release);
+        reserve.tasks += 1;
+        reserve.running = Some(reserve.tasks);
         // Dropped with the task's future, whether it ends, fails or is aborted unpolled.
-        let done = ReserveDone(link.clone());
+        let done = ReserveDone(link.clone(), reserve.tasks);
         reserve.task = Some(tokio::spawn(async move {
             let _done = done;
             loop {
@@ -1314,7 +1316,7 @@ impl Link {
                     };
                     if reserve.owed == 0 || link.closing.load(Ordering::Relaxed) || !link.room() {
                         reserve.owed = 0;
-                        reserve.running = false;
+                        reserve.running = None;
                         return;
                     }
                     reserve.owed -= 1;
@@ -1342,6 +1344,14 @@ impl Link {
                 }
             }
         }));
+    }
+
+    /// Whether a shell is being opened in reserve.
+    fn reserving(&self) -> bool {
+        self.reserve
+            .lock()
+            .map(|r| r.running.is_some())
+            .unwrap_or(false)
     }
 
     /// Whether the pool has room for another shell: idle ones, leased ones and one being
@@ -1465,8 +1475,10 @@ impl Link {
     /// which this end does only with something to send or after its delayed-ACK timer (about
     /// 40 ms; tcpdump on loopback: the channel's answer left 47 ms after the notice). A
     /// second shell did this before, at eight processes started on the node instead of one.
+    /// Waited for (its channel is closed before connect returns), but at most
+    /// [`NUDGE_LIMIT`]: it only saves time.
     async fn nudge(&self) {
-        if let Err(e) = self.run_plain("exit 0", SHELL_START).await {
+        if let Err(e) = self.run_plain("exit 0", NUDGE_LIMIT).await {
             log::debug!("the channel that runs `exit 0` {e}");
         }
     }
@@ -1509,20 +1521,9 @@ impl Link {
         // node. The second a node's turn wants comes with the turn ([`Link::prepare`]): opened
         // here for every node at once, its eight processes per node took CPU from all the
         // other connections being made.
-        // Waited for (its channel is closed before connect returns), but never long: it only
-        // saves time.
         let nudge = async {
             tokio::time::sleep(Duration::from_millis(2)).await;
-            if tokio::time::timeout(NUDGE_LIMIT, self.nudge())
-                .await
-                .is_err()
-            {
-                log::debug!(
-                    "the channel that runs `exit 0` on {} took over {}",
-                    self.target.destination(),
-                    format_duration(NUDGE_LIMIT)
-                );
-            }
+            self.nudge().await
         };
         let (a, ()) = tokio::join!(self.lease(), nudge);
         a?.give_back();

@@ -21,7 +21,7 @@ use deckhand::inventory::{HostKeyChecking, KeyExchange};
 use deckhand::transport::ssh::SshTarget;
 
 use super::http::http_get;
-use super::procs::{self, processes};
+use super::procs::{self, processes, Proc};
 use super::{free_port, node, tools, wait};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -742,43 +742,38 @@ impl Fleet {
         stop_server(&mut self.nodes[i].sshd);
     }
 
+    /// The fleet's live processes (zombies aside), or node `i`'s only: those whose environment
+    /// carries the fleet's `SetEnv` (the fleet's apps, started apart, do not).
+    fn fleet_processes(&self, node: Option<usize>) -> impl Iterator<Item = Proc> {
+        let marker = format!("DECKHAND_FLEET={}", self.root.display());
+        let on = node.map(|i| format!("DECKHAND_FLEET_NODE={}", self.nodes[i].name));
+        processes().into_iter().filter(move |p| {
+            p.live()
+                && p.environ.contains(&marker)
+                && on.as_ref().is_none_or(|on| p.environ.contains(on))
+        })
+    }
+
     /// The long-lived shells deckhand keeps on the fleet's nodes (each the leader of its
     /// process group, running the shell program), or on node `i` only.
     pub fn shells(&self, node: Option<usize>) -> Vec<i32> {
-        let marker = format!("DECKHAND_FLEET={}", self.root.display());
-        let on = node.map(|i| format!("DECKHAND_FLEET_NODE={}", self.nodes[i].name));
-        processes()
-            .into_iter()
-            .filter(|p| {
-                p.live()
-                    && p.pgrp == p.pid
-                    && p.cmdline.contains("dh_fail()")
-                    && p.environ.contains(&marker)
-                    && on.as_ref().is_none_or(|on| p.environ.contains(on))
-            })
+        self.fleet_processes(node)
+            .filter(|p| p.pgrp == p.pid && p.cmdline.contains("dh_fail()"))
             .map(|p| p.pid)
             .collect()
     }
 
     /// Whether a process matching `needle` runs on node `i`.
     pub fn running_on(&self, i: usize, needle: &str) -> bool {
-        let marker = format!("DECKHAND_FLEET={}", self.root.display());
-        let on = format!("DECKHAND_FLEET_NODE={}", self.nodes[i].name);
-        processes().into_iter().any(|p| {
-            p.live()
-                && p.cmdline.contains(needle)
-                && p.environ.contains(&marker)
-                && p.environ.contains(&on)
-        })
+        self.fleet_processes(Some(i))
+            .any(|p| p.cmdline.contains(needle))
     }
 
     /// Processes still running on the fleet whose command line contains `needle` (zombies and
     /// the fleet's apps aside).
     pub fn survivors(&self, needle: &str) -> Vec<(i32, String)> {
-        let marker = format!("DECKHAND_FLEET={}", self.root.display());
-        processes()
-            .into_iter()
-            .filter(|p| p.live() && p.cmdline.contains(needle) && p.environ.contains(&marker))
+        self.fleet_processes(None)
+            .filter(|p| p.cmdline.contains(needle))
             .map(|p| (p.pid, p.cmdline))
             .collect()
     }
